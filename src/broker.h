@@ -1,0 +1,218 @@
+/* broker.h: the broker core: topics, bounds, consumers, acks and deadlines.
+ *
+ * A pure in-memory state machine. It knows nothing of sockets, libevent or
+ * Redis: connections are opaque clients with two callbacks, and time comes
+ * in as an argument (milliseconds on any monotonic clock), so tests drive
+ * deadlines without sleeping.
+ *
+ * Re-entrancy rule: callbacks (deliver, complete, observer) must not call
+ * back into the broker; they record what to do and return.
+ */
+#ifndef SLUICE_BROKER_H
+#define SLUICE_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "msg.h"
+
+typedef struct broker broker_t;
+typedef struct topic topic_t;
+typedef struct client client_t;
+
+typedef enum br_status {
+    BR_OK = 0,
+    BR_PENDING,   /* the operation waits; ops->complete is called exactly once later */
+    BR_FULL,      /* topic or server memory full (reject, block timeout, never fits): -FULL <topic> */
+    BR_NOTOPIC,   /* topic unknown and auto-create off, or max_topics reached: -ERR */
+    BR_NOTFOUND,  /* message id unknown or owned by another client: -NOTFOUND <id> */
+    BR_TIMEOUT,   /* GET/JOIN: nothing in time: -TIMEOUT */
+    BR_UNAVAILABLE, /* confirm mode: the mirror did not take the message: -ERR mirror unavailable */
+} br_status_t;
+
+/* Which operation a completion finishes. */
+typedef enum br_op {
+    BR_OP_PUB = 1, /* a parked or held PUB: BR_OK (id set), BR_FULL (block timeout),
+                      BR_UNAVAILABLE (mirror refused it) */
+    BR_OP_GET,     /* a waiting GET: BR_OK (message already pushed via deliver) or BR_TIMEOUT */
+    BR_OP_JOIN,    /* a waiting JOIN: BR_OK or BR_TIMEOUT */
+} br_op_t;
+
+typedef struct client_ops {
+    /* Push message m (now in flight to this client, attempt already counted)
+     * as "MSG <topic> <id> <attempt> <bytes>". The message stays owned by the
+     * broker and is valid only during the call. Return false when the
+     * client's output is over its limit: it gets no more pushes until
+     * broker_client_resume(). A GET reply is pushed even when paused. */
+    bool (*deliver)(void *ctx, const topic_t *t, const msg_t *m);
+    /* A BR_PENDING operation finished. `id` is the message id for a PUB. */
+    void (*complete)(void *ctx, br_op_t op, br_status_t st, const topic_t *t, uint64_t id);
+} client_ops_t;
+
+/* Why a message left the broker, for the observer (the Redis mirror). */
+typedef enum br_removal {
+    BR_REMOVED_ACKED = 1,
+    BR_REMOVED_DROPPED,      /* drop-oldest eviction */
+    BR_REMOVED_DEAD,         /* max_deliveries reached, no dead-letter topic (or it was full) */
+    BR_REMOVED_DEADLETTERED, /* moved to the dead-letter topic as a new message */
+} br_removal_t;
+
+/* Optional watcher of every message's life (set by the Redis mirror). */
+typedef struct broker_observer {
+    void (*enqueued)(void *ctx, const topic_t *t, const msg_t *m);  /* accepted, id assigned */
+    void (*attempted)(void *ctx, const topic_t *t, const msg_t *m); /* delivered: attempt changed */
+    void (*removed)(void *ctx, const topic_t *t, const msg_t *m, br_removal_t why);
+} broker_observer_t;
+
+typedef struct br_counters {
+    uint64_t published;   /* messages accepted (+OK) */
+    uint64_t delivered;   /* every push, redeliveries included */
+    uint64_t acked;
+    uint64_t redelivered; /* returned after a delivery: NACK, deadline, disconnect */
+    uint64_t dead;        /* dropped after max_deliveries with no dead-letter topic */
+    uint64_t dropped;     /* evicted by drop-oldest */
+    uint64_t rejected;    /* -FULL answers, block timeouts included */
+} br_counters_t;
+
+typedef struct topic_stats {
+    const char *name;
+    size_t name_len;
+    uint64_t ready, delayed, in_flight, bytes;
+    uint64_t consumers;         /* current SUBs */
+    uint64_t blocked_producers; /* parked PUBs */
+    uint64_t max_messages, max_bytes;
+    overflow_policy_t overflow;
+    br_counters_t totals;
+} topic_stats_t;
+
+typedef struct broker_stats {
+    uint64_t uptime_ms;
+    uint64_t clients;           /* live client handles */
+    uint64_t topics;
+    uint64_t messages;          /* ready + delayed + in flight, all topics */
+    uint64_t bytes;             /* their payload bytes (what max_memory bounds) */
+    uint64_t blocked_producers;
+    br_counters_t totals;
+} broker_stats_t;
+
+/* ---- life ---- */
+
+/* A broker with cfg's limits; topics named in cfg (and their dead-letter
+ * topics) exist from the start. cfg must outlive the broker or be replaced
+ * with broker_configure(). NULL when out of memory. */
+broker_t *broker_new(const config_t *cfg, uint64_t now);
+
+/* Free everything: topics, messages, and any clients still registered. */
+void broker_free(broker_t *b);
+
+/* Apply a new (validated) config: live topics take their new limits,
+ * newly named topics are created, parked producers that now fit resume. */
+void broker_configure(broker_t *b, const config_t *cfg, uint64_t now);
+
+void broker_set_observer(broker_t *b, const broker_observer_t *obs, void *ctx);
+
+/* Message ids continue above `next_id` - 1 (restore from a mirror). */
+void broker_set_next_id(broker_t *b, uint64_t next_id);
+uint64_t broker_next_id(const broker_t *b);
+
+/* ---- clients (one per connection) ---- */
+
+client_t *broker_client_new(broker_t *b, const client_ops_t *ops, void *ctx);
+
+/* The connection is gone: its wait is cancelled (no completion), a parked
+ * message is freed, its in-flight messages go back to the head of their
+ * ready queues at once (in their original order), its SUBs end. */
+void broker_client_free(client_t *c, uint64_t now);
+
+/* Output drained below the limit: pushes may flow again. */
+void broker_client_resume(client_t *c, uint64_t now);
+
+/* ---- commands (each returns what the reply should say) ---- */
+
+/* PUB. Takes ownership of m in every case. BR_OK: *id is set. BR_PENDING:
+ * parked (block policy); the client must not be read until complete(). */
+br_status_t broker_publish(client_t *c, const char *topic, size_t tlen, msg_t *m,
+                           uint64_t delay_ms, uint64_t now, uint64_t *id);
+
+/* SUB. credit < 0 means the topic's prefetch. Registers only: pushes happen
+ * at the next broker_dispatch(), so "+OK" can be written first. */
+br_status_t broker_subscribe(client_t *c, const char *topic, size_t tlen, int64_t credit);
+
+/* UNSUB. BR_OK even when not subscribed; in-flight messages stay owned. */
+br_status_t broker_unsubscribe(client_t *c, const char *topic, size_t tlen);
+
+/* GET. BR_OK: the message was pushed through deliver() (that is the reply).
+ * timeout_ms 0: BR_TIMEOUT at once if nothing is ready; else BR_PENDING. */
+br_status_t broker_get(client_t *c, const char *topic, size_t tlen, uint64_t timeout_ms,
+                       uint64_t now);
+
+/* ACK, all-or-nothing: the caller first checks every id with broker_owns(),
+ * then acks each. broker_ack returns false for an id no longer owned (a
+ * duplicate in the same list); it is simply not counted. */
+bool broker_owns(const client_t *c, uint64_t id);
+bool broker_ack(client_t *c, uint64_t id, uint64_t now);
+
+/* NACK: ready again (after delay_ms, as delayed), attempt kept. */
+br_status_t broker_nack(client_t *c, uint64_t id, uint64_t delay_ms, uint64_t now);
+
+/* TOUCH: the ack deadline starts again from now. */
+br_status_t broker_touch(client_t *c, uint64_t id, uint64_t now);
+
+/* JOIN. timeout_ms < 0 waits as long as it takes; 0 does not wait.
+ * BR_OK when the topic holds no ready, delayed or in-flight message
+ * (an unknown topic is empty). */
+br_status_t broker_join(client_t *c, const char *topic, size_t tlen, int64_t timeout_ms,
+                        uint64_t now);
+
+/* ---- the Redis mirror's side ---- */
+
+/* Confirm mode (redis.confirm): an accepted PUB is held: it counts against
+ * the bounds and gets its id (observer->enqueued is called) but is neither
+ * delivered nor answered until broker_confirm(). broker_publish returns
+ * BR_PENDING for it and the completion carries the outcome. */
+void broker_set_confirm(broker_t *b, bool on);
+
+/* The mirror has (ok) or has not (!ok) stored held message `id`. ok: it
+ * becomes ready and its PUB completes BR_OK. !ok: it is removed (no
+ * observer call) and its PUB completes BR_UNAVAILABLE. A producer that has
+ * gone meanwhile gets no completion, but its message is still readied or
+ * removed. Unknown ids are ignored. */
+void broker_confirm(broker_t *b, uint64_t id, bool ok, uint64_t now);
+
+/* Restore one mirrored message at the tail of its topic's ready queue, with
+ * its id and attempt count, bounds not applied (nothing restored is lost).
+ * Takes ownership of m. Creates the topic if needed. Raises the next id
+ * above `id`. No observer call. */
+br_status_t broker_restore(broker_t *b, const char *topic, size_t tlen, msg_t *m,
+                           uint64_t id, uint16_t attempt);
+
+/* ---- the event loop's side ---- */
+
+/* Push ready messages to consumers with credit (round-robin). Call after
+ * every command, once its reply is written. Cheap when nothing changed. */
+void broker_dispatch(broker_t *b, uint64_t now);
+
+/* Run every timer due at `now`: ack deadlines, delayed messages, block
+ * timeouts, GET/JOIN timeouts; then dispatch. Returns the next deadline in
+ * ms (UINT64_MAX when none). */
+uint64_t broker_tick(broker_t *b, uint64_t now);
+
+/* The earliest pending deadline (UINT64_MAX when none). */
+uint64_t broker_next_deadline(const broker_t *b);
+
+/* ---- introspection ---- */
+
+void broker_stats(const broker_t *b, uint64_t now, broker_stats_t *out);
+
+/* Stats of one topic; false if it does not exist. */
+bool broker_topic_stats(const broker_t *b, const char *name, size_t len, topic_stats_t *out);
+
+/* Visit every topic in name order; `fn` gets its stats. */
+void broker_foreach_topic(const broker_t *b, void (*fn)(void *ctx, const topic_stats_t *ts),
+                          void *ctx);
+
+const char *topic_name(const topic_t *t, size_t *len);
+
+#endif

@@ -1,0 +1,136 @@
+/* config.h: the daemon's configuration, loaded from YAML and validated.
+ *
+ * A config_t is plain data: every module reads it, none of them changes it.
+ * A reload builds a whole new config_t and swaps it in only if it is valid.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_EX_CONFIG 78 /* sysexits.h EX_CONFIG: the exit status for a bad file */
+#define CONFIG_DEFAULT_PATH "/etc/sluice/sluiced.yaml"
+#define CONFIG_ERR_MAX 512
+
+typedef enum overflow_policy {
+    OVERFLOW_BLOCK = 0,
+    OVERFLOW_REJECT,
+    OVERFLOW_DROP_OLDEST,
+} overflow_policy_t;
+
+typedef enum log_level {
+    LOG_LEVEL_ERROR = 0,
+    LOG_LEVEL_WARN,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_DEBUG,
+} log_level_t;
+
+typedef enum mirror_mode {
+    MIRROR_STATS = 0,
+    MIRROR_MESSAGES,
+} mirror_mode_t;
+
+/* Limits of one topic: `defaults`, or a `topics:` entry merged over them. */
+typedef struct topic_conf {
+    uint64_t max_messages;
+    uint64_t max_bytes;        /* payload bytes */
+    overflow_policy_t overflow;
+    uint64_t block_timeout_ms; /* 0 = wait as long as it takes */
+    uint32_t prefetch;         /* default SUB credit */
+    uint64_t ack_timeout_ms;
+    uint32_t max_deliveries;   /* 0 = unlimited */
+    char *dead_letter;         /* never NULL; "" = drop and count as dead */
+} topic_conf_t;
+
+typedef struct topic_entry {
+    char *name;
+    topic_conf_t conf; /* already merged over `defaults` */
+} topic_entry_t;
+
+typedef struct user_entry {
+    char *name;
+    char *password;    /* plain text, or a crypt(3) hash starting with '$' */
+    char **publish;    /* fnmatch globs */
+    size_t npublish;
+    char **subscribe;
+    size_t nsubscribe;
+} user_entry_t;
+
+typedef struct config {
+    char *path;        /* file it came from; NULL for built-in defaults */
+
+    char **listen;     /* "host:port", "[v6]:port", "unix:/path", "tls://host:port" */
+    size_t nlisten;
+
+    struct {
+        char *cert, *key, *ca;
+        bool verify_clients;
+    } tls;
+
+    struct {
+        char *listen;  /* "" = off */
+        char *token;
+    } admin;
+
+    log_level_t log_level;
+
+    struct {
+        uint64_t max_connections;
+        uint64_t max_line;
+        uint64_t max_message;
+        uint64_t max_memory;
+        uint64_t output_buffer;
+        uint64_t max_topics; /* sluice extension: bounds auto-created topics */
+    } limits;
+
+    bool auto_create_topics;
+    topic_conf_t defaults;
+    topic_entry_t *topics;
+    size_t ntopics;
+
+    struct {
+        bool enabled;
+        char *address;   /* host:port or unix:/path */
+        char *password;
+        uint32_t db;
+        char *prefix;
+        mirror_mode_t mirror;
+        bool confirm;
+        uint64_t confirm_timeout_ms;
+        bool restore;
+        uint64_t flush_interval_ms;
+    } redis;
+
+    user_entry_t *users;
+    size_t nusers;
+} config_t;
+
+/* The built-in configuration (no file). Never NULL unless out of memory. */
+config_t *config_default(void);
+
+/* Load and validate a YAML file. On success returns a config and leaves
+ * `err` untouched; on failure returns NULL and writes one line
+ * "FILE:LINE:COL: message" (1-based) into err (at most errlen bytes). */
+config_t *config_load_file(const char *path, char *err, size_t errlen);
+
+/* Same, from memory; `name` stands for FILE in error messages. */
+config_t *config_load_string(const char *name, const char *text, size_t len,
+                             char *err, size_t errlen);
+
+void config_free(config_t *cfg);
+
+/* Limits for a topic: its own entry if listed, else the defaults. */
+const topic_conf_t *config_topic(const config_t *cfg, const char *name, size_t len);
+
+/* "64MiB", "4KiB", "1GiB", "512B", "100" (bytes). Returns 0 or -1. */
+int config_parse_size(const char *s, uint64_t *out);
+
+/* "30s", "100ms", "5m", "1h", "250" (ms). Returns 0 or -1. */
+int config_parse_duration(const char *s, uint64_t *out_ms);
+
+const char *config_overflow_name(overflow_policy_t p);
+const char *config_log_level_name(log_level_t l);
+
+#endif

@@ -1,0 +1,50 @@
+/* msg.h: one message, header and payload in a single allocation.
+ *
+ * A message is allocated once when its payload is read off a socket and
+ * freed once when it is acknowledged, dropped or dead; in between it only
+ * moves between intrusive lists, so the hot path never copies or allocates.
+ */
+#ifndef SLUICE_MSG_H
+#define SLUICE_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct topic;
+struct client;
+
+typedef enum msg_state {
+    MSG_NEW = 0,  /* allocated, not in any topic yet (or parked with its producer) */
+    MSG_READY,    /* in its topic's ready queue */
+    MSG_DELAYED,  /* in its topic's delay heap until `deadline` */
+    MSG_INFLIGHT, /* delivered; owned by `owner` until ack/nack/deadline/close */
+} msg_state_t;
+
+/* Flags. */
+#define MSG_F_CREDITED 0x01 /* in flight under a SUB: counts against that credit */
+
+typedef struct msg {
+    struct msg *next, *prev;   /* topic's ready list, or topic's in-flight list */
+    struct msg *cnext, *cprev; /* owner's in-flight list (MSG_INFLIGHT only) */
+    struct client *owner;      /* MSG_INFLIGHT only */
+    struct topic *topic;       /* set once enqueued */
+    uint64_t id;               /* 0 until enqueued */
+    uint64_t deadline;         /* ms: ack deadline (in flight) or due time (delayed) */
+    uint32_t len;              /* payload bytes */
+    uint16_t attempt;          /* deliveries so far; the next push says attempt+1 */
+    uint8_t state;             /* msg_state_t */
+    uint8_t flags;             /* MSG_F_* */
+    char data[];               /* payload: len bytes, NOT NUL-terminated */
+} msg_t;
+
+/* Allocate a message with room for `len` payload bytes (uninitialised).
+ * Returns NULL when out of memory. */
+msg_t *msg_new(uint32_t len);
+
+/* Allocate a message holding a copy of `len` bytes at `data`. */
+msg_t *msg_new_copy(const void *data, uint32_t len);
+
+/* Free a message. It must not be linked anywhere. NULL is a no-op. */
+void msg_free(msg_t *m);
+
+#endif
