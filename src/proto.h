@@ -122,6 +122,10 @@ typedef struct proto_reply {
     size_t body_len;
 } proto_reply_t;
 
+/* Longest reply or push header line proto_parse_reply accepts, terminator
+ * excluded: anything longer is not from a sluice server. */
+#define PROTO_REPLY_LINE_MAX 4096
+
 /* Parse one reply or push from buf[0..len). Returns 1 and sets *consumed
  * when a whole one is there, 0 when more bytes are needed, -1 when the
  * bytes are not a valid reply (the stream is unusable). */
