@@ -1,0 +1,712 @@
+/* conn.c: one client connection: read, parse, run commands, write replies.
+ *
+ * Input is one flat buffer parsed in place, so a command costs no
+ * allocation beyond its message. Replies and pushes collect in an evbuffer
+ * and are written once per event-loop turn by the server's flush pass, so a
+ * read that brought a hundred commands costs one write.
+ *
+ * Backpressure lives here: a parked PUB stops reads on the socket (the
+ * kernel buffers fill and the producer's send() blocks), and output past
+ * limits.output_buffer stops both pushes and reads until it drains.
+ */
+#include "conn.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server.h"
+#include "stats.h"
+
+#define CONN_IN_INITIAL (16 * 1024)
+#define CONN_IN_KEEP (64 * 1024)   /* larger idle input buffers are freed */
+#define CONN_READ_MIN 4096         /* read only into at least this much room */
+#define CONN_BUDGET 1024           /* commands per read event, for fairness */
+#define CONN_INLINE_PUSH 4096      /* pushes up to this size are one evbuffer_add */
+
+static void conn_on_read(evutil_socket_t fd, short what, void *arg);
+static void conn_on_write(evutil_socket_t fd, short what, void *arg);
+static bool conn_on_deliver(void *ctx, const topic_t *t, const msg_t *m);
+static void conn_on_complete(void *ctx, br_op_t op, br_status_t st, const topic_t *t, uint64_t id);
+
+static const client_ops_t conn_client_ops = {
+    .deliver = conn_on_deliver,
+    .complete = conn_on_complete,
+};
+
+static const config_t *conn_cfg(const conn_t *c) { return c->srv->cfg; }
+
+static void conn_reply(conn_t *c, const char *s, size_t n)
+{
+    evbuffer_add(c->out, s, n);
+    server_want_flush(c->srv, c);
+}
+
+#define conn_reply_lit(c, lit) conn_reply((c), (lit), sizeof(lit) - 1)
+
+static void conn_reply_u64(conn_t *c, uint64_t v)
+{
+    char buf[32];
+    conn_reply(c, buf, proto_fmt_ok_u64(buf, v));
+}
+
+/* "-CODE <arg>\r\n" with a number or a topic name (both safe to echo). */
+static void conn_reply_code(conn_t *c, const char *code, const char *arg, size_t n)
+{
+    evbuffer_add(c->out, code, strlen(code));
+    evbuffer_add(c->out, " ", 1);
+    evbuffer_add(c->out, arg, n);
+    conn_reply_lit(c, "\r\n");
+}
+
+static void conn_reply_notfound(conn_t *c, uint64_t id)
+{
+    char num[PROTO_NUM_MAX];
+    conn_reply_code(c, "-NOTFOUND", num, proto_u64(num, id));
+}
+
+static void conn_reply_topic_error(conn_t *c, br_status_t st, const char *topic, size_t tlen)
+{
+    switch (st) {
+    case BR_FULL:
+        conn_reply_code(c, "-FULL", topic, tlen);
+        break;
+    case BR_NOTOPIC:
+        if (conn_cfg(c)->auto_create_topics)
+            conn_reply_lit(c, "-ERR too many topics (limits.max_topics)\r\n");
+        else
+            conn_reply_lit(c, "-ERR unknown topic (auto_create_topics is off)\r\n");
+        break;
+    case BR_TIMEOUT:
+        conn_reply_lit(c, "-TIMEOUT\r\n");
+        break;
+    case BR_UNAVAILABLE:
+        conn_reply_lit(c, "-ERR mirror unavailable\r\n");
+        break;
+    default:
+        conn_reply_lit(c, "-ERR internal error\r\n");
+        break;
+    }
+}
+
+/* ---- reading ---- */
+
+static bool conn_out_over(const conn_t *c)
+{
+    return evbuffer_get_length(c->out) > conn_cfg(c)->limits.output_buffer;
+}
+
+static size_t conn_in_max(const conn_t *c)
+{
+    /* One whole PUB: its line, its payload, two terminators, and slack. */
+    return (size_t)(c->parser.max_line + c->parser.max_message) + 4 + CONN_READ_MIN;
+}
+
+/* Reads are wanted unless parked, closing, over the output limit, or
+ * waiting with a full input buffer. */
+static void conn_update_reading(conn_t *c)
+{
+    bool want = !c->srv->draining && !c->out_full &&
+                (c->state == CONN_READING ||
+                 (c->state == CONN_WAITING && c->in_len < conn_in_max(c)));
+
+    if (want == c->reading)
+        return;
+    if (want)
+        event_add(c->rev, NULL);
+    else
+        event_del(c->rev);
+    c->reading = want;
+}
+
+/* Make room for at least CONN_READ_MIN more bytes, up to conn_in_max. */
+static bool conn_in_reserve(conn_t *c)
+{
+    size_t cap;
+    char *p;
+
+    if (c->in_off > 0 && (c->in_off == c->in_len || c->in_cap - c->in_len < CONN_READ_MIN)) {
+        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+        c->in_len -= c->in_off;
+        c->in_off = 0;
+    }
+    if (c->in_cap - c->in_len >= CONN_READ_MIN)
+        return true;
+    if (c->in_cap >= conn_in_max(c))
+        return false;
+    cap = c->in_cap ? c->in_cap * 2 : CONN_IN_INITIAL;
+    if (cap > conn_in_max(c))
+        cap = conn_in_max(c);
+    p = realloc(c->in, cap);
+    if (p == NULL)
+        return false;
+    c->in = p;
+    c->in_cap = cap;
+    return true;
+}
+
+/* An idle connection should not keep a megabyte it once needed. */
+static void conn_in_trim(conn_t *c)
+{
+    if (c->in_off == c->in_len) {
+        c->in_off = c->in_len = 0;
+        if (c->in_cap > CONN_IN_KEEP) {
+            free(c->in);
+            c->in = NULL;
+            c->in_cap = 0;
+        }
+    }
+}
+
+/* ---- permissions ---- */
+
+static bool conn_glob_any(char *const *globs, size_t n, const char *topic, size_t tlen)
+{
+    char name[PROTO_TOPIC_MAX + 1];
+
+    memcpy(name, topic, tlen);
+    name[tlen] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (fnmatch(globs[i], name, 0) == 0)
+            return true;
+    return false;
+}
+
+static bool conn_may(const conn_t *c, proto_cmd_type_t type, const char *topic, size_t tlen)
+{
+    const user_entry_t *u = c->user;
+
+    if (conn_cfg(c)->nusers == 0)
+        return true;
+    if (u == NULL)
+        return false;
+    if (type == CMD_PUB)
+        return conn_glob_any(u->publish, u->npublish, topic, tlen);
+    return conn_glob_any(u->subscribe, u->nsubscribe, topic, tlen);
+}
+
+/* Constant-time: the time taken does not depend on where a guess differs. */
+static bool conn_secret_equal(const char *a, size_t alen, const char *b, size_t blen)
+{
+    unsigned char diff = (unsigned char)(alen != blen);
+    size_t n = alen < blen ? alen : blen;
+
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+static bool conn_password_ok(const user_entry_t *u, const char *pass, size_t plen)
+{
+    char given[1024];
+    struct crypt_data cd;
+    const char *hash;
+
+    if (u->password[0] != '$')
+        return conn_secret_equal(u->password, strlen(u->password), pass, plen);
+    if (plen >= sizeof given)
+        return false;
+    memcpy(given, pass, plen);
+    given[plen] = '\0';
+    memset(&cd, 0, sizeof cd);
+    hash = crypt_r(given, u->password, &cd);
+    explicit_bzero(given, sizeof given);
+    if (hash == NULL || hash[0] == '*')
+        return false;
+    return conn_secret_equal(hash, strlen(hash), u->password, strlen(u->password));
+}
+
+static void conn_cmd_auth(conn_t *c, const proto_cmd_t *cmd)
+{
+    const config_t *cfg = conn_cfg(c);
+    char who[96];
+
+    if (cfg->nusers == 0) {
+        conn_reply_lit(c, "-ERR AUTH is not enabled (no users are configured)\r\n");
+        return;
+    }
+    for (size_t i = 0; i < cfg->nusers; i++) {
+        const user_entry_t *u = &cfg->users[i];
+        if (strlen(u->name) == cmd->user_len && memcmp(u->name, cmd->user, cmd->user_len) == 0 &&
+            conn_password_ok(u, cmd->pass, cmd->pass_len)) {
+            c->user = u;
+            conn_reply_lit(c, "+OK\r\n");
+            return;
+        }
+    }
+    log_warn("auth failed for user '%s' from %s",
+             log_escape(who, sizeof who, cmd->user, cmd->user_len), c->peer);
+    conn_reply_lit(c, "-NOAUTH invalid username or password\r\n");
+}
+
+/* ---- commands ---- */
+
+static void conn_cmd_pub(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
+{
+    msg_t *m = msg_new_copy(cmd->payload, (uint32_t)cmd->payload_len);
+    uint64_t id = 0;
+    br_status_t st;
+
+    if (m == NULL) {
+        conn_reply_lit(c, "-ERR out of memory\r\n");
+        return;
+    }
+    st = broker_publish(c->client, cmd->topic, cmd->topic_len, m, cmd->delay_ms, now, &id);
+    if (st == BR_OK)
+        conn_reply_u64(c, id);
+    else if (st == BR_PENDING)
+        c->state = CONN_PARKED;
+    else
+        conn_reply_topic_error(c, st, cmd->topic, cmd->topic_len);
+}
+
+static void conn_cmd_ack(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
+{
+    size_t pos = 0;
+    uint64_t id, n = 0;
+
+    /* All or nothing: every id must be ours before any is acked. */
+    while (proto_ids_next(cmd->ids, cmd->ids_len, &pos, &id)) {
+        if (!broker_owns(c->client, id)) {
+            conn_reply_notfound(c, id);
+            return;
+        }
+    }
+    pos = 0;
+    while (proto_ids_next(cmd->ids, cmd->ids_len, &pos, &id))
+        n += broker_ack(c->client, id, now);
+    conn_reply_u64(c, n);
+}
+
+static void conn_cmd_stats(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
+{
+    char body[STATS_BODY_MAX], head[48];
+    size_t n;
+
+    if (cmd->topic != NULL) {
+        topic_stats_t ts;
+        if (!broker_topic_stats(c->srv->broker, cmd->topic, cmd->topic_len, &ts)) {
+            conn_reply_lit(c, "-ERR unknown topic\r\n");
+            return;
+        }
+        n = stats_yaml_topic(body, sizeof body, &ts);
+    } else {
+        broker_stats_t bs;
+        stats_extra_t x = {
+            .connections = c->srv->nconns,
+            .redis_connected = c->srv->redis.connected,
+            .redis_lag_ops = c->srv->redis.lag_ops,
+            .max_loop_stall_ms = c->srv->max_loop_stall_ms,
+        };
+        broker_stats(c->srv->broker, now, &bs);
+        n = stats_yaml_server(body, sizeof body, &bs, &x);
+    }
+    memcpy(head, "+STATS ", 7);
+    size_t h = 7 + proto_u64(head + 7, n);
+    memcpy(head + h, "\r\n", 2);
+    evbuffer_add(c->out, head, h + 2);
+    evbuffer_add(c->out, body, n);
+    conn_reply_lit(c, "\r\n");
+}
+
+static void conn_topics_add(void *ctx, const topic_stats_t *ts)
+{
+    evbuffer_add(ctx, ts->name, ts->name_len);
+    evbuffer_add(ctx, "\n", 1);
+}
+
+static void conn_cmd_topics(conn_t *c)
+{
+    struct evbuffer *body = evbuffer_new();
+    char head[48];
+    size_t h;
+
+    if (body == NULL) {
+        conn_reply_lit(c, "-ERR out of memory\r\n");
+        return;
+    }
+    broker_foreach_topic(c->srv->broker, conn_topics_add, body);
+    memcpy(head, "+TOPICS ", 8);
+    h = 8 + proto_u64(head + 8, evbuffer_get_length(body));
+    memcpy(head + h, "\r\n", 2);
+    evbuffer_add(c->out, head, h + 2);
+    evbuffer_add_buffer(c->out, body);
+    evbuffer_free(body);
+    conn_reply_lit(c, "\r\n");
+}
+
+static void conn_cmd_waiting(conn_t *c, br_status_t st, const char *topic, size_t tlen)
+{
+    if (st == BR_PENDING)
+        c->state = CONN_WAITING;
+    else if (st != BR_OK)
+        conn_reply_topic_error(c, st, topic, tlen);
+}
+
+static void conn_exec(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
+{
+    br_status_t st;
+
+    if (conn_cfg(c)->nusers > 0 && c->user == NULL && cmd->type != CMD_AUTH &&
+        cmd->type != CMD_PING && cmd->type != CMD_QUIT) {
+        conn_reply_lit(c, "-NOAUTH authentication required\r\n");
+        return;
+    }
+    if ((cmd->type == CMD_PUB || cmd->type == CMD_SUB || cmd->type == CMD_GET) &&
+        !conn_may(c, cmd->type, cmd->topic, cmd->topic_len)) {
+        conn_reply_code(c, "-DENIED", cmd->topic, cmd->topic_len);
+        return;
+    }
+    switch (cmd->type) {
+    case CMD_PUB:
+        conn_cmd_pub(c, cmd, now);
+        break;
+    case CMD_SUB:
+        st = broker_subscribe(c->client, cmd->topic, cmd->topic_len,
+                              cmd->has_num ? (int64_t)cmd->num : -1);
+        if (st == BR_OK)
+            conn_reply_lit(c, "+OK\r\n");
+        else
+            conn_reply_topic_error(c, st, cmd->topic, cmd->topic_len);
+        break;
+    case CMD_UNSUB:
+        broker_unsubscribe(c->client, cmd->topic, cmd->topic_len);
+        conn_reply_lit(c, "+OK\r\n");
+        break;
+    case CMD_GET:
+        st = broker_get(c->client, cmd->topic, cmd->topic_len, cmd->has_num ? cmd->num : 0, now);
+        conn_cmd_waiting(c, st, cmd->topic, cmd->topic_len);
+        break;
+    case CMD_ACK:
+        conn_cmd_ack(c, cmd, now);
+        break;
+    case CMD_NACK:
+        st = broker_nack(c->client, cmd->id, cmd->has_num ? cmd->num : 0, now);
+        if (st == BR_OK)
+            conn_reply_lit(c, "+OK\r\n");
+        else
+            conn_reply_notfound(c, cmd->id);
+        break;
+    case CMD_TOUCH:
+        st = broker_touch(c->client, cmd->id, now);
+        if (st == BR_OK)
+            conn_reply_lit(c, "+OK\r\n");
+        else
+            conn_reply_notfound(c, cmd->id);
+        break;
+    case CMD_JOIN:
+        st = broker_join(c->client, cmd->topic, cmd->topic_len,
+                         cmd->has_num ? (int64_t)cmd->num : -1, now);
+        if (st == BR_OK)
+            conn_reply_lit(c, "+OK\r\n");
+        else
+            conn_cmd_waiting(c, st, cmd->topic, cmd->topic_len);
+        break;
+    case CMD_STATS:
+        conn_cmd_stats(c, cmd, now);
+        break;
+    case CMD_TOPICS:
+        conn_cmd_topics(c);
+        break;
+    case CMD_AUTH:
+        conn_cmd_auth(c, cmd);
+        break;
+    case CMD_PING:
+        conn_reply_lit(c, "+PONG\r\n");
+        break;
+    case CMD_QUIT:
+        conn_reply_lit(c, "+BYE\r\n");
+        c->state = CONN_CLOSING;
+        break;
+    case CMD_NONE:
+        break;
+    }
+}
+
+/* Run every complete command in the input, up to the fairness budget.
+ * Returns true if input is left that could run now (budget spent). */
+static bool conn_process(conn_t *c)
+{
+    uint64_t now = server_now();
+    broker_t *b = c->srv->broker;
+    int budget = CONN_BUDGET;
+
+    while (c->state == CONN_READING && !c->out_full && c->in_off < c->in_len) {
+        proto_cmd_t cmd;
+        char err[PROTO_ERR_MAX];
+        size_t used = 0;
+        proto_result_t r;
+
+        if (budget-- == 0)
+            return true;
+        r = proto_parse(&c->parser, c->in + c->in_off, c->in_len - c->in_off, &cmd, &used, err);
+        if (r == PROTO_CMD) {
+            /* cmd points into the buffer: run it before giving the bytes up. */
+            conn_exec(c, &cmd, now);
+            broker_dispatch(b, now);
+        } else if (r == PROTO_ERROR) {
+            conn_reply(c, err, strlen(err));
+        } else if (r == PROTO_FATAL) {
+            conn_reply(c, err, strlen(err));
+            log_info("closing %s: %.*s", c->peer, (int)strcspn(err, "\r\n"), err);
+            c->state = CONN_CLOSING;
+        }
+        c->in_off += used;
+        if (r == PROTO_NEED_MORE)
+            break;
+        if (conn_out_over(c))
+            c->out_full = true;
+    }
+    return false;
+}
+
+/* Everything that follows a batch of input: compact, flush, timers. */
+static void conn_after_input(conn_t *c)
+{
+    conn_in_trim(c);
+    if (evbuffer_get_length(c->out) > 0)
+        server_want_flush(c->srv, c);
+    server_arm_timer(c->srv);
+    conn_update_reading(c);
+}
+
+static void conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    conn_t *c = arg;
+    bool eof = false;
+    ssize_t n;
+
+    (void)what;
+    if (c->state == CONN_READING || c->state == CONN_WAITING) {
+        if (!conn_in_reserve(c)) {
+            /* A waiting connection may fill its buffer: it just stops
+             * reading. Otherwise the allocation failed. */
+            if (c->state != CONN_WAITING) {
+                log_error("closing %s: cannot grow its input buffer", c->peer);
+                conn_free(c);
+                return;
+            }
+            conn_update_reading(c);
+        } else {
+            n = read(fd, c->in + c->in_len, c->in_cap - c->in_len);
+            if (n > 0)
+                c->in_len += (size_t)n;
+            else if (n == 0)
+                eof = true;
+            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                eof = true;
+        }
+    }
+    if (conn_process(c))
+        event_active(c->rev, EV_READ, 0);
+    if (eof) {
+        /* The peer may only have shut its side: it still gets the replies
+         * to what it sent. Anything pending for it is cancelled. */
+        c->state = CONN_CLOSING;
+        if (evbuffer_get_length(c->out) == 0) {
+            conn_free(c);
+            return;
+        }
+    }
+    conn_after_input(c);
+}
+
+/* ---- output ---- */
+
+static bool conn_on_deliver(void *ctx, const topic_t *t, const msg_t *m)
+{
+    conn_t *c = ctx;
+    char buf[PROTO_MSG_HDR_MAX + CONN_INLINE_PUSH + 2];
+    size_t tlen, n;
+    const char *tname = topic_name(t, &tlen);
+
+    n = proto_fmt_msg_header(buf, tname, tlen, m->id, m->attempt, m->len);
+    if (m->len <= CONN_INLINE_PUSH) {
+        memcpy(buf + n, m->data, m->len);
+        memcpy(buf + n + m->len, "\r\n", 2);
+        evbuffer_add(c->out, buf, n + m->len + 2);
+    } else {
+        evbuffer_add(c->out, buf, n);
+        evbuffer_add(c->out, m->data, m->len);
+        evbuffer_add(c->out, "\r\n", 2);
+    }
+    server_want_flush(c->srv, c);
+    if (conn_out_over(c)) {
+        c->out_full = true;
+        return false;
+    }
+    return true;
+}
+
+static void conn_on_complete(void *ctx, br_op_t op, br_status_t st, const topic_t *t, uint64_t id)
+{
+    conn_t *c = ctx;
+    size_t tlen = 0;
+    const char *tname = t ? topic_name(t, &tlen) : "";
+
+    if (op == BR_OP_PUB && st == BR_OK)
+        conn_reply_u64(c, id);
+    else if (op == BR_OP_JOIN && st == BR_OK)
+        conn_reply_lit(c, "+OK\r\n");
+    else if (st != BR_OK)
+        conn_reply_topic_error(c, st, tname, tlen);
+    /* GET's BR_OK reply was the MSG push itself. */
+    if (c->state == CONN_PARKED || c->state == CONN_WAITING)
+        c->state = CONN_READING;
+    /* We are inside a broker call: resume this connection's input later,
+     * from the event loop, never from here. */
+    conn_update_reading(c);
+    event_active(c->rev, EV_READ, 0);
+}
+
+bool conn_flush(conn_t *c)
+{
+    while (evbuffer_get_length(c->out) > 0) {
+        int n = evbuffer_write(c->out, c->fd);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            event_add(c->wev, NULL);
+            return true;
+        }
+        /* The peer is gone: nothing more can reach it. */
+        conn_free(c);
+        return false;
+    }
+    event_del(c->wev);
+    if (c->state == CONN_CLOSING) {
+        conn_free(c);
+        return false;
+    }
+    if (c->out_full) {
+        c->out_full = false;
+        broker_client_resume(c->client, server_now());
+        conn_update_reading(c);
+        if (c->in_off < c->in_len)
+            event_active(c->rev, EV_READ, 0);
+    }
+    return true;
+}
+
+static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    conn_t *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (conn_flush(c))
+        server_arm_timer(c->srv);
+}
+
+/* ---- life ---- */
+
+conn_t *conn_new(server_t *srv, int fd, const char *peer)
+{
+    conn_t *c = calloc(1, sizeof *c);
+
+    if (c == NULL)
+        goto fail;
+    c->srv = srv;
+    c->fd = fd;
+    c->state = CONN_READING;
+    proto_parser_init(&c->parser, srv->cfg->limits.max_line, srv->cfg->limits.max_message);
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->out = evbuffer_new();
+    c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
+    c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+    c->client = broker_client_new(srv->broker, &conn_client_ops, c);
+    if (c->out == NULL || c->rev == NULL || c->wev == NULL || c->client == NULL)
+        goto fail;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+    conn_update_reading(c);
+    log_debug("connection from %s", peer);
+    return c;
+fail:
+    log_error("cannot set up a connection from %s: out of memory", peer);
+    if (c != NULL) {
+        if (c->client)
+            broker_client_free(c->client, server_now());
+        if (c->rev)
+            event_free(c->rev);
+        if (c->wev)
+            event_free(c->wev);
+        if (c->out)
+            evbuffer_free(c->out);
+        free(c);
+    }
+    close(fd);
+    return NULL;
+}
+
+void conn_free(conn_t *c)
+{
+    server_t *s = c->srv;
+
+    log_debug("closing connection from %s", c->peer);
+    broker_client_free(c->client, server_now());
+    if (c->flush_queued) {
+        conn_t **pp = &s->flush_head;
+        while (*pp != c)
+            pp = &(*pp)->flush_next;
+        *pp = c->flush_next;
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    event_free(c->rev);
+    event_free(c->wev);
+    evbuffer_free(c->out);
+    close(c->fd);
+    free(c->in);
+    free(c);
+    /* Its messages went back to their topics: other consumers may take them. */
+    broker_dispatch(s->broker, server_now());
+    server_arm_timer(s);
+}
+
+/* Stands for a user that a reload removed: authenticated, allowed nothing. */
+static const user_entry_t conn_user_removed = {.name = (char *)""};
+
+void conn_reconfigure(conn_t *c, const config_t *cfg)
+{
+    const user_entry_t *u = c->user;
+
+    /* Only the limits: a payload being skipped must go on being skipped. */
+    c->parser.max_line = cfg->limits.max_line;
+    c->parser.max_message = cfg->limits.max_message;
+    if (u == NULL)
+        return;
+    c->user = &conn_user_removed;
+    for (size_t i = 0; i < cfg->nusers; i++)
+        if (strcmp(cfg->users[i].name, u->name) == 0)
+            c->user = &cfg->users[i];
+}
+
+void conn_stop_reading(conn_t *c)
+{
+    if (c->reading) {
+        event_del(c->rev);
+        c->reading = false;
+    }
+}
+
+bool conn_drained(const conn_t *c) { return evbuffer_get_length(c->out) == 0; }
+
+void conn_refuse(int fd, const char *line)
+{
+    ssize_t n = write(fd, line, strlen(line));
+    (void)n; /* best effort: the socket is closed either way */
+    close(fd);
+}

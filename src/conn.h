@@ -1,0 +1,69 @@
+/* conn.h: one client connection: read, parse, run commands, write replies. */
+#ifndef SLUICE_CONN_H
+#define SLUICE_CONN_H
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "broker.h"
+#include "proto.h"
+
+struct server;
+
+typedef enum conn_state {
+    CONN_READING, /* normal: commands are parsed as they arrive */
+    CONN_WAITING, /* a GET or JOIN waits: input is read but not parsed, so replies stay in order */
+    CONN_PARKED,  /* a PUB is parked or held: the socket is not read at all (backpressure) */
+    CONN_CLOSING, /* QUIT or lost framing: flush the last replies, then close */
+} conn_state_t;
+
+typedef struct conn {
+    struct server *srv;
+    int fd;
+    conn_state_t state;
+    client_t *client;
+    proto_parser_t parser;
+    const struct user_entry *user;  /* authenticated user; NULL = none yet */
+
+    struct event *rev;              /* EV_READ | EV_PERSIST */
+    struct event *wev;              /* EV_WRITE, added only while the kernel is full */
+    bool reading;                   /* rev is added */
+
+    char *in;                       /* input: in[in_off .. in_len) is unparsed; NOT NUL-terminated */
+    size_t in_off, in_len, in_cap;
+    struct evbuffer *out;           /* replies and pushes not yet written */
+    bool out_full;                  /* output passed limits.output_buffer: no reads, no pushes */
+
+    struct conn *next, *prev;       /* server's list of connections */
+    struct conn *flush_next;        /* server's flush list */
+    bool flush_queued;
+    char peer[64];                  /* for logs */
+} conn_t;
+
+/* Take over an accepted socket. NULL (and fd closed) on failure. */
+conn_t *conn_new(struct server *srv, int fd, const char *peer);
+
+/* Close now: the broker gets the client's in-flight messages back. */
+void conn_free(conn_t *c);
+
+/* Write what is pending. Returns false if the connection was closed. */
+bool conn_flush(conn_t *c);
+
+/* A new config is live: new parser limits, and the authenticated user is
+ * looked up again by name (a removed user keeps the connection but loses
+ * every right). Call before the old config is freed. */
+void conn_reconfigure(conn_t *c, const struct config *cfg);
+
+/* Stop reading for good (shutdown). */
+void conn_stop_reading(conn_t *c);
+
+/* True when nothing is left to write. */
+bool conn_drained(const conn_t *c);
+
+/* Best-effort one-line reply on a socket that gets no conn_t (over
+ * max_connections), then close it. */
+void conn_refuse(int fd, const char *line);
+
+#endif

@@ -1,0 +1,271 @@
+/* daemon.c: the life of sluiced.
+ *
+ * Start: load the config, bind every listener, tell systemd READY=1.
+ * SIGHUP: load the file again; a bad file is rejected whole and the running
+ * config stays. SIGTERM/SIGINT: stop accepting and reading, let clients
+ * take the replies they are owed, exit 0 within a bounded time.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "broker.h"
+#include "config.h"
+#include "log.h"
+#include "notify.h"
+#include "server.h"
+#include "version.h"
+
+#define DAEMON_DRAIN_MS 5000
+#define DAEMON_STATUS_MS 5000
+
+typedef struct daemon {
+    const daemon_opts_t *opts;
+    const char *path;          /* the file reloads read; NULL: built-in config */
+    config_t *cfg;
+    struct event_base *base;
+    broker_t *broker;
+    server_t *server;
+    struct event *sig_term, *sig_int, *sig_hup;
+    struct event *watchdog_ev, *status_ev;
+    uint64_t watchdog_usec;
+} daemon_t;
+
+/* Which file to read: -c, else the default path if it is there. */
+static const char *daemon_config_path(const daemon_opts_t *o)
+{
+    if (o->config_path != NULL)
+        return o->config_path;
+    if (access(CONFIG_DEFAULT_PATH, F_OK) == 0)
+        return CONFIG_DEFAULT_PATH;
+    return NULL;
+}
+
+/* Load the config and apply the command line over it. */
+static config_t *daemon_load(const daemon_opts_t *o, const char *path, char *err, size_t errlen)
+{
+    config_t *cfg = path ? config_load_file(path, err, errlen) : config_default();
+
+    if (cfg == NULL) {
+        if (path == NULL)
+            snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (o->nlisten > 0) {
+        char **l = calloc(o->nlisten, sizeof *l);
+        if (l == NULL) {
+            config_free(cfg);
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        for (size_t i = 0; i < o->nlisten; i++)
+            l[i] = strdup(o->listen[i]);
+        for (size_t i = 0; i < cfg->nlisten; i++)
+            free(cfg->listen[i]);
+        free(cfg->listen);
+        cfg->listen = l;
+        cfg->nlisten = o->nlisten;
+    }
+    if (o->log_level >= 0)
+        cfg->log_level = (log_level_t)o->log_level;
+    return cfg;
+}
+
+static bool daemon_same_listen(const config_t *a, const config_t *b)
+{
+    if (a->nlisten != b->nlisten)
+        return false;
+    for (size_t i = 0; i < a->nlisten; i++)
+        if (strcmp(a->listen[i], b->listen[i]) != 0)
+            return false;
+    return true;
+}
+
+static void daemon_status(daemon_t *d)
+{
+    broker_stats_t st;
+
+    broker_stats(d->broker, server_now(), &st);
+    notify_sendf("STATUS=%llu connections, %llu topics, %llu messages queued, %llu published",
+                 (unsigned long long)d->server->nconns, (unsigned long long)st.topics,
+                 (unsigned long long)st.messages, (unsigned long long)st.totals.published);
+}
+
+static void daemon_reload(daemon_t *d)
+{
+    char err[CONFIG_ERR_MAX];
+    config_t *cfg;
+
+    notify_sendf("RELOADING=1\nMONOTONIC_USEC=%llu",
+                 (unsigned long long)notify_monotonic_usec());
+    if (d->path == NULL) {
+        log_info("reload: no config file; nothing to do");
+        notify_send("READY=1");
+        return;
+    }
+    cfg = daemon_load(d->opts, d->path, err, sizeof err);
+    if (cfg == NULL) {
+        log_error("reload rejected, keeping the running config: %s", err);
+        notify_sendf("READY=1\nSTATUS=reload rejected: %s", err);
+        return;
+    }
+    if (!daemon_same_listen(cfg, d->cfg))
+        log_warn("reload: listen addresses changed; they apply at the next restart");
+    /* Listeners stay as bound: the new config keeps the old addresses so
+     * STATS and the next comparison see what is really open. */
+    char **keep = cfg->listen;
+    size_t nkeep = cfg->nlisten;
+    cfg->listen = d->cfg->listen;
+    cfg->nlisten = d->cfg->nlisten;
+    d->cfg->listen = keep;
+    d->cfg->nlisten = nkeep;
+
+    log_set_level(cfg->log_level);
+    server_configure(d->server, cfg);
+    config_free(d->cfg);
+    d->cfg = cfg;
+    log_info("reloaded %s", d->path);
+    notify_send("READY=1");
+    daemon_status(d);
+}
+
+static void daemon_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    daemon_t *d = arg;
+
+    (void)what;
+    if (sig == SIGHUP) {
+        daemon_reload(d);
+        return;
+    }
+    if (d->server->draining)
+        return;
+    log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    notify_send("STOPPING=1");
+    server_drain(d->server, DAEMON_DRAIN_MS);
+}
+
+static void daemon_on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    notify_send("WATCHDOG=1");
+}
+
+static void daemon_on_status(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    daemon_status(arg);
+}
+
+static int daemon_events(daemon_t *d)
+{
+    struct timeval status_tv = {.tv_sec = DAEMON_STATUS_MS / 1000};
+
+    d->sig_term = evsignal_new(d->base, SIGTERM, daemon_on_signal, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, daemon_on_signal, d);
+    d->sig_hup = evsignal_new(d->base, SIGHUP, daemon_on_signal, d);
+    d->status_ev = event_new(d->base, -1, EV_PERSIST, daemon_on_status, d);
+    if (!d->sig_term || !d->sig_int || !d->sig_hup || !d->status_ev)
+        return -1;
+    evsignal_add(d->sig_term, NULL);
+    evsignal_add(d->sig_int, NULL);
+    evsignal_add(d->sig_hup, NULL);
+    event_add(d->status_ev, &status_tv);
+    d->watchdog_usec = notify_watchdog_usec();
+    if (d->watchdog_usec > 0) {
+        /* Half the period, as systemd advises. */
+        uint64_t half = d->watchdog_usec / 2;
+        struct timeval tv = {.tv_sec = (time_t)(half / 1000000),
+                             .tv_usec = (suseconds_t)(half % 1000000)};
+        d->watchdog_ev = event_new(d->base, -1, EV_PERSIST, daemon_on_watchdog, d);
+        if (d->watchdog_ev == NULL)
+            return -1;
+        event_add(d->watchdog_ev, &tv);
+    }
+    return 0;
+}
+
+static void daemon_free(daemon_t *d)
+{
+    struct event *evs[] = {d->sig_term, d->sig_int, d->sig_hup, d->watchdog_ev, d->status_ev};
+
+    server_free(d->server);
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i])
+            event_free(evs[i]);
+    broker_free(d->broker);
+    if (d->base)
+        event_base_free(d->base);
+    config_free(d->cfg);
+}
+
+static int daemon_start(daemon_t *d)
+{
+    const char *port_file = getenv("SLUICED_PORT_FILE");
+
+    d->base = event_base_new();
+    if (d->base == NULL || event_base_priority_init(d->base, SERVER_NPRIORITIES) != 0) {
+        log_error("cannot create the event loop");
+        return 1;
+    }
+    d->broker = broker_new(d->cfg, server_now());
+    d->server = d->broker ? server_new(d->base, d->broker, d->cfg) : NULL;
+    if (d->server == NULL) {
+        log_error("out of memory");
+        return 1;
+    }
+    if (server_listen(d->server, d->cfg->listen, d->cfg->nlisten) != 0)
+        return 1;
+    if (port_file != NULL && server_write_port_file(d->server, port_file) != 0) {
+        log_error("cannot write %s: %s", port_file, strerror(errno));
+        return 1;
+    }
+    if (daemon_events(d) != 0) {
+        log_error("cannot set up signal handling");
+        return 1;
+    }
+    return 0;
+}
+
+int daemon_run(const daemon_opts_t *opts)
+{
+    daemon_t d = {.opts = opts};
+    char err[CONFIG_ERR_MAX];
+    int rc;
+
+    d.path = daemon_config_path(opts);
+    d.cfg = daemon_load(opts, d.path, err, sizeof err);
+    if (d.cfg == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return CONFIG_EX_CONFIG;
+    }
+    if (opts->test_only) {
+        fprintf(stderr, "%s: configuration is valid\n", d.path ? d.path : "(built-in defaults)");
+        config_free(d.cfg);
+        return 0;
+    }
+    log_set_level(d.cfg->log_level);
+    log_capture_libevent();
+    signal(SIGPIPE, SIG_IGN);
+    log_info("sluiced %s starting (config: %s)", SLUICE_VERSION,
+             d.path ? d.path : "built-in defaults");
+    rc = daemon_start(&d);
+    if (rc == 0) {
+        notify_send("READY=1");
+        daemon_status(&d);
+        event_base_dispatch(d.base);
+        log_info("stopped");
+    }
+    daemon_free(&d);
+    return rc;
+}

@@ -1,0 +1,435 @@
+/* server.c: listeners, the set of connections, and the per-turn work of the
+ * event loop.
+ *
+ * Writes are batched the way Redis does it before sleeping: connections
+ * that got output during a loop turn are queued, and one low-priority event
+ * writes them all after every I/O callback of the turn has run, so a
+ * consumer receiving pushes from fifty PUBs gets one writev, not fifty.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+
+#define SERVER_PRIO_FLUSH (SERVER_NPRIORITIES - 1) /* after all I/O of a turn */
+#define SERVER_ACCEPT_BACKOFF_MS 100
+#define SERVER_PROBE_MS 100        /* the loop-stall probe's period */
+
+uint64_t server_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct timeval server_tv(uint64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    return tv;
+}
+
+/* ---- flushing and timers ---- */
+
+void server_want_flush(server_t *s, conn_t *c)
+{
+    if (c->flush_queued)
+        return;
+    c->flush_queued = true;
+    c->flush_next = s->flush_head;
+    s->flush_head = c;
+    event_active(s->flush_ev, EV_TIMEOUT, 0);
+}
+
+static void server_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    server_t *s = arg;
+    conn_t *c;
+
+    (void)fd;
+    (void)what;
+    while ((c = s->flush_head) != NULL) {
+        s->flush_head = c->flush_next;
+        c->flush_queued = false;
+        conn_flush(c);
+    }
+    server_arm_timer(s);
+}
+
+void server_arm_timer(server_t *s)
+{
+    uint64_t next = broker_next_deadline(s->broker);
+    uint64_t now;
+    struct timeval tv;
+
+    if (next >= s->timer_at)
+        return;
+    now = server_now();
+    tv = server_tv(next > now ? next - now : 0);
+    evtimer_add(s->timer_ev, &tv);
+    s->timer_at = next;
+}
+
+static void server_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    server_t *s = arg;
+
+    (void)fd;
+    (void)what;
+    s->timer_at = UINT64_MAX;
+    broker_tick(s->broker, server_now());
+    server_arm_timer(s);
+}
+
+/* A timer that should fire every SERVER_PROBE_MS; how late it fires is how
+ * long the loop was busy elsewhere. */
+static void server_on_probe(evutil_socket_t fd, short what, void *arg)
+{
+    server_t *s = arg;
+    uint64_t now = server_now();
+    struct timeval tv = server_tv(SERVER_PROBE_MS);
+
+    (void)fd;
+    (void)what;
+    if (now > s->probe_due && now - s->probe_due > s->max_loop_stall_ms)
+        s->max_loop_stall_ms = now - s->probe_due;
+    s->probe_due = now + SERVER_PROBE_MS;
+    evtimer_add(s->probe_ev, &tv);
+}
+
+/* ---- accepting ---- */
+
+static void server_peer_name(const struct sockaddr *sa, char *out, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN];
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(out, cap, "%s:%u", host, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(out, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else {
+        snprintf(out, cap, "unix");
+    }
+}
+
+static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                             int salen, void *arg)
+{
+    server_t *s = arg;
+    char peer[64];
+    int one = 1;
+
+    (void)l;
+    (void)salen;
+    server_peer_name(sa, peer, sizeof peer);
+    if (s->draining) {
+        close(fd);
+        return;
+    }
+    if (s->nconns >= s->cfg->limits.max_connections) {
+        log_warn("refusing %s: max_connections (%llu) reached", peer,
+                 (unsigned long long)s->cfg->limits.max_connections);
+        conn_refuse(fd, "-BUSY too many connections\r\n");
+        return;
+    }
+    if (sa->sa_family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    conn_new(s, fd, peer);
+}
+
+static void server_on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    server_t *s = arg;
+
+    (void)fd;
+    (void)what;
+    for (size_t i = 0; i < s->nlisteners; i++)
+        evconnlistener_enable(s->listeners[i]);
+}
+
+/* Out of descriptors: stop accepting for a moment instead of spinning on a
+ * listener that is always readable. */
+static void server_on_accept_error(struct evconnlistener *l, void *arg)
+{
+    server_t *s = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    struct timeval tv = server_tv(SERVER_ACCEPT_BACKOFF_MS);
+
+    (void)l;
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+        log_warn("accept: %s", strerror(err));
+        return;
+    }
+    log_warn("accept: %s; pausing accepts for %d ms", strerror(err), SERVER_ACCEPT_BACKOFF_MS);
+    for (size_t i = 0; i < s->nlisteners; i++)
+        evconnlistener_disable(s->listeners[i]);
+    evtimer_add(s->accept_retry, &tv);
+}
+
+/* ---- listening ---- */
+
+/* Parse "host:port", "[v6]:port" or "unix:/path" into a sockaddr. */
+static int server_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[256];
+    const char *colon;
+    char *end;
+    long port;
+
+    memset(ss, 0, sizeof *ss);
+    if (strncmp(addr, "unix:", 5) == 0) {
+        struct sockaddr_un *un = (struct sockaddr_un *)ss;
+        if (strlen(addr + 5) >= sizeof un->sun_path)
+            return -1;
+        un->sun_family = AF_UNIX;
+        strcpy(un->sun_path, addr + 5);
+        *len = sizeof *un;
+        return 0;
+    }
+    colon = strrchr(addr, ':');
+    if (colon == NULL || (size_t)(colon - addr) >= sizeof host)
+        return -1;
+    port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || end == colon + 1 || port < 0 || port > 65535)
+        return -1;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    if (host[0] == '[') {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+        size_t hl = strlen(host);
+        if (hl < 2 || host[hl - 1] != ']')
+            return -1;
+        host[hl - 1] = '\0';
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host + 1, &in6->sin6_addr) != 1)
+            return -1;
+        *len = sizeof *in6;
+        return 0;
+    }
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    in->sin_family = AF_INET;
+    in->sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
+        return -1;
+    *len = sizeof *in;
+    return 0;
+}
+
+/* The address a listener really got (port 0 becomes the kernel's pick). */
+static char *server_bound_name(struct evconnlistener *l, const char *asked)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char buf[128];
+
+    if (strncmp(asked, "unix:", 5) == 0 ||
+        getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&ss, &len) != 0)
+        return strdup(asked);
+    server_peer_name((struct sockaddr *)&ss, buf, sizeof buf);
+    return strdup(buf);
+}
+
+static int server_listen_one(server_t *s, const char *addr)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    struct evconnlistener *l;
+    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE;
+
+    if (strncmp(addr, "tls://", 6) == 0) {
+        log_error("cannot listen on %s: TLS listeners are not supported by this build", addr);
+        return -1;
+    }
+    if (server_parse_addr(addr, &ss, &len) != 0) {
+        log_error("cannot listen on %s: not an address (host:port, [v6]:port or unix:/path)",
+                  addr);
+        return -1;
+    }
+    if (ss.ss_family == AF_UNIX) {
+        /* A socket file left by a previous run would make bind fail. */
+        const char *path = ((struct sockaddr_un *)&ss)->sun_path;
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+            unlink(path);
+        flags &= ~(unsigned)LEV_OPT_REUSEABLE;
+    }
+    l = evconnlistener_new_bind(s->base, server_on_accept, s, flags, 1024, (struct sockaddr *)&ss,
+                                (int)len);
+    if (l == NULL) {
+        log_error("cannot listen on %s: %s", addr, strerror(errno));
+        return -1;
+    }
+    evconnlistener_set_error_cb(l, server_on_accept_error);
+    s->listeners[s->nlisteners] = l;
+    s->listen_addrs[s->nlisteners] = server_bound_name(l, addr);
+    log_info("listening on %s", s->listen_addrs[s->nlisteners]);
+    s->nlisteners++;
+    return 0;
+}
+
+int server_listen(server_t *s, char *const *addrs, size_t naddrs)
+{
+    s->listeners = calloc(naddrs ? naddrs : 1, sizeof *s->listeners);
+    s->listen_addrs = calloc(naddrs ? naddrs : 1, sizeof *s->listen_addrs);
+    if (s->listeners == NULL || s->listen_addrs == NULL)
+        return -1;
+    for (size_t i = 0; i < naddrs; i++)
+        if (server_listen_one(s, addrs[i]) != 0)
+            return -1;
+    return 0;
+}
+
+int server_write_port_file(const server_t *s, const char *path)
+{
+    char tmp[4096];
+    FILE *f;
+
+    /* Written whole and renamed, so a reader never sees half of it. */
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (f == NULL)
+        return -1;
+    for (size_t i = 0; i < s->nlisteners; i++)
+        fprintf(f, "%s\n", s->listen_addrs[i]);
+    if (fclose(f) != 0)
+        return -1;
+    return rename(tmp, path);
+}
+
+/* ---- life ---- */
+
+server_t *server_new(struct event_base *base, broker_t *broker, const config_t *cfg)
+{
+    server_t *s = calloc(1, sizeof *s);
+    struct timeval tv = server_tv(SERVER_PROBE_MS);
+
+    if (s == NULL)
+        return NULL;
+    s->base = base;
+    s->broker = broker;
+    s->cfg = cfg;
+    s->timer_at = UINT64_MAX;
+    s->flush_ev = event_new(base, -1, 0, server_on_flush, s);
+    s->timer_ev = evtimer_new(base, server_on_timer, s);
+    s->accept_retry = evtimer_new(base, server_on_accept_retry, s);
+    s->probe_ev = evtimer_new(base, server_on_probe, s);
+    if (s->flush_ev == NULL || s->timer_ev == NULL || s->accept_retry == NULL ||
+        s->probe_ev == NULL) {
+        server_free(s);
+        return NULL;
+    }
+    event_priority_set(s->flush_ev, SERVER_PRIO_FLUSH);
+    s->probe_due = server_now() + SERVER_PROBE_MS;
+    evtimer_add(s->probe_ev, &tv);
+    return s;
+}
+
+void server_configure(server_t *s, const config_t *cfg)
+{
+    for (conn_t *c = s->conns; c != NULL; c = c->next)
+        conn_reconfigure(c, cfg);
+    s->cfg = cfg;
+    broker_configure(s->broker, cfg, server_now());
+    broker_dispatch(s->broker, server_now());
+    server_arm_timer(s);
+}
+
+static void server_on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    server_t *s = arg;
+    bool drained = true;
+    struct timeval tv = server_tv(10);
+
+    (void)fd;
+    (void)what;
+    for (conn_t *c = s->conns; c != NULL; c = c->next)
+        if (!conn_drained(c))
+            drained = false;
+    if (drained) {
+        event_base_loopbreak(s->base);
+        return;
+    }
+    evtimer_add(s->drain_ev, &tv);
+}
+
+static void server_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    server_t *s = arg;
+
+    (void)fd;
+    (void)what;
+    log_warn("shutdown: some clients did not take their last replies in time");
+    event_base_loopbreak(s->base);
+}
+
+void server_drain(server_t *s, uint64_t timeout_ms)
+{
+    struct timeval tv = server_tv(timeout_ms);
+    struct event *deadline;
+
+    if (s->draining)
+        return;
+    s->draining = true;
+    for (size_t i = 0; i < s->nlisteners; i++)
+        evconnlistener_disable(s->listeners[i]);
+    for (conn_t *c = s->conns; c != NULL; c = c->next)
+        conn_stop_reading(c);
+    s->drain_ev = evtimer_new(s->base, server_on_drain, s);
+    deadline = evtimer_new(s->base, server_on_drain_timeout, s);
+    if (s->drain_ev == NULL || deadline == NULL) {
+        event_base_loopbreak(s->base);
+        return;
+    }
+    s->drain_deadline = deadline;
+    evtimer_add(deadline, &tv);
+    event_active(s->drain_ev, EV_TIMEOUT, 0);
+}
+
+void server_free(server_t *s)
+{
+    if (s == NULL)
+        return;
+    while (s->conns != NULL)
+        conn_free(s->conns);
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        evconnlistener_free(s->listeners[i]);
+        if (strncmp(s->listen_addrs[i], "unix:", 5) == 0)
+            unlink(s->listen_addrs[i] + 5);
+        free(s->listen_addrs[i]);
+    }
+    free(s->listeners);
+    free(s->listen_addrs);
+    if (s->flush_ev)
+        event_free(s->flush_ev);
+    if (s->timer_ev)
+        event_free(s->timer_ev);
+    if (s->accept_retry)
+        event_free(s->accept_retry);
+    if (s->probe_ev)
+        event_free(s->probe_ev);
+    if (s->drain_ev)
+        event_free(s->drain_ev);
+    if (s->drain_deadline)
+        event_free(s->drain_deadline);
+    free(s);
+}

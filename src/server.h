@@ -1,0 +1,80 @@
+/* server.h: listeners, the set of connections, and the work the event loop
+ * does for all of them: batched flushing, the broker's timer, draining on
+ * shutdown. */
+#ifndef SLUICE_SERVER_H
+#define SLUICE_SERVER_H
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "config.h"
+
+struct conn;
+
+typedef struct server {
+    struct event_base *base;
+    broker_t *broker;
+    const config_t *cfg;          /* current config; owned by the daemon */
+
+    struct evconnlistener **listeners;
+    char **listen_addrs;          /* what each listener is bound to, for logs and the port file */
+    size_t nlisteners;
+    struct event *accept_retry;   /* accept backs off on EMFILE/ENFILE */
+
+    struct conn *conns;           /* every live connection (doubly linked) */
+    uint64_t nconns;
+    struct conn *flush_head;      /* connections with output to write this loop turn */
+    struct event *flush_ev;       /* runs after all I/O callbacks of a turn */
+
+    struct event *timer_ev;       /* the broker's next deadline */
+    uint64_t timer_at;            /* when timer_ev fires; UINT64_MAX if not armed */
+
+    bool draining;                /* shutting down: no reads, flush, then stop */
+    struct event *drain_ev;       /* polls until every output is written */
+    struct event *drain_deadline; /* gives up on clients that do not read */
+
+    uint64_t max_loop_stall_ms;   /* longest lateness of the stall probe */
+    struct event *probe_ev;
+    uint64_t probe_due;
+    struct {
+        bool connected;
+        uint64_t lag_ops;
+    } redis;                      /* filled in by the mirror when it runs */
+} server_t;
+
+/* Monotonic milliseconds: the broker's clock. */
+uint64_t server_now(void);
+
+/* Event priorities: the base must have SERVER_NPRIORITIES. I/O runs at the
+ * default (middle) one, the flush pass after all of it. */
+#define SERVER_NPRIORITIES 3
+
+/* Create a server on base; nothing listens yet. NULL on failure. */
+server_t *server_new(struct event_base *base, broker_t *broker, const config_t *cfg);
+
+/* Bind every address of `addrs`. On failure logs why and returns -1. */
+int server_listen(server_t *s, char *const *addrs, size_t naddrs);
+
+/* Write "ADDR\n" for every bound listener to path. 0 or -1. */
+int server_write_port_file(const server_t *s, const char *path);
+
+/* A new config is live: new limits for connections and the broker. */
+void server_configure(server_t *s, const config_t *cfg);
+
+/* Stop accepting and reading; flush what is owed; then break the loop
+ * (at the latest after timeout_ms). */
+void server_drain(server_t *s, uint64_t timeout_ms);
+
+/* Free listeners and close every connection. */
+void server_free(server_t *s);
+
+/* For conn.c: queue c to be flushed at the end of this loop turn. */
+void server_want_flush(server_t *s, struct conn *c);
+
+/* For conn.c: the broker may have new deadlines; re-arm the timer if so. */
+void server_arm_timer(server_t *s);
+
+#endif

@@ -1,0 +1,84 @@
+/* harness.h: what integration tests use to run the real sluiced binary on an
+ * ephemeral loopback port and talk to it over real sockets.
+ */
+#ifndef SLUICE_TEST_HARNESS_H
+#define SLUICE_TEST_HARNESS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "proto.h"
+
+typedef struct sd {
+    pid_t pid;
+    char dir[PATH_MAX];   /* fresh temp directory, removed by sd_stop */
+    char conf[PATH_MAX];  /* dir/sluiced.yaml */
+    char log[PATH_MAX];   /* dir/sluiced.log: the daemon's stderr */
+    char host[64];        /* "127.0.0.1" */
+    int port;             /* the port the daemon bound */
+    char addr[96];        /* "127.0.0.1:PORT", for -s */
+} sd_t;
+
+/* Path of a built program from the environment ($SLUICED, $SLUICE), or a
+ * default relative to the build tree. */
+const char *sd_bin(const char *envname, const char *fallback);
+
+/* Start the daemon with `yaml` (may be NULL or "") as its config file; a
+ * "listen: [127.0.0.1:0]" line is added unless yaml has "listen:". extra_env
+ * (NULL-terminated, may be NULL) adds NAME=VALUE entries; extra_args (may be
+ * NULL) adds arguments. Waits until the port is known. 0 or -1. */
+int sd_start(sd_t *d, const char *yaml);
+int sd_start_ex(sd_t *d, const char *yaml, char *const extra_env[], char *const extra_args[]);
+
+/* Rewrite the config file (for SIGHUP tests). */
+int sd_write_conf(sd_t *d, const char *yaml);
+
+/* SIGTERM, wait up to 20 s; returns the exit status, 128+sig if killed by a
+ * signal, -1 on timeout (then it is SIGKILLed). Removes the temp dir. */
+int sd_stop(sd_t *d);
+
+/* Send a signal. */
+void sd_signal(sd_t *d, int sig);
+
+/* True if the daemon's log contains `needle`. */
+bool sd_log_has(sd_t *d, const char *needle);
+
+/* ---- a buffered test connection ---- */
+
+typedef struct tc {
+    int fd;
+    char *buf;
+    size_t len, cap, off;
+    char line[8192];      /* last line read by tc_line */
+    proto_reply_t r;      /* last reply read by tc_reply */
+} tc_t;
+
+/* Connect to the daemon; reads time out after 10 s. NULL on failure. */
+tc_t *tc_open(const sd_t *d);
+void tc_close(tc_t *c);
+
+/* Send bytes / a formatted string. 0 or -1. */
+int tc_send(tc_t *c, const void *data, size_t len);
+int tc_sendf(tc_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Read one reply or push; the result is in c->r and valid until the next
+ * read. 0, or -1 on EOF/timeout/garbage. */
+int tc_reply(tc_t *c);
+
+/* Read one line (without the CRLF) into c->line. Returns c->line or NULL. */
+const char *tc_line(tc_t *c);
+
+/* Read one reply and format it back as its first line (e.g. "+OK 1",
+ * "-FULL t", "MSG t 1 1 5") into c->line; the body, if any, stays in c->r. */
+const char *tc_reply_line(tc_t *c);
+
+/* True if the peer closed the connection (reads EOF within timeout_ms). */
+bool tc_closed(tc_t *c, int timeout_ms);
+
+/* Run a shell command, capture stdout (malloc'ed, NUL-terminated) and the
+ * exit status. Returns NULL on failure to run. */
+char *run_capture(const char *cmd, int *status);
+
+#endif
