@@ -18,6 +18,8 @@ typedef enum msg_state {
     MSG_READY,    /* in its topic's ready queue */
     MSG_DELAYED,  /* in its topic's delay heap until `deadline` */
     MSG_INFLIGHT, /* delivered; owned by `owner` until ack/nack/deadline/close */
+    MSG_HELD,     /* confirm mode: accepted (has an id, counts against bounds) but
+                     waiting for the mirror; `owner` is the producer or NULL */
 } msg_state_t;
 
 /* Flags. */
