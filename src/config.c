@@ -1,0 +1,1516 @@
+/* config.c: loads sluiced.yaml with libyaml into a validated config_t.
+ *
+ * The file is read as one YAML document (libyaml's document API keeps node
+ * marks, so every error can name FILE:LINE:COL). Each mapping is walked
+ * against a table of known keys; unknown keys, duplicates, wrong node kinds,
+ * bad units and out-of-range values are errors, never clamped. Per-topic
+ * entries are merged over `defaults` only once the whole file has been read,
+ * because `defaults` may come after `topics`.
+ *
+ * Only the C library and libyaml are used, so the fuzzer can build this file
+ * on its own.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#define KIB ((uint64_t)1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define MS_PER_S ((uint64_t)1000)
+#define MS_PER_M (MS_PER_S * 60)
+#define MS_PER_H (MS_PER_M * 60)
+
+/* Durations stop at a year so that every module can add one to a
+ * microsecond clock without thinking about overflow. */
+#define DURATION_MAX (8760 * MS_PER_H)
+#define TOPIC_NAME_MAX 255
+#define USER_NAME_MAX 255
+#define UNIX_PATH_MAX 107 /* sizeof(sun_path) - 1 on Linux */
+#define FILE_MAX (64 * MIB)
+#define QUOTE_MAX 64      /* longest value echoed back in an error */
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+
+static char *config_strndup(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+
+    if (d == NULL)
+        return NULL;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+static char *config_strdup(const char *s)
+{
+    return config_strndup(s, strlen(s));
+}
+
+/* Copy s into out for an error message: control bytes escaped (a message is
+ * one line whatever the file holds) and long values cut short. */
+static const char *config_quote(char *out, size_t outlen, const char *s, size_t len)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < len && o + 8 < outlen; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (i == QUOTE_MAX) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (c < 0x20 || c == 0x7f) {
+            snprintf(out + o, outlen - o, "\\x%02x", c);
+            o += 4;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* Numbers with units                                                  */
+
+typedef struct config_unit {
+    const char *suffix;
+    uint64_t mult;
+} config_unit_t;
+
+static const config_unit_t config_size_units[] = {
+    {"", 1}, {"B", 1}, {"KiB", KIB}, {"MiB", MIB}, {"GiB", GIB}, {NULL, 0},
+};
+
+static const config_unit_t config_duration_units[] = {
+    {"", 1}, {"ms", 1}, {"s", MS_PER_S}, {"m", MS_PER_M}, {"h", MS_PER_H}, {NULL, 0},
+};
+
+static const config_unit_t config_count_units[] = {
+    {"", 1}, {NULL, 0},
+};
+
+enum { PARSE_OK = 0, PARSE_SYNTAX = -1, PARSE_OVERFLOW = -2 };
+
+/* Digits, then one of `units` (exact, case-sensitive). Nothing else: no sign,
+ * no blanks, no fraction. */
+static int config_parse_units(const char *s, const config_unit_t *units, uint64_t *out)
+{
+    uint64_t v = 0;
+    bool overflow = false;
+    const char *p = s;
+
+    if (s == NULL || *p < '0' || *p > '9')
+        return PARSE_SYNTAX;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+
+        if (v > (UINT64_MAX - d) / 10)
+            overflow = true;
+        else
+            v = v * 10 + d;
+    }
+    for (const config_unit_t *u = units; u->suffix != NULL; u++) {
+        if (strcmp(p, u->suffix) != 0)
+            continue;
+        if (overflow || (u->mult > 1 && v > UINT64_MAX / u->mult))
+            return PARSE_OVERFLOW;
+        *out = v * u->mult;
+        return PARSE_OK;
+    }
+    return PARSE_SYNTAX;
+}
+
+int config_parse_size(const char *s, uint64_t *out)
+{
+    return config_parse_units(s, config_size_units, out) == PARSE_OK ? 0 : -1;
+}
+
+int config_parse_duration(const char *s, uint64_t *out_ms)
+{
+    return config_parse_units(s, config_duration_units, out_ms) == PARSE_OK ? 0 : -1;
+}
+
+/* The largest unit that divides v, for range messages ("64B..1MiB"). */
+static void config_fmt_units(char *out, size_t outlen, uint64_t v, const config_unit_t *units)
+{
+    const config_unit_t *best = NULL;
+
+    for (const config_unit_t *u = units; u->suffix != NULL; u++) {
+        if (u->suffix[0] == '\0')
+            continue;
+        if (v % u->mult == 0 && (best == NULL || u->mult >= best->mult))
+            best = u;
+    }
+    if (best == NULL)
+        snprintf(out, outlen, "%llu", (unsigned long long)v);
+    else
+        snprintf(out, outlen, "%llu%s", (unsigned long long)(v / best->mult), best->suffix);
+}
+
+/* ------------------------------------------------------------------ */
+/* Names and addresses                                                 */
+
+static bool config_topic_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == ':' || c == '-';
+}
+
+static bool config_valid_topic(const char *s, size_t len)
+{
+    if (len == 0 || len > TOPIC_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!config_topic_char((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+/* User names, passwords and globs travel as single protocol tokens: no
+ * blanks, no control bytes. */
+static bool config_valid_token(const char *s, size_t len, size_t max)
+{
+    if (len == 0 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c <= 0x20 || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+enum {
+    ADDR_TCP = 1,    /* host:port, [v6]:port */
+    ADDR_UNIX = 2,   /* unix:/abs/path */
+    ADDR_TLS = 4,    /* tls://host:port */
+    ADDR_PORT0 = 8,  /* port 0 (ephemeral) allowed */
+};
+
+static bool config_host_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '-' || c == '_';
+}
+
+static const char *config_check_port(const char *p, unsigned allow)
+{
+    unsigned long v = 0;
+    size_t n = 0;
+
+    for (; p[n] >= '0' && p[n] <= '9'; n++) {
+        if (n == 5)
+            return "port must be 0..65535";
+        v = v * 10 + (unsigned long)(p[n] - '0');
+    }
+    if (n == 0 || p[n] != '\0')
+        return "port must be a number";
+    if (v > 65535)
+        return "port must be 0..65535";
+    if (v == 0 && !(allow & ADDR_PORT0))
+        return "port must be 1..65535";
+    return NULL;
+}
+
+/* host:port or [v6]:port. Returns NULL if valid, else why not. */
+static const char *config_check_hostport(const char *s, unsigned allow)
+{
+    const char *colon;
+
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']'), *zone;
+        bool has_colon = false;
+
+        if (end == NULL || end == s + 1)
+            return "unterminated or empty [v6] address";
+        for (const char *p = s + 1; p < end; p++) {
+            unsigned char c = (unsigned char)*p;
+
+            if (c == '%') /* zone id: the rest is an interface name */
+                break;
+            if (c == ':')
+                has_colon = true;
+            else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                       (c >= 'A' && c <= 'F') || c == '.'))
+                return "bad character in [v6] address";
+        }
+        if (!has_colon)
+            return "bad [v6] address";
+        zone = memchr(s, '%', (size_t)(end - s));
+        if (zone != NULL && zone + 1 == end)
+            return "empty zone in [v6] address";
+        for (const char *q = zone; q != NULL && ++q < end;)
+            if (!config_host_char((unsigned char)*q))
+                return "bad zone in [v6] address";
+        if (end[1] != ':')
+            return "missing :port";
+        return config_check_port(end + 2, allow);
+    }
+    colon = strrchr(s, ':');
+    if (colon == NULL)
+        return "missing :port";
+    if (colon == s)
+        return "missing host";
+    for (const char *p = s; p < colon; p++) {
+        if (*p == ':')
+            return "IPv6 addresses need brackets, as in [::1]:7700";
+        if (!config_host_char((unsigned char)*p))
+            return "bad character in host";
+    }
+    return config_check_port(colon + 1, allow);
+}
+
+static const char *config_check_addr(const char *s, unsigned allow)
+{
+    if (strncmp(s, "unix:", 5) == 0) {
+        size_t n = strlen(s + 5);
+
+        if (!(allow & ADDR_UNIX))
+            return "unix sockets are not allowed here";
+        if (s[5] != '/')
+            return "unix socket path must be absolute";
+        if (n > UNIX_PATH_MAX)
+            return "unix socket path is longer than 107 bytes";
+        return NULL;
+    }
+    if (strncmp(s, "tls://", 6) == 0) {
+        if (!(allow & ADDR_TLS))
+            return "tls:// is not allowed here";
+        return config_check_hostport(s + 6, allow);
+    }
+    return config_check_hostport(s, allow);
+}
+
+/* ------------------------------------------------------------------ */
+/* Built-in defaults and freeing                                       */
+
+static void config_free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void config_free(config_t *cfg)
+{
+    if (cfg == NULL)
+        return;
+    free(cfg->path);
+    config_free_strv(cfg->listen, cfg->nlisten);
+    free(cfg->tls.cert);
+    free(cfg->tls.key);
+    free(cfg->tls.ca);
+    free(cfg->admin.listen);
+    free(cfg->admin.token);
+    free(cfg->defaults.dead_letter);
+    for (size_t i = 0; i < cfg->ntopics; i++) {
+        free(cfg->topics[i].name);
+        free(cfg->topics[i].conf.dead_letter);
+    }
+    free(cfg->topics);
+    free(cfg->redis.address);
+    free(cfg->redis.password);
+    free(cfg->redis.prefix);
+    for (size_t i = 0; i < cfg->nusers; i++) {
+        free(cfg->users[i].name);
+        free(cfg->users[i].password);
+        config_free_strv(cfg->users[i].publish, cfg->users[i].npublish);
+        config_free_strv(cfg->users[i].subscribe, cfg->users[i].nsubscribe);
+    }
+    free(cfg->users);
+    free(cfg);
+}
+
+config_t *config_default(void)
+{
+    config_t *cfg = calloc(1, sizeof(*cfg));
+
+    if (cfg == NULL)
+        return NULL;
+    cfg->listen = calloc(1, sizeof(char *));
+    if (cfg->listen != NULL && (cfg->listen[0] = config_strdup("127.0.0.1:7700")) != NULL)
+        cfg->nlisten = 1;
+    cfg->tls.cert = config_strdup("");
+    cfg->tls.key = config_strdup("");
+    cfg->tls.ca = config_strdup("");
+    cfg->tls.verify_clients = false;
+    cfg->admin.listen = config_strdup("127.0.0.1:7701");
+    cfg->admin.token = config_strdup("");
+    cfg->log_level = LOG_LEVEL_INFO;
+    cfg->limits.max_connections = 10000;
+    cfg->limits.max_line = 4 * KIB;
+    cfg->limits.max_message = 1 * MIB;
+    cfg->limits.max_memory = 1 * GIB;
+    cfg->limits.output_buffer = 4 * MIB;
+    cfg->limits.max_topics = 10000;
+    cfg->auto_create_topics = true;
+    cfg->defaults.max_messages = 100000;
+    cfg->defaults.max_bytes = 64 * MIB;
+    cfg->defaults.overflow = OVERFLOW_BLOCK;
+    cfg->defaults.block_timeout_ms = 0;
+    cfg->defaults.prefetch = 64;
+    cfg->defaults.ack_timeout_ms = 30 * MS_PER_S;
+    cfg->defaults.max_deliveries = 5;
+    cfg->defaults.dead_letter = config_strdup("");
+    cfg->redis.enabled = false;
+    cfg->redis.address = config_strdup("127.0.0.1:6379");
+    cfg->redis.password = config_strdup("");
+    cfg->redis.db = 0;
+    cfg->redis.prefix = config_strdup("sluice");
+    cfg->redis.mirror = MIRROR_MESSAGES;
+    cfg->redis.confirm = false;
+    cfg->redis.confirm_timeout_ms = 5 * MS_PER_S;
+    cfg->redis.restore = true;
+    cfg->redis.flush_interval_ms = 100;
+    if (cfg->nlisten == 0 || cfg->tls.cert == NULL || cfg->tls.key == NULL ||
+        cfg->tls.ca == NULL || cfg->admin.listen == NULL || cfg->admin.token == NULL ||
+        cfg->defaults.dead_letter == NULL || cfg->redis.address == NULL ||
+        cfg->redis.password == NULL || cfg->redis.prefix == NULL) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* ------------------------------------------------------------------ */
+/* The loader's state and its one error                                */
+
+typedef struct config_parser {
+    const char *name;       /* FILE in messages */
+    const char *text;       /* the input, to place reader errors */
+    size_t len;
+    yaml_document_t *doc;
+    config_t *cfg;
+    char *err;
+    size_t errlen;
+    yaml_node_t *tls_listen; /* first tls:// listener, checked against tls.* */
+    yaml_node_t **topic_keys; /* parallel to cfg->topics until they are sorted */
+    yaml_node_t **topic_vals;
+    uint32_t *topic_set;     /* which fields each topic gave itself */
+    char why[CONFIG_ERR_MAX]; /* a list checker's complaint */
+} config_parser_t;
+
+static int config_fail(config_parser_t *p, yaml_mark_t m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Record "FILE:LINE:COL: message" (libyaml marks are 0-based). Returns -1 so
+ * callers can `return config_fail(...)`. */
+static int config_fail(config_parser_t *p, yaml_mark_t m, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (p->err == NULL || p->errlen == 0)
+        return -1;
+    n = snprintf(p->err, p->errlen, "%s:%zu:%zu: ", p->name, m.line + 1, m.column + 1);
+    if (n < 0 || (size_t)n >= p->errlen)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* An error with no place in the file (cannot open, out of memory). */
+static void config_fail_file(const char *name, char *err, size_t errlen, const char *what)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s: %s", name, what);
+}
+
+static int config_oom(config_parser_t *p)
+{
+    config_fail_file(p->name, p->err, p->errlen, "out of memory");
+    return -1;
+}
+
+static yaml_node_t *config_node(config_parser_t *p, int id)
+{
+    return yaml_document_get_node(p->doc, id);
+}
+
+static const char *config_kind(const yaml_node_t *n)
+{
+    switch (n->type) {
+    case YAML_MAPPING_NODE:
+        return "a mapping";
+    case YAML_SEQUENCE_NODE:
+        return "a list";
+    default:
+        return "a scalar";
+    }
+}
+
+/* A plain `~`, `null` or nothing at all: YAML's null. */
+static bool config_is_null(const yaml_node_t *n)
+{
+    const char *v;
+
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    v = (const char *)n->data.scalar.value;
+    return n->data.scalar.length == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+static bool config_key_is(const yaml_node_t *k, const char *name)
+{
+    return k->type == YAML_SCALAR_NODE && k->data.scalar.length == strlen(name) &&
+           memcmp(k->data.scalar.value, name, k->data.scalar.length) == 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Field tables                                                        */
+
+typedef struct config_field config_field_t;
+typedef struct config_table config_table_t;
+
+/* Parses `val` for field f into the struct at `base`. 0 or -1 (error set). */
+typedef int (*config_set_fn)(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                             void *base);
+
+struct config_field {
+    const char *key;
+    config_set_fn set;
+    size_t off;                 /* the field inside base */
+    size_t width;               /* its size, for merging topic fields */
+    size_t off2;                /* a list's count, for list fields */
+    uint64_t min, max;          /* inclusive range of numeric fields */
+    const config_table_t *sub;  /* the table of a nested section */
+};
+
+struct config_table {
+    const char *where;          /* "in limits", for messages */
+    const config_field_t *fields;
+    size_t n;
+};
+
+#define FIELD_AT(base, f, type) ((type *)(void *)((char *)(base) + (f)->off))
+
+/* Returns the scalar's text, or NULL with an error if val is not a scalar or
+ * holds a NUL byte (every value ends up in a C string). */
+static const char *config_scalar(config_parser_t *p, const config_field_t *f,
+                                 const yaml_node_t *val, const char *what)
+{
+    if (val->type != YAML_SCALAR_NODE) {
+        config_fail(p, val->start_mark, "%s must be %s, not %s", f->key, what,
+                    config_kind(val));
+        return NULL;
+    }
+    if (strlen((const char *)val->data.scalar.value) != val->data.scalar.length) {
+        config_fail(p, val->start_mark, "%s must not contain a NUL byte", f->key);
+        return NULL;
+    }
+    return (const char *)val->data.scalar.value;
+}
+
+/* A scalar that must not be null (sizes, numbers, booleans, names). */
+static const char *config_value(config_parser_t *p, const config_field_t *f,
+                                const yaml_node_t *val, const char *what)
+{
+    const char *s = config_scalar(p, f, val, what);
+
+    if (s != NULL && config_is_null(val)) {
+        config_fail(p, val->start_mark, "missing value for %s (expected %s)", f->key, what);
+        return NULL;
+    }
+    return s;
+}
+
+static void config_store_uint(const config_field_t *f, void *base, uint64_t v)
+{
+    if (f->width == sizeof(uint32_t))
+        *FIELD_AT(base, f, uint32_t) = (uint32_t)v;
+    else
+        *FIELD_AT(base, f, uint64_t) = v;
+}
+
+/* Sizes, durations and counts differ only in their units and words. */
+typedef struct config_numkind {
+    const char *what;            /* "a size" */
+    const char *noun;            /* "size" */
+    const char *hint;            /* "use B, KiB, MiB or GiB" */
+    const config_unit_t *units;
+} config_numkind_t;
+
+static const config_numkind_t config_kind_size = {
+    "a size", "size", "use B, KiB, MiB or GiB", config_size_units};
+static const config_numkind_t config_kind_duration = {
+    "a duration", "duration", "use ms, s, m or h", config_duration_units};
+static const config_numkind_t config_kind_count = {
+    "a number", "number", "use a plain integer", config_count_units};
+
+static int config_set_number(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                             void *base, const config_numkind_t *k)
+{
+    char q[QUOTE_MAX * 4 + 8], lo[32], hi[32];
+    const char *s = config_value(p, f, val, k->what);
+    uint64_t v = 0;
+    int rc;
+
+    if (s == NULL)
+        return -1;
+    config_quote(q, sizeof(q), s, val->data.scalar.length);
+    rc = config_parse_units(s, k->units, &v);
+    if (rc == PARSE_SYNTAX)
+        return config_fail(p, val->start_mark, "bad %s '%s' for %s (%s)", k->noun, q, f->key,
+                           k->hint);
+    if (rc == PARSE_OVERFLOW || v > f->max || v < f->min) {
+        config_fmt_units(lo, sizeof(lo), f->min, k->units);
+        config_fmt_units(hi, sizeof(hi), f->max, k->units);
+        if (rc == PARSE_OVERFLOW && f->max == UINT64_MAX)
+            return config_fail(p, val->start_mark, "%s '%s' is too large for %s", k->noun, q,
+                               f->key);
+        if (f->max == UINT64_MAX)
+            return config_fail(p, val->start_mark, "%s '%s' is out of range for %s (at least %s)",
+                               k->noun, q, f->key, lo);
+        return config_fail(p, val->start_mark, "%s '%s' is out of range for %s (%s..%s)",
+                           k->noun, q, f->key, lo, hi);
+    }
+    config_store_uint(f, base, v);
+    return 0;
+}
+
+static int config_set_size(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                           void *base)
+{
+    return config_set_number(p, f, val, base, &config_kind_size);
+}
+
+static int config_set_duration(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                               void *base)
+{
+    return config_set_number(p, f, val, base, &config_kind_duration);
+}
+
+static int config_set_count(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                            void *base)
+{
+    return config_set_number(p, f, val, base, &config_kind_count);
+}
+
+/* true/false only: YAML 1.1's yes/no/on/off are refused, because `no` as a
+ * country code or `on` as a word has bitten enough people. */
+static int config_set_bool(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                           void *base)
+{
+    char q[QUOTE_MAX * 4 + 8];
+    const char *s = config_value(p, f, val, "true or false");
+
+    if (s == NULL)
+        return -1;
+    if (strcmp(s, "true") == 0)
+        *FIELD_AT(base, f, bool) = true;
+    else if (strcmp(s, "false") == 0)
+        *FIELD_AT(base, f, bool) = false;
+    else
+        return config_fail(p, val->start_mark, "bad boolean '%s' for %s (use true or false)",
+                           config_quote(q, sizeof(q), s, val->data.scalar.length), f->key);
+    return 0;
+}
+
+static int config_store_string(config_parser_t *p, const config_field_t *f, void *base,
+                               const char *s)
+{
+    char **slot = FIELD_AT(base, f, char *);
+    char *copy = config_strdup(s);
+
+    if (copy == NULL)
+        return config_oom(p);
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+/* Any string; null stands for "". */
+static int config_set_string(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                             void *base)
+{
+    const char *s = config_scalar(p, f, val, "a string");
+
+    if (s == NULL)
+        return -1;
+    return config_store_string(p, f, base, config_is_null(val) ? "" : s);
+}
+
+static int config_set_nonempty(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                               void *base)
+{
+    const char *s = config_value(p, f, val, "a string");
+
+    if (s == NULL)
+        return -1;
+    if (*s == '\0')
+        return config_fail(p, val->start_mark, "%s must not be empty", f->key);
+    return config_store_string(p, f, base, s);
+}
+
+/* One of a fixed set of names, stored as the matching enum value. */
+static int config_set_choice(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                             void *base, const char *const *names, const char *noun,
+                             const char *hint)
+{
+    char q[QUOTE_MAX * 4 + 8];
+    const char *s = config_value(p, f, val, hint);
+
+    if (s == NULL)
+        return -1;
+    for (int i = 0; names[i] != NULL; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *FIELD_AT(base, f, int) = i;
+            return 0;
+        }
+    }
+    return config_fail(p, val->start_mark, "bad %s '%s' for %s (use %s)", noun,
+                       config_quote(q, sizeof(q), s, val->data.scalar.length), f->key, hint);
+}
+
+static const char *const config_overflow_names[] = {"block", "reject", "drop-oldest", NULL};
+static const char *const config_level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const config_mirror_names[] = {"stats", "messages", NULL};
+
+static int config_set_overflow(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                               void *base)
+{
+    return config_set_choice(p, f, val, base, config_overflow_names, "overflow policy",
+                             "block, reject or drop-oldest");
+}
+
+static int config_set_level(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                            void *base)
+{
+    return config_set_choice(p, f, val, base, config_level_names, "log level",
+                             "error, warn, info or debug");
+}
+
+static int config_set_mirror(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                             void *base)
+{
+    return config_set_choice(p, f, val, base, config_mirror_names, "mirror mode",
+                             "stats or messages");
+}
+
+static int config_set_addr(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                           void *base, unsigned allow, bool empty_ok, const char *forms)
+{
+    char q[QUOTE_MAX * 4 + 8];
+    const char *s = config_scalar(p, f, val, "an address");
+    const char *why;
+
+    if (s == NULL)
+        return -1;
+    if (config_is_null(val))
+        s = "";
+    if (*s == '\0' && empty_ok)
+        return config_store_string(p, f, base, s);
+    why = *s == '\0' ? "empty" : config_check_addr(s, allow);
+    if (why != NULL)
+        return config_fail(p, val->start_mark, "bad address '%s' for %s: %s (use %s)",
+                           config_quote(q, sizeof(q), s, val->data.scalar.length), f->key, why,
+                           forms);
+    return config_store_string(p, f, base, s);
+}
+
+static int config_set_admin_listen(config_parser_t *p, const config_field_t *f,
+                                   yaml_node_t *val, void *base)
+{
+    return config_set_addr(p, f, val, base, ADDR_TCP | ADDR_PORT0, true,
+                           "host:port, [v6]:port, or \"\" for off");
+}
+
+static int config_set_redis_addr(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                                 void *base)
+{
+    return config_set_addr(p, f, val, base, ADDR_TCP | ADDR_UNIX, false,
+                           "host:port, [v6]:port or unix:/path");
+}
+
+static int config_set_dead_letter(config_parser_t *p, const config_field_t *f,
+                                  yaml_node_t *val, void *base)
+{
+    char q[QUOTE_MAX * 4 + 8];
+    const char *s = config_scalar(p, f, val, "a topic name");
+
+    if (s == NULL)
+        return -1;
+    if (config_is_null(val))
+        s = "";
+    if (*s != '\0' && !config_valid_topic(s, strlen(s)))
+        return config_fail(p, val->start_mark,
+                           "bad topic name '%s' for dead_letter "
+                           "(1..255 bytes of A-Z a-z 0-9 . _ : -, or \"\" for none)",
+                           config_quote(q, sizeof(q), s, val->data.scalar.length));
+    return config_store_string(p, f, base, s);
+}
+
+/* A list of strings, each passing `check` (NULL if fine, else why not). A
+ * single scalar is a one-element list; null is an empty one. */
+static int config_set_strlist(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                              void *base, const char *(*check)(config_parser_t *, yaml_node_t *),
+                              const char *what)
+{
+    char ***slot = FIELD_AT(base, f, char **);
+    size_t *count = (size_t *)(void *)((char *)base + f->off2);
+    bool scalar = val->type == YAML_SCALAR_NODE;
+    size_t n = 0;
+    char **v;
+
+    if (val->type == YAML_MAPPING_NODE)
+        return config_fail(p, val->start_mark, "%s must be a list of %s, not a mapping",
+                           f->key, what);
+    if (!scalar)
+        n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+    else if (!config_is_null(val))
+        n = 1;
+    v = calloc(n ? n : 1, sizeof(char *));
+    if (v == NULL)
+        return config_oom(p);
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *it = scalar ? val : config_node(p, val->data.sequence.items.start[i]);
+        const char *s = config_scalar(p, f, it, what);
+        const char *why = NULL;
+
+        if (s == NULL || (why = check(p, it)) != NULL) {
+            if (why != NULL)
+                config_fail(p, it->start_mark, "%s", why);
+            config_free_strv(v, n);
+            return -1;
+        }
+        if ((v[i] = config_strdup(s)) == NULL) {
+            config_free_strv(v, n);
+            return config_oom(p);
+        }
+    }
+    config_free_strv(*slot, *count);
+    *slot = v;
+    *count = n;
+    return 0;
+}
+
+static const char *config_check_listen(config_parser_t *p, yaml_node_t *it)
+{
+    char q[QUOTE_MAX * 4 + 8];
+    const char *s = (const char *)it->data.scalar.value;
+    const char *why = *s == '\0' ? "empty" : config_check_addr(s, ADDR_TCP | ADDR_UNIX | ADDR_TLS | ADDR_PORT0);
+
+    if (why == NULL) {
+        if (strncmp(s, "tls://", 6) == 0 && p->tls_listen == NULL)
+            p->tls_listen = it;
+        return NULL;
+    }
+    snprintf(p->why, sizeof(p->why),
+             "bad listen address '%s': %s (use host:port, [v6]:port, unix:/path or "
+             "tls://host:port)",
+             config_quote(q, sizeof(q), s, it->data.scalar.length), why);
+    return p->why;
+}
+
+static const char *config_check_glob(config_parser_t *p, yaml_node_t *it)
+{
+    char q[QUOTE_MAX * 4 + 8];
+    const char *s = (const char *)it->data.scalar.value;
+
+    if (config_valid_token(s, it->data.scalar.length, SIZE_MAX))
+        return NULL;
+    snprintf(p->why, sizeof(p->why),
+             "bad topic glob '%s' (must be non-empty, without blanks or control characters)",
+             config_quote(q, sizeof(q), s, it->data.scalar.length));
+    return p->why;
+}
+
+static int config_set_listen(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                             void *base)
+{
+    config_t *cfg = base;
+
+    if (config_set_strlist(p, f, val, base, config_check_listen, "addresses") < 0)
+        return -1;
+    if (cfg->nlisten == 0)
+        return config_fail(p, val->start_mark, "listen needs at least one address");
+    return 0;
+}
+
+static int config_set_globs(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                            void *base)
+{
+    return config_set_strlist(p, f, val, base, config_check_glob, "topic globs");
+}
+
+static int config_set_password(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                               void *base)
+{
+    const char *s = config_value(p, f, val, "a string");
+
+    if (s == NULL)
+        return -1;
+    if (!config_valid_token(s, val->data.scalar.length, SIZE_MAX))
+        return config_fail(p, val->start_mark,
+                           "password must be non-empty, without blanks or control characters");
+    return config_store_string(p, f, base, s);
+}
+
+static int config_walk(config_parser_t *p, yaml_node_t *map, const char *key,
+                       const config_table_t *t, void *base, uint32_t *seen);
+
+static int config_set_section(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                              void *base)
+{
+    return config_walk(p, val, f->key, f->sub, (char *)base + f->off, NULL);
+}
+
+static int config_set_topics(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                             void *base);
+static int config_set_users(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                            void *base);
+
+#define FLD(type, member, key, fn) \
+    {key, fn, offsetof(type, member), sizeof(((type *)0)->member), 0, 0, UINT64_MAX, NULL}
+#define NUM(type, member, key, fn, lo, hi) \
+    {key, fn, offsetof(type, member), sizeof(((type *)0)->member), 0, lo, hi, NULL}
+#define LIST(type, member, count, key, fn) \
+    {key, fn, offsetof(type, member), sizeof(((type *)0)->member), offsetof(type, count), \
+     0, UINT64_MAX, NULL}
+#define SECTION(key, table) {key, config_set_section, 0, 0, 0, 0, 0, &(table)}
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static const config_field_t config_tls_fields[] = {
+    FLD(config_t, tls.cert, "cert", config_set_string),
+    FLD(config_t, tls.key, "key", config_set_string),
+    FLD(config_t, tls.ca, "ca", config_set_string),
+    FLD(config_t, tls.verify_clients, "verify_clients", config_set_bool),
+};
+
+static const config_field_t config_admin_fields[] = {
+    FLD(config_t, admin.listen, "listen", config_set_admin_listen),
+    FLD(config_t, admin.token, "token", config_set_string),
+};
+
+static const config_field_t config_log_fields[] = {
+    FLD(config_t, log_level, "level", config_set_level),
+};
+
+static const config_field_t config_limits_fields[] = {
+    NUM(config_t, limits.max_connections, "max_connections", config_set_count, 1, UINT64_MAX),
+    NUM(config_t, limits.max_line, "max_line", config_set_size, 64, MIB),
+    NUM(config_t, limits.max_message, "max_message", config_set_size, 1, GIB),
+    NUM(config_t, limits.max_memory, "max_memory", config_set_size, 1, UINT64_MAX),
+    NUM(config_t, limits.output_buffer, "output_buffer", config_set_size, 4 * KIB, UINT64_MAX),
+    NUM(config_t, limits.max_topics, "max_topics", config_set_count, 1, UINT64_MAX),
+};
+
+/* Bit i of a topic's `seen` mask is this table's entry i. */
+static const config_field_t config_topic_fields[] = {
+    NUM(topic_conf_t, max_messages, "max_messages", config_set_count, 1, UINT64_MAX),
+    NUM(topic_conf_t, max_bytes, "max_bytes", config_set_size, 1, UINT64_MAX),
+    FLD(topic_conf_t, overflow, "overflow", config_set_overflow),
+    NUM(topic_conf_t, block_timeout_ms, "block_timeout", config_set_duration, 0, DURATION_MAX),
+    NUM(topic_conf_t, prefetch, "prefetch", config_set_count, 0, 1000000),
+    NUM(topic_conf_t, ack_timeout_ms, "ack_timeout", config_set_duration, 1, DURATION_MAX),
+    NUM(topic_conf_t, max_deliveries, "max_deliveries", config_set_count, 0, 65535),
+    FLD(topic_conf_t, dead_letter, "dead_letter", config_set_dead_letter),
+};
+#define TOPIC_DEAD_LETTER_BIT (1u << 7)
+
+static const config_field_t config_redis_fields[] = {
+    FLD(config_t, redis.enabled, "enabled", config_set_bool),
+    FLD(config_t, redis.address, "address", config_set_redis_addr),
+    FLD(config_t, redis.password, "password", config_set_string),
+    NUM(config_t, redis.db, "db", config_set_count, 0, INT32_MAX),
+    FLD(config_t, redis.prefix, "prefix", config_set_nonempty),
+    FLD(config_t, redis.mirror, "mirror", config_set_mirror),
+    FLD(config_t, redis.confirm, "confirm", config_set_bool),
+    NUM(config_t, redis.confirm_timeout_ms, "confirm_timeout", config_set_duration, 1,
+        DURATION_MAX),
+    FLD(config_t, redis.restore, "restore", config_set_bool),
+    NUM(config_t, redis.flush_interval_ms, "flush_interval", config_set_duration, 10,
+        DURATION_MAX),
+};
+
+static const config_field_t config_user_fields[] = {
+    FLD(user_entry_t, password, "password", config_set_password),
+    LIST(user_entry_t, publish, npublish, "publish", config_set_globs),
+    LIST(user_entry_t, subscribe, nsubscribe, "subscribe", config_set_globs),
+};
+#define USER_PASSWORD_BIT (1u << 0)
+
+#define TABLE(where, fields) {where, fields, COUNT(fields)}
+static const config_table_t config_tls_table = TABLE("tls", config_tls_fields);
+static const config_table_t config_admin_table = TABLE("admin", config_admin_fields);
+static const config_table_t config_log_table = TABLE("log", config_log_fields);
+static const config_table_t config_limits_table = TABLE("limits", config_limits_fields);
+static const config_table_t config_defaults_table = TABLE("defaults", config_topic_fields);
+static const config_table_t config_redis_table = TABLE("redis", config_redis_fields);
+
+static const config_field_t config_root_fields[] = {
+    LIST(config_t, listen, nlisten, "listen", config_set_listen),
+    SECTION("tls", config_tls_table),
+    SECTION("admin", config_admin_table),
+    SECTION("log", config_log_table),
+    SECTION("limits", config_limits_table),
+    FLD(config_t, auto_create_topics, "auto_create_topics", config_set_bool),
+    {"defaults", config_set_section, offsetof(config_t, defaults), sizeof(topic_conf_t), 0, 0,
+     0, &config_defaults_table},
+    {"topics", config_set_topics, 0, 0, 0, 0, 0, NULL},
+    SECTION("redis", config_redis_table),
+    {"users", config_set_users, 0, 0, 0, 0, 0, NULL},
+};
+static const config_table_t config_root_table = TABLE("the top level", config_root_fields);
+
+/* ------------------------------------------------------------------ */
+/* Walking mappings                                                    */
+
+/* Edit distance, to suggest the key that was probably meant. Keys are short;
+ * anything long is not worth a guess. */
+static size_t config_distance(const char *a, size_t la, const char *b)
+{
+    size_t lb = strlen(b), row[33];
+
+    if (la > 32 || lb > 32)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+static int config_unknown_key(config_parser_t *p, const config_table_t *t, yaml_node_t *k)
+{
+    char q[QUOTE_MAX * 4 + 8];
+    const char *s = (const char *)k->data.scalar.value;
+    const char *guess = NULL;
+    size_t best = 3;
+
+    for (size_t i = 0; i < t->n; i++) {
+        size_t d = config_distance(s, k->data.scalar.length, t->fields[i].key);
+
+        if (d < best) {
+            best = d;
+            guess = t->fields[i].key;
+        }
+    }
+    config_quote(q, sizeof(q), s, k->data.scalar.length);
+    if (guess != NULL)
+        return config_fail(p, k->start_mark, "unknown key '%s' in %s (did you mean '%s'?)", q,
+                           t->where, guess);
+    return config_fail(p, k->start_mark, "unknown key '%s' in %s", q, t->where);
+}
+
+/* Mapping keys must be scalars; the message names what they are instead. */
+static int config_check_key(config_parser_t *p, yaml_node_t *k, const char *where)
+{
+    if (k->type != YAML_SCALAR_NODE)
+        return config_fail(p, k->start_mark, "keys in %s must be strings, not %s", where,
+                           config_kind(k));
+    return 0;
+}
+
+/* Walk `map` (the value of `key`) against table t, writing into base. Null is
+ * an empty mapping. `seen` (may be NULL) gets a bit per key present. */
+static int config_walk(config_parser_t *p, yaml_node_t *map, const char *key,
+                       const config_table_t *t, void *base, uint32_t *seen)
+{
+    uint32_t got = 0;
+
+    if (config_is_null(map))
+        goto done;
+    if (map->type != YAML_MAPPING_NODE)
+        return config_fail(p, map->start_mark, "%s must be a mapping, not %s", key,
+                           config_kind(map));
+    for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
+         pr < map->data.mapping.pairs.top; pr++) {
+        yaml_node_t *k = config_node(p, pr->key);
+        yaml_node_t *v = config_node(p, pr->value);
+        size_t i;
+
+        if (config_check_key(p, k, t->where) < 0)
+            return -1;
+        for (i = 0; i < t->n && !config_key_is(k, t->fields[i].key); i++)
+            ;
+        if (i == t->n)
+            return config_unknown_key(p, t, k);
+        if (got & (1u << i))
+            return config_fail(p, k->start_mark, "duplicate key '%s' in %s", t->fields[i].key,
+                               t->where);
+        got |= 1u << i;
+        if (t->fields[i].set(p, &t->fields[i], v, base) < 0)
+            return -1;
+    }
+done:
+    if (seen != NULL)
+        *seen = got;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Named entries: topics and users                                     */
+
+typedef struct config_name_ref {
+    const char *s;
+    size_t len;
+    size_t idx;
+} config_name_ref_t;
+
+static int config_name_cmp(const void *a, const void *b)
+{
+    const config_name_ref_t *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->s, y->s, n);
+
+    if (c != 0)
+        return c;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Check the keys of a name -> entry mapping: scalars, each valid, none twice.
+ * Sorting finds duplicates in n log n (configs may list thousands of topics);
+ * the first duplicate in file order is the one reported. */
+static int config_check_names(config_parser_t *p, yaml_node_t *map, const char *where,
+                              bool (*valid)(const char *, size_t), const char *rule)
+{
+    yaml_node_pair_t *pairs = map->data.mapping.pairs.start;
+    size_t n = (size_t)(map->data.mapping.pairs.top - pairs), dup = SIZE_MAX;
+    config_name_ref_t *refs;
+    char q[QUOTE_MAX * 4 + 8];
+
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *k = config_node(p, pairs[i].key);
+
+        if (config_check_key(p, k, where) < 0)
+            return -1;
+        if (!valid((const char *)k->data.scalar.value, k->data.scalar.length))
+            return config_fail(p, k->start_mark, "bad name '%s' in %s (%s)",
+                               config_quote(q, sizeof(q), (const char *)k->data.scalar.value,
+                                            k->data.scalar.length),
+                               where, rule);
+    }
+    if (n < 2)
+        return 0;
+    refs = malloc(n * sizeof(*refs));
+    if (refs == NULL)
+        return config_oom(p);
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *k = config_node(p, pairs[i].key);
+
+        refs[i] = (config_name_ref_t){(const char *)k->data.scalar.value, k->data.scalar.length,
+                                      i};
+    }
+    qsort(refs, n, sizeof(*refs), config_name_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (refs[i].len == refs[i - 1].len && memcmp(refs[i].s, refs[i - 1].s, refs[i].len) == 0 &&
+            refs[i].idx < dup)
+            dup = refs[i].idx;
+    free(refs);
+    if (dup != SIZE_MAX) {
+        yaml_node_t *k = config_node(p, pairs[dup].key);
+
+        return config_fail(p, k->start_mark, "duplicate key '%s' in %s",
+                           config_quote(q, sizeof(q), (const char *)k->data.scalar.value,
+                                        k->data.scalar.length),
+                           where);
+    }
+    return 0;
+}
+
+static bool config_valid_user(const char *s, size_t len)
+{
+    return config_valid_token(s, len, USER_NAME_MAX);
+}
+
+/* Returns the number of pairs, or -1 with an error if `val` is not a
+ * mapping (null counts as an empty one). */
+static long config_entries(config_parser_t *p, yaml_node_t *val, const char *key)
+{
+    if (config_is_null(val))
+        return 0;
+    if (val->type != YAML_MAPPING_NODE)
+        return config_fail(p, val->start_mark, "%s must be a mapping, not %s", key,
+                           config_kind(val));
+    return (long)(val->data.mapping.pairs.top - val->data.mapping.pairs.start);
+}
+
+static int config_set_topics(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                             void *base)
+{
+    config_t *cfg = base;
+    long n = config_entries(p, val, f->key);
+    config_table_t t = TABLE("", config_topic_fields);
+    char where[TOPIC_NAME_MAX + 16];
+
+    if (n <= 0)
+        return (int)n;
+    if (config_check_names(p, val, "topics", config_valid_topic,
+                           "1..255 bytes of A-Z a-z 0-9 . _ : -") < 0)
+        return -1;
+    cfg->topics = calloc((size_t)n, sizeof(*cfg->topics));
+    p->topic_keys = calloc((size_t)n, sizeof(*p->topic_keys));
+    p->topic_vals = calloc((size_t)n, sizeof(*p->topic_vals));
+    p->topic_set = calloc((size_t)n, sizeof(*p->topic_set));
+    if (cfg->topics == NULL || p->topic_keys == NULL || p->topic_vals == NULL ||
+        p->topic_set == NULL)
+        return config_oom(p);
+    for (long i = 0; i < n; i++) {
+        yaml_node_pair_t *pr = &val->data.mapping.pairs.start[i];
+        yaml_node_t *k = config_node(p, pr->key);
+        topic_entry_t *e = &cfg->topics[cfg->ntopics];
+
+        e->name = config_strndup((const char *)k->data.scalar.value, k->data.scalar.length);
+        if (e->name == NULL)
+            return config_oom(p);
+        cfg->ntopics++;
+        p->topic_keys[i] = k;
+        p->topic_vals[i] = config_node(p, pr->value);
+        snprintf(where, sizeof(where), "topics.%s", e->name);
+        t.where = where;
+        if (config_walk(p, p->topic_vals[i], where, &t, &e->conf, &p->topic_set[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int config_set_users(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                            void *base)
+{
+    config_t *cfg = base;
+    long n = config_entries(p, val, f->key);
+    config_table_t t = TABLE("", config_user_fields);
+    char where[USER_NAME_MAX + 16];
+
+    if (n <= 0)
+        return (int)n;
+    if (config_check_names(p, val, "users", config_valid_user,
+                           "1..255 bytes without blanks or control characters") < 0)
+        return -1;
+    cfg->users = calloc((size_t)n, sizeof(*cfg->users));
+    if (cfg->users == NULL)
+        return config_oom(p);
+    for (long i = 0; i < n; i++) {
+        yaml_node_pair_t *pr = &val->data.mapping.pairs.start[i];
+        yaml_node_t *k = config_node(p, pr->key);
+        yaml_node_t *v = config_node(p, pr->value);
+        user_entry_t *u = &cfg->users[cfg->nusers];
+        uint32_t seen = 0;
+
+        u->name = config_strndup((const char *)k->data.scalar.value, k->data.scalar.length);
+        if (u->name == NULL)
+            return config_oom(p);
+        cfg->nusers++;
+        snprintf(where, sizeof(where), "users.%s", u->name);
+        t.where = where;
+        if (config_walk(p, v, where, &t, u, &seen) < 0)
+            return -1;
+        if (!(seen & USER_PASSWORD_BIT))
+            return config_fail(p, k->start_mark, "user '%s' has no password", u->name);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* After the whole file: merge topics over defaults, cross-checks       */
+
+static yaml_node_t *config_find(config_parser_t *p, yaml_node_t *map, const char *key)
+{
+    if (map == NULL || map->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
+         pr < map->data.mapping.pairs.top; pr++)
+        if (config_key_is(config_node(p, pr->key), key))
+            return config_node(p, pr->value);
+    return NULL;
+}
+
+/* Every field a topic did not give itself comes from `defaults`. */
+static int config_merge_topic(config_parser_t *p, topic_conf_t *c, uint32_t set)
+{
+    const topic_conf_t *d = &p->cfg->defaults;
+
+    for (size_t i = 0; i < COUNT(config_topic_fields); i++) {
+        const config_field_t *f = &config_topic_fields[i];
+
+        if (set & (1u << i))
+            continue;
+        if (f->set == config_set_dead_letter) {
+            if ((c->dead_letter = config_strdup(d->dead_letter)) == NULL)
+                return config_oom(p);
+            continue;
+        }
+        memcpy((char *)c + f->off, (const char *)d + f->off, f->width);
+    }
+    return 0;
+}
+
+static int config_merge_topics(config_parser_t *p)
+{
+    config_t *cfg = p->cfg;
+
+    for (size_t i = 0; i < cfg->ntopics; i++) {
+        topic_entry_t *e = &cfg->topics[i];
+        yaml_node_t *dl;
+
+        if (config_merge_topic(p, &e->conf, p->topic_set[i]) < 0)
+            return -1;
+        if (strcmp(e->conf.dead_letter, e->name) != 0)
+            continue;
+        if (p->topic_set[i] & TOPIC_DEAD_LETTER_BIT) {
+            dl = config_find(p, p->topic_vals[i], "dead_letter");
+            return config_fail(p, dl->start_mark, "topic '%s' cannot be its own dead_letter",
+                               e->name);
+        }
+        return config_fail(p, p->topic_keys[i]->start_mark,
+                           "topic '%s' cannot be its own dead_letter (inherited from "
+                           "defaults; set dead_letter: \"\" here)",
+                           e->name);
+    }
+    return 0;
+}
+
+static int config_topic_cmp(const void *a, const void *b)
+{
+    return strcmp(((const topic_entry_t *)a)->name, ((const topic_entry_t *)b)->name);
+}
+
+static int config_check_tls(config_parser_t *p, yaml_node_t *root)
+{
+    const config_t *cfg = p->cfg;
+
+    if (p->tls_listen != NULL && (cfg->tls.cert[0] == '\0' || cfg->tls.key[0] == '\0'))
+        return config_fail(p, p->tls_listen->start_mark,
+                           "tls:// listener needs tls.cert and tls.key");
+    if (cfg->tls.verify_clients && cfg->tls.ca[0] == '\0')
+        return config_fail(p, config_find(p, config_find(p, root, "tls"), "verify_clients")
+                                  ->start_mark,
+                           "tls.verify_clients needs tls.ca");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading                                                             */
+
+/* libyaml's reader errors carry a byte offset, not a mark. */
+static yaml_mark_t config_offset_mark(const config_parser_t *p, size_t off)
+{
+    yaml_mark_t m = {0, 0, 0};
+
+    for (size_t i = 0; i < off && i < p->len; i++) {
+        if (p->text[i] == '\n') {
+            m.line++;
+            m.column = 0;
+        } else {
+            m.column++;
+        }
+    }
+    m.index = off;
+    return m;
+}
+
+static int config_syntax_error(config_parser_t *p, const yaml_parser_t *y)
+{
+    const char *problem = y->problem != NULL ? y->problem : "unknown error";
+
+    switch (y->error) {
+    case YAML_MEMORY_ERROR:
+        return config_oom(p);
+    case YAML_READER_ERROR:
+        if (y->problem_value != -1)
+            return config_fail(p, config_offset_mark(p, y->problem_offset), "%s (#%X)", problem,
+                               (unsigned)y->problem_value);
+        return config_fail(p, config_offset_mark(p, y->problem_offset), "%s", problem);
+    default:
+        break;
+    }
+    if (y->context != NULL)
+        return config_fail(p, y->problem_mark, "%s (%s at %zu:%zu)", problem, y->context,
+                           y->context_mark.line + 1, y->context_mark.column + 1);
+    return config_fail(p, y->problem_mark, "%s", problem);
+}
+
+/* Fill p->cfg from the loaded document. */
+static int config_apply(config_parser_t *p, yaml_node_t *root)
+{
+    config_field_t top = {"the top level", NULL, 0, 0, 0, 0, 0, &config_root_table};
+
+    if (root == NULL || config_is_null(root))
+        return 0; /* an empty file: all defaults */
+    if (root->type != YAML_MAPPING_NODE)
+        return config_fail(p, root->start_mark, "the top level must be a mapping, not %s",
+                           config_kind(root));
+    if (config_set_section(p, &top, root, p->cfg) < 0)
+        return -1;
+    if (config_merge_topics(p) < 0 || config_check_tls(p, root) < 0)
+        return -1;
+    if (p->cfg->ntopics > 1)
+        qsort(p->cfg->topics, p->cfg->ntopics, sizeof(*p->cfg->topics), config_topic_cmp);
+    return 0;
+}
+
+/* Load the first document, apply it, and refuse a second one. */
+static int config_parse(config_parser_t *p, yaml_parser_t *y)
+{
+    yaml_document_t doc, next;
+    int rc;
+
+    if (!yaml_parser_load(y, &doc))
+        return config_syntax_error(p, y);
+    p->doc = &doc;
+    rc = config_apply(p, yaml_document_get_root_node(&doc));
+    yaml_document_delete(&doc);
+    p->doc = NULL;
+    if (rc < 0)
+        return -1;
+    if (!yaml_parser_load(y, &next))
+        return config_syntax_error(p, y);
+    if (yaml_document_get_root_node(&next) != NULL)
+        rc = config_fail(p, next.start_mark, "a second YAML document (the file must hold one)");
+    yaml_document_delete(&next);
+    return rc;
+}
+
+config_t *config_load_string(const char *name, const char *text, size_t len, char *err,
+                             size_t errlen)
+{
+    config_parser_t p = {0};
+    yaml_parser_t y;
+    int rc;
+
+    p.name = name != NULL ? name : "<config>";
+    p.text = text != NULL ? text : "";
+    p.len = text != NULL ? len : 0;
+    p.err = err;
+    p.errlen = errlen;
+    p.cfg = config_default();
+    if (p.cfg == NULL || (p.cfg->path = config_strdup(p.name)) == NULL) {
+        config_free(p.cfg);
+        config_fail_file(p.name, err, errlen, "out of memory");
+        return NULL;
+    }
+    if (!yaml_parser_initialize(&y)) {
+        config_free(p.cfg);
+        config_fail_file(p.name, err, errlen, "out of memory");
+        return NULL;
+    }
+    yaml_parser_set_input_string(&y, (const unsigned char *)p.text, p.len);
+    rc = config_parse(&p, &y);
+    yaml_parser_delete(&y);
+    free(p.topic_keys);
+    free(p.topic_vals);
+    free(p.topic_set);
+    if (rc < 0) {
+        config_free(p.cfg);
+        return NULL;
+    }
+    return p.cfg;
+}
+
+config_t *config_load_file(const char *path, char *err, size_t errlen)
+{
+    char what[CONFIG_ERR_MAX];
+    FILE *fp = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    config_t *cfg;
+
+    if (fp == NULL) {
+        snprintf(what, sizeof(what), "cannot open: %s", strerror(errno));
+        config_fail_file(path, err, errlen, what);
+        return NULL;
+    }
+    for (;;) {
+        size_t got;
+
+        if (len == cap) {
+            char *nb = cap >= FILE_MAX ? NULL : realloc(buf, cap ? cap * 2 : 4096);
+
+            if (nb == NULL) {
+                config_fail_file(path, err, errlen,
+                                 cap >= FILE_MAX ? "file is larger than 64MiB" : "out of memory");
+                goto fail;
+            }
+            buf = nb;
+            cap = cap ? cap * 2 : 4096;
+        }
+        got = fread(buf + len, 1, cap - len, fp);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(fp)) {
+        snprintf(what, sizeof(what), "cannot read: %s", strerror(errno));
+        config_fail_file(path, err, errlen, what);
+        goto fail;
+    }
+    fclose(fp);
+    cfg = config_load_string(path, buf, len, err, errlen);
+    free(buf);
+    return cfg;
+fail:
+    fclose(fp);
+    free(buf);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Lookups and names                                                   */
+
+const topic_conf_t *config_topic(const config_t *cfg, const char *name, size_t len)
+{
+    size_t lo = 0, hi = cfg->ntopics;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *s = cfg->topics[mid].name;
+        size_t sl = strlen(s);
+        int c = memcmp(name, s, len < sl ? len : sl);
+
+        if (c == 0 && len != sl)
+            c = len < sl ? -1 : 1;
+        if (c == 0)
+            return &cfg->topics[mid].conf;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return &cfg->defaults;
+}
+
+const char *config_overflow_name(overflow_policy_t p)
+{
+    if ((unsigned)p >= COUNT(config_overflow_names) - 1)
+        return "unknown";
+    return config_overflow_names[p];
+}
+
+const char *config_log_level_name(log_level_t l)
+{
+    if ((unsigned)l >= COUNT(config_level_names) - 1)
+        return "unknown";
+    return config_level_names[l];
+}
