@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# build.sh: from a fresh Debian clone to a built sluice, or to a tested one.
+#
+#   ./build.sh          install what is missing, build into build/
+#   ./build.sh check    the same, then the whole test suite twice: plain
+#                       (build/) and under ASan+UBSan (build-san/)
+#   ./build.sh soak     the long soak and fuzz runs (not part of check)
+#
+# Idempotent: a second run installs nothing and only rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")"
+top=$PWD
+jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+build_pkgs=(build-essential autoconf automake libtool pkg-config
+            libevent-dev libhiredis-dev libyaml-dev check)
+test_pkgs=(redis-server valgrind clang libclang-rt-14-dev systemd)
+
+need_pkgs() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    ((${#missing[@]})) || return 0
+    echo "build.sh: installing ${missing[*]}" >&2
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+# configure_in DIR [configure args...]: an out-of-tree build, configured once.
+configure_in() {
+    local dir=$1
+    shift
+    if [[ ! -x configure || configure.ac -nt configure || Makefile.am -nt configure ||
+          tests/tests.am -nt configure ]]; then
+        autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+    fi
+    mkdir -p "$dir"
+    if [[ ! -f $dir/Makefile || configure -nt $dir/Makefile ]]; then
+        (cd "$dir" && "$top/configure" --enable-werror "$@" >/dev/null)
+    fi
+}
+
+build() {
+    need_pkgs "${build_pkgs[@]}"
+    configure_in build
+    make -s -C build -j"$jobs"
+}
+
+# check_in DIR: run the suite there; keep going so both builds report.
+check_in() {
+    local dir=$1 rc=0
+    make -s -C "$dir" -j"$jobs" check || rc=$?
+    if ((rc)); then
+        echo "build.sh: failures in $dir; their logs:" >&2
+        for log in "$dir"/tests/*.log; do
+            [[ -f $log && $log != */test-suite.log ]] || continue
+            grep -q '^FAIL\|^ERROR' "${log%.log}.trs" 2>/dev/null && { echo "==> $log"; tail -n 60 "$log"; }
+        done
+    fi
+    return "$rc"
+}
+
+# Add up Check's own closing lines: "NN%: Checks: N, Failures: F, Errors: E".
+summary() {
+    local checks=0 fails=0 c f e log line
+    for log in build/tests/*.log build-san/tests/*.log; do
+        [[ -f $log && $log != */test-suite.log ]] || continue
+        line=$(grep -E '^[0-9]+%: Checks: [0-9]+' "$log" | tail -n 1) || true
+        if [[ -z $line ]]; then
+            # A program that died before Check could report counts as failed.
+            grep -q '^:test-result: PASS' "${log%.log}.trs" 2>/dev/null || fails=$((fails + 1))
+            continue
+        fi
+        c=$(sed -E 's/.*Checks: ([0-9]+).*/\1/' <<<"$line")
+        f=$(sed -E 's/.*Failures: ([0-9]+).*/\1/' <<<"$line")
+        e=$(sed -E 's/.*Errors: ([0-9]+).*/\1/' <<<"$line")
+        checks=$((checks + c))
+        fails=$((fails + f + e))
+    done
+    echo "$((checks - fails)) passed, $fails failed"
+}
+
+case "${1:-build}" in
+build)
+    build
+    echo "build.sh: built build/src/sluiced and build/src/sluice"
+    ;;
+check)
+    build
+    need_pkgs "${test_pkgs[@]}"
+    configure_in build-san --enable-sanitizers
+    make -s -C build-san -j"$jobs"
+    rc=0
+    check_in build || rc=1
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        check_in build-san || rc=1
+    summary
+    exit "$rc"
+    ;;
+soak)
+    build
+    need_pkgs "${test_pkgs[@]}"
+    make -s -C build soak
+    ;;
+*)
+    echo "usage: ./build.sh [build|check|soak]" >&2
+    exit 2
+    ;;
+esac
