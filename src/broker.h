@@ -188,6 +188,11 @@ void broker_confirm(broker_t *b, uint64_t id, bool ok, uint64_t now);
 br_status_t broker_restore(broker_t *b, const char *topic, size_t tlen, msg_t *m,
                            uint64_t id, uint16_t attempt);
 
+/* Visit every message the broker holds (ready, delayed, in flight, held),
+ * topic by topic, for a mirror's full resynchronisation. */
+void broker_foreach_message(const broker_t *b,
+                            void (*fn)(void *ctx, const topic_t *t, const msg_t *m), void *ctx);
+
 /* ---- the event loop's side ---- */
 
 /* Push ready messages to consumers with credit (round-robin). Call after
