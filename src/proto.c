@@ -37,16 +37,25 @@ typedef struct proto_cmd_def {
     const char *name;       /* lowercase, as shown in error texts */
     size_t len;
     proto_cmd_type_t type;
+    size_t min_tok;         /* tokens, the command name included */
+    size_t max_tok;
 } proto_cmd_def_t;
 
+/* Most frequent first: the lookup is a linear scan. */
 static const proto_cmd_def_t proto_cmds[] = {
-    { "pub", 3, CMD_PUB },       { "ack", 3, CMD_ACK },
-    { "sub", 3, CMD_SUB },       { "get", 3, CMD_GET },
-    { "nack", 4, CMD_NACK },     { "ping", 4, CMD_PING },
-    { "join", 4, CMD_JOIN },     { "auth", 4, CMD_AUTH },
-    { "quit", 4, CMD_QUIT },     { "unsub", 5, CMD_UNSUB },
-    { "touch", 5, CMD_TOUCH },   { "stats", 5, CMD_STATS },
-    { "topics", 6, CMD_TOPICS },
+    { "pub", 3, CMD_PUB, 3, 4 },
+    { "ack", 3, CMD_ACK, 2, SIZE_MAX },
+    { "sub", 3, CMD_SUB, 2, 3 },
+    { "get", 3, CMD_GET, 2, 3 },
+    { "nack", 4, CMD_NACK, 2, 3 },
+    { "ping", 4, CMD_PING, 1, 1 },
+    { "touch", 5, CMD_TOUCH, 2, 2 },
+    { "join", 4, CMD_JOIN, 2, 3 },
+    { "unsub", 5, CMD_UNSUB, 2, 2 },
+    { "stats", 5, CMD_STATS, 1, 2 },
+    { "topics", 6, CMD_TOPICS, 1, 1 },
+    { "auth", 4, CMD_AUTH, 3, 3 },
+    { "quit", 4, CMD_QUIT, 1, 1 },
 };
 
 /* Printable ASCII without the space: what a command-line token may hold. */
@@ -403,9 +412,10 @@ static const char *proto_pub_option(const proto_tok_t *t, uint64_t *delay)
     static const char key[] = "delay=";
     const size_t k = sizeof key - 1;
 
-    if (t->n < k)
+    if (t->n < k || t->p[k - 1] != '=')
         return "-ERR bad option\r\n";
-    for (size_t i = 0; i < k; i++)
+    /* Fold the letters only: 0x1d | 0x20 would pass for '='. */
+    for (size_t i = 0; i < k - 1; i++)
         if (((unsigned char)t->p[i] | 0x20) != (unsigned char)key[i])
             return "-ERR bad option\r\n";
     if (!proto_parse_u64(t->p + k, t->n - k, delay))
@@ -413,17 +423,24 @@ static const char *proto_pub_option(const proto_tok_t *t, uint64_t *delay)
     return NULL;
 }
 
-/* Check a PUB line whose byte count n is usable. Returns an error reply
- * line, or NULL when the payload should be read. */
-static const char *proto_pub_check(const proto_tok_t *t, size_t nt, proto_cmd_t *cmd)
+/* Check a PUB line whose byte count n is usable: syntax first, then the
+ * size limit. Returns PROTO_CMD when the payload should be read, else
+ * PROTO_ERROR with err filled in. */
+static proto_result_t proto_pub_check(const proto_parser_t *p, const proto_cmd_def_t *d,
+                                      const proto_tok_t *t, size_t nt, uint64_t n,
+                                      proto_cmd_t *cmd, char *err)
 {
-    if (nt > 4)
-        return "";      /* wrong number of arguments: caller formats it */
+    const char *bad;
+
+    if (nt > d->max_tok)
+        return proto_err_nargs(err, d);
     if (!proto_topic_valid(t[1].p, t[1].n))
-        return "-ERR bad topic\r\n";
-    if (nt == 4)
-        return proto_pub_option(&t[3], &cmd->delay_ms);
-    return NULL;
+        return proto_err(err, PROTO_ERROR, "-ERR bad topic\r\n");
+    if (nt == 4 && (bad = proto_pub_option(&t[3], &cmd->delay_ms)))
+        return proto_err(err, PROTO_ERROR, bad);
+    if (n > p->max_message)
+        return proto_err_toobig(err, n, p->max_message);
+    return PROTO_CMD;
 }
 
 /* Parse a non-PUB command from its tokens. Returns PROTO_CMD or
@@ -433,23 +450,7 @@ static proto_result_t proto_simple(const proto_cmd_def_t *d, const proto_tok_t *
                                    const char *rest, size_t rest_len,
                                    proto_cmd_t *cmd, char *err)
 {
-    size_t nmin = 1, nmax = 1;     /* tokens, command name included */
-
-    switch (d->type) {
-    case CMD_SUB: case CMD_GET: case CMD_JOIN: case CMD_NACK:
-        nmin = 2; nmax = 3; break;
-    case CMD_UNSUB: case CMD_TOUCH:
-        nmin = 2; nmax = 2; break;
-    case CMD_STATS:
-        nmin = 1; nmax = 2; break;
-    case CMD_AUTH:
-        nmin = 3; nmax = 3; break;
-    case CMD_ACK:
-        nmin = 2; nmax = SIZE_MAX; break;
-    default:
-        break;
-    }
-    if (nt < nmin || nt > nmax)
+    if (nt < d->min_tok || nt > d->max_tok)
         return proto_err_nargs(err, d);
 
     cmd->type = d->type;
@@ -533,7 +534,7 @@ static proto_result_t proto_pub(proto_parser_t *p, const proto_cmd_def_t *d,
     *used = 0;
     /* Without a usable count there is no payload to skip: the bytes that
      * follow will be read as commands. */
-    if (nt < 3) {
+    if (nt < d->min_tok) {
         *used = line_total;
         return proto_err_nargs(err, d);
     }
@@ -542,18 +543,10 @@ static proto_result_t proto_pub(proto_parser_t *p, const proto_cmd_def_t *d,
         return proto_err(err, PROTO_ERROR, "-ERR bad byte count\r\n");
     }
 
-    const char *bad = proto_pub_check(t, nt, cmd);
-    if (bad || n > p->max_message) {
-        proto_result_t r;
-        if (!bad)
-            r = proto_err_toobig(err, n, p->max_message);
-        else if (!*bad)
-            r = proto_err_nargs(err, d);
-        else
-            r = proto_err(err, PROTO_ERROR, bad);
+    if (proto_pub_check(p, d, t, nt, n, cmd, err) != PROTO_CMD) {
         *used = line_total;
         proto_skip_payload(p, n);
-        return r;
+        return PROTO_ERROR;
     }
 
     /* Wait for payload + at least one trailer byte; compare without adding

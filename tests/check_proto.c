@@ -687,6 +687,9 @@ START_TEST(test_pub_refused_skips_payload)
     expect("PUB a/b 5\r\nPING!\r\nPING\r\n", "E:-ERR bad topic|PING|");
     expect("PUB t 5 ttl=3\r\nPING!\r\nPING\r\n", "E:-ERR bad option|PING|");
     expect("PUB t 5 del=3\r\nPING!\r\nPING\r\n", "E:-ERR bad option|PING|");
+    expect("PUB t 5 delay\x1d" "3\r\nPING!\r\nPING\r\n", "E:-ERR bad option|PING|");
+    expect("PUB t 5 delay3\r\nPING!\r\nPING\r\n", "E:-ERR bad option|PING|");
+    expect("PUB t 5 d\xc5lay=3\r\nPING!\r\nPING\r\n", "E:-ERR bad option|PING|");
     expect("PUB t 5 delay=x\r\nPING!\r\nPING\r\n", "E:-ERR bad delay|PING|");
     expect("PUB t 5 delay=\r\nPING!\r\nPING\r\n", "E:-ERR bad delay|PING|");
     expect("PUB t 5 delay=1 x\r\nPING!\r\nPING\r\n",
