@@ -146,7 +146,7 @@ static void config_fmt_units(char *out, size_t outlen, uint64_t v, const config_
 {
     const config_unit_t *best = NULL;
 
-    for (const config_unit_t *u = units; u->suffix != NULL; u++) {
+    for (const config_unit_t *u = units; u->suffix != NULL && v != 0; u++) {
         if (u->suffix[0] == '\0')
             continue;
         if (v % u->mult == 0 && (best == NULL || u->mult >= best->mult))
@@ -803,7 +803,8 @@ static const char *config_check_listen(config_parser_t *p, yaml_node_t *it)
 {
     char q[QUOTE_MAX * 4 + 8];
     const char *s = (const char *)it->data.scalar.value;
-    const char *why = *s == '\0' ? "empty" : config_check_addr(s, ADDR_TCP | ADDR_UNIX | ADDR_TLS | ADDR_PORT0);
+    unsigned allow = ADDR_TCP | ADDR_UNIX | ADDR_TLS | ADDR_PORT0;
+    const char *why = *s == '\0' ? "empty" : config_check_addr(s, allow);
 
     if (why == NULL) {
         if (strncmp(s, "tls://", 6) == 0 && p->tls_listen == NULL)
@@ -1388,7 +1389,8 @@ static int config_parse(config_parser_t *p, yaml_parser_t *y)
     if (!yaml_parser_load(y, &next))
         return config_syntax_error(p, y);
     if (yaml_document_get_root_node(&next) != NULL)
-        rc = config_fail(p, next.start_mark, "a second YAML document (the file must hold one)");
+        rc = config_fail(p, next.start_mark,
+                         "a second YAML document starts here (a config file holds one)");
     yaml_document_delete(&next);
     return rc;
 }
