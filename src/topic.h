@@ -1,0 +1,159 @@
+/* topic.h: one topic's queues: the ready FIFO, the delay heap, the in-flight
+ * list ordered by deadline, messages held for the mirror, and the lists of
+ * subscriptions and waiting clients that the broker walks.
+ *
+ * topic.c only moves messages between these structures and keeps their
+ * counts; every decision (bounds, policies, who gets what) is broker.c's.
+ */
+#ifndef SLUICE_TOPIC_H
+#define SLUICE_TOPIC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "config.h"
+#include "msg.h"
+
+/* An intrusive circular doubly-linked list. A head is empty when it points
+ * at itself; a node is unlinked when its `next` is NULL. */
+typedef struct dlink {
+    struct dlink *prev, *next;
+} dlink_t;
+
+#define DLINK_ENTRY(ptr, type, member) \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+static inline void dlink_init(dlink_t *head)
+{
+    head->prev = head->next = head;
+}
+
+static inline bool dlink_empty(const dlink_t *head)
+{
+    return head->next == head;
+}
+
+static inline bool dlink_linked(const dlink_t *node)
+{
+    return node->next != NULL;
+}
+
+static inline void dlink_push_tail(dlink_t *head, dlink_t *node)
+{
+    node->prev = head->prev;
+    node->next = head;
+    head->prev->next = node;
+    head->prev = node;
+}
+
+static inline void dlink_remove(dlink_t *node)
+{
+    node->prev->next = node->next;
+    node->next->prev = node->prev;
+    node->prev = node->next = NULL;
+}
+
+/* A FIFO of messages linked through msg->next/prev (NULL-terminated). */
+typedef struct msgq {
+    msg_t *head, *tail;
+    uint64_t n;
+} msgq_t;
+
+void msgq_push_tail(msgq_t *q, msg_t *m);
+void msgq_push_head(msgq_t *q, msg_t *m);
+msg_t *msgq_pop_head(msgq_t *q);
+void msgq_remove(msgq_t *q, msg_t *m);
+
+/* A node of the broker's timer heap (a topic's next deadline, or a client's
+ * wait timeout). */
+#define TNODE_NONE SIZE_MAX
+enum { TNODE_TOPIC = 1, TNODE_CLIENT };
+typedef struct tnode {
+    uint64_t due;  /* ms; for a topic a lower bound of its real next deadline */
+    size_t idx;    /* position in the heap, TNODE_NONE when not in it */
+    int kind;      /* TNODE_* */
+} tnode_t;
+
+/* One client's subscription to one topic. */
+typedef struct sub {
+    struct client *client;
+    struct topic *topic;
+    uint32_t credit;   /* pushes allowed in flight at once */
+    uint32_t inflight; /* MSG_F_CREDITED messages of this topic the client holds */
+    dlink_t tlink;     /* topic->subs */
+    dlink_t rlink;     /* topic->room while inflight < credit and not paused */
+} sub_t;
+
+struct topic {
+    struct topic *hnext;        /* broker's name table bucket chain */
+    const topic_conf_t *conf;   /* limits: points into the broker's current config */
+
+    msgq_t ready;               /* FIFO of first deliveries; returns go to the head */
+    uint64_t ready_bytes;       /* payload bytes of `ready`: what drop-oldest can free */
+    msgq_t inflight;            /* ordered by deadline, earliest at the head */
+    msgq_t held;                /* confirm mode: accepted, waiting for the mirror */
+    msg_t **delayed;            /* binary min-heap by (deadline, id) */
+    size_t ndelayed, delayed_cap;
+
+    uint64_t count;             /* ready + delayed + in flight + held: max_messages */
+    uint64_t bytes;             /* their payload bytes: max_bytes */
+
+    dlink_t subs;               /* every sub_t of the topic */
+    uint64_t nsubs;
+    dlink_t room;               /* subs that can take a push; round-robin from the head */
+    dlink_t parked;             /* clients with a parked PUB, FIFO */
+    uint64_t nparked;
+    dlink_t gets;               /* clients with a waiting GET, FIFO */
+    dlink_t joins;              /* clients with a waiting JOIN */
+
+    br_counters_t totals;
+
+    /* broker bookkeeping */
+    tnode_t timer;              /* in the timer heap while it may have a deadline */
+    struct topic *dnext;        /* dispatch queue */
+    bool in_dispatch;
+    struct topic *jnext;        /* topics to check for finished JOINs */
+    bool in_joinq;
+    dlink_t plink;              /* broker's list of topics with parked producers */
+
+    size_t name_len;
+    char name[];                /* NUL-terminated */
+};
+
+/* A new empty topic, or NULL when out of memory. */
+topic_t *topic_new(const char *name, size_t len, const topic_conf_t *conf);
+
+/* Free the topic and every message in its queues. Subscriptions and waiting
+ * clients belong to the broker and must be gone or abandoned already. */
+void topic_free(topic_t *t);
+
+/* Ready queue. The push functions set the message state. */
+void topic_ready_push_tail(topic_t *t, msg_t *m);
+void topic_ready_push_head(topic_t *t, msg_t *m);
+msg_t *topic_ready_pop(topic_t *t);
+/* Put a whole chain (built with msgq_push_tail) before the current head,
+ * keeping its order. The chain is left empty. */
+void topic_ready_splice_head(topic_t *t, msgq_t *chain);
+
+/* In-flight list: insert by m->deadline (from the tail: usually O(1)). */
+void topic_inflight_add(topic_t *t, msg_t *m);
+void topic_inflight_remove(topic_t *t, msg_t *m);
+
+/* Delay heap. topic_delay_reserve makes room for one more push (0 or -1);
+ * topic_delay_push fails (-1) only if there is no room and growing fails. */
+int topic_delay_reserve(topic_t *t);
+int topic_delay_push(topic_t *t, msg_t *m);
+msg_t *topic_delay_peek(const topic_t *t);
+msg_t *topic_delay_pop(topic_t *t);
+
+void topic_held_add(topic_t *t, msg_t *m);
+void topic_held_remove(topic_t *t, msg_t *m);
+
+/* Earliest in-flight deadline or delayed due time; UINT64_MAX if none. */
+uint64_t topic_next_due(const topic_t *t);
+
+void topic_fill_stats(const topic_t *t, topic_stats_t *out);
+
+#endif
