@@ -201,7 +201,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     uint8_t sel = data[0];
-    size_t chunk = sel < 200 ? 1 + sel % 32 : 64 + (size_t)(sel - 200) * 16;
+    size_t chunk = sel < 200 ? 1 + (size_t)sel % 32 : 64 + (size_t)(sel - 200) * 16;
     data++;
     size--;
 
