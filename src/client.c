@@ -1,0 +1,458 @@
+/* client.c: the blocking-style client connection used by the `sluice`
+ * command-line tool and `sluice bench`: address parsing, connect with a
+ * timeout, pipelined output and a growing input buffer, all on one
+ * non-blocking socket driven by poll(2).
+ */
+#include "client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CLIENT_READ_CHUNK (64 * 1024)
+/* A reply bigger than this is not something any sluice server sends; stop
+ * growing rather than let a broken peer eat all memory. */
+#define CLIENT_IN_MAX ((size_t)1 << 31)
+
+static int64_t client_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *client_default_addr(void)
+{
+    const char *e = getenv("SLUICE_ADDR");
+    return e && *e ? e : CLIENT_DEFAULT_ADDR;
+}
+
+static bool client_port_parse(const char *s, size_t n, char *out, char *err)
+{
+    unsigned long v = 0;
+
+    if (n == 0 || n > 5) {
+        snprintf(err, CLIENT_ERR_MAX, "bad port");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            snprintf(err, CLIENT_ERR_MAX, "bad port");
+            return false;
+        }
+        v = v * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (v == 0 || v > 65535) {
+        snprintf(err, CLIENT_ERR_MAX, "port out of range");
+        return false;
+    }
+    snprintf(out, 8, "%lu", v);
+    return true;
+}
+
+static bool client_host_set(client_addr_t *a, const char *s, size_t n, char *err)
+{
+    if (n >= sizeof a->host) {
+        snprintf(err, CLIENT_ERR_MAX, "host name too long");
+        return false;
+    }
+    if (n == 0) {
+        /* ":7700" means the local host, as in most tools */
+        strcpy(a->host, "127.0.0.1");
+        return true;
+    }
+    memcpy(a->host, s, n);
+    a->host[n] = '\0';
+    return true;
+}
+
+bool client_addr_parse(const char *s, int default_port, client_addr_t *a, char *err)
+{
+    memset(a, 0, sizeof *a);
+    snprintf(a->port, sizeof a->port, "%d", default_port);
+
+    if (strncmp(s, "unix:", 5) == 0) {
+        size_t n = strlen(s + 5);
+        if (n == 0 || n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+            snprintf(err, CLIENT_ERR_MAX, "bad unix socket path");
+            return false;
+        }
+        a->is_unix = true;
+        memcpy(a->host, s + 5, n + 1);
+        return true;
+    }
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close == s + 1) {
+            snprintf(err, CLIENT_ERR_MAX, "bad [IPv6] address");
+            return false;
+        }
+        if (!client_host_set(a, s + 1, (size_t)(close - s - 1), err))
+            return false;
+        if (close[1] == '\0')
+            return true;
+        if (close[1] != ':') {
+            snprintf(err, CLIENT_ERR_MAX, "bad [IPv6]:port address");
+            return false;
+        }
+        return client_port_parse(close + 2, strlen(close + 2), a->port, err);
+    }
+    const char *colon = strchr(s, ':');
+    if (colon && strchr(colon + 1, ':'))  /* a bare IPv6 address, no port */
+        return client_host_set(a, s, strlen(s), err);
+    if (!colon)
+        return client_host_set(a, s, strlen(s), err);
+    if (!client_host_set(a, s, (size_t)(colon - s), err))
+        return false;
+    return client_port_parse(colon + 1, strlen(colon + 1), a->port, err);
+}
+
+/* Wait for a non-blocking connect to finish; 0 or an errno value. */
+static int client_connect_wait(int fd, int timeout_ms)
+{
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    int64_t deadline = timeout_ms < 0 ? -1 : client_now_ms() + timeout_ms;
+
+    for (;;) {
+        int left = deadline < 0 ? -1 : (int)(deadline - client_now_ms());
+        if (deadline >= 0 && left < 0)
+            left = 0;
+        int n = poll(&p, 1, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno;
+        if (n == 0)
+            return ETIMEDOUT;
+        int e = 0;
+        socklen_t el = sizeof e;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+            return errno;
+        return e;
+    }
+}
+
+/* Start a connect on a fresh non-blocking socket; the fd, or -1 with errno. */
+static int client_try(int family, const struct sockaddr *sa, socklen_t salen, int timeout_ms)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int e = 0;
+    if (connect(fd, sa, salen) < 0) {
+        e = errno;
+        if (e == EINPROGRESS)
+            e = client_connect_wait(fd, timeout_ms);
+    }
+    if (e) {
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    if (family != AF_UNIX) {
+        /* the client batches its own writes; don't let Nagle delay them */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return fd;
+}
+
+static int client_open_unix(const client_addr_t *a, int timeout_ms)
+{
+    struct sockaddr_un sun;
+
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, a->host, strlen(a->host) + 1);
+    return client_try(AF_UNIX, (struct sockaddr *)&sun, sizeof sun, timeout_ms);
+}
+
+static int client_open_inet(const client_addr_t *a, int timeout_ms, char *why, size_t whylen)
+{
+    struct addrinfo hints, *res, *ai;
+    int fd = -1;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int g = getaddrinfo(a->host, a->port, &hints, &res);
+    if (g != 0) {
+        snprintf(why, whylen, "%s", gai_strerror(g));
+        return -1;
+    }
+    for (ai = res; ai && fd < 0; ai = ai->ai_next)
+        fd = client_try(ai->ai_family, ai->ai_addr, ai->ai_addrlen, timeout_ms);
+    if (fd < 0)
+        snprintf(why, whylen, "%s", strerror(errno));
+    freeaddrinfo(res);
+    return fd;
+}
+
+client_t *client_connect(const char *addr, int default_port, int timeout_ms, char *err)
+{
+    client_addr_t a;
+    char why[CLIENT_ERR_MAX];
+
+    if (!client_addr_parse(addr, default_port, &a, why)) {
+        snprintf(err, CLIENT_ERR_MAX, "bad address '%.100s': %.120s", addr, why);
+        return NULL;
+    }
+    int fd;
+    if (a.is_unix) {
+        fd = client_open_unix(&a, timeout_ms);
+        if (fd < 0)
+            snprintf(why, sizeof why, "%s", strerror(errno));
+    } else {
+        fd = client_open_inet(&a, timeout_ms, why, sizeof why);
+    }
+    if (fd < 0) {
+        snprintf(err, CLIENT_ERR_MAX, "cannot connect to %.100s: %.120s", addr, why);
+        return NULL;
+    }
+    client_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        snprintf(err, CLIENT_ERR_MAX, "out of memory");
+        return NULL;
+    }
+    c->fd = fd;
+    snprintf(c->addr, sizeof c->addr, "%s", addr);
+    return c;
+}
+
+void client_free(client_t *c)
+{
+    if (!c)
+        return;
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+/* Make room for `need` more bytes at the end of a buffer whose live part
+ * is buf[off..len): slide it to the front first, grow only if that is not
+ * enough. */
+static int client_reserve(char **buf, size_t *off, size_t *len, size_t *cap, size_t need)
+{
+    if (*cap - *len >= need)
+        return 0;
+    if (*off > 0) {
+        memmove(*buf, *buf + *off, *len - *off);
+        *len -= *off;
+        *off = 0;
+        if (*cap - *len >= need)
+            return 0;
+    }
+    size_t ncap = *cap ? *cap : 4096;
+    while (ncap - *len < need) {
+        if (ncap > CLIENT_IN_MAX)
+            return -1;
+        ncap *= 2;
+    }
+    char *nb = realloc(*buf, ncap);
+    if (!nb)
+        return -1;
+    *buf = nb;
+    *cap = ncap;
+    return 0;
+}
+
+int client_put(client_t *c, const void *data, size_t len)
+{
+    if (client_reserve(&c->out, &c->out_off, &c->out_len, &c->out_cap, len) < 0) {
+        snprintf(c->err, sizeof c->err, "out of memory");
+        return -1;
+    }
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += len;
+    return 0;
+}
+
+int client_printf(client_t *c, const char *fmt, ...)
+{
+    char small[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -1;
+    if ((size_t)n < sizeof small)
+        return client_put(c, small, (size_t)n);
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int r = client_put(c, big, (size_t)n);
+    free(big);
+    return r;
+}
+
+size_t client_unsent(const client_t *c)
+{
+    return c->out_len - c->out_off;
+}
+
+void client_consume(client_t *c, size_t n)
+{
+    c->in_off += n;
+    if (c->in_off == c->in_len)
+        c->in_off = c->in_len = 0;
+}
+
+static int client_send_some(client_t *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n < 0) {
+            snprintf(c->err, sizeof c->err, "write to %s: %s", c->addr, strerror(errno));
+            return -1;
+        }
+        c->out_off += (size_t)n;
+    }
+    c->out_off = c->out_len = 0;
+    return 0;
+}
+
+/* One read; 1 if bytes came, 0 if none were ready, -1 on error or EOF. */
+static int client_recv_some(client_t *c)
+{
+    if (client_reserve(&c->in, &c->in_off, &c->in_len, &c->in_cap, CLIENT_READ_CHUNK) < 0) {
+        snprintf(c->err, sizeof c->err, "reply from %s too large", c->addr);
+        return -1;
+    }
+    for (;;) {
+        ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n < 0) {
+            snprintf(c->err, sizeof c->err, "read from %s: %s", c->addr, strerror(errno));
+            return -1;
+        }
+        if (n == 0) {
+            c->eof = true;
+            snprintf(c->err, sizeof c->err, "connection closed by %s", c->addr);
+            return -1;
+        }
+        c->in_len += (size_t)n;
+        return 1;
+    }
+}
+
+int client_step(client_t *c, int timeout_ms, int extra_fd, bool *extra_ready)
+{
+    struct pollfd p[2];
+    nfds_t np = 1;
+
+    if (extra_ready)
+        *extra_ready = false;
+    if (c->eof) {
+        snprintf(c->err, sizeof c->err, "connection closed by %s", c->addr);
+        return -1;
+    }
+    p[0].fd = c->fd;
+    p[0].events = POLLIN | (client_unsent(c) ? POLLOUT : 0);
+    p[0].revents = 0;
+    if (extra_fd >= 0) {
+        p[1].fd = extra_fd;
+        p[1].events = POLLIN;
+        p[1].revents = 0;
+        np = 2;
+    }
+    int n = poll(p, np, timeout_ms);
+    if (n < 0 && errno == EINTR)
+        return 0;
+    if (n < 0) {
+        snprintf(c->err, sizeof c->err, "poll: %s", strerror(errno));
+        return -1;
+    }
+    if (n == 0)
+        return 0;
+    if (np == 2 && extra_ready)
+        *extra_ready = (p[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+    if ((p[0].revents & (POLLOUT | POLLERR)) && client_send_some(c) < 0)
+        return -1;
+    if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) && client_recv_some(c) < 0)
+        return -1;
+    return 1;
+}
+
+int client_flush(client_t *c)
+{
+    /* try at once: most of the time the socket takes everything */
+    if (client_send_some(c) < 0)
+        return -1;
+    while (client_unsent(c)) {
+        if (client_step(c, -1, -1, NULL) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int client_next(client_t *c, proto_reply_t *r)
+{
+    size_t used = 0;
+    int k = proto_parse_reply(client_data(c), client_avail(c), r, &used);
+
+    if (k < 0) {
+        snprintf(c->err, sizeof c->err, "%s sent something that is not a sluice reply", c->addr);
+        return -1;
+    }
+    if (k > 0)
+        client_consume(c, used);
+    return k;
+}
+
+int client_read(client_t *c, proto_reply_t *r, int timeout_ms)
+{
+    int64_t deadline = timeout_ms < 0 ? -1 : client_now_ms() + timeout_ms;
+
+    if (client_send_some(c) < 0)
+        return -1;
+    for (;;) {
+        int k = client_next(c, r);
+        if (k != 0)
+            return k;
+        int left = -1;
+        if (deadline >= 0) {
+            left = (int)(deadline - client_now_ms());
+            if (left <= 0) {
+                snprintf(c->err, sizeof c->err, "no reply from %s within %d ms", c->addr, timeout_ms);
+                return 0;
+            }
+        }
+        if (client_step(c, left, -1, NULL) < 0)
+            return -1;
+    }
+}
+
+void client_reply_str(const proto_reply_t *r, char *out, size_t n)
+{
+    if (r->type != REPLY_ERROR) {
+        snprintf(out, n, "unexpected reply");
+        return;
+    }
+    snprintf(out, n, "-%.*s%s%.*s", (int)r->code_len, r->code, r->text_len ? " " : "",
+             (int)r->text_len, r->text);
+}

@@ -1,0 +1,96 @@
+/* client.h: a small client connection to a sluice server (or, for the
+ * bench, to any server with a byte-stream protocol): address parsing,
+ * connect, an output buffer for pipelining, an input buffer that grows to
+ * hold whole replies, and blocking helpers built on poll(2).
+ *
+ * The socket is non-blocking; the blocking helpers poll for both directions
+ * so a client writing a long pipeline keeps reading what the server sends
+ * meanwhile and neither side can wedge the other.
+ */
+#ifndef SLUICE_CLIENT_H
+#define SLUICE_CLIENT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+#define CLIENT_DEFAULT_ADDR "127.0.0.1:7700"
+#define CLIENT_DEFAULT_PORT 7700
+#define CLIENT_ERR_MAX 256
+
+typedef struct client {
+    int fd;
+    char *in;           /* received bytes; in[in_off..in_len) not yet consumed */
+    size_t in_off, in_len, in_cap;
+    char *out;          /* bytes queued for the server; out[out_off..out_len) unsent */
+    size_t out_off, out_len, out_cap;
+    bool eof;           /* the server closed its side */
+    char addr[128];     /* the address as given, for messages */
+    char err[CLIENT_ERR_MAX]; /* why the last failing call failed */
+} client_t;
+
+/* Where to connect, from "host:port", "[v6addr]:port", "host" (then
+ * default_port) or "unix:/path". */
+typedef struct client_addr {
+    bool is_unix;
+    char host[256];     /* host name or address, or the socket path */
+    char port[8];
+} client_addr_t;
+
+/* Parse `s`; false with a message in err (CLIENT_ERR_MAX bytes) if malformed. */
+bool client_addr_parse(const char *s, int default_port, client_addr_t *a, char *err);
+
+/* The address to use when none is given: $SLUICE_ADDR, else the default. */
+const char *client_default_addr(void);
+
+/* Connect to `addr` (see client_addr_parse), waiting at most timeout_ms
+ * (< 0: the system's own limit). NULL on failure, with a message naming
+ * the address and the reason in err (CLIENT_ERR_MAX bytes). */
+client_t *client_connect(const char *addr, int default_port, int timeout_ms, char *err);
+
+/* Close the socket and free everything. NULL is fine. */
+void client_free(client_t *c);
+
+/* Queue bytes for the server (nothing is sent until a flush or a poll
+ * step). 0, or -1 when out of memory. */
+int client_put(client_t *c, const void *data, size_t len);
+int client_printf(client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* How many queued bytes are still unsent. */
+size_t client_unsent(const client_t *c);
+
+/* Send all queued bytes, reading whatever arrives meanwhile into the input
+ * buffer. 0, or -1 on error (c->err says why). */
+int client_flush(client_t *c);
+
+/* One step of I/O: wait up to timeout_ms (< 0: forever) until the socket
+ * is readable (or writable while output is queued), then move what can be
+ * moved without blocking. `extra_fd` (or -1) is polled for reading too and
+ * *extra_ready tells whether it is readable (may be NULL when extra_fd is
+ * -1). Returns 1 if something happened, 0 on timeout, -1 on error or EOF
+ * (c->err says which; c->eof is set on EOF). EINTR returns 0. */
+int client_step(client_t *c, int timeout_ms, int extra_fd, bool *extra_ready);
+
+/* Parse the next sluice reply or push from the input buffer without any
+ * I/O. 1 with *r filled (valid until the next call that reads or takes
+ * from the input), 0 when none is complete, -1 when the server sent
+ * something that is not a sluice reply. */
+int client_next(client_t *c, proto_reply_t *r);
+
+/* Flush, then block until one whole reply or push is read, up to
+ * timeout_ms (< 0: forever). 1, 0 on timeout, -1 on error/EOF/garbage. */
+int client_read(client_t *c, proto_reply_t *r, int timeout_ms);
+
+/* Raw access to the input buffer, for other protocols (the bench speaks
+ * RESP and beanstalkd's protocol over the same connection code). */
+static inline const char *client_data(const client_t *c) { return c->in + c->in_off; }
+static inline size_t client_avail(const client_t *c) { return c->in_len - c->in_off; }
+void client_consume(client_t *c, size_t n);
+
+/* Format an error reply as "-CODE text" into out (n bytes). */
+void client_reply_str(const proto_reply_t *r, char *out, size_t n);
+
+#endif
