@@ -207,20 +207,19 @@ static bool config_host_char(unsigned char c)
 
 static const char *config_check_port(const char *p, unsigned allow)
 {
+    const char *range = allow & ADDR_PORT0 ? "port must be 0..65535" : "port must be 1..65535";
     unsigned long v = 0;
     size_t n = 0;
 
     for (; p[n] >= '0' && p[n] <= '9'; n++) {
         if (n == 5)
-            return "port must be 0..65535";
+            return range;
         v = v * 10 + (unsigned long)(p[n] - '0');
     }
     if (n == 0 || p[n] != '\0')
         return "port must be a number";
-    if (v > 65535)
-        return "port must be 0..65535";
-    if (v == 0 && !(allow & ADDR_PORT0))
-        return "port must be 1..65535";
+    if (v > 65535 || (v == 0 && !(allow & ADDR_PORT0)))
+        return range;
     return NULL;
 }
 
@@ -251,7 +250,7 @@ static const char *config_check_hostport(const char *s, unsigned allow)
         zone = memchr(s, '%', (size_t)(end - s));
         if (zone != NULL && zone + 1 == end)
             return "empty zone in [v6] address";
-        for (const char *q = zone; q != NULL && ++q < end;)
+        for (const char *q = zone != NULL ? zone + 1 : end; q < end; q++)
             if (!config_host_char((unsigned char)*q))
                 return "bad zone in [v6] address";
         if (end[1] != ':')
@@ -492,7 +491,7 @@ struct config_field {
 };
 
 struct config_table {
-    const char *where;          /* "in limits", for messages */
+    const char *where;          /* "limits", "topics.orders": for messages */
     const config_field_t *fields;
     size_t n;
 };
@@ -1301,15 +1300,15 @@ static int config_topic_cmp(const void *a, const void *b)
 static int config_check_tls(config_parser_t *p, yaml_node_t *root)
 {
     const config_t *cfg = p->cfg;
+    yaml_node_t *at;
 
     if (p->tls_listen != NULL && (cfg->tls.cert[0] == '\0' || cfg->tls.key[0] == '\0'))
         return config_fail(p, p->tls_listen->start_mark,
                            "tls:// listener needs tls.cert and tls.key");
-    if (cfg->tls.verify_clients && cfg->tls.ca[0] == '\0')
-        return config_fail(p, config_find(p, config_find(p, root, "tls"), "verify_clients")
-                                  ->start_mark,
-                           "tls.verify_clients needs tls.ca");
-    return 0;
+    if (!cfg->tls.verify_clients || cfg->tls.ca[0] != '\0')
+        return 0;
+    at = config_find(p, config_find(p, root, "tls"), "verify_clients");
+    return config_fail(p, (at != NULL ? at : root)->start_mark, "tls.verify_clients needs tls.ca");
 }
 
 /* ------------------------------------------------------------------ */

@@ -624,7 +624,8 @@ START_TEST(test_error_addresses)
     ck_config_error("listen: localhost\n",
                     "t.yaml:1:9: bad listen address 'localhost': missing :port");
     ck_config_error("listen: \":7700\"\n", "t.yaml:1:9: bad listen address ':7700': missing host");
-    ck_config_error("listen: [\"h:\"]\n", "t.yaml:1:10: bad listen address 'h:': port must be a number");
+    ck_config_error("listen: [\"h:\"]\n",
+                    "t.yaml:1:10: bad listen address 'h:': port must be a number");
     ck_config_error("listen: [\"h:12a\"]\n",
                     "t.yaml:1:10: bad listen address 'h:12a': port must be a number");
     ck_config_error("listen: \"::1:7700\"\n",
@@ -683,7 +684,8 @@ END_TEST
 START_TEST(test_error_names)
 {
     ck_config_error("topics:\n  \"bad topic\": {}\n",
-                    "t.yaml:2:3: bad name 'bad topic' in topics (1..255 bytes of A-Z a-z 0-9 . _ : -)");
+                    "t.yaml:2:3: bad name 'bad topic' in topics "
+                    "(1..255 bytes of A-Z a-z 0-9 . _ : -)");
     ck_config_error("topics:\n  ok: {}\n  \"\": {}\n", "t.yaml:3:3: bad name '' in topics");
     ck_config_error("topics:\n  a/b:\n", "t.yaml:2:3: bad name 'a/b' in topics");
     ck_config_error("topics:\n  q:\n    dead_letter: \"q q\"\n",
@@ -691,12 +693,14 @@ START_TEST(test_error_names)
     ck_config_error("topics:\n  q:\n    prefetch: 1\n    dead_letter: q\n",
                     "t.yaml:4:18: topic 'q' cannot be its own dead_letter");
     ck_config_error("topics:\n  dlq:\n    prefetch: 1\ndefaults:\n  dead_letter: dlq\n",
-                    "t.yaml:2:3: topic 'dlq' cannot be its own dead_letter (inherited from defaults");
+                    "t.yaml:2:3: topic 'dlq' cannot be its own dead_letter "
+                    "(inherited from defaults");
     ck_config_error("users:\n  \"b b\": {password: x}\n", "t.yaml:2:3: bad name 'b b' in users");
     ck_config_error("users:\n  bob:\n    publish: [a]\n", "t.yaml:2:3: user 'bob' has no password");
     ck_config_error("users:\n  bob:\n", "t.yaml:2:3: user 'bob' has no password");
     ck_config_error("users:\n  bob: {password: \"\"}\n",
-                    "t.yaml:2:19: password must be non-empty, without blanks or control characters");
+                    "t.yaml:2:19: password must be non-empty, "
+                    "without blanks or control characters");
     ck_config_error("users:\n  bob: {password: \"a b\"}\n",
                     "t.yaml:2:19: password must be non-empty");
     ck_config_error("users:\n  bob:\n    password: x\n    subscribe: [ok, \"a b\"]\n",
@@ -704,7 +708,7 @@ START_TEST(test_error_names)
 }
 END_TEST
 
-/* Each name is long; the message keeps a short, escaped prefix of it. */
+/* A long value: the message keeps a short, escaped prefix of it. */
 START_TEST(test_error_long_value)
 {
     char yaml[1024];
@@ -725,11 +729,13 @@ END_TEST
 START_TEST(test_error_yaml)
 {
     ck_config_error("log:\n  level: [info\n",
-                    "t.yaml:3:1: did not find expected ',' or ']' (while parsing a flow sequence at 2:10)");
+                    "t.yaml:3:1: did not find expected ',' or ']' "
+                    "(while parsing a flow sequence at 2:10)");
     ck_config_error("log:\n\tlevel: info\n",
                     "t.yaml:2:1: found character that cannot start any token");
     ck_config_error("log: {level: \"info}\n",
-                    "t.yaml:2:1: found unexpected end of stream (while scanning a quoted scalar at 1:14)");
+                    "t.yaml:2:1: found unexpected end of stream "
+                    "(while scanning a quoted scalar at 1:14)");
     ck_config_error("log: *nope\n", "t.yaml:1:6: found undefined alias");
     ck_config_error("log:\n  level: info\n level: warn\n",
                     "t.yaml:3:2: did not find expected key");
@@ -738,7 +744,8 @@ START_TEST(test_error_yaml)
     ck_config_error("log: {level: info}\n...\nlog: {level: warn}\n",
                     "t.yaml:3:1: did not find expected <document start>");
     ck_config_error("log: {level: info}\n---\n", "t.yaml:2:1: a second YAML document");
-    ck_config_error("log: {level: info}\n---\n[\n", "t.yaml:4:1: did not find expected node content");
+    ck_config_error("log: {level: info}\n---\n[\n",
+                    "t.yaml:4:1: did not find expected node content");
     /* invalid UTF-8: libyaml gives an offset, placed here by counting lines */
     ck_config_error("log:\n  level: \"i\xff\"\n", "t.yaml:2:12: invalid leading UTF-8 octet (#FF)");
     /* a self-referencing alias ends in a kind error, not a loop */
@@ -761,7 +768,7 @@ START_TEST(test_error_buffer)
     c = config_load_string("t.yaml", bad, strlen(bad), NULL, 0);
     ck_assert_ptr_null(c);
     /* not NUL-terminated: only len bytes count */
-    c = config_load_string("t.yaml", "log: {level: warn}XXXX", 18, err, sizeof(err));
+    c = config_load_string("t.yaml", "log: {level: warn}####", 18, err, sizeof(err));
     ck_assert_msg(c != NULL, "%s", err);
     ck_assert_int_eq(c->log_level, LOG_LEVEL_WARN);
     config_free(c);
