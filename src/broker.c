@@ -423,8 +423,8 @@ static void broker_place(broker_t *b, topic_t *t, msg_t *m, uint64_t due, bool h
                          uint64_t now)
 {
     /* Without memory for the heap the delay is dropped, not the message. */
+    m->deadline = due;
     if (due > now && topic_delay_push(t, m) == 0) {
-        m->deadline = due;
         broker_arm(b, t, due);
         return;
     }
@@ -795,6 +795,9 @@ static void broker_unflight(broker_t *b, msg_t *m)
     }
     m->owner = NULL;
     m->state = MSG_NEW;
+    /* Nothing left to time: leave the heap now rather than wake for nothing. */
+    if (t->inflight.n == 0 && t->ndelayed == 0 && t->timer.idx != TNODE_NONE)
+        heap_remove(b, &t->timer);
 }
 
 /* Publish a copy of dead m to the dead-letter topic, as `reject` would
@@ -890,13 +893,14 @@ static void broker_fire_topic(broker_t *b, topic_t *t, uint64_t now)
 
     broker_expire_inflight(b, t, now);
     broker_release_delayed(b, t, now);
-    due = topic_next_due(t);
-    if (due == UINT64_MAX) {
+    /* Expiries may have taken it out of the heap already. */
+    if (t->timer.idx != TNODE_NONE)
         heap_remove(b, &t->timer);
-        return;
+    due = topic_next_due(t);
+    if (due != UINT64_MAX) {
+        t->timer.due = due;
+        heap_push(b, &t->timer);
     }
-    t->timer.due = due;
-    heap_down(b, t->timer.idx);
 }
 
 static void broker_fire_wait(client_t *c)

@@ -1,0 +1,1877 @@
+/* check_broker.c: tests of the broker core's semantics, driven through
+ * broker.h with fake clients that record pushes and completions and a
+ * clock that is a plain number the tests advance.
+ */
+#include <check.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+
+/* ---- a config with config.md's defaults, built by hand ---- */
+
+#define MAX_ENTRIES 8
+
+typedef struct test_cfg {
+    config_t cfg;
+    topic_entry_t entries[MAX_ENTRIES];
+} test_cfg_t;
+
+static void cfg_defaults(test_cfg_t *tc)
+{
+    config_t *c = &tc->cfg;
+
+    memset(tc, 0, sizeof(*tc));
+    c->log_level = LOG_LEVEL_INFO;
+    c->limits.max_connections = 10000;
+    c->limits.max_line = 4096;
+    c->limits.max_message = 1 << 20;
+    c->limits.max_memory = UINT64_C(1) << 30;
+    c->limits.output_buffer = 4 << 20;
+    c->limits.max_topics = 10000;
+    c->auto_create_topics = true;
+    c->defaults = (topic_conf_t){
+        .max_messages = 100000,
+        .max_bytes = 64 << 20,
+        .overflow = OVERFLOW_BLOCK,
+        .block_timeout_ms = 0,
+        .prefetch = 64,
+        .ack_timeout_ms = 30000,
+        .max_deliveries = 5,
+        .dead_letter = "",
+    };
+    c->topics = tc->entries;
+}
+
+/* Add a `topics:` entry (defaults merged) and return its limits to edit. */
+static topic_conf_t *cfg_topic(test_cfg_t *tc, const char *name)
+{
+    topic_entry_t *e;
+
+    ck_assert_uint_lt(tc->cfg.ntopics, MAX_ENTRIES);
+    e = &tc->entries[tc->cfg.ntopics++];
+    e->name = (char *)name;
+    e->conf = tc->cfg.defaults;
+    return &e->conf;
+}
+
+/* ---- fake clients ---- */
+
+enum { EV_DELIVER = 1, EV_COMPLETE };
+
+typedef struct ev {
+    int kind;
+    int seq;            /* global order of events */
+    char topic[32];
+    uint64_t id;
+    uint16_t attempt;   /* EV_DELIVER */
+    char data[32];      /* EV_DELIVER, NUL-terminated copy */
+    br_op_t op;         /* EV_COMPLETE */
+    br_status_t st;     /* EV_COMPLETE */
+} ev_t;
+
+typedef struct fake {
+    client_t *c;
+    ev_t ev[256];
+    size_t nev;
+    size_t ndeliv, ndone;
+    bool full;          /* deliver() reports a full output */
+} fake_t;
+
+#define MAX_FAKES 8
+
+static test_cfg_t tcfg;
+static broker_t *b;
+static uint64_t now;
+static int seq;
+static fake_t fakes[MAX_FAKES];
+static size_t nfakes;
+
+static void ev_topic(ev_t *e, const topic_t *t)
+{
+    size_t len;
+    const char *n = topic_name(t, &len);
+
+    snprintf(e->topic, sizeof(e->topic), "%.*s", (int)len, n);
+}
+
+static bool fk_deliver(void *ctx, const topic_t *t, const msg_t *m)
+{
+    fake_t *f = ctx;
+    ev_t *e;
+
+    ck_assert_uint_lt(f->nev, 256);
+    e = &f->ev[f->nev++];
+    e->kind = EV_DELIVER;
+    e->seq = ++seq;
+    ev_topic(e, t);
+    e->id = m->id;
+    e->attempt = m->attempt;
+    ck_assert_uint_lt(m->len, sizeof(e->data));
+    memcpy(e->data, m->data, m->len);
+    e->data[m->len] = '\0';
+    ck_assert_int_eq(m->state, MSG_INFLIGHT);
+    f->ndeliv++;
+    return !f->full;
+}
+
+static void fk_complete(void *ctx, br_op_t op, br_status_t st, const topic_t *t, uint64_t id)
+{
+    fake_t *f = ctx;
+    ev_t *e;
+
+    ck_assert_uint_lt(f->nev, 256);
+    e = &f->ev[f->nev++];
+    e->kind = EV_COMPLETE;
+    e->seq = ++seq;
+    ev_topic(e, t);
+    e->op = op;
+    e->st = st;
+    e->id = id;
+    f->ndone++;
+}
+
+static const client_ops_t fk_ops = {fk_deliver, fk_complete};
+
+static fake_t *fake(void)
+{
+    fake_t *f;
+
+    ck_assert_uint_lt(nfakes, MAX_FAKES);
+    f = &fakes[nfakes++];
+    f->c = broker_client_new(b, &fk_ops, f);
+    ck_assert_ptr_nonnull(f->c);
+    return f;
+}
+
+static void fake_gone(fake_t *f)
+{
+    broker_client_free(f->c, now);
+    f->c = NULL;
+}
+
+/* The i-th delivery (0-based) to f. */
+static const ev_t *dl(const fake_t *f, size_t i)
+{
+    for (size_t k = 0; k < f->nev; k++)
+        if (f->ev[k].kind == EV_DELIVER && i-- == 0)
+            return &f->ev[k];
+    ck_abort_msg("no delivery %zu", i);
+    return NULL;
+}
+
+/* The i-th completion (0-based) to f. */
+static const ev_t *done(const fake_t *f, size_t i)
+{
+    for (size_t k = 0; k < f->nev; k++)
+        if (f->ev[k].kind == EV_COMPLETE && i-- == 0)
+            return &f->ev[k];
+    ck_abort_msg("no completion %zu", i);
+    return NULL;
+}
+
+static const ev_t *last_dl(const fake_t *f)
+{
+    ck_assert_uint_gt(f->ndeliv, 0);
+    return dl(f, f->ndeliv - 1);
+}
+
+static void assert_done(const fake_t *f, size_t i, br_op_t op, br_status_t st, uint64_t id)
+{
+    const ev_t *e = done(f, i);
+
+    ck_assert_int_eq(e->op, op);
+    ck_assert_int_eq(e->st, st);
+    ck_assert_uint_eq(e->id, id);
+}
+
+/* ---- observer ---- */
+
+typedef struct oev {
+    char kind; /* 'E'nqueued, 'A'ttempted, 'R'emoved */
+    char topic[32];
+    uint64_t id;
+    uint16_t attempt;
+    br_removal_t why;
+} oev_t;
+
+static oev_t oevs[256];
+static size_t noev;
+
+static void ob_record(char kind, const topic_t *t, const msg_t *m, br_removal_t why)
+{
+    size_t len;
+    const char *n = topic_name(t, &len);
+    oev_t *o;
+
+    ck_assert_uint_lt(noev, 256);
+    o = &oevs[noev++];
+    o->kind = kind;
+    snprintf(o->topic, sizeof(o->topic), "%.*s", (int)len, n);
+    o->id = m->id;
+    o->attempt = m->attempt;
+    o->why = why;
+}
+
+static void ob_enqueued(void *ctx, const topic_t *t, const msg_t *m)
+{
+    (void)ctx;
+    ob_record('E', t, m, 0);
+}
+
+static void ob_attempted(void *ctx, const topic_t *t, const msg_t *m)
+{
+    (void)ctx;
+    ob_record('A', t, m, 0);
+}
+
+static void ob_removed(void *ctx, const topic_t *t, const msg_t *m, br_removal_t why)
+{
+    (void)ctx;
+    ob_record('R', t, m, why);
+}
+
+static const broker_observer_t observer = {ob_enqueued, ob_attempted, ob_removed};
+
+/* ---- shortcuts ---- */
+
+static void start(void)
+{
+    b = broker_new(&tcfg.cfg, now);
+    ck_assert_ptr_nonnull(b);
+    broker_set_observer(b, &observer, NULL);
+}
+
+static void setup(void)
+{
+    cfg_defaults(&tcfg);
+    now = 1000;
+    seq = 0;
+    b = NULL;
+    memset(fakes, 0, sizeof(fakes));
+    nfakes = 0;
+    memset(oevs, 0, sizeof(oevs));
+    noev = 0;
+}
+
+static void teardown(void)
+{
+    broker_free(b);
+}
+
+static br_status_t pubd(fake_t *f, const char *topic, const char *data, uint64_t delay,
+                        uint64_t *id)
+{
+    msg_t *m = msg_new_copy(data, (uint32_t)strlen(data));
+
+    ck_assert_ptr_nonnull(m);
+    return broker_publish(f->c, topic, strlen(topic), m, delay, now, id);
+}
+
+static br_status_t pub(fake_t *f, const char *topic, const char *data)
+{
+    uint64_t id = 0;
+
+    return pubd(f, topic, data, 0, &id);
+}
+
+static uint64_t pub_ok(fake_t *f, const char *topic, const char *data)
+{
+    uint64_t id = 0;
+
+    ck_assert_int_eq(pubd(f, topic, data, 0, &id), BR_OK);
+    ck_assert_uint_gt(id, 0);
+    return id;
+}
+
+static void sub(fake_t *f, const char *topic, int64_t credit)
+{
+    ck_assert_int_eq(broker_subscribe(f->c, topic, strlen(topic), credit), BR_OK);
+}
+
+static br_status_t get(fake_t *f, const char *topic, uint64_t timeout)
+{
+    return broker_get(f->c, topic, strlen(topic), timeout, now);
+}
+
+/* GET that must succeed; returns the delivered message's event. */
+static const ev_t *get_ok(fake_t *f, const char *topic)
+{
+    ck_assert_int_eq(get(f, topic, 0), BR_OK);
+    return last_dl(f);
+}
+
+static br_status_t join(fake_t *f, const char *topic, int64_t timeout)
+{
+    return broker_join(f->c, topic, strlen(topic), timeout, now);
+}
+
+static void disp(void)
+{
+    broker_dispatch(b, now);
+}
+
+static topic_stats_t ts(const char *topic)
+{
+    topic_stats_t s;
+
+    ck_assert_msg(broker_topic_stats(b, topic, strlen(topic), &s), "no topic %s", topic);
+    return s;
+}
+
+static broker_stats_t ss(void)
+{
+    broker_stats_t s;
+
+    broker_stats(b, now, &s);
+    return s;
+}
+
+static bool has_topic(const char *topic)
+{
+    topic_stats_t s;
+
+    return broker_topic_stats(b, topic, strlen(topic), &s);
+}
+
+/* ================= publishing and bounds ================= */
+
+START_TEST(test_publish_ids_and_stats)
+{
+    start();
+    fake_t *p = fake();
+
+    ck_assert_uint_eq(broker_next_id(b), 1);
+    ck_assert_uint_eq(pub_ok(p, "t", "hello"), 1);
+    ck_assert_uint_eq(pub_ok(p, "t", "abc"), 2);
+    ck_assert_uint_eq(pub_ok(p, "u", "x"), 3);
+    topic_stats_t s = ts("t");
+    ck_assert_uint_eq(s.ready, 2);
+    ck_assert_uint_eq(s.bytes, 8);
+    ck_assert_uint_eq(s.totals.published, 2);
+    ck_assert_uint_eq(s.max_messages, 100000);
+    ck_assert_int_eq(s.overflow, OVERFLOW_BLOCK);
+    broker_stats_t st = ss();
+    ck_assert_uint_eq(st.messages, 3);
+    ck_assert_uint_eq(st.bytes, 9);
+    ck_assert_uint_eq(st.topics, 2);
+    ck_assert_uint_eq(st.clients, 1);
+    ck_assert_uint_eq(st.totals.published, 3);
+    /* observer saw each acceptance with its id */
+    ck_assert_uint_eq(noev, 3);
+    ck_assert_int_eq(oevs[0].kind, 'E');
+    ck_assert_uint_eq(oevs[0].id, 1);
+    ck_assert_str_eq(oevs[2].topic, "u");
+}
+END_TEST
+
+START_TEST(test_block_park_resume_fifo)
+{
+    tcfg.cfg.defaults.max_messages = 2;
+    start();
+    fake_t *p = fake(), *q = fake(), *r = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    ck_assert_int_eq(pub(q, "t", "q"), BR_PENDING);
+    ck_assert_int_eq(pub(r, "t", "r"), BR_PENDING);
+    ck_assert_uint_eq(ts("t").blocked_producers, 2);
+    ck_assert_uint_eq(ss().blocked_producers, 2);
+    ck_assert_uint_eq(ts("t").ready, 2);
+
+    sub(c, "t", 10);
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 2);
+    ck_assert_uint_eq(q->ndone + r->ndone, 0); /* in flight still counts */
+
+    ck_assert(broker_ack(c->c, 1, now));
+    ck_assert_uint_eq(q->ndone, 1);
+    assert_done(q, 0, BR_OP_PUB, BR_OK, 3);
+    ck_assert_uint_eq(r->ndone, 0);
+    ck_assert(broker_ack(c->c, 2, now));
+    assert_done(r, 0, BR_OP_PUB, BR_OK, 4);
+    ck_assert_uint_eq(ts("t").blocked_producers, 0);
+    disp();
+    ck_assert_uint_eq(dl(c, 2)->id, 3);
+    ck_assert_str_eq(dl(c, 2)->data, "q");
+    ck_assert_uint_eq(dl(c, 3)->id, 4);
+    ck_assert_uint_eq(ts("t").totals.published, 4);
+    ck_assert_uint_eq(ts("t").totals.rejected, 0);
+}
+END_TEST
+
+START_TEST(test_block_head_blocks_the_rest)
+{
+    tcfg.cfg.defaults.max_bytes = 10;
+    start();
+    fake_t *p = fake(), *q = fake(), *r = fake(), *c = fake();
+
+    pub_ok(p, "t", "aaaa");
+    pub_ok(p, "t", "bbbb");
+    ck_assert_int_eq(pub(q, "t", "1234567"), BR_PENDING);
+    /* fits, but strict FIFO: it queues behind q */
+    ck_assert_int_eq(pub(r, "t", "z"), BR_PENDING);
+    ck_assert(get_ok(c, "t")->id == 1);
+    ck_assert(get_ok(c, "t")->id == 2);
+    ck_assert(broker_ack(c->c, 1, now));
+    /* 4 bytes used: q's 7 does not fit and r waits behind it */
+    ck_assert_uint_eq(q->ndone + r->ndone, 0);
+    ck_assert(broker_ack(c->c, 2, now));
+    assert_done(q, 0, BR_OP_PUB, BR_OK, 3);
+    assert_done(r, 0, BR_OP_PUB, BR_OK, 4);
+    ck_assert_uint_eq(ts("t").bytes, 8);
+}
+END_TEST
+
+START_TEST(test_block_timeout)
+{
+    tcfg.cfg.defaults.max_bytes = 10;
+    tcfg.cfg.defaults.block_timeout_ms = 100;
+    start();
+    fake_t *p = fake(), *q = fake(), *r = fake();
+
+    pub_ok(p, "t", "12345678");
+    ck_assert_int_eq(pub(q, "t", "12345"), BR_PENDING);
+    ck_assert_uint_eq(broker_next_deadline(b), now + 100);
+    now += 50;
+    ck_assert_int_eq(pub(r, "t", "1"), BR_PENDING);
+    now += 49;
+    broker_tick(b, now);
+    ck_assert_uint_eq(q->ndone, 0);
+    now += 1;
+    broker_tick(b, now);
+    assert_done(q, 0, BR_OP_PUB, BR_FULL, 0);
+    /* the head went: r's byte fits behind it */
+    assert_done(r, 0, BR_OP_PUB, BR_OK, 2);
+    ck_assert_uint_eq(ts("t").totals.rejected, 1);
+    ck_assert_uint_eq(ss().totals.rejected, 1);
+    ck_assert_uint_eq(ts("t").blocked_producers, 0);
+    ck_assert_uint_eq(ts("t").bytes, 9);
+    ck_assert_uint_eq(broker_next_deadline(b), UINT64_MAX);
+}
+END_TEST
+
+START_TEST(test_block_waits_forever_without_timeout)
+{
+    tcfg.cfg.defaults.max_messages = 1;
+    start();
+    fake_t *p = fake(), *q = fake();
+
+    pub_ok(p, "t", "a");
+    ck_assert_int_eq(pub(q, "t", "b"), BR_PENDING);
+    ck_assert_uint_eq(broker_next_deadline(b), UINT64_MAX);
+    now += 1000000;
+    broker_tick(b, now);
+    ck_assert_uint_eq(q->ndone, 0);
+    ck_assert_uint_eq(ts("t").blocked_producers, 1);
+}
+END_TEST
+
+START_TEST(test_reject)
+{
+    cfg_topic(&tcfg, "t")->overflow = OVERFLOW_REJECT;
+    tcfg.entries[0].conf.max_messages = 1;
+    start();
+    fake_t *p = fake();
+
+    pub_ok(p, "t", "a");
+    ck_assert_int_eq(pub(p, "t", "b"), BR_FULL);
+    ck_assert_int_eq(pub(p, "t", "c"), BR_FULL);
+    topic_stats_t s = ts("t");
+    ck_assert_uint_eq(s.totals.rejected, 2);
+    ck_assert_uint_eq(s.totals.published, 1);
+    ck_assert_uint_eq(s.ready, 1);
+    ck_assert_uint_eq(s.blocked_producers, 0);
+    ck_assert_int_eq(s.overflow, OVERFLOW_REJECT);
+    /* a refused PUB uses no id */
+    ck_assert_uint_eq(broker_next_id(b), 2);
+}
+END_TEST
+
+START_TEST(test_drop_oldest)
+{
+    topic_conf_t *tc = cfg_topic(&tcfg, "t");
+    tc->overflow = OVERFLOW_DROP_OLDEST;
+    tc->max_messages = 2;
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    ck_assert_uint_eq(pub_ok(p, "t", "c"), 3);
+    topic_stats_t s = ts("t");
+    ck_assert_uint_eq(s.ready, 2);
+    ck_assert_uint_eq(s.totals.dropped, 1);
+    ck_assert_uint_eq(ss().totals.dropped, 1);
+    /* the eviction happens before the new message is accepted */
+    ck_assert_int_eq(oevs[2].kind, 'R');
+    ck_assert_uint_eq(oevs[2].id, 1);
+    ck_assert_int_eq(oevs[2].why, BR_REMOVED_DROPPED);
+    ck_assert_int_eq(oevs[3].kind, 'E');
+    ck_assert_uint_eq(oevs[3].id, 3);
+    ck_assert_uint_eq(get_ok(c, "t")->id, 2);
+    ck_assert_uint_eq(get_ok(c, "t")->id, 3);
+}
+END_TEST
+
+START_TEST(test_drop_oldest_by_bytes)
+{
+    topic_conf_t *tc = cfg_topic(&tcfg, "t");
+    tc->overflow = OVERFLOW_DROP_OLDEST;
+    tc->max_bytes = 10;
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "aaa");
+    pub_ok(p, "t", "bbb");
+    pub_ok(p, "t", "ccc");
+    /* 9 used; 7 more needs two evictions, then fills max_bytes exactly */
+    ck_assert_uint_eq(pub_ok(p, "t", "ddddddd"), 4);
+    ck_assert_uint_eq(ts("t").totals.dropped, 2);
+    ck_assert_uint_eq(ts("t").bytes, 10);
+    ck_assert_uint_eq(get_ok(c, "t")->id, 3);
+    ck_assert_uint_eq(get_ok(c, "t")->id, 4);
+}
+END_TEST
+
+START_TEST(test_drop_oldest_full)
+{
+    topic_conf_t *tc = cfg_topic(&tcfg, "t");
+    tc->overflow = OVERFLOW_DROP_OLDEST;
+    tc->max_messages = 1;
+    tc = cfg_topic(&tcfg, "u");
+    tc->overflow = OVERFLOW_DROP_OLDEST;
+    tc->max_bytes = 10;
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    /* nothing ready to drop: -FULL */
+    pub_ok(p, "t", "a");
+    get_ok(c, "t");
+    ck_assert_int_eq(pub(p, "t", "b"), BR_FULL);
+    ck_assert_uint_eq(ts("t").totals.rejected, 1);
+    ck_assert_uint_eq(ts("t").totals.dropped, 0);
+
+    /* dropping every ready message would not make room: drop nothing */
+    pub_ok(p, "u", "12345678");
+    get_ok(c, "u");
+    pub_ok(p, "u", "x");
+    ck_assert_int_eq(pub(p, "u", "12345"), BR_FULL);
+    topic_stats_t s = ts("u");
+    ck_assert_uint_eq(s.ready, 1);
+    ck_assert_uint_eq(s.totals.dropped, 0);
+    ck_assert_uint_eq(s.totals.rejected, 1);
+    ck_assert_uint_eq(s.bytes, 9);
+}
+END_TEST
+
+START_TEST(test_never_fits)
+{
+    tcfg.cfg.defaults.max_bytes = 10;
+    cfg_topic(&tcfg, "big")->max_bytes = 1000;
+    tcfg.cfg.limits.max_memory = 20;
+    start();
+    fake_t *p = fake();
+
+    /* block policy, but it could never fit: -FULL at once, not parked */
+    ck_assert_int_eq(pub(p, "t", "12345678901"), BR_FULL);
+    ck_assert_uint_eq(ts("t").blocked_producers, 0);
+    ck_assert_uint_eq(ts("t").totals.rejected, 1);
+    ck_assert_int_eq(pub(p, "big", "123456789012345678901"), BR_FULL);
+    ck_assert_uint_eq(ts("big").totals.rejected, 1);
+    /* a message that fills max_bytes exactly fits */
+    pub_ok(p, "t", "1234567890");
+    ck_assert_uint_eq(ts("t").bytes, 10);
+    ck_assert_uint_eq(ss().blocked_producers, 0);
+}
+END_TEST
+
+START_TEST(test_max_memory_across_topics)
+{
+    tcfg.cfg.limits.max_memory = 10;
+    cfg_topic(&tcfg, "r")->overflow = OVERFLOW_REJECT;
+    start();
+    fake_t *p = fake(), *q = fake(), *x = fake(), *c = fake();
+
+    pub_ok(p, "a", "123456");
+    ck_assert_int_eq(pub(q, "b", "12345"), BR_PENDING); /* memory, not b's bounds */
+    ck_assert_int_eq(pub(x, "b", "1234"), BR_PENDING);  /* behind q */
+    ck_assert_int_eq(pub(p, "r", "12345"), BR_FULL);     /* reject topic */
+    ck_assert_uint_eq(ts("r").totals.rejected, 1);
+    /* room freed in topic a resumes b's parked producers */
+    ck_assert_uint_eq(get_ok(c, "a")->id, 1);
+    ck_assert_uint_eq(q->ndone, 0);
+    ck_assert(broker_ack(c->c, 1, now));
+    assert_done(q, 0, BR_OP_PUB, BR_OK, 2);
+    assert_done(x, 0, BR_OP_PUB, BR_OK, 3);
+    ck_assert_uint_eq(ss().bytes, 9);
+    ck_assert_uint_eq(ss().blocked_producers, 0);
+}
+END_TEST
+
+START_TEST(test_memory_returns_to_zero)
+{
+    tcfg.cfg.defaults.max_deliveries = 2;
+    tcfg.cfg.defaults.ack_timeout_ms = 100;
+    cfg_topic(&tcfg, "d")->dead_letter = "dl";
+    start();
+    fake_t *p = fake(), *c = fake(), *k = fake();
+
+    for (int i = 0; i < 5; i++) {
+        pub_ok(p, "a", "aaaa");
+        pub_ok(p, "d", "dd");
+        ck_assert_int_eq(pubd(p, "a", "delayed", 50, NULL), BR_OK);
+    }
+    sub(c, "a", 3);
+    sub(k, "d", 100);
+    disp();
+    now += 100;
+    broker_tick(b, now); /* expiries and releases, then redelivery */
+    for (int round = 0; round < 20; round++) {
+        while (c->ndeliv > 0 && broker_owns(c->c, last_dl(c)->id)) {
+            ck_assert(broker_ack(c->c, last_dl(c)->id, now));
+            disp();
+        }
+        for (size_t i = 0; i < k->ndeliv; i++)
+            if (broker_owns(k->c, dl(k, i)->id))
+                broker_nack(k->c, dl(k, i)->id, 0, now);
+        disp();
+        now += 100;
+        broker_tick(b, now);
+    }
+    fake_t *g = fake();
+    while (get(g, "dl", 0) == BR_OK)
+        ck_assert(broker_ack(g->c, last_dl(g)->id, now));
+    broker_stats_t s = ss();
+    ck_assert_uint_eq(s.messages, 0);
+    ck_assert_uint_eq(s.bytes, 0);
+    ck_assert_uint_eq(ts("a").bytes, 0);
+    ck_assert_uint_eq(ts("d").bytes, 0);
+    ck_assert_uint_eq(ts("dl").bytes, 0);
+    ck_assert_uint_eq(ts("dl").totals.published, 5);
+    ck_assert_uint_eq(s.totals.published, 20);
+    /* every message of a and dl was acked or died; d's went to dl */
+    ck_assert_uint_eq(s.totals.acked + s.totals.dead, 15);
+    ck_assert_uint_eq(ts("d").totals.dead, 0);
+}
+END_TEST
+
+/* ================= message states ================= */
+
+START_TEST(test_delayed_publish)
+{
+    start();
+    fake_t *p = fake(), *c = fake();
+    uint64_t id = 0;
+
+    ck_assert_int_eq(pubd(p, "t", "x", 100, &id), BR_OK);
+    ck_assert_uint_eq(id, 1);
+    topic_stats_t s = ts("t");
+    ck_assert_uint_eq(s.delayed, 1);
+    ck_assert_uint_eq(s.ready, 0);
+    ck_assert_uint_eq(s.bytes, 1);
+    ck_assert_int_eq(get(c, "t", 0), BR_TIMEOUT);
+    ck_assert_uint_eq(broker_next_deadline(b), now + 100);
+    now += 99;
+    ck_assert_uint_eq(broker_tick(b, now), now + 1);
+    ck_assert_uint_eq(ts("t").delayed, 1);
+    now += 1;
+    ck_assert_uint_eq(broker_tick(b, now), UINT64_MAX);
+    ck_assert_uint_eq(ts("t").delayed, 0);
+    ck_assert_uint_eq(ts("t").ready, 1);
+    ck_assert_uint_eq(get_ok(c, "t")->id, 1);
+}
+END_TEST
+
+START_TEST(test_delayed_due_order_at_head)
+{
+    start();
+    fake_t *p = fake(), *c = fake();
+    uint64_t id;
+
+    pub_ok(p, "t", "r1");
+    ck_assert_int_eq(pubd(p, "t", "d300", 300, &id), BR_OK);
+    ck_assert_int_eq(pubd(p, "t", "d100", 100, &id), BR_OK);
+    ck_assert_int_eq(pubd(p, "t", "d200", 200, &id), BR_OK);
+    now += 300;
+    broker_tick(b, now);
+    /* all due at once: the earliest due first, all ahead of the ready one */
+    ck_assert_str_eq(get_ok(c, "t")->data, "d100");
+    ck_assert_str_eq(get_ok(c, "t")->data, "d200");
+    ck_assert_str_eq(get_ok(c, "t")->data, "d300");
+    ck_assert_str_eq(get_ok(c, "t")->data, "r1");
+}
+END_TEST
+
+START_TEST(test_ack)
+{
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "hello");
+    sub(c, "t", 1);
+    ck_assert_uint_eq(c->ndeliv, 0); /* SUB registers only */
+    disp();
+    const ev_t *e = dl(c, 0);
+    ck_assert_str_eq(e->topic, "t");
+    ck_assert_uint_eq(e->id, 1);
+    ck_assert_uint_eq(e->attempt, 1);
+    ck_assert_str_eq(e->data, "hello");
+    topic_stats_t s = ts("t");
+    ck_assert_uint_eq(s.in_flight, 1);
+    ck_assert_uint_eq(s.ready, 0);
+    ck_assert_uint_eq(s.bytes, 5);
+    ck_assert_uint_eq(s.totals.delivered, 1);
+    ck_assert(broker_ack(c->c, 1, now));
+    s = ts("t");
+    ck_assert_uint_eq(s.in_flight, 0);
+    ck_assert_uint_eq(s.bytes, 0);
+    ck_assert_uint_eq(s.totals.acked, 1);
+    /* observer: enqueued, attempted, removed(ACKED) */
+    ck_assert_uint_eq(noev, 3);
+    ck_assert_int_eq(oevs[1].kind, 'A');
+    ck_assert_uint_eq(oevs[1].attempt, 1);
+    ck_assert_int_eq(oevs[2].kind, 'R');
+    ck_assert_int_eq(oevs[2].why, BR_REMOVED_ACKED);
+}
+END_TEST
+
+START_TEST(test_nack_to_head)
+{
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    sub(c, "t", 1);
+    disp();
+    ck_assert_uint_eq(dl(c, 0)->id, 1);
+    ck_assert_int_eq(broker_nack(c->c, 1, 0, now), BR_OK);
+    ck_assert_uint_eq(ts("t").totals.redelivered, 1);
+    ck_assert_uint_eq(ts("t").ready, 2);
+    disp();
+    /* back at the head, attempt kept and counted on the next push */
+    ck_assert_uint_eq(dl(c, 1)->id, 1);
+    ck_assert_uint_eq(dl(c, 1)->attempt, 2);
+    ck_assert_uint_eq(ts("t").totals.delivered, 2);
+    ck_assert_int_eq(broker_nack(c->c, 1, 0, now), BR_OK);
+    ck_assert_int_eq(broker_nack(c->c, 1, 0, now), BR_NOTFOUND);
+}
+END_TEST
+
+START_TEST(test_nack_delay)
+{
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    ck_assert_uint_eq(get_ok(c, "t")->id, 1);
+    ck_assert_int_eq(broker_nack(c->c, 1, 500, now), BR_OK);
+    topic_stats_t s = ts("t");
+    ck_assert_uint_eq(s.delayed, 1);
+    ck_assert_uint_eq(s.in_flight, 0);
+    ck_assert_uint_eq(s.bytes, 2);
+    pub_ok(p, "t", "c");
+    ck_assert_uint_eq(broker_next_deadline(b), now + 500);
+    now += 500;
+    broker_tick(b, now);
+    /* due: to the head, before b and c */
+    ck_assert_uint_eq(get_ok(c, "t")->id, 1);
+    ck_assert_uint_eq(last_dl(c)->attempt, 2);
+    ck_assert_uint_eq(get_ok(c, "t")->id, 2);
+}
+END_TEST
+
+START_TEST(test_ack_deadline_redelivery)
+{
+    tcfg.cfg.defaults.ack_timeout_ms = 100;
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    sub(c, "t", 1);
+    disp();
+    ck_assert_uint_eq(broker_next_deadline(b), now + 100);
+    now += 99;
+    broker_tick(b, now);
+    ck_assert_uint_eq(c->ndeliv, 1);
+    now += 1;
+    broker_tick(b, now);
+    /* expired: ready again at the head; the tick's dispatch pushes it */
+    ck_assert_uint_eq(c->ndeliv, 2);
+    ck_assert_uint_eq(dl(c, 1)->id, 1);
+    ck_assert_uint_eq(dl(c, 1)->attempt, 2);
+    ck_assert_uint_eq(ts("t").totals.redelivered, 1);
+    ck_assert_uint_eq(ts("t").ready, 1);
+    ck_assert_uint_eq(broker_next_deadline(b), now + 100);
+}
+END_TEST
+
+START_TEST(test_dead)
+{
+    tcfg.cfg.defaults.max_deliveries = 2;
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    sub(c, "t", 1);
+    disp();
+    ck_assert_int_eq(broker_nack(c->c, 1, 0, now), BR_OK);
+    disp();
+    ck_assert_uint_eq(dl(c, 1)->attempt, 2);
+    ck_assert_int_eq(broker_nack(c->c, 1, 0, now), BR_OK);
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 2);
+    topic_stats_t s = ts("t");
+    ck_assert_uint_eq(s.totals.dead, 1);
+    ck_assert_uint_eq(s.totals.redelivered, 1); /* the dead one was not returned */
+    ck_assert_uint_eq(s.ready + s.in_flight + s.delayed, 0);
+    ck_assert_uint_eq(s.bytes, 0);
+    ck_assert_uint_eq(ss().totals.dead, 1);
+    ck_assert_int_eq(oevs[noev - 1].kind, 'R');
+    ck_assert_int_eq(oevs[noev - 1].why, BR_REMOVED_DEAD);
+}
+END_TEST
+
+START_TEST(test_dead_by_deadline_and_unlimited)
+{
+    tcfg.cfg.defaults.max_deliveries = 1;
+    tcfg.cfg.defaults.ack_timeout_ms = 10;
+    cfg_topic(&tcfg, "forever")->max_deliveries = 0;
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    get_ok(c, "t");
+    now += 10;
+    broker_tick(b, now);
+    ck_assert_uint_eq(ts("t").totals.dead, 1);
+    /* max_deliveries 0: never dead */
+    pub_ok(p, "forever", "x");
+    for (int i = 1; i <= 20; i++) {
+        ck_assert_uint_eq(get_ok(c, "forever")->attempt, i);
+        ck_assert_int_eq(broker_nack(c->c, last_dl(c)->id, 0, now), BR_OK);
+    }
+    ck_assert_uint_eq(ts("forever").totals.dead, 0);
+    ck_assert_uint_eq(ts("forever").totals.redelivered, 20);
+}
+END_TEST
+
+START_TEST(test_dead_lettered)
+{
+    topic_conf_t *tc = cfg_topic(&tcfg, "jobs");
+    tc->dead_letter = "jobs.dead";
+    tc->max_deliveries = 1;
+    start();
+    ck_assert(has_topic("jobs.dead")); /* exists from the start */
+    fake_t *p = fake(), *c = fake(), *d = fake();
+
+    pub_ok(p, "jobs", "payload");
+    sub(c, "jobs", 1);
+    disp();
+    ck_assert_int_eq(broker_nack(c->c, 1, 0, now), BR_OK);
+    topic_stats_t s = ts("jobs");
+    ck_assert_uint_eq(s.totals.dead, 0);
+    ck_assert_uint_eq(s.bytes, 0);
+    ck_assert_uint_eq(s.ready + s.in_flight, 0);
+    s = ts("jobs.dead");
+    ck_assert_uint_eq(s.ready, 1);
+    ck_assert_uint_eq(s.totals.published, 1);
+    ck_assert_uint_eq(ss().totals.published, 2);
+    ck_assert_uint_eq(ss().bytes, 7);
+    /* the copy's enqueued() comes before the original's removed() */
+    ck_assert_int_eq(oevs[noev - 2].kind, 'E');
+    ck_assert_str_eq(oevs[noev - 2].topic, "jobs.dead");
+    ck_assert_uint_eq(oevs[noev - 2].id, 2);
+    ck_assert_int_eq(oevs[noev - 1].kind, 'R');
+    ck_assert_uint_eq(oevs[noev - 1].id, 1);
+    ck_assert_int_eq(oevs[noev - 1].why, BR_REMOVED_DEADLETTERED);
+    const ev_t *e = get_ok(d, "jobs.dead");
+    ck_assert_uint_eq(e->id, 2);
+    ck_assert_uint_eq(e->attempt, 1);
+    ck_assert_str_eq(e->data, "payload");
+}
+END_TEST
+
+START_TEST(test_dead_letter_full)
+{
+    topic_conf_t *tc = cfg_topic(&tcfg, "jobs");
+    tc->dead_letter = "dlq";
+    tc->max_deliveries = 1;
+    cfg_topic(&tcfg, "dlq")->max_messages = 1; /* block policy: the copy never parks */
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "dlq", "old");
+    pub_ok(p, "jobs", "x");
+    get_ok(c, "jobs");
+    ck_assert_int_eq(broker_nack(c->c, 2, 0, now), BR_OK);
+    ck_assert_uint_eq(ts("jobs").totals.dead, 1);
+    ck_assert_uint_eq(ts("dlq").ready, 1);
+    ck_assert_uint_eq(ts("dlq").blocked_producers, 0);
+    ck_assert_uint_eq(ts("dlq").totals.published, 1);
+    ck_assert_uint_eq(ss().bytes, 3);
+    ck_assert_int_eq(oevs[noev - 1].why, BR_REMOVED_DEAD);
+}
+END_TEST
+
+START_TEST(test_dead_letter_drop_oldest)
+{
+    topic_conf_t *tc = cfg_topic(&tcfg, "jobs");
+    tc->dead_letter = "dlq";
+    tc->max_deliveries = 1;
+    tc = cfg_topic(&tcfg, "dlq");
+    tc->max_messages = 1;
+    tc->overflow = OVERFLOW_DROP_OLDEST;
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "dlq", "old");
+    pub_ok(p, "jobs", "x");
+    get_ok(c, "jobs");
+    ck_assert_int_eq(broker_nack(c->c, 2, 0, now), BR_OK);
+    ck_assert_uint_eq(ts("jobs").totals.dead, 0);
+    ck_assert_uint_eq(ts("dlq").totals.dropped, 1);
+    ck_assert_str_eq(get_ok(c, "dlq")->data, "x");
+}
+END_TEST
+
+START_TEST(test_attempt_counting)
+{
+    tcfg.cfg.defaults.max_deliveries = 0;
+    tcfg.cfg.defaults.ack_timeout_ms = 100;
+    start();
+    fake_t *p = fake(), *a = fake();
+
+    pub_ok(p, "t", "m");
+    ck_assert_uint_eq(get_ok(a, "t")->attempt, 1);
+    broker_nack(a->c, 1, 0, now);                  /* NACK */
+    ck_assert_uint_eq(get_ok(a, "t")->attempt, 2);
+    now += 100;
+    broker_tick(b, now);                           /* ack deadline */
+    ck_assert_uint_eq(get_ok(a, "t")->attempt, 3);
+    fake_gone(a);                                  /* disconnect */
+    fake_t *z = fake();
+    ck_assert_uint_eq(get_ok(z, "t")->attempt, 4);
+    ck_assert_uint_eq(ts("t").totals.redelivered, 3);
+    ck_assert_uint_eq(ts("t").totals.delivered, 4);
+}
+END_TEST
+
+/* ================= credit and consumers ================= */
+
+START_TEST(test_credit_one)
+{
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    sub(c, "t", 1);
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 1);
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 1);
+    ck_assert(broker_ack(c->c, 1, now));
+    ck_assert_uint_eq(c->ndeliv, 1); /* no push before dispatch */
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 2);
+    ck_assert_uint_eq(dl(c, 1)->id, 2);
+}
+END_TEST
+
+START_TEST(test_credit_n_and_default)
+{
+    tcfg.cfg.defaults.prefetch = 2;
+    start();
+    fake_t *p = fake(), *c = fake(), *d = fake();
+
+    for (int i = 0; i < 10; i++)
+        pub_ok(p, "t", "m");
+    sub(c, "t", 3);
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 3);
+    sub(d, "t", -1); /* the topic's prefetch */
+    disp();
+    ck_assert_uint_eq(d->ndeliv, 2);
+    ck_assert_uint_eq(ts("t").in_flight, 5);
+    ck_assert_uint_eq(ts("t").consumers, 2);
+    /* publishing more does not exceed either credit */
+    pub_ok(p, "t", "m");
+    disp();
+    ck_assert_uint_eq(c->ndeliv + d->ndeliv, 5);
+}
+END_TEST
+
+START_TEST(test_credit_zero_and_resub)
+{
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    pub_ok(p, "t", "c");
+    sub(c, "t", 0);
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 0);
+    sub(c, "t", 2); /* SUB again changes the credit */
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 2);
+    ck_assert_uint_eq(ts("t").consumers, 1);
+    sub(c, "t", 1); /* lowered below what is in flight: no push */
+    ck_assert(broker_ack(c->c, 1, now));
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 2);
+    ck_assert(broker_ack(c->c, 2, now));
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 3);
+}
+END_TEST
+
+START_TEST(test_unsub_keeps_ownership)
+{
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    sub(c, "t", 1);
+    disp();
+    ck_assert_int_eq(broker_unsubscribe(c->c, "t", 1), BR_OK);
+    ck_assert_int_eq(broker_unsubscribe(c->c, "t", 1), BR_OK);
+    ck_assert_int_eq(broker_unsubscribe(c->c, "nope", 4), BR_OK);
+    ck_assert(!has_topic("nope"));
+    ck_assert_uint_eq(ts("t").consumers, 0);
+    ck_assert(broker_owns(c->c, 1));
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 1);
+    /* subscribing again: the old message no longer uses the credit */
+    sub(c, "t", 1);
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 2);
+    ck_assert(broker_ack(c->c, 1, now)); /* still owned, and acking it frees no credit */
+    pub_ok(p, "t", "c");
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 2);
+    ck_assert(broker_ack(c->c, 2, now));
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 3);
+}
+END_TEST
+
+START_TEST(test_get_without_credit)
+{
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    pub_ok(p, "t", "c");
+    sub(c, "t", 1);
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 1);
+    ck_assert_uint_eq(get_ok(c, "t")->id, 2); /* GET ignores the credit */
+    /* acking the GET's message frees no SUB credit */
+    ck_assert(broker_ack(c->c, 2, now));
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 2);
+    ck_assert(broker_ack(c->c, 1, now));
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 3);
+}
+END_TEST
+
+START_TEST(test_round_robin)
+{
+    start();
+    fake_t *p = fake(), *x = fake(), *y = fake();
+
+    sub(x, "t", 10);
+    sub(y, "t", 10);
+    for (int i = 0; i < 6; i++)
+        pub_ok(p, "t", "m");
+    disp();
+    ck_assert_uint_eq(x->ndeliv, 3);
+    ck_assert_uint_eq(y->ndeliv, 3);
+    ck_assert_uint_eq(dl(x, 0)->id, 1);
+    ck_assert_uint_eq(dl(y, 0)->id, 2);
+    ck_assert_uint_eq(dl(x, 1)->id, 3);
+    ck_assert_uint_eq(dl(y, 1)->id, 4);
+    /* a consumer without credit is skipped */
+    fake_t *z = fake();
+    sub(z, "t", 1);
+    for (int i = 0; i < 4; i++)
+        pub_ok(p, "t", "m");
+    disp();
+    ck_assert_uint_eq(z->ndeliv, 1);
+    ck_assert_uint_eq(x->ndeliv + y->ndeliv, 9);
+}
+END_TEST
+
+START_TEST(test_pause_resume)
+{
+    start();
+    fake_t *p = fake(), *c = fake(), *o = fake();
+
+    sub(c, "t", 10);
+    c->full = true;
+    for (int i = 0; i < 4; i++)
+        pub_ok(p, "t", "m");
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 1); /* deliver said full: paused */
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 1);
+    /* a GET is answered even while paused */
+    ck_assert_uint_eq(get_ok(c, "t")->id, 2);
+    /* other consumers still get messages */
+    sub(o, "t", 1);
+    disp();
+    ck_assert_uint_eq(o->ndeliv, 1);
+    c->full = false;
+    broker_client_resume(c->c, now); /* dispatches at once */
+    ck_assert_uint_eq(c->ndeliv, 3);
+    ck_assert_uint_eq(dl(c, 2)->id, 4);
+    broker_client_resume(c->c, now);
+}
+END_TEST
+
+/* ================= GET ================= */
+
+START_TEST(test_get_immediate_and_timeout_zero)
+{
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    ck_assert_int_eq(get(c, "t", 0), BR_TIMEOUT); /* auto-created, empty */
+    ck_assert(has_topic("t"));
+    pub_ok(p, "t", "a");
+    const ev_t *e = get_ok(c, "t");
+    ck_assert_uint_eq(e->id, 1);
+    ck_assert_uint_eq(c->ndone, 0); /* the MSG is the reply: no completion */
+    ck_assert_uint_eq(ts("t").in_flight, 1);
+}
+END_TEST
+
+START_TEST(test_get_wait)
+{
+    start();
+    fake_t *p = fake(), *c = fake(), *s = fake(), *g2 = fake();
+
+    sub(s, "t", 10);
+    ck_assert_int_eq(get(c, "t", 1000), BR_PENDING);
+    ck_assert_int_eq(get(g2, "t", 1000), BR_PENDING);
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    pub_ok(p, "t", "c");
+    ck_assert_uint_eq(c->nev, 0);
+    disp();
+    /* waiting GETs in order, before the SUB consumer; deliver then complete */
+    ck_assert_uint_eq(dl(c, 0)->id, 1);
+    assert_done(c, 0, BR_OP_GET, BR_OK, 1);
+    ck_assert_int_lt(dl(c, 0)->seq, done(c, 0)->seq);
+    ck_assert_uint_eq(dl(g2, 0)->id, 2);
+    assert_done(g2, 0, BR_OP_GET, BR_OK, 2);
+    ck_assert_uint_eq(s->ndeliv, 1);
+    ck_assert_uint_eq(dl(s, 0)->id, 3);
+    /* the timer is gone with the wait */
+    now += 1000;
+    broker_tick(b, now);
+    ck_assert_uint_eq(c->ndone, 1);
+}
+END_TEST
+
+START_TEST(test_get_wait_timeout)
+{
+    start();
+    fake_t *c = fake();
+
+    ck_assert_int_eq(get(c, "t", 250), BR_PENDING);
+    ck_assert_uint_eq(broker_next_deadline(b), now + 250);
+    now += 249;
+    broker_tick(b, now);
+    ck_assert_uint_eq(c->ndone, 0);
+    now += 1;
+    broker_tick(b, now);
+    assert_done(c, 0, BR_OP_GET, BR_TIMEOUT, 0);
+    ck_assert_uint_eq(c->ndeliv, 0);
+    /* a later message is not given to the gone wait */
+    fake_t *p = fake();
+    pub_ok(p, "t", "a");
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 0);
+    ck_assert_uint_eq(ts("t").ready, 1);
+}
+END_TEST
+
+START_TEST(test_get_wait_released_delayed)
+{
+    start();
+    fake_t *p = fake(), *c = fake();
+    uint64_t id;
+
+    ck_assert_int_eq(pubd(p, "t", "later", 100, &id), BR_OK);
+    ck_assert_int_eq(get(c, "t", 1000), BR_PENDING);
+    now += 100;
+    broker_tick(b, now);
+    assert_done(c, 0, BR_OP_GET, BR_OK, 1);
+    ck_assert_str_eq(dl(c, 0)->data, "later");
+}
+END_TEST
+
+/* ================= JOIN ================= */
+
+START_TEST(test_join_immediate)
+{
+    start();
+    fake_t *p = fake(), *j = fake();
+
+    ck_assert_int_eq(join(j, "unknown", -1), BR_OK);
+    ck_assert(!has_topic("unknown")); /* JOIN creates nothing */
+    pub_ok(p, "t", "a");
+    ck_assert_int_eq(join(j, "t", 0), BR_TIMEOUT);
+    fake_t *c = fake();
+    get_ok(c, "t");
+    ck_assert_int_eq(join(j, "t", 0), BR_TIMEOUT); /* in flight counts */
+    broker_ack(c->c, 1, now);
+    ck_assert_int_eq(join(j, "t", 0), BR_OK);
+    uint64_t id;
+    ck_assert_int_eq(pubd(p, "t", "d", 100, &id), BR_OK);
+    ck_assert_int_eq(join(j, "t", 0), BR_TIMEOUT); /* delayed counts */
+}
+END_TEST
+
+START_TEST(test_join_wait_forever)
+{
+    start();
+    fake_t *p = fake(), *j = fake(), *k = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    ck_assert_int_eq(join(j, "t", -1), BR_PENDING);
+    ck_assert_int_eq(join(k, "t", 5000), BR_PENDING);
+    ck_assert_uint_eq(broker_next_deadline(b), now + 5000); /* only k's */
+    get_ok(c, "t");
+    get_ok(c, "t");
+    broker_ack(c->c, 1, now);
+    ck_assert_uint_eq(j->ndone, 0);
+    broker_nack(c->c, 2, 0, now); /* back to ready: still not empty */
+    ck_assert_uint_eq(j->ndone, 0);
+    get_ok(c, "t");
+    broker_ack(c->c, 2, now);
+    assert_done(j, 0, BR_OP_JOIN, BR_OK, 0);
+    assert_done(k, 0, BR_OP_JOIN, BR_OK, 0);
+    ck_assert_uint_eq(broker_next_deadline(b), UINT64_MAX);
+}
+END_TEST
+
+START_TEST(test_join_timeout)
+{
+    start();
+    fake_t *p = fake(), *j = fake();
+
+    pub_ok(p, "t", "a");
+    ck_assert_int_eq(join(j, "t", 50), BR_PENDING);
+    now += 50;
+    broker_tick(b, now);
+    assert_done(j, 0, BR_OP_JOIN, BR_TIMEOUT, 0);
+    ck_assert_uint_eq(j->ndone, 1);
+}
+END_TEST
+
+START_TEST(test_join_waits_for_dead_and_drop)
+{
+    tcfg.cfg.defaults.max_deliveries = 1;
+    start();
+    fake_t *p = fake(), *j = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    get_ok(c, "t");
+    ck_assert_int_eq(join(j, "t", -1), BR_PENDING);
+    broker_nack(c->c, 1, 0, now); /* dead: the topic is empty */
+    assert_done(j, 0, BR_OP_JOIN, BR_OK, 0);
+}
+END_TEST
+
+/* ================= ACK helpers, TOUCH, disconnect ================= */
+
+START_TEST(test_owns_and_ack)
+{
+    start();
+    fake_t *p = fake(), *a = fake(), *o = fake();
+
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    get_ok(a, "t");
+    ck_assert(broker_owns(a->c, 1));
+    ck_assert(!broker_owns(o->c, 1)); /* another connection's */
+    ck_assert(!broker_owns(a->c, 2)); /* ready, not delivered */
+    ck_assert(!broker_owns(a->c, 99));
+    ck_assert(!broker_owns(a->c, 0));
+    ck_assert(!broker_ack(o->c, 1, now));
+    ck_assert_int_eq(broker_nack(o->c, 1, 0, now), BR_NOTFOUND);
+    ck_assert_int_eq(broker_touch(o->c, 1, now), BR_NOTFOUND);
+    ck_assert(broker_ack(a->c, 1, now));
+    ck_assert(!broker_ack(a->c, 1, now)); /* a duplicate in the same ACK list */
+    ck_assert_uint_eq(ts("t").totals.acked, 1);
+}
+END_TEST
+
+START_TEST(test_touch)
+{
+    tcfg.cfg.defaults.ack_timeout_ms = 100;
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    get_ok(c, "t");
+    get_ok(c, "t");
+    now += 50;
+    ck_assert_int_eq(broker_touch(c->c, 1, now), BR_OK);
+    now += 50;
+    broker_tick(b, now);
+    /* only 2 expired; 1's deadline moved to now + 50 */
+    ck_assert(broker_owns(c->c, 1));
+    ck_assert(!broker_owns(c->c, 2));
+    ck_assert_uint_eq(ts("t").in_flight, 1);
+    ck_assert_uint_eq(ts("t").ready, 1);
+    ck_assert_uint_eq(broker_next_deadline(b), now + 50);
+    now += 50;
+    broker_tick(b, now);
+    ck_assert(!broker_owns(c->c, 1));
+    ck_assert_uint_eq(ts("t").ready, 2);
+    /* each expiry goes to the head: 1 is now ahead of 2 */
+    ck_assert_uint_eq(get_ok(c, "t")->id, 1);
+}
+END_TEST
+
+START_TEST(test_disconnect_returns_in_order)
+{
+    tcfg.cfg.defaults.ack_timeout_ms = 100;
+    start();
+    fake_t *p = fake(), *a = fake(), *c = fake();
+
+    for (int i = 0; i < 5; i++)
+        pub_ok(p, "t", "m");
+    pub_ok(p, "u", "u1");
+    sub(a, "t", 3);
+    sub(a, "u", 3);
+    disp();
+    ck_assert_uint_eq(a->ndeliv, 4);
+    ck_assert_int_eq(broker_touch(a->c, 1, now + 10), BR_OK); /* topic order changes, not delivery order */
+    fake_gone(a);
+    ck_assert_uint_eq(ts("t").consumers, 0);
+    ck_assert_uint_eq(ts("t").in_flight, 0);
+    ck_assert_uint_eq(ts("t").totals.redelivered, 3);
+    ck_assert_uint_eq(ts("u").totals.redelivered, 1);
+    ck_assert_uint_eq(ss().clients, 2);
+    uint64_t want[] = {1, 2, 3, 4, 5};
+    uint16_t att[] = {2, 2, 2, 1, 1};
+    for (int i = 0; i < 5; i++) {
+        const ev_t *e = get_ok(c, "t");
+        ck_assert_uint_eq(e->id, want[i]);
+        ck_assert_uint_eq(e->attempt, att[i]);
+    }
+    ck_assert_uint_eq(get_ok(c, "u")->id, 6);
+}
+END_TEST
+
+START_TEST(test_disconnect_dispatches_to_others)
+{
+    start();
+    fake_t *p = fake(), *a = fake(), *o = fake();
+
+    pub_ok(p, "t", "m");
+    sub(a, "t", 1);
+    disp();
+    sub(o, "t", 1);
+    disp();
+    ck_assert_uint_eq(o->ndeliv, 0);
+    fake_gone(a);
+    ck_assert_uint_eq(o->ndeliv, 1);
+    ck_assert_uint_eq(dl(o, 0)->attempt, 2);
+}
+END_TEST
+
+START_TEST(test_disconnect_cancels_waits)
+{
+    tcfg.cfg.defaults.max_messages = 1;
+    tcfg.cfg.defaults.max_deliveries = 1;
+    start();
+    fake_t *p = fake(), *q = fake(), *r = fake(), *g = fake(), *j = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    ck_assert_int_eq(pub(q, "t", "q"), BR_PENDING);
+    ck_assert_int_eq(pub(r, "t", "r"), BR_PENDING);
+    ck_assert_int_eq(get(g, "empty", 100), BR_PENDING);
+    ck_assert_int_eq(join(j, "t", 100), BR_PENDING);
+    fake_gone(q); /* the parked head: freed, and r is next */
+    fake_gone(g);
+    fake_gone(j);
+    ck_assert_uint_eq(ts("t").blocked_producers, 1);
+    ck_assert_uint_eq(q->nev + g->nev + j->nev, 0);
+    ck_assert_uint_eq(broker_next_deadline(b), UINT64_MAX);
+    /* in flight at its last attempt: dead on disconnect */
+    get_ok(c, "t");
+    fake_gone(c);
+    ck_assert_uint_eq(ts("t").totals.dead, 1);
+    assert_done(r, 0, BR_OP_PUB, BR_OK, 2);
+    now += 1000;
+    broker_tick(b, now);
+    ck_assert_uint_eq(q->nev + g->nev + j->nev, 0);
+}
+END_TEST
+
+/* ================= timers ================= */
+
+START_TEST(test_timers_across_topics)
+{
+    cfg_topic(&tcfg, "slow")->ack_timeout_ms = 1000;
+    cfg_topic(&tcfg, "fast")->ack_timeout_ms = 100;
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    ck_assert_uint_eq(broker_next_deadline(b), UINT64_MAX);
+    pub_ok(p, "slow", "s");
+    pub_ok(p, "fast", "f");
+    pub_ok(p, "fast", "g");
+    get_ok(c, "slow");
+    ck_assert_uint_eq(broker_next_deadline(b), now + 1000);
+    get_ok(c, "fast");
+    ck_assert_uint_eq(broker_next_deadline(b), now + 100);
+    now += 10;
+    get_ok(c, "fast");
+    /* acking the head leaves a stale, earlier key: harmless */
+    broker_ack(c->c, 2, now);
+    now += 90;
+    ck_assert_uint_eq(broker_tick(b, now), now + 10);
+    ck_assert(broker_owns(c->c, 3));
+    now += 10;
+    ck_assert_uint_eq(broker_tick(b, now), now + 890);
+    ck_assert(!broker_owns(c->c, 3));
+    ck_assert(broker_owns(c->c, 1));
+    now += 890;
+    ck_assert_uint_eq(broker_tick(b, now), UINT64_MAX);
+    ck_assert(!broker_owns(c->c, 1));
+    ck_assert_uint_eq(ss().totals.redelivered, 2);
+}
+END_TEST
+
+/* ================= reload, confirm, restore ================= */
+
+static test_cfg_t tcfg2;
+
+START_TEST(test_reload_limits)
+{
+    tcfg.cfg.defaults.max_messages = 1;
+    start();
+    fake_t *p = fake(), *q = fake(), *r = fake();
+
+    pub_ok(p, "t", "a");
+    ck_assert_int_eq(pub(q, "t", "b"), BR_PENDING);
+    ck_assert_int_eq(pub(r, "t", "c"), BR_PENDING);
+
+    cfg_defaults(&tcfg2);
+    tcfg2.cfg.defaults.max_messages = 2;
+    cfg_topic(&tcfg2, "newt")->overflow = OVERFLOW_REJECT;
+    broker_configure(b, &tcfg2.cfg, now);
+    assert_done(q, 0, BR_OP_PUB, BR_OK, 2); /* room now: resumed */
+    ck_assert_uint_eq(r->ndone, 0);
+    ck_assert_uint_eq(ts("t").max_messages, 2);
+    ck_assert(has_topic("newt"));
+    ck_assert_int_eq(ts("newt").overflow, OVERFLOW_REJECT);
+
+    /* lowered: nothing is evicted, new PUBs wait */
+    cfg_defaults(&tcfg);
+    tcfg.cfg.defaults.max_messages = 1;
+    broker_configure(b, &tcfg.cfg, now);
+    ck_assert_uint_eq(ts("t").ready, 2);
+    ck_assert_uint_eq(ts("t").totals.dropped, 0);
+    ck_assert_uint_eq(r->ndone, 0);
+    ck_assert(has_topic("newt")); /* topics stay */
+
+    /* block -> reject: parked producers that do not fit get -FULL */
+    cfg_defaults(&tcfg2);
+    tcfg2.cfg.defaults.max_messages = 1;
+    tcfg2.cfg.defaults.overflow = OVERFLOW_REJECT;
+    broker_configure(b, &tcfg2.cfg, now);
+    assert_done(r, 0, BR_OP_PUB, BR_FULL, 0);
+    ck_assert_uint_eq(ts("t").totals.rejected, 1);
+    ck_assert_uint_eq(ss().blocked_producers, 0);
+    ck_assert_int_eq(pub(p, "t", "d"), BR_FULL);
+}
+END_TEST
+
+START_TEST(test_reload_ack_timeout_keeps_order)
+{
+    tcfg.cfg.defaults.ack_timeout_ms = 1000;
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    pub_ok(p, "t", "b");
+    get_ok(c, "t");
+    cfg_defaults(&tcfg2);
+    tcfg2.cfg.defaults.ack_timeout_ms = 100;
+    broker_configure(b, &tcfg2.cfg, now);
+    get_ok(c, "t"); /* deadline now+100, earlier than the first one's */
+    ck_assert_uint_eq(broker_next_deadline(b), now + 100);
+    now += 100;
+    broker_tick(b, now);
+    ck_assert(!broker_owns(c->c, 2));
+    ck_assert(broker_owns(c->c, 1));
+}
+END_TEST
+
+START_TEST(test_confirm_ok_and_fail)
+{
+    start();
+    broker_set_confirm(b, true);
+    fake_t *p = fake(), *c = fake(), *j = fake();
+    uint64_t id = 0;
+
+    sub(c, "t", 5);
+    ck_assert_int_eq(pubd(p, "t", "x", 0, &id), BR_PENDING);
+    ck_assert_uint_eq(noev, 1); /* enqueued with its id at once */
+    ck_assert_uint_eq(oevs[0].id, 1);
+    topic_stats_t s = ts("t");
+    ck_assert_uint_eq(s.ready, 0);
+    ck_assert_uint_eq(s.bytes, 1);
+    ck_assert_uint_eq(s.totals.published, 0);
+    ck_assert_uint_eq(ss().messages, 1);
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 0); /* held: not deliverable */
+    ck_assert_int_eq(join(j, "t", 0), BR_TIMEOUT);
+    ck_assert(!broker_owns(c->c, 1));
+    ck_assert(!broker_owns(p->c, 1));
+
+    broker_confirm(b, 1, true, now);
+    assert_done(p, 0, BR_OP_PUB, BR_OK, 1);
+    ck_assert_uint_eq(c->ndeliv, 1);
+    ck_assert_uint_eq(ts("t").totals.published, 1);
+    broker_confirm(b, 1, true, now); /* no longer held: ignored */
+    broker_confirm(b, 77, false, now);
+    ck_assert_uint_eq(p->ndone, 1);
+
+    ck_assert_int_eq(pub(p, "t", "yy"), BR_PENDING);
+    size_t before = noev;
+    broker_confirm(b, 2, false, now);
+    assert_done(p, 1, BR_OP_PUB, BR_UNAVAILABLE, 2);
+    ck_assert_uint_eq(noev, before); /* no observer call */
+    ck_assert_uint_eq(ts("t").bytes, 1);
+    ck_assert_uint_eq(ts("t").totals.published, 1);
+}
+END_TEST
+
+START_TEST(test_confirm_producer_gone_and_delay)
+{
+    start();
+    broker_set_confirm(b, true);
+    fake_t *p = fake(), *q = fake(), *c = fake();
+    uint64_t id = 0;
+
+    ck_assert_int_eq(pub(p, "t", "x"), BR_PENDING);
+    fake_gone(p);
+    ck_assert_uint_eq(ts("t").bytes, 1); /* still held */
+    broker_confirm(b, 1, true, now);
+    ck_assert_uint_eq(p->nev, 0);
+    ck_assert_uint_eq(get_ok(c, "t")->id, 1);
+
+    ck_assert_int_eq(pubd(q, "t", "later", 100, &id), BR_PENDING);
+    now += 10;
+    broker_confirm(b, 2, true, now);
+    assert_done(q, 0, BR_OP_PUB, BR_OK, 2);
+    ck_assert_uint_eq(ts("t").delayed, 1);
+    now += 90;
+    broker_tick(b, now);
+    ck_assert_uint_eq(ts("t").ready, 1);
+}
+END_TEST
+
+START_TEST(test_confirm_after_park)
+{
+    tcfg.cfg.defaults.max_messages = 1;
+    start();
+    fake_t *p = fake(), *q = fake(), *c = fake();
+
+    pub_ok(p, "t", "a");
+    broker_set_confirm(b, true);
+    ck_assert_int_eq(pub(q, "t", "b"), BR_PENDING);
+    ck_assert_uint_eq(ts("t").blocked_producers, 1);
+    get_ok(c, "t");
+    broker_ack(c->c, 1, now);
+    /* unparked into held: no completion until the mirror confirms */
+    ck_assert_uint_eq(q->ndone, 0);
+    ck_assert_uint_eq(ts("t").blocked_producers, 0);
+    ck_assert_uint_eq(ts("t").bytes, 1);
+    broker_confirm(b, 2, true, now);
+    assert_done(q, 0, BR_OP_PUB, BR_OK, 2);
+}
+END_TEST
+
+START_TEST(test_restore)
+{
+    tcfg.cfg.auto_create_topics = false;
+    tcfg.cfg.defaults.max_messages = 1;
+    start();
+    fake_t *c = fake(), *p = fake();
+
+    ck_assert_int_eq(broker_restore(b, "r", 1, msg_new_copy("ten", 3), 10, 2), BR_OK);
+    ck_assert_int_eq(broker_restore(b, "r", 1, msg_new_copy("five", 4), 5, 0), BR_OK);
+    ck_assert_int_eq(broker_restore(b, "r", 1, msg_new_copy("six", 3), 6, 1), BR_OK);
+    ck_assert_uint_eq(broker_next_id(b), 11);
+    ck_assert_uint_eq(noev, 0); /* no observer calls */
+    topic_stats_t s = ts("r");
+    ck_assert_uint_eq(s.ready, 3); /* bounds not applied */
+    ck_assert_uint_eq(s.bytes, 10);
+    ck_assert_uint_eq(s.totals.published, 0);
+    const ev_t *e = get_ok(c, "r");
+    ck_assert_uint_eq(e->id, 10);
+    ck_assert_uint_eq(e->attempt, 3);
+    ck_assert_uint_eq(get_ok(c, "r")->id, 5);
+    ck_assert_uint_eq(get_ok(c, "r")->id, 6);
+    for (uint64_t id = 5; id <= 10; id++)
+        broker_ack(c->c, id, now);
+    /* ids continue above the restored ones */
+    ck_assert_uint_eq(pub_ok(p, "r", "x") , 11);
+    broker_set_next_id(b, 100);
+    ck_assert_uint_eq(broker_next_id(b), 100);
+    broker_set_next_id(b, 50); /* never lowered */
+    ck_assert_uint_eq(broker_next_id(b), 100);
+}
+END_TEST
+
+/* ================= topics ================= */
+
+START_TEST(test_max_topics)
+{
+    tcfg.cfg.limits.max_topics = 2;
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    pub_ok(p, "a", "x");
+    sub(c, "b", 1);
+    ck_assert_int_eq(pub(p, "c", "x"), BR_NOTOPIC);
+    ck_assert_int_eq(broker_subscribe(c->c, "c", 1, 1), BR_NOTOPIC);
+    ck_assert_int_eq(get(c, "c", 0), BR_NOTOPIC);
+    ck_assert_int_eq(join(c, "c", 0), BR_OK);
+    ck_assert_uint_eq(ss().topics, 2);
+    ck_assert_uint_eq(ss().totals.rejected, 0);
+    pub_ok(p, "b", "y"); /* existing ones still work */
+}
+END_TEST
+
+static char seen[8][32];
+static size_t nseen;
+
+static void collect(void *ctx, const topic_stats_t *s)
+{
+    (void)ctx;
+    ck_assert_uint_lt(nseen, 8);
+    snprintf(seen[nseen++], 32, "%.*s", (int)s->name_len, s->name);
+}
+
+START_TEST(test_auto_create_off)
+{
+    tcfg.cfg.auto_create_topics = false;
+    cfg_topic(&tcfg, "orders")->dead_letter = "orders.dead";
+    cfg_topic(&tcfg, "b")->max_messages = 7;
+    tcfg.cfg.defaults.dead_letter = "all.dead";
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    nseen = 0;
+    broker_foreach_topic(b, collect, NULL);
+    ck_assert_uint_eq(nseen, 4);
+    ck_assert_str_eq(seen[0], "all.dead");
+    ck_assert_str_eq(seen[1], "b");
+    ck_assert_str_eq(seen[2], "orders");
+    ck_assert_str_eq(seen[3], "orders.dead");
+    ck_assert_int_eq(pub(p, "x", "m"), BR_NOTOPIC);
+    ck_assert_int_eq(broker_subscribe(c->c, "x", 1, 1), BR_NOTOPIC);
+    ck_assert_int_eq(get(c, "x", 0), BR_NOTOPIC);
+    ck_assert_int_eq(join(c, "x", 0), BR_OK);
+    pub_ok(p, "orders", "m");
+    ck_assert_uint_eq(ts("b").max_messages, 7);
+    ck_assert_uint_eq(ts("orders.dead").max_messages, 100000);
+    ck_assert_uint_eq(ss().topics, 4);
+}
+END_TEST
+
+START_TEST(test_stats_numbers)
+{
+    tcfg.cfg.defaults.max_deliveries = 1;
+    cfg_topic(&tcfg, "r")->overflow = OVERFLOW_REJECT;
+    tcfg.entries[0].conf.max_messages = 1;
+    start();
+    fake_t *p = fake(), *c = fake(), *d = fake();
+    uint64_t id;
+
+    now += 5000;
+    pub_ok(p, "q", "aa");
+    pub_ok(p, "q", "bbb");
+    ck_assert_int_eq(pubd(p, "q", "c", 10, &id), BR_OK);
+    pub_ok(p, "r", "r");
+    ck_assert_int_eq(pub(p, "r", "r"), BR_FULL);
+    sub(c, "q", 1);
+    sub(d, "r", 1);
+    disp();
+    broker_ack(d->c, 4, now);
+    broker_nack(c->c, 1, 0, now); /* dead */
+    disp();
+
+    topic_stats_t q = ts("q"), r = ts("r");
+    ck_assert_uint_eq(q.ready, 0);
+    ck_assert_uint_eq(q.delayed, 1);
+    ck_assert_uint_eq(q.in_flight, 1);
+    ck_assert_uint_eq(q.bytes, 4);
+    ck_assert_uint_eq(q.consumers, 1);
+    ck_assert_uint_eq(q.totals.published, 3);
+    ck_assert_uint_eq(q.totals.delivered, 2);
+    ck_assert_uint_eq(q.totals.dead, 1);
+    ck_assert_uint_eq(r.totals.published, 1);
+    ck_assert_uint_eq(r.totals.acked, 1);
+    ck_assert_uint_eq(r.totals.rejected, 1);
+    broker_stats_t s = ss();
+    ck_assert_uint_eq(s.uptime_ms, 5000);
+    ck_assert_uint_eq(s.clients, 3);
+    ck_assert_uint_eq(s.topics, 2);
+    ck_assert_uint_eq(s.messages, 2);
+    ck_assert_uint_eq(s.bytes, 4);
+    ck_assert_uint_eq(s.totals.published, q.totals.published + r.totals.published);
+    ck_assert_uint_eq(s.totals.delivered, q.totals.delivered + r.totals.delivered);
+    ck_assert_uint_eq(s.totals.acked, 1);
+    ck_assert_uint_eq(s.totals.dead, 1);
+    ck_assert_uint_eq(s.totals.rejected, 1);
+    ck_assert(!broker_topic_stats(b, "zz", 2, &q));
+}
+END_TEST
+
+/* ================= memory per queued message ================= */
+
+START_TEST(test_memory_per_message)
+{
+    enum { N = 1000000, LEN = 64 };
+    char payload[LEN];
+
+    tcfg.cfg.defaults.max_messages = N;
+    start();
+    broker_set_observer(b, NULL, NULL);
+    fake_t *p = fake();
+    memset(payload, 'x', sizeof(payload));
+    pub_ok(p, "mem", "warm");
+    struct mallinfo2 before = mallinfo2();
+    for (int i = 0; i < N - 1; i++) {
+        msg_t *m = msg_new_copy(payload, LEN);
+        uint64_t id;
+        ck_assert_int_eq(broker_publish(p->c, "mem", 3, m, 0, now, &id), BR_OK);
+    }
+    struct mallinfo2 after = mallinfo2();
+    size_t used = after.uordblks + after.hblkhd - before.uordblks - before.hblkhd;
+    ck_assert_uint_eq(ts("mem").ready, N);
+    /* Sanitizer allocators do not report through mallinfo: nothing to check. */
+    if (used == 0)
+        return;
+    double per = (double)used / (N - 1);
+    fprintf(stderr, "memory: %.1f bytes per queued %d-byte message\n", per, LEN);
+    ck_assert_msg(per < 160.0, "%.1f bytes per message", per);
+}
+END_TEST
+
+static Suite *broker_suite(void)
+{
+    Suite *s = suite_create("broker");
+    TCase *tc;
+
+    tc = tcase_create("bounds");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_publish_ids_and_stats);
+    tcase_add_test(tc, test_block_park_resume_fifo);
+    tcase_add_test(tc, test_block_head_blocks_the_rest);
+    tcase_add_test(tc, test_block_timeout);
+    tcase_add_test(tc, test_block_waits_forever_without_timeout);
+    tcase_add_test(tc, test_reject);
+    tcase_add_test(tc, test_drop_oldest);
+    tcase_add_test(tc, test_drop_oldest_by_bytes);
+    tcase_add_test(tc, test_drop_oldest_full);
+    tcase_add_test(tc, test_never_fits);
+    tcase_add_test(tc, test_max_memory_across_topics);
+    tcase_add_test(tc, test_memory_returns_to_zero);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("states");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_delayed_publish);
+    tcase_add_test(tc, test_delayed_due_order_at_head);
+    tcase_add_test(tc, test_ack);
+    tcase_add_test(tc, test_nack_to_head);
+    tcase_add_test(tc, test_nack_delay);
+    tcase_add_test(tc, test_ack_deadline_redelivery);
+    tcase_add_test(tc, test_dead);
+    tcase_add_test(tc, test_dead_by_deadline_and_unlimited);
+    tcase_add_test(tc, test_dead_lettered);
+    tcase_add_test(tc, test_dead_letter_full);
+    tcase_add_test(tc, test_dead_letter_drop_oldest);
+    tcase_add_test(tc, test_attempt_counting);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("consumers");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_credit_one);
+    tcase_add_test(tc, test_credit_n_and_default);
+    tcase_add_test(tc, test_credit_zero_and_resub);
+    tcase_add_test(tc, test_unsub_keeps_ownership);
+    tcase_add_test(tc, test_get_without_credit);
+    tcase_add_test(tc, test_round_robin);
+    tcase_add_test(tc, test_pause_resume);
+    tcase_add_test(tc, test_get_immediate_and_timeout_zero);
+    tcase_add_test(tc, test_get_wait);
+    tcase_add_test(tc, test_get_wait_timeout);
+    tcase_add_test(tc, test_get_wait_released_delayed);
+    tcase_add_test(tc, test_join_immediate);
+    tcase_add_test(tc, test_join_wait_forever);
+    tcase_add_test(tc, test_join_timeout);
+    tcase_add_test(tc, test_join_waits_for_dead_and_drop);
+    tcase_add_test(tc, test_owns_and_ack);
+    tcase_add_test(tc, test_touch);
+    tcase_add_test(tc, test_disconnect_returns_in_order);
+    tcase_add_test(tc, test_disconnect_dispatches_to_others);
+    tcase_add_test(tc, test_disconnect_cancels_waits);
+    tcase_add_test(tc, test_timers_across_topics);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("config");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_reload_limits);
+    tcase_add_test(tc, test_reload_ack_timeout_keeps_order);
+    tcase_add_test(tc, test_confirm_ok_and_fail);
+    tcase_add_test(tc, test_confirm_producer_gone_and_delay);
+    tcase_add_test(tc, test_confirm_after_park);
+    tcase_add_test(tc, test_restore);
+    tcase_add_test(tc, test_max_topics);
+    tcase_add_test(tc, test_auto_create_off);
+    tcase_add_test(tc, test_stats_numbers);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("memory");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_memory_per_message);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(broker_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
