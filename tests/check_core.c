@@ -1,4 +1,4 @@
-/* check_broker.c: tests of the broker core's semantics, driven through
+/* check_core.c: tests of the broker core's semantics, driven through
  * broker.h with fake clients that record pushes and completions and a
  * clock that is a plain number the tests advance.
  */
