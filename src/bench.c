@@ -133,7 +133,14 @@ static uint32_t bench_sum(const unsigned char *p, size_t n)
         h = (h ^ *p) * 0xC4CEB9FE1A85EC53ull;
         h ^= h >> 29;
     }
-    return (uint32_t)(h ^ (h >> 32));
+    /* every step above is a bijection of h, so any change survives to
+     * here; mix all 64 bits into the 32 we keep */
+    h ^= h >> 33;
+    h *= 0xFF51AFD7ED558CCDull;
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ull;
+    h ^= h >> 33;
+    return (uint32_t)h;
 }
 
 void bench_pad_init(char *buf, size_t size, uint64_t seed)
@@ -1407,14 +1414,15 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o)
 
 static void bench_fmt_ns(char *out, size_t n, uint64_t ns)
 {
+    /* %g: "10 us" for the histogram rows, "108.5 us" for percentiles */
     if (ns < 1000)
         snprintf(out, n, "%llu ns", (unsigned long long)ns);
     else if (ns < 1000000)
-        snprintf(out, n, "%.1f us", (double)ns / 1e3);
+        snprintf(out, n, "%.4g us", (double)ns / 1e3);
     else if (ns < 1000000000)
-        snprintf(out, n, "%.2f ms", (double)ns / 1e6);
+        snprintf(out, n, "%.4g ms", (double)ns / 1e6);
     else
-        snprintf(out, n, "%.2f s", (double)ns / 1e9);
+        snprintf(out, n, "%.4g s", (double)ns / 1e9);
 }
 
 typedef struct bench_result {
@@ -1423,35 +1431,44 @@ typedef struct bench_result {
     bench_hist_t *hist;
 } bench_result_t;
 
-/* Power-of-two rows between the fastest and the slowest message. */
+/* Rows on a 1-2-5 scale (<= 10 us, <= 20 us, <= 50 us, ...) between the
+ * fastest and the slowest message; each fine bucket goes to the row of
+ * its midpoint, so row edges are as exact as the buckets (about 3%). */
+#define BENCH_ROWS 36
+
 static void bench_print_hist(const bench_hist_t *h)
 {
-    uint64_t rows[64] = { 0 };
-    int lo = 64, hi = -1;
-    uint64_t peak = 0;
+    uint64_t limit[BENCH_ROWS], rows[BENCH_ROWS] = { 0 }, peak = 0;
+    int lo = BENCH_ROWS, hi = -1;
+    static const unsigned steps[3] = { 1, 2, 5 };
 
+    for (int r = 0; r < BENCH_ROWS; r++) {  /* 1 us .. 50000 s */
+        uint64_t p10 = 1000;
+        for (int k = 0; k < r / 3; k++)
+            p10 *= 10;
+        limit[r] = steps[r % 3] * p10;
+    }
     for (size_t i = 0; i < BENCH_HIST_BUCKETS; i++) {
         if (!h->b[i])
             continue;
-        uint64_t v = bench_hist_lower(i);
-        int r = v ? 63 - __builtin_clzll(v) : 0;
+        uint64_t mid = bench_hist_lower(i) / 2 + bench_hist_upper(i) / 2;
+        int r = 0;
+        while (r < BENCH_ROWS - 1 && mid > limit[r])
+            r++;
         rows[r] += h->b[i];
-        if (r < lo)
-            lo = r;
-        if (r > hi)
-            hi = r;
+        lo = r < lo ? r : lo;
+        hi = r > hi ? r : hi;
     }
     for (int r = lo; r <= hi; r++)
-        if (rows[r] > peak)
-            peak = rows[r];
+        peak = rows[r] > peak ? rows[r] : peak;
     printf("\nlatency histogram\n");
     for (int r = lo; r <= hi; r++) {
         char up[32], bar[41];
-        bench_fmt_ns(up, sizeof up, (uint64_t)1 << (r + 1));
+        bench_fmt_ns(up, sizeof up, limit[r]);
         size_t len = peak ? (size_t)((rows[r] * 40 + peak - 1) / peak) : 0;
         memset(bar, '#', len);
         bar[len] = '\0';
-        printf("  < %-10s %10llu %6.2f%%  %s\n", up, (unsigned long long)rows[r],
+        printf("  <= %-9s %10llu %6.2f%%  %s\n", up, (unsigned long long)rows[r],
                100.0 * (double)rows[r] / (double)h->count, bar);
     }
 }

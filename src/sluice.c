@@ -1028,6 +1028,10 @@ static void stats_print_pairs(const char *body, size_t len)
             int vl = (int)(le - v);
             if (vl && v[vl - 1] == '\r')
                 vl--;
+            if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {  /* a quoted string: show it bare */
+                v++;
+                vl -= 2;
+            }
             if (k == p && vl == 0) {
                 snprintf(parent, sizeof parent, "%.*s", (int)(colon - k), k);
             } else {

@@ -1,0 +1,632 @@
+/* check_bench.c: `sluice bench`: its histogram, payload format and RESP
+ * framing on their own; a short run against the real daemon that must
+ * report no loss and no duplicate; runs against a fake sluice server (a
+ * thread here) that loses, duplicates or corrupts one message, which must
+ * fail loudly; and, when the programs are installed, runs against real
+ * Redis and beanstalkd servers started by the test.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "harness.h"
+#include "proto.h"
+
+static const char *sluice_bin(void)
+{
+    return sd_bin("SLUICE", "../src/sluice");
+}
+
+/* ---- histogram ---- */
+
+START_TEST(test_hist_buckets_cover_values)
+{
+    uint64_t prev_idx = 0;
+
+    for (uint64_t v = 0; v < 200000; v++) {
+        size_t i = bench_hist_index(v);
+        ck_assert_uint_lt(i, BENCH_HIST_BUCKETS);
+        ck_assert_uint_le(bench_hist_lower(i), v);
+        ck_assert_uint_ge(bench_hist_upper(i), v);
+        ck_assert_uint_ge(i, prev_idx);  /* monotonic */
+        prev_idx = i;
+    }
+    for (int s = 0; s < 64; s++) {
+        uint64_t v = (uint64_t)1 << s;
+        size_t i = bench_hist_index(v);
+        ck_assert_uint_le(bench_hist_lower(i), v);
+        ck_assert_uint_ge(bench_hist_upper(i), v);
+        /* relative width stays under 1/32 */
+        ck_assert_uint_le((bench_hist_upper(i) - bench_hist_lower(i)) * 32, bench_hist_lower(i) + 32);
+    }
+    size_t last = bench_hist_index(UINT64_MAX);
+    ck_assert_uint_eq(last, BENCH_HIST_BUCKETS - 1);
+    ck_assert_uint_eq(bench_hist_upper(last), UINT64_MAX);
+}
+END_TEST
+
+START_TEST(test_hist_quantiles)
+{
+    bench_hist_t *h = malloc(sizeof *h), *h2 = malloc(sizeof *h2);
+
+    bench_hist_init(h);
+    ck_assert_uint_eq(bench_hist_quantile(h, 0.5), 0);
+    for (uint64_t v = 1; v <= 100000; v++)
+        bench_hist_record(h, v * 1000);   /* 1 us .. 100 ms */
+    ck_assert_uint_eq(h->count, 100000);
+    ck_assert_uint_eq(h->min, 1000);
+    ck_assert_uint_eq(h->max, 100000000);
+    uint64_t p50 = bench_hist_quantile(h, 0.5), p99 = bench_hist_quantile(h, 0.99);
+    ck_assert_uint_ge(p50, 50000000);
+    ck_assert_uint_le(p50, 50000000 + 50000000 / 32);
+    ck_assert_uint_ge(p99, 99000000);
+    ck_assert_uint_le(p99, 99000000 + 99000000 / 32);
+    ck_assert_uint_eq(bench_hist_quantile(h, 1.0), 100000000);
+
+    /* merging two halves gives the same as recording everything in one */
+    bench_hist_init(h2);
+    bench_hist_t *a = malloc(sizeof *a);
+    bench_hist_init(a);
+    for (uint64_t v = 1; v <= 100000; v++)
+        bench_hist_record(v % 2 ? a : h2, v * 1000);
+    bench_hist_merge(h2, a);
+    ck_assert_uint_eq(h2->count, h->count);
+    ck_assert_uint_eq(h2->min, h->min);
+    ck_assert_uint_eq(h2->max, h->max);
+    ck_assert(memcmp(h2->b, h->b, sizeof h->b) == 0);
+    free(a);
+    free(h);
+    free(h2);
+}
+END_TEST
+
+/* ---- payload ---- */
+
+START_TEST(test_payload_roundtrip_and_corruption)
+{
+    static const size_t sizes[] = { BENCH_HDR_SIZE, 25, 64, 100, 1024 };
+
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t size = sizes[k];
+        char *buf = malloc(size);
+        bench_stamp_t in = { .run = 0xabcdef01, .producer = 3, .seq = 123456, .ts_ns = 987654321012345ull };
+        bench_stamp_t out;
+
+        bench_pad_init(buf, size, 42);
+        bench_payload_stamp(buf, size, &in);
+        ck_assert(bench_payload_check(buf, size, size, &out));
+        ck_assert_uint_eq(out.run, in.run);
+        ck_assert_uint_eq(out.producer, in.producer);
+        ck_assert_uint_eq(out.seq, in.seq);
+        ck_assert_uint_eq(out.ts_ns, in.ts_ns);
+        /* any flipped bit anywhere is caught */
+        for (size_t i = 0; i < size; i++) {
+            for (int bit = 0; bit < 8; bit++) {
+                buf[i] ^= (char)(1 << bit);
+                ck_assert_msg(!bench_payload_check(buf, size, size, &out), "size %zu byte %zu bit %d",
+                              size, i, bit);
+                buf[i] ^= (char)(1 << bit);
+            }
+        }
+        /* truncated or wrong-sized payloads are corrupt */
+        ck_assert(!bench_payload_check(buf, size - 1, size, &out));
+        ck_assert(!bench_payload_check(buf, size, size + 1, &out));
+        free(buf);
+    }
+}
+END_TEST
+
+/* ---- RESP ---- */
+
+START_TEST(test_resp_scan)
+{
+    static const struct { const char *s; int want; size_t end; } cases[] = {
+        { "+OK\r\n", 1, 5 },
+        { "-ERR no\r\n", 1, 9 },
+        { ":42\r\n", 1, 5 },
+        { "$3\r\nabc\r\n", 1, 9 },
+        { "$-1\r\n", 1, 5 },
+        { "*-1\r\n", 1, 5 },
+        { "*0\r\n", 1, 4 },
+        { "*2\r\n$1\r\na\r\n*1\r\n:1\r\n+extra\r\n", 1, 19 },  /* stops before +extra */
+        { "$5\r\na\r\nbc\r\n", 1, 11 },     /* binary-safe: CRLF inside */
+        { "", 0, 0 },
+        { "+OK", 0, 0 },
+        { "$3\r\nab", 0, 0 },
+        { "$3\r\nabc\r", 0, 0 },
+        { "*2\r\n:1\r\n", 0, 0 },
+        { "?\r\n", -1, 0 },
+        { "$3\r\nabcd\r\n", -1, 0 },
+        { ":x\r\n", -1, 0 },
+        { "+OK\n", -1, 0 },
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t end = 0;
+        int k = bench_resp_scan(cases[i].s, strlen(cases[i].s), &end);
+        ck_assert_msg(k == cases[i].want, "case %zu: got %d", i, k);
+        if (k == 1)
+            ck_assert_msg(end == cases[i].end, "case %zu: end %zu", i, end);
+    }
+}
+END_TEST
+
+/* ---- runs ---- */
+
+/* Run `sluice bench <args>` with stderr folded in; its exit status. */
+static int bench_run(char **out, const char *args)
+{
+    char cmd[1024];
+    int status = -1;
+
+    snprintf(cmd, sizeof cmd, "'%s' bench %s 2>&1", sluice_bin(), args);
+    *out = run_capture(cmd, &status);
+    ck_assert_ptr_nonnull(*out);
+    return status;
+}
+
+START_TEST(test_bench_against_daemon)
+{
+    sd_t d;
+    char args[256], *out;
+
+    ck_assert_int_eq(sd_start(&d, NULL), 0);
+    snprintf(args, sizeof args, "-s %s -n 3000 -p 2 -c 2 -S 100 -w 16 -C 32 -a 10 --json", d.addr);
+    int rc = bench_run(&out, args);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
+    ck_assert_ptr_nonnull(strstr(out, "\"received\":3000,"));
+    ck_assert_ptr_nonnull(strstr(out, "\"lost\":0,"));
+    ck_assert_ptr_nonnull(strstr(out, "\"duplicates\":0,"));
+    ck_assert_ptr_nonnull(strstr(out, "\"corrupt\":0,"));
+    free(out);
+
+    /* the text report, and the topic was left empty (everything acked) */
+    snprintf(args, sizeof args, "-s %s -n 500 -t other", d.addr);
+    rc = bench_run(&out, args);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
+    ck_assert_ptr_nonnull(strstr(out, "received 500, lost 0, duplicates 0, corrupt 0"));
+    ck_assert_ptr_nonnull(strstr(out, "latency histogram"));
+    free(out);
+    tc_t *c = tc_open(&d);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(tc_sendf(c, "STATS bench\r\n"), 0);
+    ck_assert_int_eq(tc_reply(c), 0);
+    ck_assert_int_eq(c->r.type, REPLY_STATS);
+    char *body = strndup(c->r.body, c->r.body_len);
+    ck_assert_ptr_nonnull(strstr(body, "\nready: 0\n"));
+    ck_assert_ptr_nonnull(strstr(body, "\nin_flight: 0\n"));
+    ck_assert_ptr_nonnull(strstr(body, "\nacked: 3000\n"));
+    free(body);
+    tc_close(c);
+    ck_assert_int_eq(sd_stop(&d), 0);
+}
+END_TEST
+
+START_TEST(test_bench_duration_mode)
+{
+    sd_t d;
+    char args[256], *out;
+
+    ck_assert_int_eq(sd_start(&d, NULL), 0);
+    snprintf(args, sizeof args, "-s %s -d 0.3 -p 1 -c 2 --json", d.addr);
+    int rc = bench_run(&out, args);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
+    ck_assert_ptr_nonnull(strstr(out, "\"lost\":0,"));
+    ck_assert_ptr_null(strstr(out, "\"received\":0,"));
+    free(out);
+    ck_assert_int_eq(sd_stop(&d), 0);
+}
+END_TEST
+
+START_TEST(test_bench_cannot_connect)
+{
+    char *out;
+    int rc = bench_run(&out, "-s unix:/nonexistent/sock -n 10");
+
+    ck_assert_int_eq(rc, 1);
+    ck_assert_ptr_nonnull(strstr(out, "cannot connect"));
+    free(out);
+}
+END_TEST
+
+/* ---- a fake sluice server that misbehaves once ---- */
+
+typedef enum fake_mode { FAKE_DROP, FAKE_DUP, FAKE_CORRUPT } fake_mode_t;
+
+#define FAKE_CLIENTS 8
+
+typedef struct fake_conn {
+    int fd;
+    char *buf;
+    size_t len;
+    proto_parser_t parser;
+    bool sub;
+} fake_conn_t;
+
+typedef struct fake_msg {
+    uint64_t id;
+    char *data;
+    size_t len;
+} fake_msg_t;
+
+typedef struct fake {
+    fake_mode_t mode;
+    uint64_t victim;        /* which PUB (0-based) to mistreat */
+    int lfd, port, stop[2];
+    pthread_t th;
+    fake_conn_t conns[FAKE_CLIENTS];
+    fake_msg_t *q;          /* accepted, not yet pushed */
+    size_t nq, capq;
+    uint64_t pubs;
+    unsigned rr;            /* round-robin among subscribers */
+} fake_t;
+
+static void fake_write(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        c += w;
+        n -= (size_t)w;
+    }
+}
+
+static void fake_enqueue(fake_t *f, uint64_t id, const char *p, size_t n)
+{
+    if (f->nq == f->capq) {
+        f->capq = f->capq ? f->capq * 2 : 64;
+        f->q = realloc(f->q, f->capq * sizeof *f->q);
+    }
+    f->q[f->nq].id = id;
+    f->q[f->nq].data = malloc(n);
+    memcpy(f->q[f->nq].data, p, n);
+    f->q[f->nq].len = n;
+    f->nq++;
+}
+
+static void fake_command(fake_t *f, fake_conn_t *c, const proto_cmd_t *cmd)
+{
+    char line[64];
+
+    if (cmd->type == CMD_PUB) {
+        uint64_t n = f->pubs++, id = n + 1;
+        int l = snprintf(line, sizeof line, "+OK %llu\r\n", (unsigned long long)id);
+        fake_write(c->fd, line, (size_t)l);
+        if (f->mode == FAKE_DROP && n == f->victim)
+            return;  /* acknowledged, then lost */
+        fake_enqueue(f, id, cmd->payload, cmd->payload_len);
+        if (f->mode == FAKE_DUP && n == f->victim)
+            fake_enqueue(f, id, cmd->payload, cmd->payload_len);
+        if (f->mode == FAKE_CORRUPT && n == f->victim)
+            f->q[f->nq - 1].data[cmd->payload_len - 1] ^= 0x20;
+        return;
+    }
+    if (cmd->type == CMD_SUB)
+        c->sub = true;
+    if (cmd->type == CMD_ACK) {
+        int l = snprintf(line, sizeof line, "+OK %zu\r\n", cmd->nids);
+        fake_write(c->fd, line, (size_t)l);
+        return;
+    }
+    fake_write(c->fd, cmd->type == CMD_PING ? "+PONG\r\n" : "+OK\r\n", cmd->type == CMD_PING ? 7 : 5);
+}
+
+/* Push everything queued, one subscriber after another. */
+static void fake_deliver(fake_t *f)
+{
+    for (size_t i = 0; i < f->nq; i++) {
+        fake_conn_t *c = NULL;
+        for (unsigned k = 0; k < FAKE_CLIENTS && !c; k++) {
+            fake_conn_t *x = &f->conns[(f->rr + k) % FAKE_CLIENTS];
+            if (x->fd >= 0 && x->sub) {
+                c = x;
+                f->rr = (f->rr + k + 1) % FAKE_CLIENTS;
+            }
+        }
+        if (!c) {
+            memmove(f->q, f->q + i, (f->nq - i) * sizeof *f->q);
+            f->nq -= i;
+            return;
+        }
+        char hdr[PROTO_MSG_HDR_MAX];
+        size_t h = proto_fmt_msg_header(hdr, "bench", 5, f->q[i].id, 1, (uint32_t)f->q[i].len);
+        fake_write(c->fd, hdr, h);
+        fake_write(c->fd, f->q[i].data, f->q[i].len);
+        fake_write(c->fd, "\r\n", 2);
+        free(f->q[i].data);
+    }
+    f->nq = 0;
+}
+
+static void fake_read(fake_t *f, fake_conn_t *c)
+{
+    ssize_t n = read(c->fd, c->buf + c->len, (1 << 20) - c->len);
+
+    if (n <= 0) {
+        close(c->fd);
+        c->fd = -1;
+        c->len = 0;
+        c->sub = false;
+        return;
+    }
+    c->len += (size_t)n;
+    for (;;) {
+        proto_cmd_t cmd;
+        size_t used = 0;
+        char err[PROTO_ERR_MAX];
+        proto_result_t r = proto_parse(&c->parser, c->buf, c->len, &cmd, &used, err);
+        if (r == PROTO_CMD)
+            fake_command(f, c, &cmd);
+        else if (r != PROTO_NEED_MORE)
+            fake_write(c->fd, err, strlen(err));
+        memmove(c->buf, c->buf + used, c->len - used);
+        c->len -= used;
+        if (r == PROTO_NEED_MORE && used == 0)
+            break;
+    }
+}
+
+static void *fake_main(void *arg)
+{
+    fake_t *f = arg;
+
+    for (;;) {
+        struct pollfd p[FAKE_CLIENTS + 2];
+        p[0] = (struct pollfd){ .fd = f->lfd, .events = POLLIN };
+        p[1] = (struct pollfd){ .fd = f->stop[0], .events = POLLIN };
+        for (int i = 0; i < FAKE_CLIENTS; i++)
+            p[i + 2] = (struct pollfd){ .fd = f->conns[i].fd, .events = POLLIN };
+        if (poll(p, FAKE_CLIENTS + 2, -1) < 0)
+            continue;
+        if (p[1].revents)
+            return NULL;
+        if (p[0].revents & POLLIN) {
+            int fd = accept(f->lfd, NULL, NULL);
+            for (int i = 0; fd >= 0 && i < FAKE_CLIENTS; i++) {
+                if (f->conns[i].fd < 0) {
+                    f->conns[i].fd = fd;
+                    fd = -1;
+                }
+            }
+            if (fd >= 0)
+                close(fd);
+        }
+        for (int i = 0; i < FAKE_CLIENTS; i++)
+            if (f->conns[i].fd >= 0 && p[i + 2].revents)
+                fake_read(f, &f->conns[i]);
+        fake_deliver(f);
+    }
+}
+
+static void fake_start(fake_t *f, fake_mode_t mode, uint64_t victim)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof sin;
+
+    memset(f, 0, sizeof *f);
+    f->mode = mode;
+    f->victim = victim;
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(f->lfd, 0);
+    ck_assert_int_eq(bind(f->lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    ck_assert_int_eq(listen(f->lfd, 16), 0);
+    ck_assert_int_eq(getsockname(f->lfd, (struct sockaddr *)&sin, &sl), 0);
+    f->port = ntohs(sin.sin_port);
+    ck_assert_int_eq(pipe(f->stop), 0);
+    for (int i = 0; i < FAKE_CLIENTS; i++) {
+        f->conns[i].fd = -1;
+        f->conns[i].buf = malloc(1 << 20);
+        proto_parser_init(&f->conns[i].parser, 4096, 1 << 19);
+    }
+    ck_assert_int_eq(pthread_create(&f->th, NULL, fake_main, f), 0);
+}
+
+static void fake_stop(fake_t *f)
+{
+    ck_assert_int_eq(write(f->stop[1], "x", 1), 1);
+    pthread_join(f->th, NULL);
+    for (int i = 0; i < FAKE_CLIENTS; i++) {
+        if (f->conns[i].fd >= 0)
+            close(f->conns[i].fd);
+        free(f->conns[i].buf);
+    }
+    for (size_t i = 0; i < f->nq; i++)
+        free(f->q[i].data);
+    free(f->q);
+    close(f->lfd);
+    close(f->stop[0]);
+    close(f->stop[1]);
+}
+
+static char *fake_bench(fake_mode_t mode, int *rc)
+{
+    fake_t f;
+    char args[256], *out;
+
+    fake_start(&f, mode, 17);
+    snprintf(args, sizeof args, "-s 127.0.0.1:%d -n 60 -p 2 -c 2 --drain-timeout 300", f.port);
+    *rc = bench_run(&out, args);
+    fake_stop(&f);
+    return out;
+}
+
+START_TEST(test_bench_reports_lost_message)
+{
+    int rc;
+    char *out = fake_bench(FAKE_DROP, &rc);
+
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, out);
+    ck_assert_msg(strstr(out, "received 59, lost 1, duplicates 0, corrupt 0") != NULL, "%s", out);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_bench_reports_duplicate)
+{
+    int rc;
+    char *out = fake_bench(FAKE_DUP, &rc);
+
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, out);
+    ck_assert_msg(strstr(out, "received 60, lost 0, duplicates 1, corrupt 0") != NULL, "%s", out);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_bench_reports_corruption)
+{
+    int rc;
+    char *out = fake_bench(FAKE_CORRUPT, &rc);
+
+    /* the damaged copy does not count as received, so it is also lost */
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, out);
+    ck_assert_msg(strstr(out, "received 59, lost 1, duplicates 0, corrupt 1") != NULL, "%s", out);
+    free(out);
+}
+END_TEST
+
+/* ---- real Redis and beanstalkd, when installed ---- */
+
+static bool have(const char *prog)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", prog);
+    return system(cmd) == 0;
+}
+
+/* A loopback port that was free a moment ago. */
+static int free_port(void)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof sin;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+    close(fd);
+    return ntohs(sin.sin_port);
+}
+
+static bool port_open(int port)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    bool ok = connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Start argv in its own process group, wait until it listens on port. */
+static pid_t spawn_server(char *const argv[], int port)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        setpgid(0, 0);
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 500 && !port_open(port); i++)
+        usleep(10000);
+    ck_assert_msg(port_open(port), "%s did not start", argv[0]);
+    return pid;
+}
+
+static void reap(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+}
+
+START_TEST(test_bench_redis_streams)
+{
+    if (!have("redis-server")) {
+        fprintf(stderr, "check_bench: redis-server not installed, skipping\n");
+        return;
+    }
+    int port = free_port();
+    char ps[16], args[256], *out;
+    snprintf(ps, sizeof ps, "%d", port);
+    char *argv[] = { "redis-server", "--port", ps, "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", NULL };
+    pid_t pid = spawn_server(argv, port);
+    snprintf(args, sizeof args, "-T redis-streams -s 127.0.0.1:%d -n 2000 -p 2 -c 2 -C 50 -a 20", port);
+    int rc = bench_run(&out, args);
+    reap(pid);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
+    ck_assert_ptr_nonnull(strstr(out, "received 2000, lost 0, duplicates 0, corrupt 0"));
+    free(out);
+}
+END_TEST
+
+START_TEST(test_bench_beanstalkd)
+{
+    if (!have("beanstalkd")) {
+        fprintf(stderr, "check_bench: beanstalkd not installed, skipping\n");
+        return;
+    }
+    int port = free_port();
+    char ps[16], args[256], *out;
+    snprintf(ps, sizeof ps, "%d", port);
+    char *argv[] = { "beanstalkd", "-l", "127.0.0.1", "-p", ps, NULL };
+    pid_t pid = spawn_server(argv, port);
+    snprintf(args, sizeof args, "-T beanstalkd -s 127.0.0.1:%d -n 2000 -p 2 -c 2 -C 20 -a 10", port);
+    int rc = bench_run(&out, args);
+    reap(pid);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
+    ck_assert_ptr_nonnull(strstr(out, "received 2000, lost 0, duplicates 0, corrupt 0"));
+    free(out);
+}
+END_TEST
+
+static Suite *bench_suite(void)
+{
+    Suite *s = suite_create("bench");
+    TCase *u = tcase_create("units");
+    TCase *r = tcase_create("runs");
+
+    tcase_add_test(u, test_hist_buckets_cover_values);
+    tcase_add_test(u, test_hist_quantiles);
+    tcase_add_test(u, test_payload_roundtrip_and_corruption);
+    tcase_add_test(u, test_resp_scan);
+    suite_add_tcase(s, u);
+
+    tcase_set_timeout(r, 60);
+    tcase_add_test(r, test_bench_against_daemon);
+    tcase_add_test(r, test_bench_duration_mode);
+    tcase_add_test(r, test_bench_cannot_connect);
+    tcase_add_test(r, test_bench_reports_lost_message);
+    tcase_add_test(r, test_bench_reports_duplicate);
+    tcase_add_test(r, test_bench_reports_corruption);
+    tcase_add_test(r, test_bench_redis_streams);
+    tcase_add_test(r, test_bench_beanstalkd);
+    suite_add_tcase(s, r);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(bench_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
