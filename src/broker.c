@@ -1398,3 +1398,28 @@ void broker_foreach_topic(const broker_t *b, void (*fn)(void *ctx, const topic_s
     }
     free(all);
 }
+
+/* ---- the mirror's resynchronisation ---- */
+
+static void broker_visit_queue(const msgq_t *q, const topic_t *t,
+                               void (*fn)(void *ctx, const topic_t *t, const msg_t *m),
+                               void *ctx)
+{
+    for (const msg_t *m = q->head; m != NULL; m = m->next)
+        fn(ctx, t, m);
+}
+
+/* Read-only: fn must not change the broker (the re-entrancy rule). */
+void broker_foreach_message(const broker_t *b,
+                            void (*fn)(void *ctx, const topic_t *t, const msg_t *m), void *ctx)
+{
+    for (size_t i = 0; i < b->nbuckets; i++) {
+        for (const topic_t *t = b->buckets[i]; t != NULL; t = t->hnext) {
+            broker_visit_queue(&t->ready, t, fn, ctx);
+            for (size_t j = 0; j < t->ndelayed; j++)
+                fn(ctx, t, t->delayed[j]);
+            broker_visit_queue(&t->inflight, t, fn, ctx);
+            broker_visit_queue(&t->held, t, fn, ctx);
+        }
+    }
+}
