@@ -70,8 +70,11 @@ typedef struct br_counters {
     uint64_t published;   /* messages accepted (+OK) */
     uint64_t delivered;   /* every push, redeliveries included */
     uint64_t acked;
-    uint64_t redelivered; /* returned after a delivery: NACK, deadline, disconnect */
-    uint64_t dead;        /* dropped after max_deliveries with no dead-letter topic */
+    uint64_t redelivered; /* returned after a delivery: NACK, deadline, disconnect
+                             (a message that dies instead is not counted here) */
+    uint64_t dead;        /* dropped after max_deliveries with no dead-letter topic,
+                             or when the dead-letter topic had no room (counted in
+                             the source topic) */
     uint64_t dropped;     /* evicted by drop-oldest */
     uint64_t rejected;    /* -FULL answers, block timeouts included */
 } br_counters_t;
@@ -79,7 +82,8 @@ typedef struct br_counters {
 typedef struct topic_stats {
     const char *name;
     size_t name_len;
-    uint64_t ready, delayed, in_flight, bytes;
+    uint64_t ready, delayed, in_flight;
+    uint64_t bytes;             /* payload bytes, held (confirm mode) messages included */
     uint64_t consumers;         /* current SUBs */
     uint64_t blocked_producers; /* parked PUBs */
     uint64_t max_messages, max_bytes;
@@ -91,7 +95,7 @@ typedef struct broker_stats {
     uint64_t uptime_ms;
     uint64_t clients;           /* live client handles */
     uint64_t topics;
-    uint64_t messages;          /* ready + delayed + in flight, all topics */
+    uint64_t messages;          /* ready + delayed + in flight (+ held), all topics */
     uint64_t bytes;             /* their payload bytes (what max_memory bounds) */
     uint64_t blocked_producers;
     br_counters_t totals;
@@ -108,12 +112,17 @@ broker_t *broker_new(const config_t *cfg, uint64_t now);
 void broker_free(broker_t *b);
 
 /* Apply a new (validated) config: live topics take their new limits,
- * newly named topics are created, parked producers that now fit resume. */
+ * newly named topics are created, parked producers that now fit resume.
+ * A lowered limit evicts nothing. A parked producer whose topic's policy is
+ * no longer block, or whose message can no longer ever fit, gets BR_FULL.
+ * Existing SUB credits, park deadlines and ack deadlines are kept. Ends with
+ * broker_dispatch(). */
 void broker_configure(broker_t *b, const config_t *cfg, uint64_t now);
 
 void broker_set_observer(broker_t *b, const broker_observer_t *obs, void *ctx);
 
-/* Message ids continue above `next_id` - 1 (restore from a mirror). */
+/* Message ids continue above `next_id` - 1 (restore from a mirror). Never
+ * lowers the next id. */
 void broker_set_next_id(broker_t *b, uint64_t next_id);
 uint64_t broker_next_id(const broker_t *b);
 
@@ -123,16 +132,21 @@ client_t *broker_client_new(broker_t *b, const client_ops_t *ops, void *ctx);
 
 /* The connection is gone: its wait is cancelled (no completion), a parked
  * message is freed, its in-flight messages go back to the head of their
- * ready queues at once (in their original order), its SUBs end. */
+ * ready queues at once (in their delivery order; max_deliveries applies),
+ * its SUBs end, and a held message stays held. Ends with broker_dispatch(),
+ * so the returned messages reach other consumers. */
 void broker_client_free(client_t *c, uint64_t now);
 
-/* Output drained below the limit: pushes may flow again. */
+/* Output drained below the limit: pushes may flow again (dispatched now). */
 void broker_client_resume(client_t *c, uint64_t now);
 
 /* ---- commands (each returns what the reply should say) ---- */
 
 /* PUB. Takes ownership of m in every case. BR_OK: *id is set. BR_PENDING:
- * parked (block policy); the client must not be read until complete(). */
+ * parked (block policy) or held (confirm mode); the client must not be read
+ * until complete(). While a topic has parked producers a new PUB to it parks
+ * behind them even if it would fit (strict FIFO). A delay counts from
+ * acceptance (for a parked PUB, from when it is unparked). */
 br_status_t broker_publish(client_t *c, const char *topic, size_t tlen, msg_t *m,
                            uint64_t delay_ms, uint64_t now, uint64_t *id);
 
@@ -178,13 +192,15 @@ void broker_set_confirm(broker_t *b, bool on);
  * becomes ready and its PUB completes BR_OK. !ok: it is removed (no
  * observer call) and its PUB completes BR_UNAVAILABLE. A producer that has
  * gone meanwhile gets no completion, but its message is still readied or
- * removed. Unknown ids are ignored. */
+ * removed. Unknown ids are ignored. A message published with a delay stays
+ * delayed until acceptance + delay. Ends with broker_dispatch(). */
 void broker_confirm(broker_t *b, uint64_t id, bool ok, uint64_t now);
 
 /* Restore one mirrored message at the tail of its topic's ready queue, with
  * its id and attempt count, bounds not applied (nothing restored is lost).
- * Takes ownership of m. Creates the topic if needed. Raises the next id
- * above `id`. No observer call. */
+ * Takes ownership of m. Creates the topic if needed (auto_create_topics and
+ * max_topics do not apply). Raises the next id above `id`; id 0 takes the
+ * next free id. No observer call. BR_NOTOPIC only when out of memory. */
 br_status_t broker_restore(broker_t *b, const char *topic, size_t tlen, msg_t *m,
                            uint64_t id, uint16_t attempt);
 
