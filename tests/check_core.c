@@ -1645,6 +1645,38 @@ START_TEST(test_restore)
 }
 END_TEST
 
+static uint64_t visited[8];
+static size_t nvisited;
+
+static void visit(void *ctx, const topic_t *t, const msg_t *m)
+{
+    (void)ctx;
+    (void)t;
+    ck_assert_uint_lt(nvisited, 8);
+    visited[nvisited++] = m->id;
+}
+
+START_TEST(test_foreach_message)
+{
+    start();
+    fake_t *p = fake(), *c = fake(), *h = fake();
+    uint64_t id, seen_ids = 0;
+
+    pub_ok(p, "a", "ready");
+    ck_assert_int_eq(pubd(p, "a", "delayed", 100, &id), BR_OK);
+    pub_ok(p, "b", "flight");
+    get_ok(c, "b");
+    broker_set_confirm(b, true);
+    ck_assert_int_eq(pub(h, "b", "held"), BR_PENDING);
+    nvisited = 0;
+    broker_foreach_message(b, visit, NULL);
+    ck_assert_uint_eq(nvisited, 4);
+    for (size_t i = 0; i < nvisited; i++)
+        seen_ids |= UINT64_C(1) << visited[i];
+    ck_assert_uint_eq(seen_ids, 0x1e); /* ids 1..4, each once */
+}
+END_TEST
+
 /* ================= topics ================= */
 
 START_TEST(test_max_topics)
@@ -2061,6 +2093,7 @@ static Suite *broker_suite(void)
     tcase_add_test(tc, test_confirm_producer_gone_and_delay);
     tcase_add_test(tc, test_confirm_after_park);
     tcase_add_test(tc, test_restore);
+    tcase_add_test(tc, test_foreach_message);
     tcase_add_test(tc, test_max_topics);
     tcase_add_test(tc, test_auto_create_off);
     tcase_add_test(tc, test_stats_numbers);
