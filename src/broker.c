@@ -77,20 +77,20 @@ struct broker {
 
 #define BR_COUNT(b, t, field) ((t)->totals.field++, (b)->totals.field++)
 
-static uint64_t sat_add(uint64_t a, uint64_t b)
+static uint64_t broker_sat_add(uint64_t a, uint64_t b)
 {
     return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
 /* ---- timer heap ---- */
 
-static void heap_set(broker_t *b, size_t i, tnode_t *n)
+static void broker_heap_set(broker_t *b, size_t i, tnode_t *n)
 {
     b->heap[i] = n;
     n->idx = i;
 }
 
-static void heap_up(broker_t *b, size_t i)
+static void broker_heap_up(broker_t *b, size_t i)
 {
     tnode_t *n = b->heap[i];
 
@@ -98,13 +98,13 @@ static void heap_up(broker_t *b, size_t i)
         size_t parent = (i - 1) / 2;
         if (b->heap[parent]->due <= n->due)
             break;
-        heap_set(b, i, b->heap[parent]);
+        broker_heap_set(b, i, b->heap[parent]);
         i = parent;
     }
-    heap_set(b, i, n);
+    broker_heap_set(b, i, n);
 }
 
-static void heap_down(broker_t *b, size_t i)
+static void broker_heap_down(broker_t *b, size_t i)
 {
     tnode_t *n = b->heap[i];
 
@@ -116,13 +116,13 @@ static void heap_down(broker_t *b, size_t i)
             c++;
         if (b->heap[c]->due >= n->due)
             break;
-        heap_set(b, i, b->heap[c]);
+        broker_heap_set(b, i, b->heap[c]);
         i = c;
     }
-    heap_set(b, i, n);
+    broker_heap_set(b, i, n);
 }
 
-static int heap_reserve(broker_t *b, size_t want)
+static int broker_heap_reserve(broker_t *b, size_t want)
 {
     size_t cap = b->heap_cap ? b->heap_cap : 16;
     tnode_t **h;
@@ -139,14 +139,14 @@ static int heap_reserve(broker_t *b, size_t want)
     return 0;
 }
 
-static void heap_push(broker_t *b, tnode_t *n)
+static void broker_heap_push(broker_t *b, tnode_t *n)
 {
     assert(b->nheap < b->heap_cap);
-    heap_set(b, b->nheap++, n);
-    heap_up(b, n->idx);
+    broker_heap_set(b, b->nheap++, n);
+    broker_heap_up(b, n->idx);
 }
 
-static void heap_remove(broker_t *b, tnode_t *n)
+static void broker_heap_remove(broker_t *b, tnode_t *n)
 {
     size_t i = n->idx;
     tnode_t *last = b->heap[--b->nheap];
@@ -154,9 +154,9 @@ static void heap_remove(broker_t *b, tnode_t *n)
     n->idx = TNODE_NONE;
     if (last == n)
         return;
-    heap_set(b, i, last);
-    heap_down(b, i);
-    heap_up(b, last->idx);
+    broker_heap_set(b, i, last);
+    broker_heap_down(b, i);
+    broker_heap_up(b, last->idx);
 }
 
 /* The topic has something due at `due`: make sure it fires by then. */
@@ -164,28 +164,28 @@ static void broker_arm(broker_t *b, topic_t *t, uint64_t due)
 {
     if (t->timer.idx == TNODE_NONE) {
         t->timer.due = due;
-        heap_push(b, &t->timer);
+        broker_heap_push(b, &t->timer);
     } else if (due < t->timer.due) {
         t->timer.due = due;
-        heap_up(b, t->timer.idx);
+        broker_heap_up(b, t->timer.idx);
     }
 }
 
 /* ---- observer ---- */
 
-static void obs_enqueued(broker_t *b, const topic_t *t, const msg_t *m)
+static void broker_obs_enqueued(broker_t *b, const topic_t *t, const msg_t *m)
 {
     if (b->obs.enqueued != NULL)
         b->obs.enqueued(b->obs_ctx, t, m);
 }
 
-static void obs_attempted(broker_t *b, const topic_t *t, const msg_t *m)
+static void broker_obs_attempted(broker_t *b, const topic_t *t, const msg_t *m)
 {
     if (b->obs.attempted != NULL)
         b->obs.attempted(b->obs_ctx, t, m);
 }
 
-static void obs_removed(broker_t *b, const topic_t *t, const msg_t *m, br_removal_t why)
+static void broker_obs_removed(broker_t *b, const topic_t *t, const msg_t *m, br_removal_t why)
 {
     if (b->obs.removed != NULL)
         b->obs.removed(b->obs_ctx, t, m, why);
@@ -254,7 +254,7 @@ static topic_t *broker_create(broker_t *b, const char *name, size_t len)
     topic_t *t;
     size_t h;
 
-    if (heap_reserve(b, b->ntopics + b->nclients + 1) < 0)
+    if (broker_heap_reserve(b, b->ntopics + b->nclients + 1) < 0)
         return NULL;
     t = topic_new(name, len, broker_conf_for(b->cfg, name, len));
     if (t == NULL)
@@ -397,7 +397,7 @@ static void broker_evict(broker_t *b, topic_t *t, uint32_t len)
         msg_t *m = topic_ready_pop(t);
         assert(m != NULL);
         BR_COUNT(b, t, dropped);
-        obs_removed(b, t, m, BR_REMOVED_DROPPED);
+        broker_obs_removed(b, t, m, BR_REMOVED_DROPPED);
         broker_account_sub(b, t, m);
         msg_free(m);
     }
@@ -441,7 +441,7 @@ static void broker_place(broker_t *b, topic_t *t, msg_t *m, uint64_t due, bool h
 static br_status_t broker_accept(broker_t *b, topic_t *t, msg_t *m, uint64_t delay, bool hold,
                                  uint64_t now)
 {
-    uint64_t due = delay > 0 ? sat_add(now, delay) : 0;
+    uint64_t due = delay > 0 ? broker_sat_add(now, delay) : 0;
 
     if (delay > 0 && topic_delay_reserve(t) < 0)
         return BR_FULL;
@@ -456,13 +456,13 @@ static br_status_t broker_accept(broker_t *b, topic_t *t, msg_t *m, uint64_t del
         broker_account_add(b, t, m);
         m->deadline = due;
         topic_held_add(t, m);
-        obs_enqueued(b, t, m);
+        broker_obs_enqueued(b, t, m);
         return BR_PENDING;
     }
     b->next_id++;
     broker_account_add(b, t, m);
     BR_COUNT(b, t, published);
-    obs_enqueued(b, t, m);
+    broker_obs_enqueued(b, t, m);
     broker_place(b, t, m, due, false, now);
     return BR_OK;
 }
@@ -477,7 +477,7 @@ static br_status_t broker_refuse(broker_t *b, topic_t *t, msg_t *m)
 
 /* ---- clients: subscriptions ---- */
 
-static size_t client_sub_pos(const client_t *c, const topic_t *t)
+static size_t broker_sub_pos(const client_t *c, const topic_t *t)
 {
     size_t lo = 0, hi = c->nsubs;
 
@@ -491,14 +491,14 @@ static size_t client_sub_pos(const client_t *c, const topic_t *t)
     return lo;
 }
 
-static sub_t *client_find_sub(const client_t *c, const topic_t *t)
+static sub_t *broker_find_sub(const client_t *c, const topic_t *t)
 {
-    size_t i = client_sub_pos(c, t);
+    size_t i = broker_sub_pos(c, t);
 
     return i < c->nsubs && c->subs[i]->topic == t ? c->subs[i] : NULL;
 }
 
-static int client_add_sub(client_t *c, sub_t *s)
+static int broker_add_sub(client_t *c, sub_t *s)
 {
     size_t i;
 
@@ -510,7 +510,7 @@ static int client_add_sub(client_t *c, sub_t *s)
         c->subs = n;
         c->subs_cap = cap;
     }
-    i = client_sub_pos(c, s->topic);
+    i = broker_sub_pos(c, s->topic);
     memmove(&c->subs[i + 1], &c->subs[i], (c->nsubs - i) * sizeof(*c->subs));
     c->subs[i] = s;
     c->nsubs++;
@@ -533,7 +533,7 @@ static void broker_sub_refresh(broker_t *b, sub_t *s)
 
 static void broker_sub_drop(client_t *c, sub_t *s)
 {
-    size_t i = client_sub_pos(c, s->topic);
+    size_t i = broker_sub_pos(c, s->topic);
 
     if (dlink_linked(&s->rlink))
         dlink_remove(&s->rlink);
@@ -556,7 +556,7 @@ static void broker_client_pause(client_t *c)
 static void broker_wait_timer(client_t *c, uint64_t due)
 {
     c->timer.due = due;
-    heap_push(c->b, &c->timer);
+    broker_heap_push(c->b, &c->timer);
 }
 
 static void broker_wait(client_t *c, int kind, topic_t *t, dlink_t *list)
@@ -584,7 +584,7 @@ static void broker_unwait(client_t *c)
     if (c->wait == WAIT_PUB && dlink_empty(&t->parked))
         dlink_remove(&t->plink);
     if (c->timer.idx != TNODE_NONE)
-        heap_remove(b, &c->timer);
+        broker_heap_remove(b, &c->timer);
     c->wait = WAIT_NONE;
     c->wtopic = NULL;
     c->wmsg = NULL;
@@ -609,7 +609,7 @@ static void broker_park(client_t *c, topic_t *t, msg_t *m, uint64_t delay, uint6
     t->nparked++;
     b->nparked++;
     if (t->conf->block_timeout_ms > 0)
-        broker_wait_timer(c, sat_add(now, t->conf->block_timeout_ms));
+        broker_wait_timer(c, broker_sat_add(now, t->conf->block_timeout_ms));
 }
 
 /* m was accepted with hold: the PUB of c now waits for the mirror. */
@@ -681,7 +681,7 @@ static void broker_settle(broker_t *b, uint64_t now)
 
 /* ---- delivery ---- */
 
-static void client_inflight_append(client_t *c, msg_t *m)
+static void broker_owned_append(client_t *c, msg_t *m)
 {
     m->cnext = NULL;
     m->cprev = c->itail;
@@ -692,7 +692,7 @@ static void client_inflight_append(client_t *c, msg_t *m)
     c->itail = m;
 }
 
-static void client_inflight_unlink(client_t *c, msg_t *m)
+static void broker_owned_unlink(client_t *c, msg_t *m)
 {
     if (m->cprev != NULL)
         m->cprev->cnext = m->cnext;
@@ -720,16 +720,16 @@ static int broker_deliver(client_t *c, topic_t *t, msg_t *m, sub_t *s, uint64_t 
     m->owner = c;
     if (m->attempt < UINT16_MAX)
         m->attempt++;
-    m->deadline = sat_add(now, t->conf->ack_timeout_ms);
+    m->deadline = broker_sat_add(now, t->conf->ack_timeout_ms);
     topic_inflight_add(t, m);
-    client_inflight_append(c, m);
+    broker_owned_append(c, m);
     if (s != NULL) {
         m->flags |= MSG_F_CREDITED;
         s->inflight++;
     }
     BR_COUNT(b, t, delivered);
     broker_arm(b, t, m->deadline);
-    obs_attempted(b, t, m);
+    broker_obs_attempted(b, t, m);
     ok = c->ops.deliver == NULL || c->ops.deliver(c->ctx, t, m);
     if (s != NULL)
         broker_sub_refresh(b, s);
@@ -784,10 +784,10 @@ static void broker_unflight(broker_t *b, msg_t *m)
     client_t *c = m->owner;
 
     topic_inflight_remove(t, m);
-    client_inflight_unlink(c, m);
+    broker_owned_unlink(c, m);
     idtab_remove(&b->ids, m->id);
     if (m->flags & MSG_F_CREDITED) {
-        sub_t *s = client_find_sub(c, t);
+        sub_t *s = broker_find_sub(c, t);
         assert(s != NULL && s->inflight > 0);
         s->inflight--;
         m->flags &= (uint8_t)~MSG_F_CREDITED;
@@ -797,7 +797,7 @@ static void broker_unflight(broker_t *b, msg_t *m)
     m->state = MSG_NEW;
     /* Nothing left to time: leave the heap now rather than wake for nothing. */
     if (t->inflight.n == 0 && t->ndelayed == 0 && t->timer.idx != TNODE_NONE)
-        heap_remove(b, &t->timer);
+        broker_heap_remove(b, &t->timer);
 }
 
 /* Publish a copy of dead m to the dead-letter topic, as `reject` would
@@ -829,10 +829,10 @@ static void broker_kill(broker_t *b, topic_t *t, msg_t *m, uint64_t now)
 
     broker_account_sub(b, t, m);
     if (dl != NULL && dl[0] != '\0' && broker_dead_letter(b, dl, m, now)) {
-        obs_removed(b, t, m, BR_REMOVED_DEADLETTERED);
+        broker_obs_removed(b, t, m, BR_REMOVED_DEADLETTERED);
     } else {
         BR_COUNT(b, t, dead);
-        obs_removed(b, t, m, BR_REMOVED_DEAD);
+        broker_obs_removed(b, t, m, BR_REMOVED_DEAD);
     }
     msg_free(m);
 }
@@ -865,7 +865,7 @@ static void broker_expire_inflight(broker_t *b, topic_t *t, uint64_t now)
     while ((m = t->inflight.head) != NULL && m->deadline <= now) {
         broker_unflight(b, m);
         if (broker_returns(b, t, m, now))
-            msgq_push_tail(&chain, m);
+            topic_q_push_tail(&chain, m);
     }
     if (chain.n > 0) {
         topic_ready_splice_head(t, &chain);
@@ -880,7 +880,7 @@ static void broker_release_delayed(broker_t *b, topic_t *t, uint64_t now)
     msg_t *m;
 
     while ((m = topic_delay_peek(t)) != NULL && m->deadline <= now)
-        msgq_push_tail(&chain, topic_delay_pop(t));
+        topic_q_push_tail(&chain, topic_delay_pop(t));
     if (chain.n > 0) {
         topic_ready_splice_head(t, &chain);
         broker_mark(b, t);
@@ -895,11 +895,11 @@ static void broker_fire_topic(broker_t *b, topic_t *t, uint64_t now)
     broker_release_delayed(b, t, now);
     /* Expiries may have taken it out of the heap already. */
     if (t->timer.idx != TNODE_NONE)
-        heap_remove(b, &t->timer);
+        broker_heap_remove(b, &t->timer);
     due = topic_next_due(t);
     if (due != UINT64_MAX) {
         t->timer.due = due;
-        heap_push(b, &t->timer);
+        broker_heap_push(b, &t->timer);
     }
 }
 
@@ -967,7 +967,7 @@ broker_t *broker_new(const config_t *cfg, uint64_t now)
     return b;
 }
 
-static void client_destroy(client_t *c)
+static void broker_client_destroy(client_t *c)
 {
     for (size_t i = 0; i < c->nsubs; i++)
         free(c->subs[i]);
@@ -985,7 +985,7 @@ void broker_free(broker_t *b)
     while (!dlink_empty(&b->clients)) {
         client_t *c = DLINK_ENTRY(b->clients.next, client_t, link);
         dlink_remove(&c->link);
-        client_destroy(c);
+        broker_client_destroy(c);
     }
     for (size_t i = 0; b->buckets != NULL && i < b->nbuckets; i++) {
         topic_t *t = b->buckets[i], *next;
@@ -1040,7 +1040,7 @@ client_t *broker_client_new(broker_t *b, const client_ops_t *ops, void *ctx)
 {
     client_t *c;
 
-    if (heap_reserve(b, b->ntopics + b->nclients + 1) < 0)
+    if (broker_heap_reserve(b, b->ntopics + b->nclients + 1) < 0)
         return NULL;
     c = calloc(1, sizeof(*c));
     if (c == NULL)
@@ -1085,7 +1085,7 @@ void broker_client_free(client_t *c, uint64_t now)
         broker_sub_drop(c, c->subs[c->nsubs - 1]);
     dlink_remove(&c->link);
     b->nclients--;
-    client_destroy(c);
+    broker_client_destroy(c);
     broker_dispatch(b, now);
 }
 
@@ -1144,7 +1144,7 @@ br_status_t broker_subscribe(client_t *c, const char *topic, size_t tlen, int64_
 
     if (t == NULL)
         return BR_NOTOPIC;
-    s = client_find_sub(c, t);
+    s = broker_find_sub(c, t);
     if (s == NULL) {
         s = calloc(1, sizeof(*s));
         /* Out of memory has no reply of its own; -ERR is the closest. */
@@ -1152,7 +1152,7 @@ br_status_t broker_subscribe(client_t *c, const char *topic, size_t tlen, int64_
             return BR_NOTOPIC;
         s->client = c;
         s->topic = t;
-        if (client_add_sub(c, s) < 0) {
+        if (broker_add_sub(c, s) < 0) {
             free(s);
             return BR_NOTOPIC;
         }
@@ -1170,7 +1170,7 @@ br_status_t broker_subscribe(client_t *c, const char *topic, size_t tlen, int64_
 br_status_t broker_unsubscribe(client_t *c, const char *topic, size_t tlen)
 {
     topic_t *t = broker_find(c->b, topic, tlen);
-    sub_t *s = t != NULL ? client_find_sub(c, t) : NULL;
+    sub_t *s = t != NULL ? broker_find_sub(c, t) : NULL;
 
     if (s == NULL)
         return BR_OK;
@@ -1198,7 +1198,7 @@ br_status_t broker_get(client_t *c, const char *topic, size_t tlen, uint64_t tim
     if (timeout_ms == 0)
         return BR_TIMEOUT;
     broker_wait(c, WAIT_GET, t, &t->gets);
-    broker_wait_timer(c, sat_add(now, timeout_ms));
+    broker_wait_timer(c, broker_sat_add(now, timeout_ms));
     return BR_PENDING;
 }
 
@@ -1225,7 +1225,7 @@ bool broker_ack(client_t *c, uint64_t id, uint64_t now)
     t = m->topic;
     broker_unflight(b, m);
     BR_COUNT(b, t, acked);
-    obs_removed(b, t, m, BR_REMOVED_ACKED);
+    broker_obs_removed(b, t, m, BR_REMOVED_ACKED);
     broker_account_sub(b, t, m);
     msg_free(m);
     broker_settle(b, now);
@@ -1243,7 +1243,7 @@ br_status_t broker_nack(client_t *c, uint64_t id, uint64_t delay_ms, uint64_t no
     t = m->topic;
     broker_unflight(b, m);
     if (broker_returns(b, t, m, now))
-        broker_place(b, t, m, delay_ms > 0 ? sat_add(now, delay_ms) : 0, true, now);
+        broker_place(b, t, m, delay_ms > 0 ? broker_sat_add(now, delay_ms) : 0, true, now);
     broker_settle(b, now);
     return BR_OK;
 }
@@ -1257,7 +1257,7 @@ br_status_t broker_touch(client_t *c, uint64_t id, uint64_t now)
         return BR_NOTFOUND;
     t = m->topic;
     topic_inflight_remove(t, m);
-    m->deadline = sat_add(now, t->conf->ack_timeout_ms);
+    m->deadline = broker_sat_add(now, t->conf->ack_timeout_ms);
     topic_inflight_add(t, m);
     broker_arm(c->b, t, m->deadline);
     return BR_OK;
@@ -1276,7 +1276,7 @@ br_status_t broker_join(client_t *c, const char *topic, size_t tlen, int64_t tim
         return BR_TIMEOUT;
     broker_wait(c, WAIT_JOIN, t, &t->joins);
     if (timeout_ms > 0)
-        broker_wait_timer(c, sat_add(now, (uint64_t)timeout_ms));
+        broker_wait_timer(c, broker_sat_add(now, (uint64_t)timeout_ms));
     return BR_PENDING;
 }
 

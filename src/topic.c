@@ -6,7 +6,7 @@
 
 #include "topic.h"
 
-void msgq_push_tail(msgq_t *q, msg_t *m)
+void topic_q_push_tail(msgq_t *q, msg_t *m)
 {
     m->next = NULL;
     m->prev = q->tail;
@@ -18,7 +18,7 @@ void msgq_push_tail(msgq_t *q, msg_t *m)
     q->n++;
 }
 
-void msgq_push_head(msgq_t *q, msg_t *m)
+void topic_q_push_head(msgq_t *q, msg_t *m)
 {
     m->prev = NULL;
     m->next = q->head;
@@ -30,7 +30,7 @@ void msgq_push_head(msgq_t *q, msg_t *m)
     q->n++;
 }
 
-void msgq_remove(msgq_t *q, msg_t *m)
+void topic_q_remove(msgq_t *q, msg_t *m)
 {
     if (m->prev != NULL)
         m->prev->next = m->next;
@@ -44,12 +44,12 @@ void msgq_remove(msgq_t *q, msg_t *m)
     q->n--;
 }
 
-msg_t *msgq_pop_head(msgq_t *q)
+msg_t *topic_q_pop_head(msgq_t *q)
 {
     msg_t *m = q->head;
 
     if (m != NULL)
-        msgq_remove(q, m);
+        topic_q_remove(q, m);
     return m;
 }
 
@@ -77,7 +77,7 @@ static void topic_free_queue(msgq_t *q)
 {
     msg_t *m;
 
-    while ((m = msgq_pop_head(q)) != NULL)
+    while ((m = topic_q_pop_head(q)) != NULL)
         msg_free(m);
 }
 
@@ -106,20 +106,20 @@ const char *topic_name(const topic_t *t, size_t *len)
 void topic_ready_push_tail(topic_t *t, msg_t *m)
 {
     m->state = MSG_READY;
-    msgq_push_tail(&t->ready, m);
+    topic_q_push_tail(&t->ready, m);
     t->ready_bytes += m->len;
 }
 
 void topic_ready_push_head(topic_t *t, msg_t *m)
 {
     m->state = MSG_READY;
-    msgq_push_head(&t->ready, m);
+    topic_q_push_head(&t->ready, m);
     t->ready_bytes += m->len;
 }
 
 msg_t *topic_ready_pop(topic_t *t)
 {
-    msg_t *m = msgq_pop_head(&t->ready);
+    msg_t *m = topic_q_pop_head(&t->ready);
 
     if (m != NULL)
         t->ready_bytes -= m->len;
@@ -157,7 +157,7 @@ void topic_inflight_add(topic_t *t, msg_t *m)
     while (after != NULL && after->deadline > m->deadline)
         after = after->prev;
     if (after == NULL) {
-        msgq_push_head(q, m);
+        topic_q_push_head(q, m);
         return;
     }
     m->prev = after;
@@ -172,7 +172,7 @@ void topic_inflight_add(topic_t *t, msg_t *m)
 
 void topic_inflight_remove(topic_t *t, msg_t *m)
 {
-    msgq_remove(&t->inflight, m);
+    topic_q_remove(&t->inflight, m);
 }
 
 /* ---- delayed ---- */
@@ -256,12 +256,12 @@ msg_t *topic_delay_pop(topic_t *t)
 void topic_held_add(topic_t *t, msg_t *m)
 {
     m->state = MSG_HELD;
-    msgq_push_tail(&t->held, m);
+    topic_q_push_tail(&t->held, m);
 }
 
 void topic_held_remove(topic_t *t, msg_t *m)
 {
-    msgq_remove(&t->held, m);
+    topic_q_remove(&t->held, m);
 }
 
 uint64_t topic_next_due(const topic_t *t)

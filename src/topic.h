@@ -61,10 +61,10 @@ typedef struct msgq {
     uint64_t n;
 } msgq_t;
 
-void msgq_push_tail(msgq_t *q, msg_t *m);
-void msgq_push_head(msgq_t *q, msg_t *m);
-msg_t *msgq_pop_head(msgq_t *q);
-void msgq_remove(msgq_t *q, msg_t *m);
+void topic_q_push_tail(msgq_t *q, msg_t *m);
+void topic_q_push_head(msgq_t *q, msg_t *m);
+msg_t *topic_q_pop_head(msgq_t *q);
+void topic_q_remove(msgq_t *q, msg_t *m);
 
 /* A node of the broker's timer heap (a topic's next deadline, or a client's
  * wait timeout). */
@@ -133,7 +133,7 @@ void topic_free(topic_t *t);
 void topic_ready_push_tail(topic_t *t, msg_t *m);
 void topic_ready_push_head(topic_t *t, msg_t *m);
 msg_t *topic_ready_pop(topic_t *t);
-/* Put a whole chain (built with msgq_push_tail) before the current head,
+/* Put a whole chain (built with topic_q_push_tail) before the current head,
  * keeping its order. The chain is left empty. */
 void topic_ready_splice_head(topic_t *t, msgq_t *chain);
 

@@ -70,8 +70,8 @@ START_TEST(test_ready_splice_head)
     msgq_t chain = {0};
 
     topic_ready_push_tail(t, mk(10, 1, 0));
-    msgq_push_tail(&chain, mk(1, 2, 0));
-    msgq_push_tail(&chain, mk(2, 3, 0));
+    topic_q_push_tail(&chain, mk(1, 2, 0));
+    topic_q_push_tail(&chain, mk(2, 3, 0));
     topic_ready_splice_head(t, &chain);
     ck_assert_ptr_null(chain.head);
     ck_assert_uint_eq(chain.n, 0);
@@ -85,7 +85,7 @@ START_TEST(test_ready_splice_head)
     }
     /* Into an empty queue, and an empty chain is a no-op. */
     topic_ready_splice_head(t, &chain);
-    msgq_push_tail(&chain, mk(5, 1, 0));
+    topic_q_push_tail(&chain, mk(5, 1, 0));
     topic_ready_splice_head(t, &chain);
     ck_assert_ptr_eq(t->ready.head, t->ready.tail);
     ck_assert_uint_eq(t->ready.head->id, 5);
