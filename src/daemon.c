@@ -266,6 +266,13 @@ int daemon_run(const daemon_opts_t *opts)
         event_base_dispatch(d.base);
         log_info("stopped");
     }
+    /* A second TERM during teardown must not turn a clean exit into 143. */
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, NULL);
     daemon_free(&d);
     return rc;
 }

@@ -13,12 +13,13 @@
 
 typedef struct sd {
     pid_t pid;
-    char dir[PATH_MAX];   /* fresh temp directory, removed by sd_stop */
-    char conf[PATH_MAX];  /* dir/sluiced.yaml */
-    char log[PATH_MAX];   /* dir/sluiced.log: the daemon's stderr */
-    char host[64];        /* "127.0.0.1" */
+    char dir[64];         /* fresh temp directory, removed by sd_stop */
+    char conf[128];       /* dir/sluiced.yaml */
+    char log[128];        /* dir/sluiced.log: the daemon's stderr */
+    char host[96];        /* "127.0.0.1" */
     int port;             /* the port the daemon bound */
     char addr[96];        /* "127.0.0.1:PORT", for -s */
+    const char *wrap;     /* a command the daemon runs under (valgrind), or NULL */
 } sd_t;
 
 /* Path of a built program from the environment ($SLUICED, $SLUICE), or a
@@ -31,6 +32,10 @@ const char *sd_bin(const char *envname, const char *fallback);
  * NULL) adds arguments. Waits until the port is known. 0 or -1. */
 int sd_start(sd_t *d, const char *yaml);
 int sd_start_ex(sd_t *d, const char *yaml, char *const extra_env[], char *const extra_args[]);
+
+/* The same, run under `wrap` (a shell command prefix such as "valgrind -q"). */
+int sd_start_wrapped(sd_t *d, const char *wrap, const char *yaml, char *const extra_env[],
+                     char *const extra_args[]);
 
 /* Rewrite the config file (for SIGHUP tests). */
 int sd_write_conf(sd_t *d, const char *yaml);
