@@ -668,7 +668,7 @@ static void brd_errstr(const client_t *c, size_t len, char *err, size_t errlen)
 
 static int brd_prod_reply(bench_worker_t *w, char *err, size_t errlen)
 {
-    char t;
+    char t = 0;
     size_t len;
     int k = brd_next(w->c, &t, &len);
 
@@ -821,7 +821,7 @@ static int brd_read_cmd(bench_worker_t *w, const char *consumer)
 static int brd_entries(bench_worker_t *w, const char *buf, size_t len, brd_ids_t *ids)
 {
     resp_cur_t r = { buf, len, 0 };
-    int64_t nstreams, two, nent, nfv;
+    int64_t nstreams = 0, two = 0, nent = 0, nfv = 0;
     const char *s;
     size_t sl;
 
@@ -932,7 +932,7 @@ static int brd_consume(bench_worker_t *w)
 static size_t bbs_line(client_t *c, const char **line)
 {
     const char *d = client_data(c);
-    const char *nl = memchr(d, '\n', client_avail(c));
+    const char *nl = client_avail(c) ? memchr(d, '\n', client_avail(c)) : NULL;
 
     if (!nl)
         return 0;

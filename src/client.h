@@ -86,7 +86,7 @@ int client_read(client_t *c, proto_reply_t *r, int timeout_ms);
 
 /* Raw access to the input buffer, for other protocols (the bench speaks
  * RESP and beanstalkd's protocol over the same connection code). */
-static inline const char *client_data(const client_t *c) { return c->in + c->in_off; }
+static inline const char *client_data(const client_t *c) { return c->in ? c->in + c->in_off : ""; }
 static inline size_t client_avail(const client_t *c) { return c->in_len - c->in_off; }
 void client_consume(client_t *c, size_t n);
 

@@ -179,9 +179,15 @@ static client_t *sluice_connect(const cli_t *cli)
     }
     if (!cli->user)
         return c;
+    /* from the environment only: argv is visible to every local user */
     const char *pass = getenv("SLUICE_PASSWORD");
+    if (!pass || !*pass) {
+        sluice_err(cli, "user %s needs its password in $SLUICE_PASSWORD", cli->user);
+        client_free(c);
+        return NULL;
+    }
     proto_reply_t r;
-    client_printf(c, "AUTH %s %s\r\n", cli->user, pass ? pass : "");
+    client_printf(c, "AUTH %s %s\r\n", cli->user, pass);
     int k = client_read(c, &r, SLUICE_QUICK_MS);
     if (k == 1 && r.type == REPLY_OK)
         return c;
@@ -280,7 +286,7 @@ static int pub_src_next(pub_src_t *s, const char **p, size_t *n)
         *n = s->len;
         return 1;
     }
-    const char *d = memchr(s->data + s->off, s->delim, s->len - s->off);
+    const char *d = s->len > s->off ? memchr(s->data + s->off, s->delim, s->len - s->off) : NULL;
     if (d) {
         *p = s->data + s->off;
         *n = (size_t)(d - *p);
@@ -377,6 +383,7 @@ typedef struct pub {
     uint64_t sent, ok, refused;
     char first_err[PROTO_ERR_MAX + 8];
     double t0, shown;       /* start, last progress line */
+    uint64_t ok_shown;      /* p->ok at the last progress line */
 } pub_t;
 
 static int pub_queue(pub_t *p, const char *msg, size_t n)
@@ -427,20 +434,26 @@ static int pub_replies(pub_t *p)
     return k;
 }
 
+/* "pub t: N messages, R msg/s" on a terminal, R over the last half second
+ * (an average since the start would hide a producer that is blocked now). */
 static void pub_progress(pub_t *p, bool final)
 {
     double now = sluice_now();
 
-    if (!p->progress || (!final && (now - p->t0 < 1.0 || now - p->shown < 0.25)))
+    if (!p->progress)
         return;
     if (final) {
         if (p->shown > 0)
             fputs("\r\033[K", stderr);
         return;
     }
-    p->shown = now;
+    if (now - p->t0 < 1.0 || now - p->shown < 0.5)
+        return;
+    double since = p->shown > 0 ? p->shown : p->t0;
     fprintf(stderr, "\r\033[Kpub %s: %llu messages, %.0f msg/s", p->topic,
-            (unsigned long long)p->ok, (double)p->ok / (now - p->t0));
+            (unsigned long long)p->ok, (double)(p->ok - p->ok_shown) / (now - since));
+    p->shown = now;
+    p->ok_shown = p->ok;
 }
 
 /* The pipelined publish loop: keep up to `window` PUBs unanswered, read

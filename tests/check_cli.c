@@ -43,6 +43,20 @@ static void cli_setup(void)
     atexit(cli_stop);
 }
 
+static const char auth_conf[] =
+    "users:\n"
+    "  alice:\n"
+    "    password: secret\n"
+    "    publish: [\"a.*\"]\n"
+    "    subscribe: [\"a.*\"]\n";
+
+static void auth_setup(void)
+{
+    ck_assert_int_eq(sd_start(&daemon_, auth_conf), 0);
+    daemon_up = true;
+    atexit(cli_stop);
+}
+
 static void cli_teardown(void)
 {
     cli_stop();
@@ -491,6 +505,39 @@ START_TEST(test_stats_table_on_a_terminal)
 }
 END_TEST
 
+/* ---- authentication ---- */
+
+START_TEST(test_auth_user_and_password_env)
+{
+    char *out = NULL;
+
+    ck_assert_int_eq(cli(&out, "pub a.x hi 2>&1"), 1);
+    ck_assert_ptr_nonnull(strstr(out, "-NOAUTH"));
+    free(out);
+    ck_assert_int_eq(cli(&out, "-u alice ping 2>&1"), 1);  /* no password set */
+    ck_assert_ptr_nonnull(strstr(out, "$SLUICE_PASSWORD"));
+    free(out);
+    setenv("SLUICE_PASSWORD", "wrong", 1);
+    ck_assert_int_eq(cli(&out, "-u alice ping 2>&1"), 1);
+    ck_assert_ptr_nonnull(strstr(out, "AUTH refused: -NOAUTH"));
+    free(out);
+    setenv("SLUICE_PASSWORD", "secret", 1);
+    ck_assert_int_eq(cli(&out, "ping -u alice"), 0);
+    ck_assert_str_eq(out, "PONG\n");
+    free(out);
+    ck_assert_int_eq(cli(NULL, "-u alice pub a.x hi"), 0);
+    ck_assert_int_eq(cli(&out, "-u alice pub b.x hi 2>&1"), 1);
+    ck_assert_ptr_nonnull(strstr(out, "-DENIED"));
+    free(out);
+    setenv("SLUICE_USER", "alice", 1);
+    ck_assert_int_eq(cli(&out, "get a.x"), 0);
+    ck_assert_str_eq(out, "hi\n");
+    free(out);
+    unsetenv("SLUICE_USER");
+    unsetenv("SLUICE_PASSWORD");
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -518,6 +565,12 @@ static Suite *cli_suite(void)
     tcase_add_test(t, test_stats_topics_ping);
     tcase_add_test(t, test_stats_table_on_a_terminal);
     suite_add_tcase(s, t);
+
+    TCase *a = tcase_create("auth");
+    tcase_add_checked_fixture(a, auth_setup, cli_teardown);
+    tcase_set_timeout(a, 60);
+    tcase_add_test(a, test_auth_user_and_password_env);
+    suite_add_tcase(s, a);
     return s;
 }
 
