@@ -59,7 +59,8 @@ check_in() {
         echo "build.sh: failures in $dir; their logs:" >&2
         for log in "$dir"/tests/*.log; do
             [[ -f $log && $log != */test-suite.log ]] || continue
-            grep -q '^FAIL\|^ERROR' "${log%.log}.trs" 2>/dev/null && { echo "==> $log"; tail -n 60 "$log"; }
+            grep -q '^:test-result: \(FAIL\|ERROR\)' "${log%.log}.trs" 2>/dev/null &&
+                { echo "==> $log"; tail -n 60 "$log"; }
         done
     fi
     return "$rc"

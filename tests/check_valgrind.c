@@ -17,6 +17,16 @@
     "valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect " \
     "--errors-for-leak-kinds=definite,indirect --track-origins=yes"
 
+/* The next reply that is not a push (pushes may come between replies). */
+static const char *next_reply(tc_t *c)
+{
+    const char *line;
+
+    while ((line = tc_reply_line(c)) != NULL && c->r.type == REPLY_MSG)
+        ;
+    return line;
+}
+
 START_TEST(test_session_under_valgrind)
 {
     sd_t d;
@@ -49,8 +59,8 @@ START_TEST(test_session_under_valgrind)
         ck_assert_int_eq(c1->r.type, REPLY_MSG);
     }
     tc_sendf(c1, "ACK 1\r\nNACK 2\r\n");
-    ck_assert_str_eq(tc_reply_line(c1), "+OK 1");
-    ck_assert_str_eq(tc_reply_line(c1), "+OK");
+    ck_assert_str_eq(next_reply(c1), "+OK 1");
+    ck_assert_str_eq(next_reply(c1), "+OK");
     tc_close(c1);
 
     /* c2 gets everything that is left, redeliveries included: 20 - 1 acked. */
