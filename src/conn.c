@@ -653,10 +653,14 @@ void conn_free(conn_t *c)
     log_debug("closing connection from %s", c->peer);
     broker_client_free(c->client, server_now());
     if (c->flush_queued) {
-        conn_t **pp = &s->flush_head;
-        while (*pp != c)
+        conn_t **pp = &s->flush_head, *prev = NULL;
+        while (*pp != c) {
+            prev = *pp;
             pp = &(*pp)->flush_next;
+        }
         *pp = c->flush_next;
+        if (s->flush_tail == c)
+            s->flush_tail = prev;
     }
     if (c->prev)
         c->prev->next = c->next;

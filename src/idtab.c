@@ -150,8 +150,10 @@ msg_t *idtab_remove(idtab_t *t, uint64_t id)
     m = t->slots[i].msg;
     idtab_shift_back(t, i);
     t->count--;
-    /* Give memory back after a burst; a failed shrink is harmless. */
-    if (t->mask + 1 > IDTAB_MIN_SLOTS && t->count * 8 < t->mask + 1)
+    /* Give memory back after a burst, with a wide margin so a table whose
+     * load swings with every credit window does not rebuild itself each
+     * time; a failed shrink is harmless. */
+    if (t->mask + 1 > IDTAB_MIN_SLOTS && t->count * 16 < t->mask + 1)
         (void)idtab_resize(t, t->bits - 1);
     return m;
 }

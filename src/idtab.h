@@ -14,7 +14,7 @@
 
 #include "msg.h"
 
-#define IDTAB_MIN_SLOTS 16
+#define IDTAB_MIN_SLOTS 1024 /* 16 KiB: small enough to keep, big enough not to churn */
 
 typedef struct idtab_slot {
     uint64_t id;  /* 0 = empty (ids start at 1) */

@@ -48,9 +48,16 @@ void server_want_flush(server_t *s, conn_t *c)
 {
     if (c->flush_queued)
         return;
+    /* First come, first written: the connection whose command caused the
+     * work (a producer waiting for its +OKs) goes out before the pushes it
+     * set off, so it can send its next batch while we write the rest. */
     c->flush_queued = true;
-    c->flush_next = s->flush_head;
-    s->flush_head = c;
+    c->flush_next = NULL;
+    if (s->flush_head == NULL)
+        s->flush_head = c;
+    else
+        s->flush_tail->flush_next = c;
+    s->flush_tail = c;
     event_active(s->flush_ev, EV_TIMEOUT, 0);
 }
 
@@ -63,6 +70,8 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
     (void)what;
     while ((c = s->flush_head) != NULL) {
         s->flush_head = c->flush_next;
+        if (s->flush_head == NULL)
+            s->flush_tail = NULL;
         c->flush_queued = false;
         conn_flush(c);
     }

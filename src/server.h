@@ -26,7 +26,8 @@ typedef struct server {
 
     struct conn *conns;           /* every live connection (doubly linked) */
     uint64_t nconns;
-    struct conn *flush_head;      /* connections with output to write this loop turn */
+    struct conn *flush_head;      /* connections with output to write this loop turn, */
+    struct conn *flush_tail;      /* in the order they got it */
     struct event *flush_ev;       /* runs after all I/O callbacks of a turn */
 
     struct event *timer_ev;       /* the broker's next deadline */
