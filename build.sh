@@ -4,7 +4,8 @@
 #   ./build.sh          install what is missing, build into build/
 #   ./build.sh check    the same, then the whole test suite twice: plain
 #                       (build/) and under ASan+UBSan (build-san/)
-#   ./build.sh soak     the long soak and fuzz runs (not part of check)
+#   ./build.sh soak     the long soak and fuzz runs (not part of check);
+#                       check runs each fuzzer for 30 s (FUZZ_SECONDS)
 #
 # Idempotent: a second run installs nothing and only rebuilds what changed.
 set -euo pipefail
@@ -66,6 +67,37 @@ check_in() {
     return "$rc"
 }
 
+# fuzz SECONDS: build each libFuzzer target under ASan+UBSan and run it for
+# SECONDS from its seed corpus (a scratch copy: seeds stay as committed).
+# Any crash fails the run.
+fuzz() {
+    local secs=$1 rc=0 name out
+    local yaml_flags
+    yaml_flags=$(pkg-config --cflags --libs yaml-0.1)
+    mkdir -p build-fuzz
+    declare -A srcs=([proto]="src/proto.c" [config]="src/config.c")
+    for name in proto config; do
+        out=build-fuzz/fuzz_$name
+        if [[ ! -x $out || -n $(find src tests/fuzz -newer "$out" -name '*.[ch]' -print -quit) ]]; then
+            # shellcheck disable=SC2086
+            clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -D_GNU_SOURCE -Isrc ${srcs[$name]} tests/fuzz/fuzz_$name.c $yaml_flags -o "$out"
+        fi
+        rm -rf "build-fuzz/corpus-$name"
+        cp -r "tests/fuzz/corpus/$name" "build-fuzz/corpus-$name"
+        if "$out" -max_total_time="$secs" -print_final_stats=1 "build-fuzz/corpus-$name" \
+            >"build-fuzz/$name.log" 2>&1; then
+            echo "fuzz $name: $(grep -o 'stat::number_of_executed_units: *[0-9]*' \
+                "build-fuzz/$name.log" | grep -o '[0-9]*$') executions in ${secs}s, no crash"
+        else
+            echo "fuzz $name: FAILED (build-fuzz/$name.log):" >&2
+            tail -n 40 "build-fuzz/$name.log" >&2
+            rc=1
+        fi
+    done
+    return "$rc"
+}
+
 # Add up Check's own closing lines: "NN%: Checks: N, Failures: F, Errors: E".
 summary() {
     local checks=0 fails=0 c f e log line
@@ -100,6 +132,7 @@ check)
     check_in build || rc=1
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         check_in build-san || rc=1
+    fuzz "${FUZZ_SECONDS:-30}" || rc=1
     summary
     exit "$rc"
     ;;
@@ -107,6 +140,7 @@ soak)
     build
     need_pkgs "${test_pkgs[@]}"
     make -s -C build soak
+    fuzz "${FUZZ_SECONDS:-600}"
     ;;
 *)
     echo "usage: ./build.sh [build|check|soak]" >&2
