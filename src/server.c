@@ -320,6 +320,8 @@ int server_write_port_file(const server_t *s, const char *path)
         return -1;
     for (size_t i = 0; i < s->nlisteners; i++)
         fprintf(f, "%s\n", s->listen_addrs[i]);
+    if (s->admin_addr != NULL)
+        fprintf(f, "admin %s\n", s->admin_addr);
     if (fclose(f) != 0)
         return -1;
     return rename(tmp, path);

@@ -22,6 +22,7 @@ typedef struct server {
     struct evconnlistener **listeners;
     char **listen_addrs;          /* what each listener is bound to, for logs and the port file */
     size_t nlisteners;
+    const char *admin_addr;       /* the admin endpoint's bound address, for the port file */
     struct event *accept_retry;   /* accept backs off on EMFILE/ENFILE */
 
     struct conn *conns;           /* every live connection (doubly linked) */
@@ -33,7 +34,7 @@ typedef struct server {
     struct event *timer_ev;       /* the broker's next deadline */
     uint64_t timer_at;            /* when timer_ev fires; UINT64_MAX if not armed */
 
-    bool draining;                /* shutting down: no reads, flush, then stop */
+    bool draining;                /* shutting down: no reads, flush, then stop (/healthz: 503) */
     struct event *drain_ev;       /* polls until every output is written */
     struct event *drain_deadline; /* gives up on clients that do not read */
 
@@ -59,7 +60,8 @@ server_t *server_new(struct event_base *base, broker_t *broker, const config_t *
 /* Bind every address of `addrs`. On failure logs why and returns -1. */
 int server_listen(server_t *s, char *const *addrs, size_t naddrs);
 
-/* Write "ADDR\n" for every bound listener to path. 0 or -1. */
+/* Write "ADDR\n" for every bound listener to path, then "admin ADDR\n"
+ * if admin_addr is set. 0 or -1. */
 int server_write_port_file(const server_t *s, const char *path);
 
 /* A new config is live: new limits for connections and the broker. */
