@@ -23,6 +23,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "tls.h"
 
 #define SERVER_PRIO_FLUSH (SERVER_NPRIORITIES - 1) /* after all I/O of a turn */
 #define SERVER_ACCEPT_BACKOFF_MS 100
@@ -138,18 +139,21 @@ static void server_peer_name(const struct sockaddr *sa, char *out, size_t cap)
     }
 }
 
-static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                             int salen, void *arg)
+static void server_accept(server_t *s, evutil_socket_t fd, struct sockaddr *sa, bool tls)
 {
-    server_t *s = arg;
     char peer[64];
     int one = 1;
 
-    (void)l;
-    (void)salen;
     server_peer_name(sa, peer, sizeof peer);
     if (s->draining) {
         close(fd);
+        return;
+    }
+    if (tls) {
+        /* Refusals too must be spoken in TLS: tls.c checks the limit after
+         * the handshake. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        tls_accept(s->tls, fd, peer);
         return;
     }
     if (s->nconns >= s->cfg->limits.max_connections) {
@@ -161,6 +165,22 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
     if (sa->sa_family != AF_UNIX)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     conn_new(s, fd, peer);
+}
+
+static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                             int salen, void *arg)
+{
+    (void)l;
+    (void)salen;
+    server_accept(arg, fd, sa, false);
+}
+
+static void server_on_accept_tls(struct evconnlistener *l, evutil_socket_t fd,
+                                 struct sockaddr *sa, int salen, void *arg)
+{
+    (void)l;
+    (void)salen;
+    server_accept(arg, fd, sa, true);
 }
 
 static void server_on_accept_retry(evutil_socket_t fd, short what, void *arg)
@@ -249,12 +269,14 @@ static char *server_bound_name(struct evconnlistener *l, const char *asked)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
+    bool tls = strncmp(asked, "tls://", 6) == 0;
     char buf[128];
 
     if (strncmp(asked, "unix:", 5) == 0 ||
         getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&ss, &len) != 0)
         return strdup(asked);
-    server_peer_name((struct sockaddr *)&ss, buf, sizeof buf);
+    strcpy(buf, tls ? "tls://" : "");
+    server_peer_name((struct sockaddr *)&ss, buf + strlen(buf), sizeof buf - strlen(buf));
     return strdup(buf);
 }
 
@@ -264,14 +286,17 @@ static int server_listen_one(server_t *s, const char *addr)
     socklen_t len;
     struct evconnlistener *l;
     unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE;
+    bool tls = strncmp(addr, "tls://", 6) == 0;
 
-    if (strncmp(addr, "tls://", 6) == 0) {
-        log_error("cannot listen on %s: TLS listeners are not supported by this build", addr);
+    if (server_parse_addr(tls ? addr + 6 : addr, &ss, &len) != 0 ||
+        (tls && ss.ss_family == AF_UNIX)) {
+        log_error("cannot listen on %s: not an address (host:port, [v6]:port, unix:/path or "
+                  "tls://host:port)",
+                  addr);
         return -1;
     }
-    if (server_parse_addr(addr, &ss, &len) != 0) {
-        log_error("cannot listen on %s: not an address (host:port, [v6]:port or unix:/path)",
-                  addr);
+    if (tls && s->tls == NULL && (s->tls = tls_server_new(s, s->cfg)) == NULL) {
+        log_error("cannot listen on %s: no usable TLS certificate", addr);
         return -1;
     }
     if (ss.ss_family == AF_UNIX) {
@@ -282,8 +307,8 @@ static int server_listen_one(server_t *s, const char *addr)
             unlink(path);
         flags &= ~(unsigned)LEV_OPT_REUSEABLE;
     }
-    l = evconnlistener_new_bind(s->base, server_on_accept, s, flags, 1024, (struct sockaddr *)&ss,
-                                (int)len);
+    l = evconnlistener_new_bind(s->base, tls ? server_on_accept_tls : server_on_accept, s, flags,
+                                1024, (struct sockaddr *)&ss, (int)len);
     if (l == NULL) {
         log_error("cannot listen on %s: %s", addr, strerror(errno));
         return -1;
@@ -360,6 +385,8 @@ void server_configure(server_t *s, const config_t *cfg)
     for (conn_t *c = s->conns; c != NULL; c = c->next)
         conn_reconfigure(c, cfg);
     s->cfg = cfg;
+    if (s->tls != NULL)
+        tls_server_configure(s->tls, cfg);
     broker_configure(s->broker, cfg, server_now());
     broker_dispatch(s->broker, server_now());
     server_arm_timer(s);
@@ -376,7 +403,7 @@ static void server_on_drain(evutil_socket_t fd, short what, void *arg)
     for (conn_t *c = s->conns; c != NULL; c = c->next)
         if (!conn_drained(c))
             drained = false;
-    if (drained) {
+    if (drained && tls_server_drained(s->tls)) {
         event_base_loopbreak(s->base);
         return;
     }
@@ -422,6 +449,7 @@ void server_free(server_t *s)
         return;
     while (s->conns != NULL)
         conn_free(s->conns);
+    tls_server_free(s->tls);
     for (size_t i = 0; i < s->nlisteners; i++) {
         evconnlistener_free(s->listeners[i]);
         if (strncmp(s->listen_addrs[i], "unix:", 5) == 0)

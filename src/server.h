@@ -24,6 +24,7 @@ typedef struct server {
     size_t nlisteners;
     const char *admin_addr;       /* the admin endpoint's bound address, for the port file */
     struct event *accept_retry;   /* accept backs off on EMFILE/ENFILE */
+    struct tls_server *tls;       /* TLS context and relays; NULL without tls:// listeners */
 
     struct conn *conns;           /* every live connection (doubly linked) */
     uint64_t nconns;
