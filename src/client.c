@@ -1,7 +1,7 @@
 /* client.c: the blocking-style client connection used by the `sluice`
  * command-line tool and `sluice bench`: address parsing, connect with a
- * timeout, pipelined output and a growing input buffer, all on one
- * non-blocking socket driven by poll(2).
+ * timeout, optional TLS, pipelined output and a growing input buffer, all
+ * on one non-blocking socket driven by poll(2).
  */
 #include "client.h"
 
@@ -9,7 +9,12 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
+#include <limits.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,10 +235,201 @@ client_t *client_connect(const char *addr, int default_port, int timeout_ms, cha
     return c;
 }
 
+/* ---- TLS ---- */
+
+/* The reasons in OpenSSL's error queue, "; "-separated; the queue is cleared. */
+static void client_tls_why(char *out, size_t cap)
+{
+    unsigned long e;
+    size_t n = 0;
+
+    out[0] = '\0';
+    while ((e = ERR_get_error()) != 0) {
+        const char *r = ERR_reason_error_string(e);
+        if (r != NULL && n < cap)
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "; " : "", r);
+    }
+    if (out[0] == '\0')
+        snprintf(out, cap, "TLS error");
+}
+
+static int client_tls_fail(client_t *c, const char *what)
+{
+    char why[CLIENT_ERR_MAX];
+
+    client_tls_why(why, sizeof why);
+    snprintf(c->err, sizeof c->err, "%s: %s", what, why);
+    return -1;
+}
+
+static int client_tls_load(client_t *c, const client_tls_t *o)
+{
+    char what[CLIENT_ERR_MAX];
+    SSL_CTX *ctx = c->ssl_ctx;
+
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+    /* A server that closes without close_notify has closed: replies are
+     * framed, so a cut one is still told from a whole one. */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+#endif
+    /* The output buffer slides and grows between retries of a write. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (o->ca != NULL ? SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1
+                      : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        snprintf(what, sizeof what, "cannot load CA %.200s", o->ca ? o->ca : "(system default)");
+        return client_tls_fail(c, what);
+    }
+    if (o->cert == NULL)
+        return 0;
+    if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
+        snprintf(what, sizeof what, "cannot load certificate %.200s", o->cert);
+        return client_tls_fail(c, what);
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, o->key ? o->key : o->cert, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(what, sizeof what, "cannot load key %.200s", o->key ? o->key : o->cert);
+        return client_tls_fail(c, what);
+    }
+    return 0;
+}
+
+/* The server's certificate must name the host we dialled (SAN DNS or IP). */
+static int client_tls_expect_host(client_t *c)
+{
+    client_addr_t a;
+    char why[CLIENT_ERR_MAX];
+    unsigned char ip[16];
+
+    if (!client_addr_parse(c->addr, CLIENT_DEFAULT_PORT, &a, why) || a.is_unix)
+        return 0;
+    if (inet_pton(AF_INET, a.host, ip) == 1 || inet_pton(AF_INET6, a.host, ip) == 1) {
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), a.host) != 1)
+            return client_tls_fail(c, "cannot set the expected IP address");
+        return 0;
+    }
+    if (SSL_set1_host(c->ssl, a.host) != 1 || SSL_set_tlsext_host_name(c->ssl, a.host) != 1)
+        return client_tls_fail(c, "cannot set the expected host name");
+    return 0;
+}
+
+static int client_tls_handshake(client_t *c, int timeout_ms)
+{
+    int64_t deadline = timeout_ms < 0 ? -1 : client_now_ms() + timeout_ms;
+    char what[CLIENT_ERR_MAX];
+
+    for (;;) {
+        int r = SSL_connect(c->ssl);
+        if (r == 1)
+            return 0;
+        int e = SSL_get_error(c->ssl, r);
+        struct pollfd p = { .fd = c->fd, .events = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN };
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+            break;
+        int left = deadline < 0 ? -1 : (int)(deadline - client_now_ms());
+        if (deadline >= 0 && left <= 0) {
+            snprintf(c->err, sizeof c->err, "TLS handshake with %s: no answer within %d ms",
+                     c->addr, timeout_ms);
+            return -1;
+        }
+        if (poll(&p, 1, left) < 0 && errno != EINTR) {
+            snprintf(c->err, sizeof c->err, "poll: %s", strerror(errno));
+            return -1;
+        }
+    }
+    long v = SSL_get_verify_result(c->ssl);
+    if (v != X509_V_OK) {
+        ERR_clear_error();
+        snprintf(c->err, sizeof c->err, "TLS handshake with %.100s: certificate verify failed: %s",
+                 c->addr, X509_verify_cert_error_string(v));
+        return -1;
+    }
+    snprintf(what, sizeof what, "TLS handshake with %.100s failed", c->addr);
+    return client_tls_fail(c, what);
+}
+
+int client_start_tls(client_t *c, const client_tls_t *tls, int timeout_ms)
+{
+    ERR_clear_error();
+    c->ssl_ctx = SSL_CTX_new(TLS_client_method());
+    if (c->ssl_ctx == NULL)
+        return client_tls_fail(c, "cannot create a TLS context");
+    if (client_tls_load(c, tls) < 0)
+        return -1;
+    c->ssl = SSL_new(c->ssl_ctx);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
+        return client_tls_fail(c, "cannot create a TLS session");
+    if (client_tls_expect_host(c) < 0)
+        return -1;
+    return client_tls_handshake(c, timeout_ms);
+}
+
+/* SSL_read/SSL_write result: 1 done, 0 would block, -1 error (c->err). */
+static int client_tls_result(client_t *c, int r, const char *dir)
+{
+    char what[CLIENT_ERR_MAX];
+    int e;
+
+    if (r > 0)
+        return 1;
+    e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return 0;
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        c->eof = true;
+        snprintf(c->err, sizeof c->err, "connection closed by %s", c->addr);
+        return -1;
+    }
+    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+        if (errno == 0 || r == 0) {
+            c->eof = true;
+            snprintf(c->err, sizeof c->err, "connection closed by %s", c->addr);
+        } else {
+            snprintf(c->err, sizeof c->err, "%s %s: %s", dir, c->addr, strerror(errno));
+        }
+        return -1;
+    }
+    snprintf(what, sizeof what, "%s %.100s", dir, c->addr);
+    return client_tls_fail(c, what);
+}
+
+static int client_tls_send_some(client_t *c)
+{
+    while (c->out_off < c->out_len) {
+        size_t want = c->out_len - c->out_off;
+        int n = SSL_write(c->ssl, c->out + c->out_off, want > INT_MAX ? INT_MAX : (int)want);
+        int k = client_tls_result(c, n, "write to");
+        if (k <= 0)
+            return k;
+        c->out_off += (size_t)n;
+    }
+    c->out_off = c->out_len = 0;
+    return 0;
+}
+
+static int client_tls_recv_some(client_t *c)
+{
+    size_t room = c->in_cap - c->in_len;
+    int n = SSL_read(c->ssl, c->in + c->in_len, room > INT_MAX ? INT_MAX : (int)room);
+    int k = client_tls_result(c, n, "read from");
+
+    if (k <= 0)
+        return k;
+    c->in_len += (size_t)n;
+    return 1;
+}
+
 void client_free(client_t *c)
 {
     if (!c)
         return;
+    if (c->ssl) {
+        SSL_shutdown(c->ssl);  /* best effort close_notify */
+        SSL_free(c->ssl);
+    }
+    SSL_CTX_free(c->ssl_ctx);
+    ERR_clear_error();
     if (c->fd >= 0)
         close(c->fd);
     free(c->in);
@@ -317,6 +513,8 @@ void client_consume(client_t *c, size_t n)
 
 static int client_send_some(client_t *c)
 {
+    if (c->ssl)
+        return client_tls_send_some(c);
     while (c->out_off < c->out_len) {
         ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
@@ -340,6 +538,8 @@ static int client_recv_some(client_t *c)
         snprintf(c->err, sizeof c->err, "reply from %s too large", c->addr);
         return -1;
     }
+    if (c->ssl)
+        return client_tls_recv_some(c);
     for (;;) {
         ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
         if (n < 0 && errno == EINTR)
@@ -380,20 +580,22 @@ int client_step(client_t *c, int timeout_ms, int extra_fd, bool *extra_ready)
         p[1].revents = 0;
         np = 2;
     }
-    int n = poll(p, np, timeout_ms);
+    /* Bytes OpenSSL already decrypted will not wake poll: don't sleep on them. */
+    bool pending = c->ssl != NULL && SSL_pending(c->ssl) > 0;
+    int n = poll(p, np, pending ? 0 : timeout_ms);
     if (n < 0 && errno == EINTR)
         return 0;
     if (n < 0) {
         snprintf(c->err, sizeof c->err, "poll: %s", strerror(errno));
         return -1;
     }
-    if (n == 0)
+    if (n == 0 && !pending)
         return 0;
     if (np == 2 && extra_ready)
         *extra_ready = (p[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
     if ((p[0].revents & (POLLOUT | POLLERR)) && client_send_some(c) < 0)
         return -1;
-    if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) && client_recv_some(c) < 0)
+    if (((p[0].revents & (POLLIN | POLLHUP | POLLERR)) || pending) && client_recv_some(c) < 0)
         return -1;
     return 1;
 }

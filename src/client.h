@@ -21,6 +21,9 @@
 #define CLIENT_DEFAULT_PORT 7700
 #define CLIENT_ERR_MAX 256
 
+struct ssl_st;
+struct ssl_ctx_st;
+
 typedef struct client {
     int fd;
     char *in;           /* received bytes; in[in_off..in_len) not yet consumed */
@@ -30,7 +33,16 @@ typedef struct client {
     bool eof;           /* the server closed its side */
     char addr[128];     /* the address as given, for messages */
     char err[CLIENT_ERR_MAX]; /* why the last failing call failed */
+    struct ssl_st *ssl;         /* TLS session after client_start_tls; NULL: plain */
+    struct ssl_ctx_st *ssl_ctx;
 } client_t;
+
+/* What client_start_tls trusts and presents. */
+typedef struct client_tls {
+    const char *ca;     /* PEM CA bundle for the server's certificate; NULL: the system's */
+    const char *cert;   /* PEM client certificate chain, or NULL */
+    const char *key;    /* its private key; NULL: read from the cert file */
+} client_tls_t;
 
 /* Where to connect, from "host:port", "[v6addr]:port", "host" (then
  * default_port) or "unix:/path". */
@@ -50,6 +62,12 @@ const char *client_default_addr(void);
  * (< 0: the system's own limit). NULL on failure, with a message naming
  * the address and the reason in err (CLIENT_ERR_MAX bytes). */
 client_t *client_connect(const char *addr, int default_port, int timeout_ms, char *err);
+
+/* Speak TLS (1.2 or later) on a fresh connection: handshake within
+ * timeout_ms (< 0: no limit), verifying the server's certificate chain and
+ * that it names the host or IP address c was connected to. 0, or -1 with
+ * c->err saying why. Every later read and write on c is encrypted. */
+int client_start_tls(client_t *c, const client_tls_t *tls, int timeout_ms);
 
 /* Close the socket and free everything. NULL is fine. */
 void client_free(client_t *c);
