@@ -44,12 +44,21 @@ typedef struct cli {
     const char *addr;
     const char *user;
     const char *cmd;      /* subcommand name, for messages */
+    bool tls;             /* --tls, --ca, --cert, --key or a tls:// address */
+    client_tls_t tls_opt;
 } cli_t;
+
+/* Long-only options every subcommand takes, like -s and -u. */
+enum { OPT_TLS = 0x100, OPT_CA, OPT_CERT, OPT_KEY };
+#define SLUICE_TLS_OPTIONS                                                                    \
+    { "tls", no_argument, NULL, OPT_TLS }, { "ca", required_argument, NULL, OPT_CA },         \
+        { "cert", required_argument, NULL, OPT_CERT }, { "key", required_argument, NULL, OPT_KEY }
 
 static volatile sig_atomic_t sluice_stop_sig;
 
 static const char sluice_usage_text[] =
-    "usage: sluice [-s ADDR] [-u USER] COMMAND [ARGS...]\n"
+    "usage: sluice [-s ADDR] [-u USER] [--tls [--ca FILE] [--cert FILE [--key FILE]]]\n"
+    "              COMMAND [ARGS...]\n"
     "\n"
     "Commands:\n"
     "  pub TOPIC [MESSAGE...]  publish the arguments, or one message per line of stdin\n"
@@ -84,6 +93,10 @@ static const char sluice_usage_text[] =
     "                      (default: $SLUICE_ADDR, else " CLIENT_DEFAULT_ADDR ")\n"
     "  -u, --user USER     authenticate as USER (default: $SLUICE_USER) with the\n"
     "                      password in $SLUICE_PASSWORD\n"
+    "  --tls               connect with TLS 1.2+ (so does -s tls://host:port)\n"
+    "  --ca FILE           CA bundle (PEM) to verify the server (default: the system's)\n"
+    "  --cert FILE         client certificate (PEM), for servers that require one\n"
+    "  --key FILE          its private key (default: read from the --cert file)\n"
     "  -h, --help          this text\n"
     "  --version           print the version\n"
     "\n"
@@ -167,14 +180,41 @@ static void sluice_catch_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
-/* Connect, and AUTH when a user is set. NULL after printing why. */
+/* --tls, --ca, --cert, --key (each of the last three implies --tls).
+ * False if `o` is none of them. */
+static bool sluice_tls_option(cli_t *cli, int o)
+{
+    switch (o) {
+    case OPT_TLS: break;
+    case OPT_CA: cli->tls_opt.ca = optarg; break;
+    case OPT_CERT: cli->tls_opt.cert = optarg; break;
+    case OPT_KEY: cli->tls_opt.key = optarg; break;
+    default: return false;
+    }
+    cli->tls = true;
+    return true;
+}
+
+/* Connect (with TLS if asked), and AUTH when a user is set. NULL after
+ * printing why. */
 static client_t *sluice_connect(const cli_t *cli)
 {
     char err[CLIENT_ERR_MAX];
-    client_t *c = client_connect(cli->addr, CLIENT_DEFAULT_PORT, SLUICE_QUICK_MS, err);
+    bool tls = cli->tls || strncmp(cli->addr, "tls://", 6) == 0;
+    const char *addr = strncmp(cli->addr, "tls://", 6) == 0 ? cli->addr + 6 : cli->addr;
 
+    if (cli->tls_opt.key && !cli->tls_opt.cert) {
+        sluice_err(cli, "--key needs --cert");
+        return NULL;
+    }
+    client_t *c = client_connect(addr, CLIENT_DEFAULT_PORT, SLUICE_QUICK_MS, err);
     if (!c) {
         sluice_err(cli, "%s", err);
+        return NULL;
+    }
+    if (tls && client_start_tls(c, &cli->tls_opt, SLUICE_QUICK_MS) < 0) {
+        sluice_err(cli, "%s", c->err);
+        client_free(c);
         return NULL;
     }
     if (!cli->user)
@@ -509,6 +549,7 @@ static int sluice_pub(cli_t *cli, int argc, char **argv)
         { "verbose", no_argument, NULL, 'v' },
         { "server", required_argument, NULL, 's' },
         { "user", required_argument, NULL, 'u' },
+        SLUICE_TLS_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     pub_t p = { .cli = cli, .window = SLUICE_WINDOW };
@@ -531,7 +572,10 @@ static int sluice_pub(cli_t *cli, int argc, char **argv)
         case 'v': p.verbose = true; break;
         case 's': cli->addr = optarg; break;
         case 'u': cli->user = optarg; break;
-        default: return sluice_bad_option();
+        default:
+            if (sluice_tls_option(cli, o))
+                break;
+            return sluice_bad_option();
         }
     }
     if (optind >= argc)
@@ -810,6 +854,7 @@ static int sub_parse_opts(cli_t *cli, sub_t *s, int argc, char **argv, bool is_g
         { "timeout", required_argument, NULL, 't' },
         { "server", required_argument, NULL, 's' },
         { "user", required_argument, NULL, 'u' },
+        SLUICE_TLS_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     int o;
@@ -841,7 +886,10 @@ static int sub_parse_opts(cli_t *cli, sub_t *s, int argc, char **argv, bool is_g
             break;
         case 's': cli->addr = optarg; break;
         case 'u': cli->user = optarg; break;
-        default: return sluice_bad_option();
+        default:
+            if (sluice_tls_option(cli, o))
+                break;
+            return sluice_bad_option();
         }
     }
     if (optind >= argc)
@@ -947,6 +995,7 @@ static int sluice_join(cli_t *cli, int argc, char **argv)
         { "timeout", required_argument, NULL, 't' },
         { "server", required_argument, NULL, 's' },
         { "user", required_argument, NULL, 'u' },
+        SLUICE_TLS_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     uint64_t timeout = 0;
@@ -962,7 +1011,10 @@ static int sluice_join(cli_t *cli, int argc, char **argv)
             break;
         case 's': cli->addr = optarg; break;
         case 'u': cli->user = optarg; break;
-        default: return sluice_bad_option();
+        default:
+            if (sluice_tls_option(cli, o))
+                break;
+            return sluice_bad_option();
         }
     }
     if (optind != argc - 1)
@@ -1170,6 +1222,7 @@ static int sluice_stats(cli_t *cli, int argc, char **argv)
         { "yaml", no_argument, NULL, 'y' },
         { "server", required_argument, NULL, 's' },
         { "user", required_argument, NULL, 'u' },
+        SLUICE_TLS_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     bool yaml = !isatty(STDOUT_FILENO);
@@ -1180,7 +1233,10 @@ static int sluice_stats(cli_t *cli, int argc, char **argv)
         case 'y': yaml = true; break;
         case 's': cli->addr = optarg; break;
         case 'u': cli->user = optarg; break;
-        default: return sluice_bad_option();
+        default:
+            if (sluice_tls_option(cli, o))
+                break;
+            return sluice_bad_option();
         }
     }
     if (argc - optind > 1)
@@ -1222,6 +1278,7 @@ static int sluice_simple(cli_t *cli, int argc, char **argv, const char *line)
     static const struct option opts[] = {
         { "server", required_argument, NULL, 's' },
         { "user", required_argument, NULL, 'u' },
+        SLUICE_TLS_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     int o;
@@ -1230,7 +1287,10 @@ static int sluice_simple(cli_t *cli, int argc, char **argv, const char *line)
         switch (o) {
         case 's': cli->addr = optarg; break;
         case 'u': cli->user = optarg; break;
-        default: return sluice_bad_option();
+        default:
+            if (sluice_tls_option(cli, o))
+                break;
+            return sluice_bad_option();
         }
     }
     if (optind < argc)
@@ -1262,6 +1322,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         { "server", required_argument, NULL, 's' },
         { "user", required_argument, NULL, 'u' },
+        SLUICE_TLS_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -1278,7 +1339,10 @@ int main(int argc, char **argv)
         case 'u': cli.user = optarg; break;
         case 'h': fputs(sluice_usage_text, stdout); return 0;
         case 'V': printf("sluice %s\n", SLUICE_VERSION); return 0;
-        default: return sluice_bad_option();
+        default:
+            if (sluice_tls_option(&cli, o))
+                break;
+            return sluice_bad_option();
         }
     }
     if (optind >= argc)
@@ -1287,8 +1351,11 @@ int main(int argc, char **argv)
     argc -= optind;
     argv += optind;
     optind = 0;  /* GNU getopt: start over for the subcommand */
-    if (strcmp(cli.cmd, "bench") == 0)
+    if (strcmp(cli.cmd, "bench") == 0) {
+        if (cli.tls)
+            return sluice_usage_err(&cli, "bench does not speak TLS");
         return bench_main(argc, argv, cli.addr);
+    }
     if (!cli.addr)
         cli.addr = client_default_addr();
     if (strcmp(cli.cmd, "pub") == 0)
