@@ -14,8 +14,8 @@ top=$PWD
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 build_pkgs=(build-essential autoconf automake libtool pkg-config
-            libevent-dev libhiredis-dev libyaml-dev check)
-test_pkgs=(redis-server valgrind clang libclang-rt-14-dev systemd)
+            libevent-dev libhiredis-dev libyaml-dev libssl-dev check)
+test_pkgs=(redis-server valgrind clang libclang-rt-14-dev systemd openssl)
 
 need_pkgs() {
     local missing=() p
