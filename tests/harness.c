@@ -43,22 +43,42 @@ const char *sd_bin(const char *envname, const char *fallback)
     return v && *v ? v : fallback;
 }
 
+/* Does yaml have `key` (e.g. "listen:") at the start of a line? */
+static bool sd_has_top_key(const char *yaml, const char *key)
+{
+    size_t n = strlen(key);
+    const char *p = yaml;
+
+    while (p != NULL) {
+        if (strncmp(p, key, n) == 0)
+            return true;
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return false;
+}
+
 int sd_write_conf(sd_t *d, const char *yaml)
 {
     FILE *f = fopen(d->conf, "w");
+    size_t n = yaml ? strlen(yaml) : 0;
 
     if (f == NULL)
         return -1;
-    if (yaml == NULL || strstr(yaml, "listen:") == NULL)
+    if (yaml == NULL || !sd_has_top_key(yaml, "listen:"))
         fputs("listen: [127.0.0.1:0]\n", f);
     if (yaml)
         fputs(yaml, f);
+    /* Last, so the line numbers of the test's own yaml stay as they were. */
+    if (yaml == NULL || !sd_has_top_key(yaml, "admin:"))
+        fprintf(f, "%sadmin: {listen: \"\"}\n", n > 0 && yaml[n - 1] != '\n' ? "\n" : "");
     return fclose(f);
 }
 
 static int sd_read_port(sd_t *d, const char *port_file)
 {
-    char line[96];
+    char line[96], more[128];
     FILE *f = fopen(port_file, "r");
     char *colon;
 
@@ -68,6 +88,10 @@ static int sd_read_port(sd_t *d, const char *port_file)
         fclose(f);
         return -1;
     }
+    /* The admin endpoint's line, if any: "admin HOST:PORT". */
+    while (fgets(more, sizeof more, f) != NULL)
+        if (strncmp(more, "admin ", 6) == 0 && (colon = strrchr(more, ':')) != NULL)
+            d->admin_port = atoi(colon + 1);
     fclose(f);
     line[strcspn(line, "\n")] = '\0';
     colon = strrchr(line, ':');

@@ -19,6 +19,7 @@ typedef struct sd {
     char host[96];        /* "127.0.0.1" */
     int port;             /* the port the daemon bound */
     char addr[96];        /* "127.0.0.1:PORT", for -s */
+    int admin_port;       /* the admin endpoint's port (on host); 0 when it is off */
     const char *wrap;     /* a command the daemon runs under (valgrind), or NULL */
 } sd_t;
 
@@ -27,7 +28,9 @@ typedef struct sd {
 const char *sd_bin(const char *envname, const char *fallback);
 
 /* Start the daemon with `yaml` (may be NULL or "") as its config file; a
- * "listen: [127.0.0.1:0]" line is added unless yaml has "listen:". extra_env
+ * "listen: [127.0.0.1:0]" line is added first unless yaml has a top-level
+ * "listen:", and "admin: {listen: \"\"}" last unless it has a top-level
+ * "admin:" (nothing may bind the fixed default 7701). extra_env
  * (NULL-terminated, may be NULL) adds NAME=VALUE entries; extra_args (may be
  * NULL) adds arguments. Waits until the port is known. 0 or -1. */
 int sd_start(sd_t *d, const char *yaml);
