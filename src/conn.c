@@ -27,6 +27,7 @@
 #define CONN_READ_MIN 4096         /* read only into at least this much room */
 #define CONN_BUDGET 1024           /* commands per read event, for fairness */
 #define CONN_INLINE_PUSH 4096      /* pushes up to this size are one evbuffer_add */
+#define CONN_AUTH_DELAY_MS 250     /* a failed AUTH is answered this long after it came */
 
 static void conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void conn_on_write(evutil_socket_t fd, short what, void *arg);
@@ -176,11 +177,11 @@ static bool conn_glob_any(char *const *globs, size_t n, const char *topic, size_
     return false;
 }
 
-static bool conn_may(const conn_t *c, proto_cmd_type_t type, const char *topic, size_t tlen)
+/* May `u` (NULL: not authenticated) do `type` on topic under cfg? */
+static bool conn_allowed(const config_t *cfg, const user_entry_t *u, proto_cmd_type_t type,
+                         const char *topic, size_t tlen)
 {
-    const user_entry_t *u = c->user;
-
-    if (conn_cfg(c)->nusers == 0)
+    if (cfg->nusers == 0)
         return true;
     if (u == NULL)
         return false;
@@ -189,14 +190,20 @@ static bool conn_may(const conn_t *c, proto_cmd_type_t type, const char *topic, 
     return conn_glob_any(u->subscribe, u->nsubscribe, topic, tlen);
 }
 
-/* Constant-time: the time taken does not depend on where a guess differs. */
-static bool conn_secret_equal(const char *a, size_t alen, const char *b, size_t blen)
+static bool conn_may(const conn_t *c, proto_cmd_type_t type, const char *topic, size_t tlen)
 {
-    unsigned char diff = (unsigned char)(alen != blen);
-    size_t n = alen < blen ? alen : blen;
+    return conn_allowed(conn_cfg(c), c->user, type, topic, tlen);
+}
 
-    for (size_t i = 0; i < n; i++)
-        diff |= (unsigned char)(a[i] ^ b[i]);
+/* Constant-time: the time taken depends on the length of the guess only,
+ * never on where it differs from the secret, nor on the secret's length.
+ * The secret is never empty (the config refuses empty passwords). */
+static bool conn_secret_equal(const char *secret, size_t slen, const char *guess, size_t glen)
+{
+    unsigned char diff = (unsigned char)(slen != glen);
+
+    for (size_t i = 0; i < glen; i++)
+        diff |= (unsigned char)(guess[i] ^ secret[i % slen]);
     return diff == 0;
 }
 
@@ -215,14 +222,52 @@ static bool conn_password_ok(const user_entry_t *u, const char *pass, size_t ple
     memset(&cd, 0, sizeof cd);
     hash = crypt_r(given, u->password, &cd);
     explicit_bzero(given, sizeof given);
-    if (hash == NULL || hash[0] == '*')
+    if (hash == NULL || hash[0] == '*') {
+        explicit_bzero(&cd, sizeof cd);
         return false;
-    return conn_secret_equal(hash, strlen(hash), u->password, strlen(u->password));
+    }
+    bool ok = conn_secret_equal(u->password, strlen(u->password), hash, strlen(hash));
+    explicit_bzero(&cd, sizeof cd);
+    return ok;
+}
+
+/* The delay is over: answer, then go on with what the client sent after. */
+static void conn_on_auth_delay(evutil_socket_t fd, short what, void *arg)
+{
+    conn_t *c = arg;
+
+    (void)fd;
+    (void)what;
+    conn_reply_lit(c, "-NOAUTH invalid username or password\r\n");
+    c->state = CONN_READING;
+    conn_update_reading(c);
+    if (c->in_off < c->in_len && !c->srv->draining)
+        event_active(c->rev, EV_READ, 0);
+}
+
+/* A wrong guess is answered CONN_AUTH_DELAY_MS after the AUTH arrived,
+ * however long the check took, from a timer: the loop serves everyone
+ * else meanwhile, and this connection, which reads nothing until then,
+ * can try at most a few passwords a second. */
+static void conn_auth_refuse(conn_t *c, uint64_t started)
+{
+    uint64_t spent = server_now() - started;
+    uint64_t left = spent < CONN_AUTH_DELAY_MS ? CONN_AUTH_DELAY_MS - spent : 0;
+    struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t)(left * 1000)};
+
+    if (c->auth_delay == NULL)
+        c->auth_delay = evtimer_new(c->srv->base, conn_on_auth_delay, c);
+    if (c->auth_delay == NULL || evtimer_add(c->auth_delay, &tv) != 0) {
+        conn_reply_lit(c, "-NOAUTH invalid username or password\r\n");
+        return;
+    }
+    c->state = CONN_DELAYED;
 }
 
 static void conn_cmd_auth(conn_t *c, const proto_cmd_t *cmd)
 {
     const config_t *cfg = conn_cfg(c);
+    uint64_t started = server_now();
     char who[96];
 
     if (cfg->nusers == 0) {
@@ -231,16 +276,82 @@ static void conn_cmd_auth(conn_t *c, const proto_cmd_t *cmd)
     }
     for (size_t i = 0; i < cfg->nusers; i++) {
         const user_entry_t *u = &cfg->users[i];
-        if (strlen(u->name) == cmd->user_len && memcmp(u->name, cmd->user, cmd->user_len) == 0 &&
-            conn_password_ok(u, cmd->pass, cmd->pass_len)) {
-            c->user = u;
-            conn_reply_lit(c, "+OK\r\n");
-            return;
-        }
+        if (strlen(u->name) != cmd->user_len || memcmp(u->name, cmd->user, cmd->user_len) != 0)
+            continue;
+        if (!conn_password_ok(u, cmd->pass, cmd->pass_len))
+            break;
+        c->user = u;
+        log_info("%s authenticated as '%s'", c->peer, u->name);
+        conn_reply_lit(c, "+OK\r\n");
+        return;
     }
+    /* The name is escaped (it is the client's bytes); the password is
+     * never written anywhere. A failed AUTH keeps the earlier login. */
     log_warn("auth failed for user '%s' from %s",
              log_escape(who, sizeof who, cmd->user, cmd->user_len), c->peer);
-    conn_reply_lit(c, "-NOAUTH invalid username or password\r\n");
+    conn_auth_refuse(c, started);
+}
+
+/* ---- subscriptions, remembered so a reload can re-check them ---- */
+
+static ssize_t conn_sub_find(const conn_t *c, const char *topic, size_t tlen)
+{
+    for (size_t i = 0; i < c->nsubs; i++)
+        if (strlen(c->subs[i]) == tlen && memcmp(c->subs[i], topic, tlen) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+/* Kept even without users: a reload may add them. A failed allocation
+ * only means a reload cannot end this SUB. */
+static void conn_sub_add(conn_t *c, const char *topic, size_t tlen)
+{
+    char **v, *name;
+
+    if (conn_sub_find(c, topic, tlen) >= 0)
+        return;
+    name = strndup(topic, tlen);
+    v = realloc(c->subs, (c->nsubs + 1) * sizeof *v);
+    if (name == NULL || v == NULL) {
+        free(name);
+        if (v != NULL)
+            c->subs = v;
+        return;
+    }
+    c->subs = v;
+    c->subs[c->nsubs++] = name;
+}
+
+static void conn_sub_remove(conn_t *c, size_t i)
+{
+    free(c->subs[i]);
+    c->subs[i] = c->subs[--c->nsubs];
+}
+
+static void conn_sub_forget(conn_t *c, const char *topic, size_t tlen)
+{
+    ssize_t i = conn_sub_find(c, topic, tlen);
+
+    if (i >= 0)
+        conn_sub_remove(c, (size_t)i);
+}
+
+/* A reload changed who this is or what they may do: SUBs no longer
+ * allowed end now, so revoking a right stops the messages too. */
+static void conn_sub_recheck(conn_t *c, const config_t *cfg)
+{
+    for (size_t i = 0; i < c->nsubs;) {
+        const char *t = c->subs[i];
+        size_t tlen = strlen(t);
+        if (conn_allowed(cfg, c->user, CMD_SUB, t, tlen)) {
+            i++;
+            continue;
+        }
+        log_info("%s (user '%s') may no longer subscribe to '%s': its SUB ends", c->peer,
+                 c->user && c->user->name[0] ? c->user->name : "-", t);
+        broker_unsubscribe(c->client, t, tlen);
+        conn_sub_remove(c, i);
+    }
 }
 
 /* ---- commands ---- */
@@ -368,13 +479,16 @@ static void conn_exec(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
     case CMD_SUB:
         st = broker_subscribe(c->client, cmd->topic, cmd->topic_len,
                               cmd->has_num ? (int64_t)cmd->num : -1);
-        if (st == BR_OK)
+        if (st == BR_OK) {
+            conn_sub_add(c, cmd->topic, cmd->topic_len);
             conn_reply_lit(c, "+OK\r\n");
-        else
+        } else {
             conn_reply_topic_error(c, st, cmd->topic, cmd->topic_len);
+        }
         break;
     case CMD_UNSUB:
         broker_unsubscribe(c->client, cmd->topic, cmd->topic_len);
+        conn_sub_forget(c, cmd->topic, cmd->topic_len);
         conn_reply_lit(c, "+OK\r\n");
         break;
     case CMD_GET:
@@ -671,6 +785,11 @@ void conn_free(conn_t *c)
     s->nconns--;
     event_free(c->rev);
     event_free(c->wev);
+    if (c->auth_delay)
+        event_free(c->auth_delay);
+    while (c->nsubs > 0)
+        conn_sub_remove(c, c->nsubs - 1);
+    free(c->subs);
     evbuffer_free(c->out);
     close(c->fd);
     free(c->in);
@@ -690,12 +809,17 @@ void conn_reconfigure(conn_t *c, const config_t *cfg)
     /* Only the limits: a payload being skipped must go on being skipped. */
     c->parser.max_line = cfg->limits.max_line;
     c->parser.max_message = cfg->limits.max_message;
-    if (u == NULL)
-        return;
-    c->user = &conn_user_removed;
-    for (size_t i = 0; i < cfg->nusers; i++)
-        if (strcmp(cfg->users[i].name, u->name) == 0)
-            c->user = &cfg->users[i];
+    if (u != NULL) {
+        /* By name: a changed password does not matter to who is in. */
+        c->user = &conn_user_removed;
+        for (size_t i = 0; i < cfg->nusers; i++)
+            if (strcmp(cfg->users[i].name, u->name) == 0)
+                c->user = &cfg->users[i];
+        if (c->user == &conn_user_removed && u != &conn_user_removed)
+            log_info("%s: user '%s' is gone from the config; the connection stays, without rights",
+                     c->peer, u->name);
+    }
+    conn_sub_recheck(c, cfg);
 }
 
 void conn_stop_reading(conn_t *c)

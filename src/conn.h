@@ -16,6 +16,7 @@ typedef enum conn_state {
     CONN_READING, /* normal: commands are parsed as they arrive */
     CONN_WAITING, /* a GET or JOIN waits: input is read but not parsed, so replies stay in order */
     CONN_PARKED,  /* a PUB is parked or held: the socket is not read at all (backpressure) */
+    CONN_DELAYED, /* a failed AUTH's reply waits out its delay: nothing is read or parsed */
     CONN_CLOSING, /* QUIT or lost framing: flush the last replies, then close */
 } conn_state_t;
 
@@ -26,6 +27,9 @@ typedef struct conn {
     client_t *client;
     proto_parser_t parser;
     const struct user_entry *user;  /* authenticated user; NULL = none yet */
+    struct event *auth_delay;       /* sends a failed AUTH's -NOAUTH; made on first failure */
+    char **subs;                    /* topics SUBbed (NUL-terminated), re-checked on reload */
+    size_t nsubs;
 
     struct event *rev;              /* EV_READ | EV_PERSIST */
     struct event *wev;              /* EV_WRITE, added only while the kernel is full */
@@ -53,7 +57,8 @@ bool conn_flush(conn_t *c);
 
 /* A new config is live: new parser limits, and the authenticated user is
  * looked up again by name (a removed user keeps the connection but loses
- * every right). Call before the old config is freed. */
+ * every right). SUBs the new rights no longer allow are ended; messages
+ * already in flight stay owned. Call before the old config is freed. */
 void conn_reconfigure(conn_t *c, const struct config *cfg);
 
 /* Stop reading for good (shutdown). */
