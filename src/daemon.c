@@ -19,6 +19,7 @@
 #include "broker.h"
 #include "config.h"
 #include "log.h"
+#include "mirror.h"
 #include "notify.h"
 #include "server.h"
 #include "version.h"
@@ -33,6 +34,7 @@ typedef struct daemon {
     struct event_base *base;
     broker_t *broker;
     server_t *server;
+    mirror_t *mirror;          /* NULL unless redis.enabled */
     struct event *sig_term, *sig_int, *sig_hup;
     struct event *watchdog_ev, *status_ev;
     uint64_t watchdog_usec;
@@ -98,6 +100,22 @@ static void daemon_status(daemon_t *d)
                  (unsigned long long)st.messages, (unsigned long long)st.totals.published);
 }
 
+/* The mirror follows redis.enabled. Enabled by a reload it restores
+ * nothing: Redis is made to match the running broker. */
+static void daemon_reload_mirror(daemon_t *d, const config_t *cfg)
+{
+    if (!cfg->redis.enabled) {
+        if (d->mirror != NULL)
+            log_info("redis mirror: disabled");
+        mirror_free(d->mirror);
+        d->mirror = NULL;
+    } else if (d->mirror != NULL) {
+        mirror_configure(d->mirror, cfg);
+    } else if ((d->mirror = mirror_new(d->server, cfg, false)) == NULL) {
+        log_error("reload: cannot start the redis mirror: out of memory");
+    }
+}
+
 static void daemon_reload(daemon_t *d)
 {
     char err[CONFIG_ERR_MAX];
@@ -129,6 +147,7 @@ static void daemon_reload(daemon_t *d)
 
     log_set_level(cfg->log_level);
     server_configure(d->server, cfg);
+    daemon_reload_mirror(d, cfg);
     config_free(d->cfg);
     d->cfg = cfg;
     log_info("reloaded %s", d->path);
@@ -199,6 +218,10 @@ static void daemon_free(daemon_t *d)
 {
     struct event *evs[] = {d->sig_term, d->sig_int, d->sig_hup, d->watchdog_ev, d->status_ev};
 
+    /* The mirror first: its last writes use the server, and PUBs it still
+     * holds get their answer while their connections exist. */
+    mirror_stop(d->mirror);
+    mirror_free(d->mirror);
     server_free(d->server);
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
@@ -222,6 +245,11 @@ static int daemon_start(daemon_t *d)
     d->server = d->broker ? server_new(d->base, d->broker, d->cfg) : NULL;
     if (d->server == NULL) {
         log_error("out of memory");
+        return 1;
+    }
+    /* Before listening: a restore is done before any client sees the broker. */
+    if (d->cfg->redis.enabled && (d->mirror = mirror_new(d->server, d->cfg, true)) == NULL) {
+        log_error("cannot start the redis mirror: out of memory");
         return 1;
     }
     if (server_listen(d->server, d->cfg->listen, d->cfg->nlisten) != 0)

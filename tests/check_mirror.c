@@ -1,0 +1,964 @@
+/* check_mirror.c: the Redis mirror against a real redis-server, which each
+ * test starts on a unix socket in its own temp directory (never the
+ * machine's default instance). A missing redis-server is a failure.
+ *
+ * Waits are bounded polls for convergence ("until Redis shows X, at most
+ * N seconds"); nothing asserts how long anything took.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define WAIT_MS 15000 /* longest a convergence may take before the test fails */
+
+/* ---- a private redis-server ---- */
+
+typedef struct rd {
+    pid_t pid;
+    char dir[64];
+    char sock[128];
+    const char *pass; /* --requirepass, or NULL */
+} rd_t;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    usleep((useconds_t)ms * 1000);
+}
+
+/* redis-server on PATH (or $REDIS_SERVER), else NULL. */
+static const char *rd_bin(void)
+{
+    static char found[512];
+    const char *env = getenv("REDIS_SERVER"), *path = getenv("PATH");
+
+    if (env != NULL && *env)
+        return env;
+    while (path != NULL && *path) {
+        size_t n = strcspn(path, ":");
+        snprintf(found, sizeof found, "%.*s/redis-server", (int)n, path);
+        if (n > 0 && access(found, X_OK) == 0)
+            return found;
+        path += n + (path[n] == ':');
+    }
+    return NULL;
+}
+
+static redisContext *rd_conn(const rd_t *r, int db)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectUnixWithTimeout(r->sock, tv);
+    redisReply *rep;
+
+    if (c == NULL || c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    if (r->pass != NULL) {
+        rep = redisCommand(c, "AUTH %s", r->pass);
+        freeReplyObject(rep);
+    }
+    if (db != 0) {
+        rep = redisCommand(c, "SELECT %d", db);
+        freeReplyObject(rep);
+    }
+    return c;
+}
+
+/* Run one command on a fresh connection; NULL if Redis is not there. */
+static redisReply *rd_cmd(const rd_t *r, int db, const char *fmt, ...)
+{
+    redisContext *c = rd_conn(r, db);
+    redisReply *rep;
+    va_list ap;
+
+    if (c == NULL)
+        return NULL;
+    va_start(ap, fmt);
+    rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    redisFree(c);
+    return rep;
+}
+
+static long long rd_int(const rd_t *r, int db, const char *fmt, const char *key)
+{
+    redisReply *rep = rd_cmd(r, db, fmt, key);
+    long long v = -1;
+
+    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER)
+        v = rep->integer;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* A string reply as a malloc'ed string ("" for nil, NULL if no Redis). */
+static char *rd_str(const rd_t *r, int db, const char *fmt, const char *a, const char *b)
+{
+    redisReply *rep = rd_cmd(r, db, fmt, a, b);
+    char *s = NULL;
+
+    if (rep != NULL && rep->type == REDIS_REPLY_STRING)
+        s = strndup(rep->str, rep->len);
+    else if (rep != NULL && rep->type == REDIS_REPLY_NIL)
+        s = strdup("");
+    freeReplyObject(rep);
+    return s;
+}
+
+static bool rd_str_is(const rd_t *r, const char *fmt, const char *a, const char *b, const char *want)
+{
+    char *s = rd_str(r, 0, fmt, a, b);
+    bool eq = s != NULL && strcmp(s, want) == 0;
+
+    free(s);
+    return eq;
+}
+
+static int rd_spawn(rd_t *r)
+{
+    const char *bin = rd_bin();
+    uint64_t until;
+
+    ck_assert_msg(bin != NULL, "redis-server is not on PATH: the mirror tests need a real Redis "
+                               "(apt-get install redis-server)");
+    r->pid = fork();
+    if (r->pid < 0)
+        return -1;
+    if (r->pid == 0) {
+        char log[160];
+        int fd;
+        snprintf(log, sizeof log, "%s/redis.log", r->dir);
+        fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        setpgid(0, 0);
+        /* A failed test exits at once: its Redis must not outlive it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1)
+            _exit(127);
+        if (r->pass != NULL)
+            execl(bin, bin, "--port", "0", "--unixsocket", r->sock, "--unixsocketperm", "700",
+                  "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", r->dir,
+                  "--requirepass", r->pass, (char *)NULL);
+        else
+            execl(bin, bin, "--port", "0", "--unixsocket", r->sock, "--unixsocketperm", "700",
+                  "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", r->dir,
+                  (char *)NULL);
+        _exit(127);
+    }
+    until = now_ms() + WAIT_MS;
+    while (now_ms() < until) {
+        redisReply *rep = rd_cmd(r, 0, "PING");
+        bool up = rep != NULL && rep->type != REDIS_REPLY_ERROR;
+        freeReplyObject(rep);
+        if (up)
+            return 0;
+        sleep_ms(10);
+    }
+    return -1;
+}
+
+static void rd_start(rd_t *r, const char *pass)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->dir, sizeof r->dir, "/tmp/sluice-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(r->dir));
+    snprintf(r->sock, sizeof r->sock, "%s/redis.sock", r->dir);
+    r->pass = pass;
+    ck_assert_int_eq(rd_spawn(r), 0);
+}
+
+static void rd_kill(rd_t *r)
+{
+    if (r->pid <= 0)
+        return;
+    kill(r->pid, SIGKILL);
+    waitpid(r->pid, NULL, 0);
+    r->pid = 0;
+    unlink(r->sock);
+}
+
+/* Same directory and socket: a dump.rdb there is loaded. */
+static void rd_restart(rd_t *r)
+{
+    ck_assert_int_eq(rd_spawn(r), 0);
+}
+
+static void rd_stop(rd_t *r)
+{
+    char cmd[128];
+
+    rd_kill(r);
+    if (strncmp(r->dir, "/tmp/sluice-test-", 17) == 0) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", r->dir);
+    }
+}
+
+/* ---- the broker ---- */
+
+/* A failed assertion ends the test process; its daemon must go too. */
+static pid_t g_daemon;
+
+static void kill_daemon_at_exit(void)
+{
+    if (g_daemon > 0)
+        kill(-g_daemon, SIGKILL);
+}
+
+static void start_broker(sd_t *d, const rd_t *r, const char *extra)
+{
+    char yaml[2048];
+
+    snprintf(yaml, sizeof yaml,
+             "redis:\n"
+             "  enabled: true\n"
+             "  address: unix:%s\n"
+             "  prefix: t\n"
+             "  flush_interval: 50ms\n"
+             "%s",
+             r->sock, extra ? extra : "");
+    ck_assert_int_eq(sd_start(d, yaml), 0);
+    g_daemon = d->pid;
+}
+
+static int stop_broker(sd_t *d)
+{
+    g_daemon = 0;
+    return sd_stop(d);
+}
+
+/* sd_stop for a daemon we already reaped (kill -9). */
+static void sd_forget(sd_t *d)
+{
+    g_daemon = 0;
+    d->pid = 0;
+    sd_stop(d);
+}
+
+static int log_count(const sd_t *d, const char *needle)
+{
+    FILE *f = fopen(d->log, "r");
+    char line[4096];
+    int n = 0;
+
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* The STATS body (server, or one topic) contains needle. */
+static bool stats_has(tc_t *c, const char *topic, const char *needle)
+{
+    if (topic != NULL)
+        tc_sendf(c, "STATS %s\r\n", topic);
+    else
+        tc_sendf(c, "STATS\r\n");
+    if (tc_reply(c) != 0 || c->r.type != REPLY_STATS)
+        return false;
+    return memmem(c->r.body, c->r.body_len, needle, strlen(needle)) != NULL;
+}
+
+static bool wait_connected(const sd_t *d, bool want)
+{
+    tc_t *c = tc_open(d);
+    uint64_t until = now_ms() + WAIT_MS;
+    bool ok = false;
+
+    while (c != NULL && !ok && now_ms() < until) {
+        ok = stats_has(c, NULL, want ? "connected: true" : "connected: false");
+        if (!ok)
+            sleep_ms(20);
+    }
+    tc_close(c);
+    return ok;
+}
+
+static void pub(tc_t *c, const char *topic, const char *payload, const char *want)
+{
+    tc_sendf(c, "PUB %s %zu\r\n%s\r\n", topic, strlen(payload), payload);
+    ck_assert_str_eq(tc_reply_line(c), want);
+}
+
+/* HLEN key reaches n (or the wait ends); returns the last HLEN. */
+static long long wait_hlen(const rd_t *r, int db, const char *key, long long n)
+{
+    uint64_t until = now_ms() + WAIT_MS;
+    long long v = -1;
+
+    while (now_ms() < until) {
+        v = rd_int(r, db, "HLEN %s", key);
+        if (v == n)
+            break;
+        sleep_ms(20);
+    }
+    return v;
+}
+
+static bool wait_field(const rd_t *r, const char *key, const char *field, const char *want)
+{
+    uint64_t until = now_ms() + WAIT_MS;
+
+    while (now_ms() < until) {
+        if (rd_str_is(r, "HGET %s %s", key, field, want))
+            return true;
+        sleep_ms(20);
+    }
+    return false;
+}
+
+/* The sorted field names of a hash, joined by ",". */
+static char *rd_hkeys(const rd_t *r, const char *key)
+{
+    redisReply *rep = rd_cmd(r, 0, "HKEYS %s", key);
+    char *out = calloc(1, 65536);
+    unsigned long long ids[4096];
+    size_t n = 0, len = 0;
+
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < rep->elements && n < 4096; i++)
+            ids[n++] = strtoull(rep->element[i]->str, NULL, 10);
+    freeReplyObject(rep);
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && ids[j - 1] > ids[j]; j--) {
+            unsigned long long t = ids[j];
+            ids[j] = ids[j - 1];
+            ids[j - 1] = t;
+        }
+    for (size_t i = 0; i < n && len < 65000; i++)
+        len += (size_t)snprintf(out + len, 65536 - len, i ? ",%llu" : "%llu", ids[i]);
+    return out;
+}
+
+static bool wait_hkeys(const rd_t *r, const char *key, const char *want)
+{
+    uint64_t until = now_ms() + WAIT_MS;
+    char *got = NULL;
+    bool eq = false;
+
+    while (!eq && now_ms() < until) {
+        free(got);
+        got = rd_hkeys(r, key);
+        eq = strcmp(got, want) == 0;
+        if (!eq)
+            sleep_ms(20);
+    }
+    if (!eq)
+        fprintf(stderr, "%s: want {%s}, got {%s}\n", key, want, got);
+    free(got);
+    return eq;
+}
+
+/* ---- tests ---- */
+
+/* PUB 3, ACK 1, one more in flight: the documented keys, exactly. */
+START_TEST(test_key_schema)
+{
+    rd_t r;
+    sd_t d;
+    tc_t *c, *k;
+    redisReply *rep;
+    long long pttl;
+
+    rd_start(&r, NULL);
+    start_broker(&d, &r, NULL);
+    ck_assert(wait_connected(&d, true));
+    c = tc_open(&d);
+    k = tc_open(&d);
+    pub(c, "s", "alpha", "+OK 1");
+    pub(c, "s", "beta", "+OK 2");
+    pub(c, "s", "gamma", "+OK 3");
+    tc_sendf(k, "GET s\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "MSG s 1 1 5");
+    tc_sendf(k, "ACK 1\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "+OK 1");
+    tc_sendf(k, "GET s\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "MSG s 2 1 4");
+
+    ck_assert(wait_hkeys(&r, "t:messages:s", "2,3"));
+    ck_assert(wait_field(&r, "t:topic:s", "acked", "1"));
+    ck_assert(wait_field(&r, "t:topic:s", "in_flight", "1"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:messages:s", "2", "beta"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:messages:s", "3", "gamma"));
+    /* deliveries so far, only for delivered messages */
+    ck_assert(wait_hkeys(&r, "t:attempts:s", "2"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:attempts:s", "2", "1"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:topic:s", "published", "3"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:topic:s", "delivered", "2"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:topic:s", "ready", "1"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:topic:s", "overflow", "block"));
+    ck_assert(wait_field(&r, "t:server", "acked", "1"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:server", "published", "3"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:server", "messages", "2"));
+    ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s s", "t:topics"), 1);
+    ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s s", "t:message_topics"), 1);
+    ck_assert(rd_str_is(&r, "GET %s%s", "t:next_id", "", "4"));
+    /* heartbeat: unix ms, expiring after 3 flush intervals */
+    pttl = rd_int(&r, 0, "PTTL %s", "t:heartbeat");
+    ck_assert_msg(pttl > 0 && pttl <= 150, "heartbeat PTTL %lld", pttl);
+    rep = rd_cmd(&r, 0, "GET t:heartbeat");
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, REDIS_REPLY_STRING);
+    ck_assert(strtoull(rep->str, NULL, 10) > 1600000000000ull);
+    freeReplyObject(rep);
+    /* nothing else under the prefix */
+    rep = rd_cmd(&r, 0, "KEYS t:*");
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq((int)rep->elements, 8);
+    freeReplyObject(rep);
+
+    tc_close(k);
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    /* A clean stop deletes the heartbeat; the messages stay. */
+    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:heartbeat"), 0);
+    ck_assert_int_eq(rd_int(&r, 0, "HLEN %s", "t:messages:s"), 2);
+    rd_stop(&r);
+}
+END_TEST
+
+/* Clean stop, start again: messages and attempt counts are back, in order,
+ * and ids continue above every id handed out, even once all were acked. */
+START_TEST(test_restore_after_clean_stop)
+{
+    rd_t r;
+    sd_t d;
+    tc_t *c, *k;
+
+    rd_start(&r, NULL);
+    start_broker(&d, &r, NULL);
+    ck_assert(wait_connected(&d, true));
+    c = tc_open(&d);
+    for (int i = 1; i <= 5; i++) {
+        char p[16], want[16];
+        snprintf(p, sizeof p, "m%d", i);
+        snprintf(want, sizeof want, "+OK %d", i);
+        pub(c, "r", p, want);
+    }
+    k = tc_open(&d);
+    tc_sendf(k, "GET r\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "MSG r 1 1 2");
+    tc_sendf(k, "GET r\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "MSG r 2 1 2");
+    tc_sendf(k, "ACK 2\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "+OK 1");
+    tc_close(k); /* 1 goes back, its attempt kept */
+    tc_close(c);
+    ck_assert(wait_hkeys(&r, "t:messages:r", "1,3,4,5"));
+    ck_assert_int_eq(stop_broker(&d), 0);
+
+    start_broker(&d, &r, NULL);
+    ck_assert(sd_log_has(&d, "restored 4 messages"));
+    c = tc_open(&d);
+    ck_assert(stats_has(c, "r", "ready: 4\n"));
+    tc_sendf(c, "GET r\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "MSG r 1 2 2");
+    ck_assert(c->r.body_len == 2 && memcmp(c->r.body, "m1", 2) == 0);
+    for (int id = 3; id <= 5; id++) {
+        char want[32], body[16];
+        snprintf(want, sizeof want, "MSG r %d 1 2", id);
+        snprintf(body, sizeof body, "m%d", id);
+        tc_sendf(c, "GET r\r\n");
+        ck_assert_str_eq(tc_reply_line(c), want);
+        ck_assert(memcmp(c->r.body, body, 2) == 0);
+    }
+    tc_sendf(c, "ACK 1 3 4 5\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "+OK 4");
+    pub(c, "r", "after", "+OK 6");
+    tc_sendf(c, "GET r\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "MSG r 6 1 5");
+    tc_sendf(c, "ACK 6\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "+OK 1");
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    ck_assert_int_eq(rd_int(&r, 0, "HLEN %s", "t:messages:r"), 0);
+
+    /* Nothing left to restore, yet ids go on: the high-water mark. */
+    start_broker(&d, &r, NULL);
+    c = tc_open(&d);
+    pub(c, "r", "later", "+OK 7");
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+END_TEST
+
+/* ---- kill -9 while producers publish in confirm mode ---- */
+
+#define KP 4        /* producer connections */
+#define KWIN 4      /* PUBs each keeps in flight */
+#define KSEQ 4000   /* most PUBs per producer */
+#define KTARGET 2000 /* +OKs before the kill */
+
+typedef struct kstate {
+    bool ok[KP][KSEQ];        /* got +OK */
+    bool before[KP][KSEQ];    /* delivered before the kill */
+    int after[KP][KSEQ];      /* deliveries after the restart */
+    int sent[KP], answered[KP];
+    int oks;
+    unsigned long long max_id;
+} kstate_t;
+
+/* Read what is there without blocking; false on EOF or error. */
+static bool pump(tc_t *c)
+{
+    ssize_t n;
+
+    if (c->off > 0) {
+        memmove(c->buf, c->buf + c->off, c->len - c->off);
+        c->len -= c->off;
+        c->off = 0;
+    }
+    if (c->len == c->cap) {
+        char *p = realloc(c->buf, c->cap * 2);
+        if (p == NULL)
+            return false;
+        c->buf = p;
+        c->cap *= 2;
+    }
+    n = recv(c->fd, c->buf + c->len, c->cap - c->len, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        return false;
+    if (n > 0)
+        c->len += (size_t)n;
+    return true;
+}
+
+static bool next_reply(tc_t *c)
+{
+    size_t used = 0;
+
+    if (proto_parse_reply(c->buf + c->off, c->len - c->off, &c->r, &used) != 1)
+        return false;
+    c->off += used;
+    return true;
+}
+
+static bool kparse(const proto_reply_t *r, int *p, int *s)
+{
+    char buf[32];
+
+    if (r->body_len >= sizeof buf)
+        return false;
+    memcpy(buf, r->body, r->body_len);
+    buf[r->body_len] = '\0';
+    return sscanf(buf, "k%d-%d", p, s) == 2 && *p >= 0 && *p < KP && *s >= 0 && *s < KSEQ;
+}
+
+static void kpub(tc_t *c, kstate_t *ks, int p)
+{
+    while (ks->sent[p] - ks->answered[p] < KWIN && ks->sent[p] < KSEQ) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "k%d-%d", p, ks->sent[p]);
+        tc_sendf(c, "PUB k %d\r\n%s\r\n", n, body);
+        ks->sent[p]++;
+    }
+}
+
+START_TEST(test_kill9_confirm)
+{
+    static kstate_t ks;
+    const char *conf = "  confirm: true\n  confirm_timeout: 5s\n";
+    rd_t r;
+    sd_t d;
+    tc_t *prod[KP], *cons, *c;
+    int dups = 0, stored_unconfirmed = 0, status;
+    bool alive = true;
+    uint64_t until;
+
+    memset(&ks, 0, sizeof ks);
+    rd_start(&r, NULL);
+    start_broker(&d, &r, conf);
+    ck_assert(wait_connected(&d, true));
+    cons = tc_open(&d);
+    tc_sendf(cons, "SUB k 32\r\n");
+    ck_assert_str_eq(tc_reply_line(cons), "+OK");
+    for (int p = 0; p < KP; p++) {
+        prod[p] = tc_open(&d);
+        kpub(prod[p], &ks, p);
+    }
+    until = now_ms() + 60000;
+    while (alive && ks.oks < KTARGET && now_ms() < until) {
+        struct pollfd pfd[KP + 1];
+        for (int p = 0; p < KP; p++)
+            pfd[p] = (struct pollfd){.fd = prod[p]->fd, .events = POLLIN};
+        pfd[KP] = (struct pollfd){.fd = cons->fd, .events = POLLIN};
+        poll(pfd, KP + 1, 1000);
+        for (int p = 0; p < KP && alive; p++) {
+            alive = pump(prod[p]);
+            while (next_reply(prod[p])) {
+                int s = ks.answered[p]++;
+                ck_assert_msg(prod[p]->r.type == REPLY_OK, "PUB refused");
+                ks.ok[p][s] = true;
+                ks.oks++;
+                unsigned long long id = strtoull(prod[p]->r.text, NULL, 10);
+                if (id > ks.max_id)
+                    ks.max_id = id;
+            }
+            kpub(prod[p], &ks, p);
+        }
+        alive = alive && pump(cons);
+        while (next_reply(cons)) {
+            int p, s;
+            if (cons->r.type != REPLY_MSG || !kparse(&cons->r, &p, &s))
+                continue;
+            ks.before[p][s] = true;
+            tc_sendf(cons, "ACK %llu\r\n", (unsigned long long)cons->r.id);
+        }
+    }
+    ck_assert_msg(ks.oks >= KTARGET, "only %d +OK before the kill", ks.oks);
+    /* Producers still have PUBs in flight, the consumer ACKs in flight. */
+    kill(d.pid, SIGKILL);
+    waitpid(d.pid, &status, 0);
+    ck_assert(WIFSIGNALED(status));
+    sd_forget(&d);
+    for (int p = 0; p < KP; p++)
+        tc_close(prod[p]);
+    tc_close(cons);
+
+    start_broker(&d, &r, conf);
+    c = tc_open(&d);
+    for (;;) {
+        int p, s;
+        tc_sendf(c, "GET k 300\r\n");
+        ck_assert_ptr_nonnull(tc_reply_line(c));
+        if (c->r.type == REPLY_ERROR)
+            break;
+        ck_assert_int_eq(c->r.type, REPLY_MSG);
+        ck_assert(kparse(&c->r, &p, &s));
+        ks.after[p][s]++;
+        tc_sendf(c, "ACK %llu\r\n", (unsigned long long)c->r.id);
+        ck_assert_str_eq(tc_reply_line(c), "+OK 1");
+    }
+    ck_assert_str_eq(c->line, "-TIMEOUT");
+    for (int p = 0; p < KP; p++) {
+        for (int s = 0; s < KSEQ; s++) {
+            ck_assert_msg(ks.after[p][s] <= 1, "k%d-%d restored twice", p, s);
+            if (ks.ok[p][s])
+                ck_assert_msg(ks.before[p][s] || ks.after[p][s] == 1,
+                              "k%d-%d got +OK but was lost", p, s);
+            if (ks.before[p][s] && ks.after[p][s])
+                dups++;
+            if (!ks.ok[p][s] && ks.after[p][s])
+                stored_unconfirmed++;
+        }
+    }
+    /* New ids start above every id handed out before the kill. */
+    tc_sendf(c, "PUB k 4\r\nnext\r\n");
+    ck_assert_ptr_nonnull(tc_reply_line(c));
+    ck_assert_int_eq(c->r.type, REPLY_OK);
+    ck_assert(strtoull(c->r.text, NULL, 10) > ks.max_id);
+    fprintf(stderr,
+            "kill -9 in confirm mode: %d PUBs got +OK, all delivered; %d delivered again after "
+            "the restart (their ACK had not reached Redis); %d stored without their +OK\n",
+            ks.oks, dups, stored_unconfirmed);
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+END_TEST
+
+/* Redis killed and started again (empty) while the broker runs and
+ * changes: the mirror converges to the broker's state. */
+START_TEST(test_redis_restart_converges)
+{
+    rd_t r;
+    sd_t d;
+    tc_t *c, *k;
+
+    rd_start(&r, NULL);
+    start_broker(&d, &r, NULL);
+    ck_assert(wait_connected(&d, true));
+    c = tc_open(&d);
+    k = tc_open(&d);
+    for (int i = 1; i <= 10; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "+OK %d", i);
+        pub(c, "q", "x", want);
+    }
+    tc_sendf(k, "GET q\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "MSG q 1 1 1");
+    tc_sendf(k, "GET q\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "MSG q 2 1 1");
+    ck_assert(wait_hkeys(&r, "t:attempts:q", "1,2"));
+
+    rd_kill(&r);
+    ck_assert(wait_connected(&d, false));
+    for (int i = 11; i <= 15; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "+OK %d", i);
+        pub(c, "q", "y", want);
+    }
+    tc_sendf(k, "ACK 1\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "+OK 1");
+    tc_sendf(k, "GET q\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "MSG q 3 1 1");
+    ck_assert(stats_has(c, NULL, "connected: false"));
+
+    rd_restart(&r);
+    ck_assert(wait_connected(&d, true));
+    ck_assert(wait_hkeys(&r, "t:messages:q", "2,3,4,5,6,7,8,9,10,11,12,13,14,15"));
+    ck_assert(wait_hkeys(&r, "t:attempts:q", "2,3"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:messages:q", "15", "y"));
+    ck_assert(wait_field(&r, "t:topic:q", "published", "15"));
+    ck_assert(rd_str_is(&r, "GET %s%s", "t:next_id", "", "16"));
+    /* and it keeps following */
+    tc_sendf(k, "ACK 2 3\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "+OK 2");
+    ck_assert(wait_hkeys(&r, "t:messages:q", "4,5,6,7,8,9,10,11,12,13,14,15"));
+    ck_assert(wait_hkeys(&r, "t:attempts:q", ""));
+    /* One line per state change, not per message. */
+    ck_assert_int_eq(log_count(&d, "redis mirror lost"), 1);
+    ck_assert_int_eq(log_count(&d, "redis mirror connected"), 2);
+    tc_close(k);
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+END_TEST
+
+/* Confirm mode with Redis down: PUB waits, then -ERR mirror unavailable,
+ * and the message is not enqueued; once Redis is back PUBs are +OK again. */
+START_TEST(test_confirm_redis_down)
+{
+    rd_t r;
+    sd_t d;
+    tc_t *c, *k;
+    uint64_t until;
+    bool ok = false;
+
+    rd_start(&r, NULL);
+    start_broker(&d, &r, "  confirm: true\n  confirm_timeout: 300ms\n");
+    ck_assert(wait_connected(&d, true));
+    c = tc_open(&d);
+    pub(c, "w", "first", "+OK 1");
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:messages:w", "1", "first"));
+
+    rd_kill(&r);
+    pub(c, "w", "lost", "-ERR mirror unavailable");
+    ck_assert(stats_has(c, "w", "ready: 1\n"));
+    ck_assert(stats_has(c, "w", "published: 1\n"));
+    k = tc_open(&d);
+    tc_sendf(k, "GET w\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "MSG w 1 1 5");
+    tc_sendf(k, "GET w\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "-TIMEOUT");
+    ck_assert_int_eq(log_count(&d, "time out (-ERR mirror unavailable)"), 1);
+
+    rd_restart(&r);
+    until = now_ms() + WAIT_MS;
+    while (!ok && now_ms() < until) {
+        tc_sendf(c, "PUB w 5\r\nagain\r\n");
+        ck_assert_ptr_nonnull(tc_reply_line(c));
+        ok = c->r.type == REPLY_OK;
+    }
+    ck_assert(ok);
+    /* +OK means Redis has it already */
+    {
+        char id[24];
+        snprintf(id, sizeof id, "%.*s", (int)c->r.text_len, c->r.text);
+        ck_assert(rd_str_is(&r, "HGET %s %s", "t:messages:w", id, "again"));
+    }
+    ck_assert(wait_hlen(&r, 0, "t:messages:w", 2) == 2);
+    tc_close(k);
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+END_TEST
+
+/* AUTH (requirepass) and db are honoured; a wrong password is logged once. */
+START_TEST(test_auth_and_db)
+{
+    rd_t r;
+    sd_t d;
+    tc_t *c;
+    uint64_t until;
+
+    rd_start(&r, "s3cret");
+    start_broker(&d, &r, "  password: s3cret\n  db: 3\n");
+    ck_assert(wait_connected(&d, true));
+    c = tc_open(&d);
+    pub(c, "a", "hello", "+OK 1");
+    ck_assert_int_eq(wait_hlen(&r, 3, "t:messages:a", 1), 1);
+    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:messages:a"), 0);
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+
+    start_broker(&d, &r, "  password: wrong\n  restore: false\n");
+    c = tc_open(&d);
+    pub(c, "a", "served anyway", "+OK 1");
+    until = now_ms() + 1000; /* several retries */
+    while (now_ms() < until)
+        sleep_ms(50);
+    ck_assert(stats_has(c, NULL, "connected: false"));
+    ck_assert_int_eq(log_count(&d, "redis mirror: cannot use"), 1);
+    ck_assert_int_eq(log_count(&d, "setup refused"), 1);
+    ck_assert_int_eq(log_count(&d, "redis mirror connected"), 0);
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+END_TEST
+
+/* Redis down at start: the broker serves, and restores on the first
+ * connection, before any write could overwrite what Redis holds. */
+START_TEST(test_restore_when_redis_returns)
+{
+    rd_t r;
+    sd_t d;
+    tc_t *c;
+    redisReply *rep;
+    bool seen[4] = {false};
+    uint64_t until;
+    bool four = false;
+
+    rd_start(&r, NULL);
+    start_broker(&d, &r, NULL);
+    ck_assert(wait_connected(&d, true));
+    c = tc_open(&d);
+    pub(c, "z", "old1", "+OK 1");
+    pub(c, "z", "old2", "+OK 2");
+    pub(c, "z", "old3", "+OK 3");
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rep = rd_cmd(&r, 0, "SAVE");
+    ck_assert_ptr_nonnull(rep);
+    freeReplyObject(rep);
+    rd_kill(&r);
+
+    start_broker(&d, &r, NULL);
+    ck_assert(sd_log_has(&d, "cannot restore"));
+    c = tc_open(&d);
+    pub(c, "z", "new1", "+OK 1");
+    rd_restart(&r); /* loads dump.rdb */
+    until = now_ms() + WAIT_MS;
+    while (!four && now_ms() < until) {
+        four = stats_has(c, "z", "ready: 4\n");
+        if (!four)
+            sleep_ms(20);
+    }
+    ck_assert(four);
+    ck_assert(sd_log_has(&d, "restored 3 messages"));
+    for (int i = 0; i < 4; i++) {
+        tc_sendf(c, "GET z\r\n");
+        ck_assert_ptr_nonnull(tc_reply_line(c));
+        ck_assert_int_eq(c->r.type, REPLY_MSG);
+        ck_assert_int_eq((int)c->r.body_len, 4);
+        if (memcmp(c->r.body, "new1", 4) == 0)
+            seen[0] = true;
+        else
+            seen[c->r.body[3] - '0'] = true;
+    }
+    ck_assert(seen[0] && seen[1] && seen[2] && seen[3]);
+    /* Redis then holds all four (in flight now), under distinct ids. */
+    ck_assert_int_eq(wait_hlen(&r, 0, "t:messages:z", 4), 4);
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+END_TEST
+
+/* mirror: stats writes counters only; Redis frozen (SIGSTOP) does not stop
+ * the broker, and the lag shows in STATS until it thaws. */
+START_TEST(test_stats_mode_and_frozen_redis)
+{
+    rd_t r;
+    sd_t d;
+    tc_t *c;
+    redisReply *rep;
+    bool lagging = false;
+    uint64_t until;
+
+    rd_start(&r, NULL);
+    start_broker(&d, &r, "  mirror: stats\n");
+    ck_assert(wait_connected(&d, true));
+    c = tc_open(&d);
+    pub(c, "st", "x", "+OK 1");
+    ck_assert(wait_field(&r, "t:topic:st", "published", "1"));
+    ck_assert(wait_field(&r, "t:server", "published", "1"));
+    rep = rd_cmd(&r, 0, "KEYS t:messages:*");
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq((int)rep->elements, 0);
+    freeReplyObject(rep);
+
+    kill(r.pid, SIGSTOP);
+    until = now_ms() + WAIT_MS;
+    while (!lagging && now_ms() < until) {
+        tc_sendf(c, "PUB st 1\r\ny\r\n");
+        ck_assert_ptr_nonnull(tc_reply_line(c));
+        ck_assert_int_eq(c->r.type, REPLY_OK);
+        lagging = !stats_has(c, NULL, "lag_ops: 0\n");
+    }
+    ck_assert(lagging);
+    kill(r.pid, SIGCONT);
+    until = now_ms() + WAIT_MS;
+    while (!stats_has(c, NULL, "lag_ops: 0\n") && now_ms() < until)
+        sleep_ms(20);
+    ck_assert(stats_has(c, NULL, "lag_ops: 0\n"));
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+END_TEST
+
+static Suite *mirror_suite(void)
+{
+    Suite *s = suite_create("mirror");
+    TCase *tc = tcase_create("redis");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_key_schema);
+    tcase_add_test(tc, test_restore_after_clean_stop);
+    tcase_add_test(tc, test_kill9_confirm);
+    tcase_add_test(tc, test_redis_restart_converges);
+    tcase_add_test(tc, test_confirm_redis_down);
+    tcase_add_test(tc, test_auth_and_db);
+    tcase_add_test(tc, test_restore_when_redis_returns);
+    tcase_add_test(tc, test_stats_mode_and_frozen_redis);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(mirror_suite());
+    int failed;
+
+    signal(SIGPIPE, SIG_IGN);
+    atexit(kill_daemon_at_exit);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
