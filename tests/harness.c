@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -145,8 +146,11 @@ int sd_start_wrapped(sd_t *d, const char *wrap, const char *yaml, char *const ex
         unsetenv("WATCHDOG_USEC");
         for (size_t i = 0; extra_env && extra_env[i]; i++)
             putenv(extra_env[i]);
-        /* Its own process group, so a stuck daemon can be killed whole. */
+        /* Its own process group, so a stuck daemon can be killed whole;
+         * and it dies with the test that started it (a failed assertion
+         * ends the test without sd_stop). */
         setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (d->wrap != NULL) {
             /* e.g. valgrind: `exec` keeps the pid, so signals reach it. */
             char cmd[8192];
