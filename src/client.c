@@ -258,7 +258,7 @@ static int client_tls_fail(client_t *c, const char *what)
     char why[CLIENT_ERR_MAX];
 
     client_tls_why(why, sizeof why);
-    snprintf(c->err, sizeof c->err, "%s: %s", what, why);
+    snprintf(c->err, sizeof c->err, "%s: %.200s", what, why);
     return -1;
 }
 

@@ -4,6 +4,8 @@
  * than asked; error exit statuses; stats, topics, ping.
  */
 #include <check.h>
+#include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -25,22 +28,61 @@ static const char cli_conf[] =
     "    overflow: reject\n";
 
 static sd_t daemon_;
-static bool daemon_up;
 
-static void cli_stop(void)
+/* Check ends a failing test with _exit() and a hung one with SIGKILL, so
+ * no teardown runs; a small watcher process kills a server's process
+ * group when this test process goes without releasing it. */
+typedef struct guard {
+    pid_t pid;
+    int fd;
+} guard_t;
+
+static guard_t guard_pgrp(pid_t pgrp)
 {
-    if (daemon_up)
-        sd_stop(&daemon_);
-    daemon_up = false;
+    int p[2];
+    guard_t g = { -1, -1 };
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    g.pid = fork();
+    ck_assert_int_ge(g.pid, 0);
+    if (g.pid == 0) {
+        char c;
+        ssize_t n;
+        setpgid(0, 0);  /* out of the test's group, which Check kills at its end */
+        close(p[1]);
+        while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+            ;
+        if (n <= 0)
+            kill(-pgrp, SIGKILL);
+        _exit(0);
+    }
+    close(p[0]);
+    g.fd = p[1];
+    return g;
 }
 
-/* Runs in the forked test process; atexit covers a failing assertion,
- * which leaves through exit() without the teardown. */
+static void guard_release(guard_t *g)
+{
+    if (g->fd < 0)
+        return;
+    if (write(g->fd, "q", 1) != 1)
+        kill(g->pid, SIGKILL);
+    close(g->fd);
+    waitpid(g->pid, NULL, 0);
+    g->fd = -1;
+}
+
+static guard_t daemon_guard = { -1, -1 };
+
+static void cli_start(const char *conf)
+{
+    ck_assert_int_eq(sd_start(&daemon_, conf), 0);
+    daemon_guard = guard_pgrp(daemon_.pid);
+}
+
 static void cli_setup(void)
 {
-    ck_assert_int_eq(sd_start(&daemon_, cli_conf), 0);
-    daemon_up = true;
-    atexit(cli_stop);
+    cli_start(cli_conf);
 }
 
 static const char auth_conf[] =
@@ -52,14 +94,13 @@ static const char auth_conf[] =
 
 static void auth_setup(void)
 {
-    ck_assert_int_eq(sd_start(&daemon_, auth_conf), 0);
-    daemon_up = true;
-    atexit(cli_stop);
+    cli_start(auth_conf);
 }
 
 static void cli_teardown(void)
 {
-    cli_stop();
+    sd_stop(&daemon_);
+    guard_release(&daemon_guard);
 }
 
 /* Run `sluice -s ADDR <args>` through the shell; stdout in *out (freed by
