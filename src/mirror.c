@@ -27,6 +27,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
 
 #include "broker.h"
 #include "log.h"
@@ -39,7 +40,9 @@
 #define MIRROR_STALL_MS 15000          /* commands pending and no reply at all: reconnect */
 #define MIRROR_MAX_LAG_BYTES ((uint64_t)64 << 20) /* unanswered bytes before pausing */
 #define MIRROR_MAX_LAG_OPS 1000000
-#define MIRROR_BATCH_BYTES ((size_t)1 << 20)      /* a topic's batch goes out early past this */
+#define MIRROR_COALESCE_MS 2  /* how long changes gather before they are written */
+#define MIRROR_OBUF_HIGH ((size_t)256 << 10) /* hiredis output past this: keep gathering */
+#define MIRROR_MAX_PENDING 2000000 /* changes gathered, not sent: past this, pause */
 #define MIRROR_CHUNK_BYTES ((size_t)256 << 10)    /* one resync command */
 #define MIRROR_CHUNK_MSGS 4096
 #define MIRROR_RESYNC_WINDOW ((uint64_t)8 << 20)  /* resync bytes unanswered at once */
@@ -106,6 +109,18 @@ typedef struct u64vec {
     uint64_t *v;
     size_t n, cap;
 } u64vec_t;
+
+/* A message a batch refers to. At flush time m is valid unless id was
+ * removed in the same batch: every removal reaches the batch too. */
+typedef struct mref {
+    const msg_t *m;
+    uint64_t id;
+} mref_t;
+
+typedef struct mrefv {
+    mref_t *v;
+    size_t n, cap;
+} mrefv_t;
 
 /* A set of message ids: linear probing, backward-shift deletion; 0 marks a
  * free slot (ids start at 1). */
@@ -231,6 +246,28 @@ static void u64vec_free(u64vec_t *v)
     memset(v, 0, sizeof *v);
 }
 
+static int mrefv_push(mrefv_t *v, const msg_t *m)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 64;
+        mref_t *p = realloc(v->v, cap * sizeof *p);
+        if (p == NULL)
+            return -1;
+        v->v = p;
+        v->cap = cap;
+    }
+    v->v[v->n].m = m;
+    v->v[v->n].id = m->id;
+    v->n++;
+    return 0;
+}
+
+static void mrefv_free(mrefv_t *v)
+{
+    free(v->v);
+    memset(v, 0, sizeof *v);
+}
+
 static size_t idset_home(const idset_t *s, uint64_t id)
 {
     id ^= id >> 33;
@@ -316,6 +353,16 @@ static void idset_free(idset_t *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Empty it, keeping a small table for the next use. */
+static void idset_reset(idset_t *s)
+{
+    if (s->slot != NULL && s->mask < 4096)
+        memset(s->slot, 0, (s->mask + 1) * sizeof *s->slot);
+    else
+        idset_free(s);
+    s->count = 0;
+}
+
 /* ---- the mirror ---- */
 
 /* What a reply answers. Every command carries one (it also keeps the lag
@@ -340,8 +387,8 @@ typedef struct mreq {
     uint64_t ids[];   /* held messages in this write */
 } mreq_t;
 
-/* One topic's batch for this loop turn. Topics are never freed by the
- * broker, so the topic pointer is a stable key. */
+/* One topic's changes since its last flush. Topics are never freed by
+ * the broker, so the topic pointer is a stable key. */
 typedef struct mtopic {
     const topic_t *t;
     const char *name;
@@ -349,10 +396,10 @@ typedef struct mtopic {
     bool announced;       /* added to the current topic set on this connection */
     bool queued;          /* in mirror->qhead */
     struct mtopic *qnext;
-    mbuf_t put;           /* HSET messages: id payload ... */
-    mbuf_t att;           /* HSET attempts: id deliveries ... */
-    mbuf_t del;           /* HDEL messages and attempts: id ... */
-    u64vec_t held;        /* held messages in `put` */
+    mrefv_t puts;         /* enqueued: HSET messages id payload */
+    mrefv_t atts;         /* delivered: HSET attempts id count (read at flush) */
+    u64vec_t dels;        /* removed: HDEL messages and attempts */
+    u64vec_t held;        /* held (confirm mode) messages among puts */
 } mtopic_t;
 
 typedef struct hold {
@@ -433,7 +480,8 @@ struct mirror {
     uint64_t next_id_sent;
 
     struct event *retry_ev, *connect_ev, *turn_ev, *resync_ev, *stats_ev, *confirm_ev;
-    bool turn_active;
+    bool turn_pending;      /* turn_ev is armed */
+    uint64_t pending;       /* changes in the batches */
 
     mtopic_t **tslot;       /* topic pointer -> batch, open addressing */
     size_t tmask, tcount;
@@ -442,6 +490,8 @@ struct mirror {
     char *key;              /* scratch for key names */
     size_t key_cap;
     mbuf_t small;           /* one-off commands and stats */
+    mbuf_t cmd;             /* a batch being formatted */
+    idset_t gone;           /* ids removed within the batch being flushed */
     mbuf_t names;           /* SADD of the stats topic set */
     mbuf_t chunk, chunk_att;
     u64vec_t chunk_held;
@@ -490,6 +540,14 @@ static void mirror_report(mirror_t *mi)
 static bool mirror_writable(const mirror_t *mi)
 {
     return mi->ac != NULL && (mi->phase == P_LIVE || mi->phase == P_RESYNC);
+}
+
+/* Bytes hiredis has not written to the socket yet. Past MIRROR_OBUF_HIGH
+ * Redis reads slower than we write: adding more would only make hiredis
+ * move its buffer around after every partial write. */
+static size_t mirror_obuf(const mirror_t *mi)
+{
+    return mi->ac != NULL && mi->ac->c.obuf != NULL ? sdslen(mi->ac->c.obuf) : 0;
 }
 
 /* "<prefix>:<part><name>" into mi->key; returns its length. */
@@ -691,12 +749,15 @@ static mtopic_t *mirror_topic(mirror_t *mi, const topic_t *t)
     return mt;
 }
 
-static void mirror_topic_clear(mtopic_t *mt)
+static void mirror_topic_clear(mirror_t *mi, mtopic_t *mt)
 {
-    mbuf_done(&mt->put);
-    mbuf_done(&mt->att);
-    mbuf_done(&mt->del);
-    mt->held.n = 0;
+    mi->pending -= mt->puts.n + mt->atts.n + mt->dels.n;
+    mt->puts.n = mt->atts.n = mt->dels.n = mt->held.n = 0;
+}
+
+static bool mirror_topic_empty(const mtopic_t *mt)
+{
+    return mt->puts.n == 0 && mt->atts.n == 0 && mt->dels.n == 0;
 }
 
 /* A new connection or a new resync: no topic is in the target set yet. */
@@ -715,7 +776,7 @@ static void mirror_discard_batches(mirror_t *mi)
     while ((mt = mi->qhead) != NULL) {
         mi->qhead = mt->qnext;
         mt->queued = false;
-        mirror_topic_clear(mt);
+        mirror_topic_clear(mi, mt);
     }
 }
 
@@ -753,41 +814,143 @@ static void mirror_announce(mirror_t *mi, mtopic_t *mt)
         mt->announced = true;
 }
 
-/* Send a topic's batch as its (up to four) commands. */
+static void mirror_batch_failed(mirror_t *mi);
+
+/* Send "<verb> <prefix>:<part><topic> <args in mi->cmd>" if it has args. */
+static void mirror_send_cmd(mirror_t *mi, const mtopic_t *mt, const char *verb,
+                            const char *part, mreq_t *req)
+{
+    size_t klen;
+
+    if (mi->cmd.nargs == 0) {
+        free(req);
+        return;
+    }
+    klen = mirror_key(mi, part, mt->name, mt->nlen);
+    mirror_send(mi, verb, mi->key, klen, &mi->cmd, req);
+}
+
+/* One command is big enough: a large batch becomes several. */
+static bool mirror_cmd_full(const mbuf_t *b)
+{
+    return b->len - b->room >= MIRROR_CHUNK_BYTES || b->nargs >= 2 * MIRROR_CHUNK_MSGS;
+}
+
+static int mirror_flush_atts(mirror_t *mi, const mtopic_t *mt, const char *katt, size_t room)
+{
+    mbuf_t *b = &mi->cmd;
+
+    if (mbuf_open(b, room) < 0)
+        return -1;
+    for (size_t i = 0; i < mt->atts.n; i++) {
+        const mref_t *r = &mt->atts.v[i];
+        if (idset_has(&mi->gone, r->id))
+            continue;
+        if (mbuf_arg_u64(b, r->id) < 0 || mbuf_arg_u64(b, r->m->attempt) < 0)
+            return -1;
+        if (mirror_cmd_full(b)) {
+            mirror_send_cmd(mi, mt, "HSET", katt, mirror_req(mi, REQ_WRITE, NULL, 0));
+            mbuf_done(b);
+            if (mbuf_open(b, room) < 0)
+                return -1;
+        }
+    }
+    mirror_send_cmd(mi, mt, "HSET", katt, mirror_req(mi, REQ_WRITE, NULL, 0));
+    mbuf_done(b);
+    return 0;
+}
+
+/* The held messages ride on the last command: its reply comes after the
+ * others', and an error in any of them drops the connection first. */
+static int mirror_flush_puts(mirror_t *mi, const mtopic_t *mt, const char *kmsg, size_t room,
+                             bool temp)
+{
+    mbuf_t *b = &mi->cmd;
+    mreq_t *req;
+
+    if (mbuf_open(b, room) < 0)
+        return -1;
+    for (size_t i = 0; i < mt->puts.n; i++) {
+        const mref_t *r = &mt->puts.v[i];
+        if (idset_del(&mi->gone, r->id))
+            continue; /* came and went: nothing to write, nothing to delete */
+        if (mbuf_arg_u64(b, r->id) < 0 || mbuf_arg(b, r->m->data, r->m->len) < 0)
+            return -1;
+        if (mirror_cmd_full(b) && i + 1 < mt->puts.n) {
+            mirror_send_cmd(mi, mt, "HSET", kmsg, mirror_req(mi, REQ_WRITE, NULL, 0));
+            mbuf_done(b);
+            if (mbuf_open(b, room) < 0)
+                return -1;
+        }
+    }
+    req = mirror_req(mi, mt->held.n > 0 ? REQ_HELD : REQ_WRITE, mt->held.v, mt->held.n);
+    if (req != NULL)
+        req->temp = temp;
+    mirror_send_cmd(mi, mt, "HSET", kmsg, req);
+    mbuf_done(b);
+    return 0;
+}
+
+static int mirror_flush_dels(mirror_t *mi, const mtopic_t *mt, const char *kmsg,
+                             const char *katt, size_t room)
+{
+    mbuf_t *b = &mi->cmd;
+
+    if (mbuf_open(b, room) < 0)
+        return -1;
+    for (size_t i = 0; i < mt->dels.n; i++) {
+        if (!idset_has(&mi->gone, mt->dels.v[i]))
+            continue;
+        if (mbuf_arg_u64(b, mt->dels.v[i]) < 0)
+            return -1;
+        if (mirror_cmd_full(b)) {
+            mirror_send_cmd(mi, mt, "HDEL", kmsg, mirror_req(mi, REQ_WRITE, NULL, 0));
+            mirror_send_cmd(mi, mt, "HDEL", katt, mirror_req(mi, REQ_WRITE, NULL, 0));
+            mbuf_done(b);
+            if (mbuf_open(b, room) < 0)
+                return -1;
+        }
+    }
+    mirror_send_cmd(mi, mt, "HDEL", kmsg, mirror_req(mi, REQ_WRITE, NULL, 0));
+    mirror_send_cmd(mi, mt, "HDEL", katt, mirror_req(mi, REQ_WRITE, NULL, 0));
+    mbuf_done(b);
+    return 0;
+}
+
+/* Send a topic's batch: HSET attempts, HSET messages, HDEL messages and
+ * attempts (each split if large). A message enqueued and removed within
+ * one batch is never written at all: at high rates most messages live
+ * shorter than a batch, and Redis never sees them. */
 static void mirror_flush_topic(mirror_t *mi, mtopic_t *mt)
 {
     bool temp = mi->phase == P_RESYNC;
     const char *kmsg = temp ? "resync:messages:" : "messages:";
     const char *katt = temp ? "resync:attempts:" : "attempts:";
-    size_t klen;
-    mreq_t *req;
+    size_t room = mirror_room(mi, mt->nlen);
+    int err = 0;
 
-    if (mt->put.nargs == 0 && mt->att.nargs == 0 && mt->del.nargs == 0)
+    if (mirror_topic_empty(mt))
         return;
     if (!mirror_writable(mi)) {
-        mirror_topic_clear(mt);
+        mirror_topic_clear(mi, mt);
         return;
     }
-    mirror_put_next_id(mi);
-    mirror_announce(mi, mt);
-    if (mt->put.nargs > 0) {
-        req = mirror_req(mi, mt->held.n > 0 ? REQ_HELD : REQ_WRITE, mt->held.v, mt->held.n);
-        if (req != NULL)
-            req->temp = temp;
-        klen = mirror_key(mi, kmsg, mt->name, mt->nlen);
-        mirror_send(mi, "HSET", mi->key, klen, &mt->put, req);
+    for (size_t i = 0; i < mt->dels.n; i++)
+        err |= idset_add(&mi->gone, mt->dels.v[i]);
+    if (err == 0) {
+        mirror_put_next_id(mi);
+        mirror_announce(mi, mt);
+        err = mirror_flush_atts(mi, mt, katt, room);
     }
-    if (mt->att.nargs > 0) {
-        klen = mirror_key(mi, katt, mt->name, mt->nlen);
-        mirror_send(mi, "HSET", mi->key, klen, &mt->att, mirror_req(mi, REQ_WRITE, NULL, 0));
-    }
-    if (mt->del.nargs > 0) {
-        klen = mirror_key(mi, kmsg, mt->name, mt->nlen);
-        mirror_send(mi, "HDEL", mi->key, klen, &mt->del, mirror_req(mi, REQ_WRITE, NULL, 0));
-        klen = mirror_key(mi, katt, mt->name, mt->nlen);
-        mirror_send(mi, "HDEL", mi->key, klen, &mt->del, mirror_req(mi, REQ_WRITE, NULL, 0));
-    }
-    mirror_topic_clear(mt);
+    if (err == 0)
+        err = mirror_flush_puts(mi, mt, kmsg, room, temp);
+    if (err == 0)
+        err = mirror_flush_dels(mi, mt, kmsg, katt, room);
+    mbuf_done(&mi->cmd);
+    idset_reset(&mi->gone);
+    mirror_topic_clear(mi, mt);
+    if (err != 0)
+        mirror_batch_failed(mi);
 }
 
 static void mirror_abort(mirror_t *mi);
@@ -836,28 +999,48 @@ static void mirror_flush_batches(mirror_t *mi)
 static void mirror_on_turn(evutil_socket_t fd, short what, void *arg)
 {
     mirror_t *mi = arg;
+    struct timeval tv = {0, MIRROR_COALESCE_MS * 1000};
 
     (void)fd;
     (void)what;
-    mi->turn_active = false;
+    event_del(mi->turn_ev);
+    if (mirror_writable(mi) && mirror_obuf(mi) > MIRROR_OBUF_HIGH) {
+        /* Redis is behind: gather (and cancel) more, look again soon. */
+        evtimer_add(mi->turn_ev, &tv);
+        return;
+    }
+    mi->turn_pending = false;
     mirror_flush_batches(mi);
 }
 
-/* mt has something to write: flush it at the end of this loop turn, or
- * now if it grew past the batch bound (its earlier events go first). */
-static void mirror_queue(mirror_t *mi, mtopic_t *mt)
+/* mt has a new change: changes go out MIRROR_COALESCE_MS after the first
+ * one of a batch (at the end of that loop turn), or at the end of this
+ * turn when `urgent` (a held PUB waits for it); later while hiredis still
+ * has much unwritten. Past MIRROR_MAX_PENDING the mirror pauses. */
+static void mirror_queue(mirror_t *mi, mtopic_t *mt, bool urgent)
 {
+    struct timeval tv = {0, MIRROR_COALESCE_MS * 1000};
+
     if (!mt->queued) {
         mt->queued = true;
         mt->qnext = mi->qhead;
         mi->qhead = mt;
     }
-    if (!mi->turn_active) {
-        mi->turn_active = true;
+    if (urgent) {
         event_active(mi->turn_ev, EV_TIMEOUT, 0);
+        mi->turn_pending = true;
+    } else if (!mi->turn_pending) {
+        evtimer_add(mi->turn_ev, &tv);
+        mi->turn_pending = true;
     }
-    if (mt->put.len + mt->att.len + mt->del.len > MIRROR_BATCH_BYTES)
-        mirror_flush_topic(mi, mt);
+    if (++mi->pending > MIRROR_MAX_PENDING) {
+        if (!mi->lag_logged)
+            log_warn("redis mirror: Redis cannot keep up (%" PRIu64 " changes waiting); "
+                     "pausing the mirror, resynchronising once it catches up",
+                     mi->pending);
+        mi->lag_logged = true;
+        mirror_pause(mi);
+    }
 }
 
 /* Out of memory for a batch: give the state up to a resync. */
@@ -949,12 +1132,11 @@ static void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id)
         return;
     }
     mt = mirror_topic(mi, t);
-    if (mt == NULL || mbuf_open(&mt->del, mirror_room(mi, mt->nlen)) < 0 ||
-        mbuf_arg_u64(&mt->del, id) < 0) {
+    if (mt == NULL || u64vec_push(&mt->dels, id) < 0) {
         mirror_batch_failed(mi);
         return;
     }
-    mirror_queue(mi, mt);
+    mirror_queue(mi, mt, false);
 }
 
 static void mirror_on_confirm_timer(evutil_socket_t fd, short what, void *arg)
@@ -998,13 +1180,12 @@ static void mirror_on_enqueued(void *ctx, const topic_t *t, const msg_t *m)
         return;
     }
     mt = mirror_topic(mi, t);
-    if (mt == NULL || mbuf_open(&mt->put, mirror_room(mi, mt->nlen)) < 0 ||
-        mbuf_arg_u64(&mt->put, m->id) < 0 || mbuf_arg(&mt->put, m->data, m->len) < 0 ||
+    if (mt == NULL || mrefv_push(&mt->puts, m) < 0 ||
         (m->state == MSG_HELD && u64vec_push(&mt->held, m->id) < 0)) {
         mirror_batch_failed(mi);
         return;
     }
-    mirror_queue(mi, mt);
+    mirror_queue(mi, mt, m->state == MSG_HELD);
 }
 
 static void mirror_on_attempted(void *ctx, const topic_t *t, const msg_t *m)
@@ -1017,12 +1198,11 @@ static void mirror_on_attempted(void *ctx, const topic_t *t, const msg_t *m)
         return;
     }
     mt = mirror_topic(mi, t);
-    if (mt == NULL || mbuf_open(&mt->att, mirror_room(mi, mt->nlen)) < 0 ||
-        mbuf_arg_u64(&mt->att, m->id) < 0 || mbuf_arg_u64(&mt->att, m->attempt) < 0) {
+    if (mt == NULL || mrefv_push(&mt->atts, m) < 0) {
         mirror_batch_failed(mi);
         return;
     }
-    mirror_queue(mi, mt);
+    mirror_queue(mi, mt, false);
 }
 
 static void mirror_on_removed(void *ctx, const topic_t *t, const msg_t *m, br_removal_t why)
@@ -1078,13 +1258,18 @@ static void mirror_abort(mirror_t *mi)
     mi->swap_ids.n = 0;
 }
 
-static void mirror_schedule_resync(mirror_t *mi)
+static void mirror_schedule_resync_in(mirror_t *mi, uint64_t ms)
 {
-    struct timeval zero = {0, 0};
+    struct timeval tv = mirror_tv(ms);
 
     /* A timer, not event_active: activating itself would run it again in
      * the same pass and starve the sockets. */
-    evtimer_add(mi->resync_ev, &zero);
+    evtimer_add(mi->resync_ev, &tv);
+}
+
+static void mirror_schedule_resync(mirror_t *mi)
+{
+    mirror_schedule_resync_in(mi, 0);
 }
 
 /* Write one run of same-topic snapshot messages; false when done or failed. */
@@ -1182,6 +1367,10 @@ static void mirror_on_resync(evutil_socket_t fd, short what, void *arg)
     while (mi->pos < mi->nsnap) {
         if (mi->lag_bytes >= MIRROR_RESYNC_WINDOW)
             return; /* a chunk's reply schedules the next step */
+        if (mirror_obuf(mi) > MIRROR_OBUF_HIGH) {
+            mirror_schedule_resync_in(mi, MIRROR_COALESCE_MS);
+            return;
+        }
         if (sent >= MIRROR_RESYNC_TURN) {
             mirror_schedule_resync(mi);
             return;
@@ -2284,14 +2473,16 @@ void mirror_free(mirror_t *mi)
         mtopic_t *mt = mi->tslot[i];
         if (mt == NULL)
             continue;
-        mbuf_free(&mt->put);
-        mbuf_free(&mt->att);
-        mbuf_free(&mt->del);
+        mrefv_free(&mt->puts);
+        mrefv_free(&mt->atts);
+        u64vec_free(&mt->dels);
         u64vec_free(&mt->held);
         free(mt);
     }
     free(mi->tslot);
     mbuf_free(&mi->small);
+    mbuf_free(&mi->cmd);
+    idset_free(&mi->gone);
     mbuf_free(&mi->names);
     mbuf_free(&mi->chunk);
     mbuf_free(&mi->chunk_att);
