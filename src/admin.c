@@ -286,6 +286,14 @@ static void admin_reply(struct evhttp_request *req, int code, const char *reason
     evhttp_add_header(h, "Content-Type", ctype);
     evhttp_add_header(h, "Cache-Control", "no-store");
     evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        /* evhttp would send the body even so: HEAD gets its length only. */
+        char len[32];
+        snprintf(len, sizeof len, "%zu", evbuffer_get_length(body));
+        evhttp_add_header(h, "Content-Length", len);
+        evhttp_send_reply(req, code, reason, NULL);
+        return;
+    }
     evhttp_send_reply(req, code, reason, body);
 }
 
