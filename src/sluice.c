@@ -757,10 +757,19 @@ static int sub_message(sub_t *s, const proto_reply_t *r)
         bool ok = sub_exec(s, r);
         if (!s->ack)
             return 0;
-        if (!ok)
-            return sub_nack(s, r->id);
-        s->batch[s->nbatch++] = r->id;
-        return sub_ack_batch(s);
+        int e;
+        if (ok) {
+            s->batch[s->nbatch++] = r->id;
+            e = sub_ack_batch(s);
+        } else {
+            e = sub_nack(s, r->id);
+        }
+        /* now, not after the next command: its ack deadline is running */
+        if (e == 0 && client_flush(s->c) < 0) {
+            sluice_err(s->cli, "%s", s->c->err);
+            return -1;
+        }
+        return e;
     }
     if (sluice_print(r->body, r->body_len, s->mode) < 0) {
         if (errno != EPIPE)
