@@ -597,9 +597,12 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (c->state == CONN_READING || c->state == CONN_WAITING) {
         if (!conn_in_reserve(c)) {
-            /* A waiting connection may fill its buffer: it just stops
-             * reading. Otherwise the allocation failed. */
-            if (c->state != CONN_WAITING) {
+            /* No room: the buffer is full of commands not run yet (a
+             * waiting GET or JOIN, output over its limit, or the fairness
+             * budget spent while reads kept coming). They run first; a
+             * waiting connection stops reading. Only with nothing
+             * buffered did the allocation itself fail. */
+            if (c->in_off == c->in_len) {
                 log_error("closing %s: cannot grow its input buffer", c->peer);
                 conn_free(c);
                 return;

@@ -1,0 +1,533 @@
+/* check_net_deliver.c: end-to-end tests of delivery: SUB credit and
+ * round-robin, GET long polls, ACK all-or-nothing, NACK, TOUCH, ack
+ * deadlines, redelivery on disconnect, dead letters, delayed PUBs, JOIN.
+ */
+#include <string.h>
+#include <unistd.h>
+
+#include "check_net.h"
+
+/* Credit 2 with 5 ready: exactly 2 pushes until an ACK frees credit. */
+START_TEST(test_sub_credit)
+{
+    sd_t d;
+    net_start(&d, "");
+    tc_t *c = net_open(&d);
+
+    for (int i = 0; i < 5; i++)
+        ck_assert_uint_eq(NET_PUB(c, "t", "m"), (uint64_t)i + 1);
+    net_puts(c, "SUB t 2\r\n");
+    /* "+OK" comes before the pushes it triggers. */
+    NET_EXPECT_RAW(c, "+OK\r\nMSG t 1 1 1\r\nm\r\nMSG t 2 1 1\r\nm\r\n");
+    net_ping(c);
+    net_puts(c, "ACK 1\r\n");
+    NET_EXPECT(c, "+OK 1");
+    NET_EXPECT(c, "MSG t 3 1 1");
+    net_ping(c);
+    net_puts(c, "ACK 2 3\r\n");
+    NET_EXPECT(c, "+OK 2");
+    NET_EXPECT(c, "MSG t 4 1 1");
+    NET_EXPECT(c, "MSG t 5 1 1");
+    net_ping(c);
+    ck_assert_uint_eq(net_stat(c, "t", "in_flight"), 2);
+    ck_assert_uint_eq(net_stat(c, "t", "ready"), 0);
+
+    /* SUB again changes the credit: 0 stops pushes, in-flight stays owned. */
+    net_puts(c, "SUB t 0\r\n");
+    NET_EXPECT(c, "+OK");
+    NET_PUB(c, "t", "n");
+    net_puts(c, "ACK 4 5\r\n");
+    NET_EXPECT(c, "+OK 2");
+    net_ping(c);
+    net_puts(c, "SUB t 3\r\n");
+    NET_EXPECT(c, "+OK");
+    NET_EXPECT_MSG(c, "t", 1, "n");
+    net_ping(c);
+    tc_close(c);
+    net_stop(&d);
+}
+END_TEST
+
+/* The default credit is the topic's prefetch. */
+START_TEST(test_sub_default_credit_is_prefetch)
+{
+    sd_t d;
+    net_start(&d, "topics:\n  p:\n    prefetch: 3\n");
+    tc_t *c = net_open(&d);
+
+    for (int i = 0; i < 5; i++)
+        NET_PUB(c, "p", "x");
+    net_puts(c, "SUB p\r\n");
+    NET_EXPECT(c, "+OK");
+    NET_EXPECT(c, "MSG p 1 1 1");
+    NET_EXPECT(c, "MSG p 2 1 1");
+    NET_EXPECT(c, "MSG p 3 1 1");
+    net_ping(c);
+    tc_close(c);
+    net_stop(&d);
+}
+END_TEST
+
+START_TEST(test_unsub_keeps_ownership)
+{
+    sd_t d;
+    net_start(&d, "");
+    tc_t *c = net_open(&d);
+
+    NET_PUB(c, "t", "a");
+    net_puts(c, "SUB t 5\r\n");
+    NET_EXPECT(c, "+OK");
+    NET_EXPECT(c, "MSG t 1 1 1");
+    net_puts(c, "UNSUB t\r\nUNSUB never\r\n");
+    NET_EXPECT(c, "+OK");
+    NET_EXPECT(c, "+OK");
+    NET_PUB(c, "t", "b");
+    net_ping(c); /* b was not pushed */
+    ck_assert_uint_eq(net_stat(c, "t", "consumers"), 0);
+    net_puts(c, "ACK 1\r\n");
+    NET_EXPECT(c, "+OK 1");
+    ck_assert_uint_eq(net_stat(c, "t", "ready"), 1);
+    tc_close(c);
+    net_stop(&d);
+}
+END_TEST
+
+START_TEST(test_round_robin_two_consumers)
+{
+    sd_t d;
+    uint64_t a[2], b[2];
+    net_start(&d, "");
+    tc_t *p = net_open(&d), *ca = net_open(&d), *cb = net_open(&d);
+
+    net_puts(ca, "SUB rr 10\r\n");
+    NET_EXPECT(ca, "+OK");
+    net_puts(cb, "SUB rr 10\r\n");
+    NET_EXPECT(cb, "+OK");
+    for (int i = 0; i < 4; i++)
+        NET_PUB(p, "rr", "job");
+    /* Each push happened while its PUB ran, so all are out by now. */
+    for (int i = 0; i < 2; i++) {
+        a[i] = NET_EXPECT_MSG(ca, "rr", 1, "job");
+        b[i] = NET_EXPECT_MSG(cb, "rr", 1, "job");
+    }
+    net_ping(ca);
+    net_ping(cb);
+    /* Alternating: one consumer got 1 and 3, the other 2 and 4. */
+    ck_assert_uint_eq(a[1], a[0] + 2);
+    ck_assert_uint_eq(b[1], b[0] + 2);
+    ck_assert(a[0] + b[0] == 3);
+    ck_assert_uint_eq(net_stat(p, "rr", "consumers"), 2);
+    tc_close(ca);
+    tc_close(cb);
+    tc_close(p);
+    net_stop(&d);
+}
+END_TEST
+
+START_TEST(test_get_immediate_wait_timeout)
+{
+    sd_t d;
+    net_start(&d, "");
+    tc_t *c = net_open(&d), *p = net_open(&d);
+
+    /* Nothing there: 0 and absent do not wait; a timeout expires. */
+    net_puts(c, "GET g\r\nGET g 0\r\nGET g 150\r\nPING\r\n");
+    NET_EXPECT(c, "-TIMEOUT");
+    NET_EXPECT(c, "-TIMEOUT");
+    NET_EXPECT(c, "-TIMEOUT");
+    NET_EXPECT(c, "+PONG");
+
+    NET_PUB(p, "g", "now");
+    net_puts(c, "GET g\r\n");
+    NET_EXPECT_MSG(c, "g", 1, "now");
+
+    /* A waiting GET gets a PUB from another connection; the PING sent
+     * behind it is answered only after it. */
+    net_puts(c, "GET g 20000\r\nPING\r\n");
+    usleep(100000); /* let the GET start waiting */
+    NET_PUB(p, "g", "later");
+    NET_EXPECT_MSG(c, "g", 1, "later");
+    NET_EXPECT(c, "+PONG");
+
+    /* The same with the GET timing out. */
+    net_puts(c, "GET g 200\r\nPING\r\nGET g\r\n");
+    NET_EXPECT(c, "-TIMEOUT");
+    NET_EXPECT(c, "+PONG");
+    NET_EXPECT(c, "-TIMEOUT");
+    tc_close(c);
+    tc_close(p);
+    net_stop(&d);
+}
+END_TEST
+
+/* A waiting GET is served before SUB consumers. */
+START_TEST(test_waiting_get_before_subscribers)
+{
+    sd_t d;
+    net_start(&d, "");
+    tc_t *g = net_open(&d), *s = net_open(&d), *p = net_open(&d);
+
+    net_puts(s, "SUB w 10\r\n");
+    NET_EXPECT(s, "+OK");
+    net_puts(g, "GET w 20000\r\n");
+    usleep(100000);
+    NET_PUB(p, "w", "1");
+    NET_PUB(p, "w", "2");
+    NET_EXPECT_MSG(g, "w", 1, "1");
+    NET_EXPECT_MSG(s, "w", 1, "2");
+    net_ping(g);
+    net_ping(s);
+    tc_close(g);
+    tc_close(s);
+    tc_close(p);
+    net_stop(&d);
+}
+END_TEST
+
+START_TEST(test_ack_all_or_nothing)
+{
+    sd_t d;
+    uint64_t id;
+    net_start(&d, "");
+    tc_t *c = net_open(&d), *o = net_open(&d);
+
+    for (int i = 0; i < 4; i++)
+        NET_PUB(c, "k", "x");
+    net_puts(c, "SUB k 3\r\n");
+    NET_EXPECT(c, "+OK");
+    for (uint64_t i = 1; i <= 3; i++)
+        ck_assert_uint_eq(NET_EXPECT_MSG(c, "k", 1, "x"), i);
+    net_puts(o, "GET k\r\n");
+    id = NET_EXPECT_MSG(o, "k", 1, "x");
+    ck_assert_uint_eq(id, 4);
+
+    /* Unknown id in the middle: the first failing one is named, none acked. */
+    net_puts(c, "ACK 1 99 2 98\r\n");
+    NET_EXPECT(c, "-NOTFOUND 99");
+    /* Another connection's id is not ours. */
+    net_puts(c, "ACK 1 4\r\n");
+    NET_EXPECT(c, "-NOTFOUND 4");
+    net_puts(o, "ACK 1\r\n");
+    NET_EXPECT(o, "-NOTFOUND 1");
+    /* Syntax before lookups. */
+    net_puts(c, "ACK 999 abc\r\nACK\r\nACK 1 -2\r\nACK 18446744073709551616\r\n");
+    NET_EXPECT(c, "-ERR bad id");
+    NET_EXPECT(c, "-ERR wrong number of arguments for 'ack'");
+    NET_EXPECT(c, "-ERR bad id");
+    NET_EXPECT(c, "-ERR bad id");
+    ck_assert_uint_eq(net_stat(c, "k", "in_flight"), 4);
+    ck_assert_uint_eq(net_stat(c, "k", "acked"), 0);
+    net_ping(c); /* no credit was freed: nothing pushed */
+
+    /* A duplicate in one list is acked once and counted once. */
+    net_puts(c, "ACK 2 1 2\r\n");
+    NET_EXPECT(c, "+OK 2");
+    net_puts(c, "ACK 3\r\n");
+    NET_EXPECT(c, "+OK 1");
+    net_puts(c, "ACK 3\r\n");
+    NET_EXPECT(c, "-NOTFOUND 3");
+    net_puts(o, "ACK 4\r\n");
+    NET_EXPECT(o, "+OK 1");
+    ck_assert_uint_eq(net_stat(c, "k", "acked"), 4);
+    ck_assert_uint_eq(net_stat(c, "k", "in_flight"), 0);
+    ck_assert_uint_eq(net_stat(c, NULL, "messages"), 0);
+    tc_close(c);
+    tc_close(o);
+    net_stop(&d);
+}
+END_TEST
+
+START_TEST(test_nack_redelivers)
+{
+    sd_t d;
+    net_start(&d, "");
+    tc_t *c = net_open(&d);
+
+    NET_PUB(c, "n", "first");
+    NET_PUB(c, "n", "second");
+    net_puts(c, "GET n\r\n");
+    ck_assert_uint_eq(NET_EXPECT_MSG(c, "n", 1, "first"), 1);
+    net_puts(c, "NACK 1\r\nGET n\r\n");
+    NET_EXPECT(c, "+OK");
+    /* Back at the head of the queue, attempt 2. */
+    ck_assert_uint_eq(NET_EXPECT_MSG(c, "n", 2, "first"), 1);
+
+    /* With a delay it is not deliverable until then. */
+    net_puts(c, "NACK 1 1000\r\nGET n\r\nSTATS n\r\n");
+    NET_EXPECT(c, "+OK");
+    NET_EXPECT_MSG(c, "n", 1, "second");
+    net_expect_stats(c);
+    ck_assert_str_eq(net_yaml_field(c->r.body, c->r.body_len, "delayed"), "1");
+    net_puts(c, "GET n\r\n");
+    NET_EXPECT(c, "-TIMEOUT");
+    net_puts(c, "GET n 20000\r\n");
+    ck_assert_uint_eq(NET_EXPECT_MSG(c, "n", 3, "first"), 1);
+    ck_assert_uint_eq(net_stat(c, "n", "redelivered"), 2);
+    ck_assert_uint_eq(net_stat(c, "n", "delivered"), 4);
+
+    net_puts(c, "NACK 77\r\nNACK x\r\nNACK 1 y\r\n");
+    NET_EXPECT(c, "-NOTFOUND 77");
+    NET_EXPECT(c, "-ERR bad id");
+    NET_EXPECT(c, "-ERR bad delay");
+    tc_close(c);
+    net_stop(&d);
+}
+END_TEST
+
+/* TOUCH restarts the ack deadline: touched every 600 ms, a message with a
+ * 1500 ms ack_timeout outlives it. */
+START_TEST(test_touch)
+{
+    sd_t d;
+    net_start(&d, "defaults:\n  ack_timeout: 1500ms\n");
+    tc_t *c = net_open(&d), *o = net_open(&d);
+
+    NET_PUB(c, "t", "x");
+    net_puts(c, "GET t\r\n");
+    NET_EXPECT(c, "MSG t 1 1 1");
+    for (int i = 0; i < 3; i++) {
+        usleep(600000);
+        net_puts(c, "TOUCH 1\r\n");
+        NET_EXPECT(c, "+OK");
+    }
+    net_puts(c, "ACK 1\r\n");
+    NET_EXPECT(c, "+OK 1");
+    ck_assert_uint_eq(net_stat(c, "t", "redelivered"), 0);
+
+    net_puts(c, "TOUCH 1\r\nTOUCH 1 2\r\n");
+    NET_EXPECT(c, "-NOTFOUND 1");
+    NET_EXPECT(c, "-ERR wrong number of arguments for 'touch'");
+    NET_PUB(c, "t", "y");
+    net_puts(o, "GET t\r\n");
+    NET_EXPECT(o, "MSG t 2 1 1");
+    net_puts(c, "TOUCH 2\r\n");
+    NET_EXPECT(c, "-NOTFOUND 2");
+    tc_close(c);
+    tc_close(o);
+    net_stop(&d);
+}
+END_TEST
+
+/* An unacked message comes back after ack_timeout with attempt 2; its old
+ * owner can no longer ack it. */
+START_TEST(test_ack_timeout_redelivery)
+{
+    sd_t d;
+    net_start(&d, "defaults:\n  ack_timeout: 200ms\n");
+    tc_t *a = net_open(&d), *b = net_open(&d);
+
+    NET_PUB(a, "t", "slow");
+    net_puts(a, "GET t\r\n");
+    NET_EXPECT_MSG(a, "t", 1, "slow");
+    net_puts(b, "GET t 20000\r\n");
+    ck_assert_uint_eq(NET_EXPECT_MSG(b, "t", 2, "slow"), 1);
+    net_puts(a, "ACK 1\r\n");
+    NET_EXPECT(a, "-NOTFOUND 1");
+    net_puts(b, "ACK 1\r\n");
+    NET_EXPECT(b, "+OK 1");
+    ck_assert_uint_eq(net_stat(a, "t", "redelivered"), 1);
+
+    /* A SUB consumer that never acks gets the same message again. */
+    NET_PUB(a, "u", "again");
+    net_puts(b, "SUB u 1\r\n");
+    NET_EXPECT(b, "+OK");
+    NET_EXPECT_MSG(b, "u", 1, "again");
+    NET_EXPECT_MSG(b, "u", 2, "again");
+    NET_EXPECT_MSG(b, "u", 3, "again");
+    tc_close(a);
+    tc_close(b);
+    net_stop(&d);
+}
+END_TEST
+
+/* A consumer's close returns its in-flight messages at once (long before
+ * the 30 s ack_timeout), in their order, with attempt 2. */
+START_TEST(test_disconnect_redelivers_at_once)
+{
+    sd_t d;
+    net_start(&d, "");
+    tc_t *p = net_open(&d), *a = net_open(&d), *b = net_open(&d);
+
+    NET_PUB(p, "t", "one");
+    NET_PUB(p, "t", "two");
+    NET_PUB(p, "t", "three");
+    net_puts(a, "SUB t 2\r\n");
+    NET_EXPECT(a, "+OK");
+    NET_EXPECT_MSG(a, "t", 1, "one");
+    NET_EXPECT_MSG(a, "t", 1, "two");
+    net_puts(b, "SUB t 10\r\n");
+    NET_EXPECT(b, "+OK");
+    NET_EXPECT_MSG(b, "t", 1, "three");
+    tc_close(a);
+    ck_assert_uint_eq(NET_EXPECT_MSG(b, "t", 2, "one"), 1);
+    ck_assert_uint_eq(NET_EXPECT_MSG(b, "t", 2, "two"), 2);
+    net_ping(b);
+    ck_assert_uint_eq(net_stat(p, "t", "redelivered"), 2);
+    ck_assert_uint_eq(net_stat(p, "t", "consumers"), 1);
+    tc_close(b);
+    tc_close(p);
+    net_stop(&d);
+}
+END_TEST
+
+START_TEST(test_dead_letter)
+{
+    sd_t d;
+    uint64_t id, dead_id;
+    net_start(&d, "topics:\n  dl:\n    max_deliveries: 2\n    dead_letter: dl.dead\n"
+                  "  nodl:\n    max_deliveries: 1\n");
+    tc_t *c = net_open(&d);
+
+    id = NET_PUB(c, "dl", "poison");
+    net_puts(c, "GET dl\r\nNACK 1\r\nGET dl\r\nNACK 1\r\nGET dl\r\n");
+    NET_EXPECT_MSG(c, "dl", 1, "poison");
+    NET_EXPECT(c, "+OK");
+    NET_EXPECT_MSG(c, "dl", 2, "poison");
+    NET_EXPECT(c, "+OK");
+    NET_EXPECT(c, "-TIMEOUT");
+    /* A new message (new id, attempt 1) in the dead-letter topic. */
+    net_puts(c, "GET dl.dead\r\n");
+    dead_id = NET_EXPECT_MSG(c, "dl.dead", 1, "poison");
+    ck_assert_uint_gt(dead_id, id);
+    ck_assert_uint_eq(net_stat(c, "dl", "ready"), 0);
+    ck_assert_uint_eq(net_stat(c, "dl", "dead"), 0);
+    ck_assert_uint_eq(net_stat(c, "dl.dead", "published"), 1);
+    net_puts(c, "ACK 1\r\n");
+    NET_EXPECT(c, "-NOTFOUND 1");
+
+    /* Without a dead-letter topic: dropped and counted. */
+    NET_PUB(c, "nodl", "gone");
+    net_puts(c, "GET nodl\r\nNACK 3\r\nGET nodl\r\n");
+    NET_EXPECT_MSG(c, "nodl", 1, "gone");
+    NET_EXPECT(c, "+OK");
+    NET_EXPECT(c, "-TIMEOUT");
+    ck_assert_uint_eq(net_stat(c, "nodl", "dead"), 1);
+    ck_assert_uint_eq(net_stat(c, "nodl", "bytes"), 0);
+    ck_assert_uint_eq(net_stat(c, NULL, "dead"), 1);
+    ck_assert_uint_eq(net_stat(c, NULL, "messages"), 1); /* the dead-letter copy */
+    tc_close(c);
+    net_stop(&d);
+}
+END_TEST
+
+/* Disconnects count toward max_deliveries too. */
+START_TEST(test_dead_after_disconnects)
+{
+    sd_t d;
+    net_start(&d, "defaults:\n  max_deliveries: 2\n");
+    tc_t *p = net_open(&d);
+
+    NET_PUB(p, "t", "crashy");
+    for (unsigned i = 1; i <= 2; i++) {
+        tc_t *c = net_open(&d);
+        net_puts(c, "GET t\r\n");
+        NET_EXPECT_MSG(c, "t", i, "crashy");
+        tc_close(c);
+        net_wait_stat(p, NULL, "connections", 1);
+    }
+    net_wait_stat(p, "t", "dead", 1);
+    ck_assert_uint_eq(net_stat(p, "t", "ready"), 0);
+    tc_close(p);
+    net_stop(&d);
+}
+END_TEST
+
+START_TEST(test_pub_delay)
+{
+    sd_t d;
+    net_start(&d, "");
+    tc_t *c = net_open(&d);
+
+    net_puts(c, "PUB t 5 delay=1000\r\nlater\r\nPUB t 3 DELAY=0\r\nnow\r\nGET t\r\nGET t\r\n");
+    NET_EXPECT(c, "+OK 1");
+    NET_EXPECT(c, "+OK 2");
+    NET_EXPECT_MSG(c, "t", 1, "now");
+    NET_EXPECT(c, "-TIMEOUT");
+    ck_assert_uint_eq(net_stat(c, "t", "delayed"), 1);
+    ck_assert_uint_eq(net_stat(c, "t", "bytes"), 8);
+    net_puts(c, "GET t 20000\r\n");
+    ck_assert_uint_eq(NET_EXPECT_MSG(c, "t", 1, "later"), 1);
+    ck_assert_uint_eq(net_stat(c, "t", "delayed"), 0);
+
+    /* Bad options are refused and their payload skipped. */
+    net_puts(c, "PUB t 4 delay=x\r\nPING\r\nPUB t 4 wait=5\r\nPING\r\nPING\r\n");
+    NET_EXPECT(c, "-ERR bad delay");
+    NET_EXPECT(c, "-ERR bad option");
+    NET_EXPECT(c, "+PONG");
+    ck_assert_uint_eq(net_stat(c, "t", "published"), 2);
+    tc_close(c);
+    net_stop(&d);
+}
+END_TEST
+
+START_TEST(test_join)
+{
+    sd_t d;
+    net_start(&d, "");
+    tc_t *j = net_open(&d), *c = net_open(&d);
+
+    /* Empty (or unknown) topics: at once, whatever the timeout. */
+    net_puts(j, "JOIN j\r\nJOIN j 0\r\nJOIN nosuch 100\r\n");
+    NET_EXPECT(j, "+OK");
+    NET_EXPECT(j, "+OK");
+    NET_EXPECT(j, "+OK");
+
+    NET_PUB(c, "j", "work");
+    net_puts(j, "JOIN j 0\r\nJOIN j 150\r\n");
+    NET_EXPECT(j, "-TIMEOUT");
+    NET_EXPECT(j, "-TIMEOUT");
+
+    /* Waits through delivery until the ack; the PING behind it waits too. */
+    net_puts(j, "JOIN j\r\nPING\r\n");
+    net_puts(c, "GET j\r\n");
+    NET_EXPECT_MSG(c, "j", 1, "work");
+    usleep(100000);
+    net_puts(c, "ACK 1\r\n");
+    NET_EXPECT(c, "+OK 1");
+    NET_EXPECT(j, "+OK");
+    NET_EXPECT(j, "+PONG");
+
+    /* With a timeout long enough for the ack. */
+    NET_PUB(c, "j", "more");
+    net_puts(j, "JOIN j 20000\r\n");
+    net_puts(c, "GET j\r\n");
+    NET_EXPECT_MSG(c, "j", 1, "more");
+    net_puts(c, "ACK 2\r\n");
+    NET_EXPECT(c, "+OK 1");
+    NET_EXPECT(j, "+OK");
+
+    /* A delayed message keeps the topic busy as well. */
+    net_puts(c, "PUB j 1 delay=300\r\nz\r\n");
+    NET_EXPECT(c, "+OK 3");
+    net_puts(j, "JOIN j 0\r\n");
+    NET_EXPECT(j, "-TIMEOUT");
+    tc_close(j);
+    tc_close(c);
+    net_stop(&d);
+}
+END_TEST
+
+Suite *net_deliver_suite(void)
+{
+    Suite *s = suite_create("net_deliver");
+    TCase *t = tcase_create("delivery");
+
+    tcase_set_timeout(t, NET_TIMEOUT_S);
+    tcase_add_test(t, test_sub_credit);
+    tcase_add_test(t, test_sub_default_credit_is_prefetch);
+    tcase_add_test(t, test_unsub_keeps_ownership);
+    tcase_add_test(t, test_round_robin_two_consumers);
+    tcase_add_test(t, test_get_immediate_wait_timeout);
+    tcase_add_test(t, test_waiting_get_before_subscribers);
+    tcase_add_test(t, test_ack_all_or_nothing);
+    tcase_add_test(t, test_nack_redelivers);
+    tcase_add_test(t, test_touch);
+    tcase_add_test(t, test_ack_timeout_redelivery);
+    tcase_add_test(t, test_disconnect_redelivers_at_once);
+    tcase_add_test(t, test_dead_letter);
+    tcase_add_test(t, test_dead_after_disconnects);
+    tcase_add_test(t, test_pub_delay);
+    tcase_add_test(t, test_join);
+    suite_add_tcase(s, t);
+    return s;
+}
