@@ -252,14 +252,15 @@ static int daemon_start(daemon_t *d)
         log_error("cannot start the redis mirror: out of memory");
         return 1;
     }
+    /* Signals first: whoever learns the port may signal us at once. */
+    if (daemon_events(d) != 0) {
+        log_error("cannot set up signal handling");
+        return 1;
+    }
     if (server_listen(d->server, d->cfg->listen, d->cfg->nlisten) != 0)
         return 1;
     if (port_file != NULL && server_write_port_file(d->server, port_file) != 0) {
         log_error("cannot write %s: %s", port_file, strerror(errno));
-        return 1;
-    }
-    if (daemon_events(d) != 0) {
-        log_error("cannot set up signal handling");
         return 1;
     }
     return 0;
