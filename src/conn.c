@@ -108,12 +108,13 @@ static size_t conn_in_max(const conn_t *c)
 }
 
 /* Reads are wanted unless parked, closing, over the output limit, or
- * waiting with a full input buffer. */
+ * waiting with no room for another read: a read that cannot happen would
+ * leave the socket readable and the loop spinning on it. */
 static void conn_update_reading(conn_t *c)
 {
+    bool room = c->in_len - c->in_off + CONN_READ_MIN <= conn_in_max(c);
     bool want = !c->srv->draining && !c->out_full &&
-                (c->state == CONN_READING ||
-                 (c->state == CONN_WAITING && c->in_len < conn_in_max(c)));
+                (c->state == CONN_READING || (c->state == CONN_WAITING && room));
 
     if (want == c->reading)
         return;
