@@ -7,7 +7,9 @@
  */
 #include "daemon.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 
 #include <event2/event.h>
 
+#include "admin.h"
 #include "broker.h"
 #include "config.h"
 #include "log.h"
@@ -34,6 +37,7 @@ typedef struct daemon {
     struct event_base *base;
     broker_t *broker;
     server_t *server;
+    admin_t *admin;            /* NULL when admin.listen is "" */
     mirror_t *mirror;          /* NULL unless redis.enabled */
     struct event *sig_term, *sig_int, *sig_hup;
     struct event *watchdog_ev, *status_ev;
@@ -88,6 +92,75 @@ static bool daemon_same_listen(const config_t *a, const config_t *b)
         if (strcmp(a->listen[i], b->listen[i]) != 0)
             return false;
     return true;
+}
+
+/* Only this machine can reach it: 127.0.0.0/8, ::1 (or ::ffff:127.x.y.z),
+ * a unix socket. */
+static bool daemon_loopback(const char *addr)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon;
+    struct in6_addr a6;
+    struct in_addr a4;
+    size_t n;
+
+    if (strncmp(addr, "tls://", 6) == 0)
+        addr += 6;
+    if (strncmp(addr, "unix:", 5) == 0)
+        return true;
+    colon = strrchr(addr, ':');
+    n = colon ? (size_t)(colon - addr) : strlen(addr);
+    if (n >= sizeof host)
+        return false;
+    memcpy(host, addr, n);
+    host[n] = '\0';
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return ntohl(a4.s_addr) >> 24 == 127;
+    if (n < 2 || host[0] != '[' || host[n - 1] != ']')
+        return false;
+    host[n - 1] = '\0';
+    if (inet_pton(AF_INET6, host + 1, &a6) != 1)
+        return false;
+    return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+}
+
+static void daemon_list_add(char *list, size_t cap, const char *item)
+{
+    size_t n = strlen(list);
+
+    if (n + 2 < cap)
+        snprintf(list + n, cap - n, "%s%s", n ? ", " : "", item);
+}
+
+/* Listening beyond loopback is allowed, but without users anyone who can
+ * connect may publish and consume, and without TLS passwords and payloads
+ * cross the network in clear: said once at start and at each reload. */
+static void daemon_warn_exposed(const config_t *cfg)
+{
+    char exposed[256] = "", plain[256] = "";
+
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        if (daemon_loopback(cfg->listen[i]))
+            continue;
+        daemon_list_add(exposed, sizeof exposed, cfg->listen[i]);
+        if (strncmp(cfg->listen[i], "tls://", 6) != 0)
+            daemon_list_add(plain, sizeof plain, cfg->listen[i]);
+    }
+    if (exposed[0] != '\0' && cfg->nusers == 0)
+        log_warn("listening beyond loopback (%s) without users%s: anyone who can connect may "
+                 "publish and consume; see docs/security.md",
+                 exposed, plain[0] ? " or TLS" : "");
+    else if (plain[0] != '\0')
+        log_warn("listening beyond loopback (%s) without TLS: passwords and messages cross the "
+                 "network in clear text; see docs/security.md",
+                 plain);
+    if (cfg->admin.listen[0] != '\0' && !daemon_loopback(cfg->admin.listen) &&
+        cfg->admin.token[0] == '\0')
+        log_warn("admin endpoint beyond loopback (%s) without admin.token: anyone who can "
+                 "connect may read its metrics",
+                 cfg->admin.listen);
 }
 
 static void daemon_status(daemon_t *d)
@@ -148,8 +221,10 @@ static void daemon_reload(daemon_t *d)
     log_set_level(cfg->log_level);
     server_configure(d->server, cfg);
     daemon_reload_mirror(d, cfg);
+    admin_configure(d->admin, cfg);
     config_free(d->cfg);
     d->cfg = cfg;
+    daemon_warn_exposed(d->cfg);
     log_info("reloaded %s", d->path);
     notify_send("READY=1");
     daemon_status(d);
@@ -222,6 +297,7 @@ static void daemon_free(daemon_t *d)
      * holds get their answer while their connections exist. */
     mirror_stop(d->mirror);
     mirror_free(d->mirror);
+    admin_free(d->admin);
     server_free(d->server);
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
@@ -259,6 +335,12 @@ static int daemon_start(daemon_t *d)
     }
     if (server_listen(d->server, d->cfg->listen, d->cfg->nlisten) != 0)
         return 1;
+    if (d->cfg->admin.listen[0] != '\0') {
+        if ((d->admin = admin_new(d->server, d->cfg->admin.listen)) == NULL)
+            return 1;
+        d->server->admin_addr = admin_address(d->admin);
+    }
+    daemon_warn_exposed(d->cfg);
     if (port_file != NULL && server_write_port_file(d->server, port_file) != 0) {
         log_error("cannot write %s: %s", port_file, strerror(errno));
         return 1;
