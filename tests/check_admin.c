@@ -65,8 +65,9 @@ static void http(const sd_t *d, const char *method, const char *path, const char
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s\r\n",
-                 method, path, headers ? headers : "");
+    n = snprintf(req, sizeof req,
+                 "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s\r\n", method,
+                 path, headers ? headers : "");
     ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
     r->raw = malloc(cap);
     for (;;) {

@@ -314,7 +314,8 @@ START_TEST(test_hashed_password)
     char yaml[1024];
 
     /* No blank in it: AUTH's arguments are separated by spaces. */
-    ck_assert_msg(hash != NULL && status == 0, "openssl passwd -6 failed (apt-get install openssl)");
+    ck_assert_msg(hash != NULL && status == 0,
+                  "openssl passwd -6 failed (apt-get install openssl)");
     hash[strcspn(hash, "\n")] = '\0';
     ck_assert_msg(strncmp(hash, "$6$", 3) == 0, "not a SHA-512 crypt hash: %s", hash);
     snprintf(yaml, sizeof yaml,
