@@ -588,8 +588,10 @@ static int bsl_consume(bench_worker_t *w)
     size_t n = 0;
     uint64_t *ids = calloc(b->o.ack_batch, sizeof *ids);
 
-    if (!ids)
+    if (!ids) {
+        bench_note(b, true, "out of memory");
         return -1;
+    }
     client_printf(w->c, "SUB %s %u\r\n", b->o.topic, b->o.credit);
     if (client_read(w->c, &r, BENCH_REPLY_MS) != 1 || r.type != REPLY_OK) {
         bench_note(b, true, "consumer %u: SUB failed: %s", w->idx, w->c->err);
@@ -825,7 +827,9 @@ static int brd_entries(bench_worker_t *w, const char *buf, size_t len, brd_ids_t
     const char *s;
     size_t sl;
 
-    if (buf[0] == '*' && resp_expect(&r, '*', &nstreams) && nstreams <= 0)
+    if (!resp_expect(&r, '*', &nstreams))
+        return -1;
+    if (nstreams <= 0)
         return 0;  /* nil: BLOCK timed out */
     for (int64_t i = 0; i < nstreams; i++) {
         if (!resp_expect(&r, '*', &two) || two != 2 || !resp_skip(&r) || !resp_expect(&r, '*', &nent))
@@ -954,25 +958,29 @@ static void bbs_eat_line(client_t *c)
     client_consume(c, (size_t)(nl - client_data(c)) + 1);
 }
 
-/* Send one command and expect a reply line starting with `want`. */
+/* Send one command and expect a reply line starting with `want`; any
+ * other outcome ends the run (set-up cannot go on without it). */
 static int bbs_command(bench_worker_t *w, const char *cmd, const char *want)
 {
     const char *line;
     size_t n;
 
     client_printf(w->c, "%s\r\n", cmd);
-    if (client_flush(w->c) < 0)
-        return -1;
     uint64_t deadline = bench_now_ns() + (uint64_t)BENCH_REPLY_MS * 1000000u;
+    if (client_flush(w->c) < 0)
+        goto broken;
     while ((n = bbs_line(w->c, &line)) == 0) {
         if (bench_now_ns() > deadline || client_step(w->c, 100, -1, NULL) < 0)
-            return -1;
+            goto broken;
     }
     bool ok = bbs_is(line, n, want);
     if (!ok)
         bench_note(w->b, true, "%s: %.*s", cmd, (int)(n > 100 ? 100 : n), line);
     bbs_eat_line(w->c);
     return ok ? 0 : -1;
+broken:
+    bench_note(w->b, true, "%s: %s", cmd, w->c->err[0] ? w->c->err : "no reply");
+    return -1;
 }
 
 static int bbs_prod_setup(bench_worker_t *w)
@@ -1111,8 +1119,10 @@ static int bbs_consume(bench_worker_t *w)
     char cmd[PROTO_TOPIC_MAX + 8];
 
     s.ids = calloc(b->o.ack_batch, sizeof *s.ids);
-    if (!s.ids)
+    if (!s.ids) {
+        bench_note(b, true, "out of memory");
         return -1;
+    }
     snprintf(cmd, sizeof cmd, "watch %s", b->o.topic);
     if (bbs_command(w, cmd, "WATCHING") < 0 || bbs_command(w, "ignore default", "WATCHING") < 0) {
         free(s.ids);
@@ -1627,9 +1637,16 @@ static void bench_watch(bench_t *b)
 /* Wait for `n` workers to report ready (or the run to fail). */
 static bool bench_wait_ready(bench_t *b, unsigned n)
 {
+    uint64_t deadline = bench_now_ns() + 3ull * (BENCH_CONNECT_MS + BENCH_REPLY_MS) * 1000000u;
+
     while (atomic_load(&b->ready) < n) {
         if (atomic_load(&b->abort))
             return false;
+        if (bench_now_ns() > deadline) {
+            bench_note(b, true, "connections not ready after %d s",
+                       3 * (BENCH_CONNECT_MS + BENCH_REPLY_MS) / 1000);
+            return false;
+        }
         usleep(1000);
     }
     return true;
