@@ -134,6 +134,7 @@ median() {
 
 hz=$(getconf CLK_TCK)
 rows=()
+load_start=$(cut -d' ' -f1 /proc/loadavg)
 
 for size in $SIZES; do
     for load in $LOADS; do
@@ -174,6 +175,7 @@ done
 echo "Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)"
 echo "Servers: $("$SLUICED" --version 2>&1 | head -n 1); $("$REDIS_SERVER" --version 2>/dev/null | awk '{ print $1, $2, $3 }' || true); $("$BEANSTALKD" -v 2>/dev/null || true)"
 echo "Runs: $RUNS x $MESSAGES messages per configuration, acked; medians with (min-max)."
+echo "Load average (1 min): $load_start at the start, $(cut -d' ' -f1 /proc/loadavg) at the end."
 echo
 echo "| target | producers/consumers | size (B) | msgs/s | MB/s | p50 latency (us) | p99 latency (us) | broker CPU (us/msg) | peak RSS (MiB) | runs verified |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
