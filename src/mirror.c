@@ -1501,7 +1501,9 @@ static void mirror_on_stats(evutil_socket_t fd, short what, void *arg)
         mirror_drop(mi, "no reply for 15 s");
         return;
     }
-    if (mi->established && mi->phase != P_RESTORE && mi->phase != P_IDLE)
+    /* Skipped while Redis does not even read: the next one says it all. */
+    if (mi->established && mi->phase != P_RESTORE && mi->phase != P_IDLE &&
+        mirror_obuf(mi) <= MIRROR_OBUF_HIGH)
         mirror_write_stats(mi);
 }
 

@@ -939,6 +939,54 @@ START_TEST(test_stats_mode_and_frozen_redis)
 }
 END_TEST
 
+static void reload_with(sd_t *d, const rd_t *r, const char *redis_yaml)
+{
+    char yaml[2048];
+
+    snprintf(yaml, sizeof yaml, "listen: [\"%s\"]\nredis:\n  address: unix:%s\n%s", d->addr,
+             r->sock, redis_yaml);
+    ck_assert_int_eq(sd_write_conf(d, yaml), 0);
+    sd_signal(d, SIGHUP);
+}
+
+/* SIGHUP: a new prefix moves the mirror (resynchronised there), enabled:
+ * false stops it, enabled again starts it without a restore. */
+START_TEST(test_reload)
+{
+    rd_t r;
+    sd_t d;
+    tc_t *c;
+
+    rd_start(&r, NULL);
+    start_broker(&d, &r, NULL);
+    ck_assert(wait_connected(&d, true));
+    c = tc_open(&d);
+    pub(c, "x", "one", "+OK 1");
+    ck_assert(wait_hkeys(&r, "t:messages:x", "1"));
+
+    reload_with(&d, &r, "  enabled: true\n  prefix: u\n");
+    ck_assert(wait_hkeys(&r, "u:messages:x", "1"));
+    pub(c, "x", "two", "+OK 2");
+    ck_assert(wait_hkeys(&r, "u:messages:x", "1,2"));
+    ck_assert(sd_log_has(&d, "settings changed"));
+
+    reload_with(&d, &r, "  enabled: false\n  prefix: u\n");
+    ck_assert(wait_connected(&d, false));
+    ck_assert(sd_log_has(&d, "redis mirror: disabled"));
+    pub(c, "x", "three", "+OK 3");
+    ck_assert(stats_has(c, NULL, "connected: false"));
+
+    reload_with(&d, &r, "  enabled: true\n  prefix: u\n  confirm: true\n");
+    ck_assert(wait_connected(&d, true));
+    ck_assert(wait_hkeys(&r, "u:messages:x", "1,2,3"));
+    pub(c, "x", "four", "+OK 4");
+    ck_assert(rd_str_is(&r, "HGET %s %s", "u:messages:x", "4", "four"));
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+END_TEST
+
 static Suite *mirror_suite(void)
 {
     Suite *s = suite_create("mirror");
@@ -953,6 +1001,7 @@ static Suite *mirror_suite(void)
     tcase_add_test(tc, test_auth_and_db);
     tcase_add_test(tc, test_restore_when_redis_returns);
     tcase_add_test(tc, test_stats_mode_and_frozen_redis);
+    tcase_add_test(tc, test_reload);
     suite_add_tcase(s, tc);
     return s;
 }
