@@ -392,6 +392,37 @@ START_TEST(test_consumer_close_redelivers)
 }
 END_TEST
 
+/* A client that only shuts its sending side still gets the replies to
+ * what it sent; a GET still waiting then is cancelled, taking nothing. */
+START_TEST(test_half_close)
+{
+    sd_t d;
+    net_start(&d, "");
+    tc_t *c = net_open(&d), *o = net_open(&d);
+
+    net_puts(c, "PUB t 2\r\nhi\r\nPING\r\nGET t\r\nACK 1\r\nSTATS t");
+    shutdown(c->fd, SHUT_WR);
+    NET_EXPECT(c, "+OK 1");
+    NET_EXPECT(c, "+PONG");
+    NET_EXPECT_MSG(c, "t", 1, "hi");
+    NET_EXPECT(c, "+OK 1");
+    ck_assert(tc_closed(c, 5000));
+    tc_close(c);
+
+    c = net_open(&d);
+    net_puts(c, "GET t 20000\r\nPING\r\n");
+    shutdown(c->fd, SHUT_WR);
+    ck_assert(tc_closed(c, 5000));
+    tc_close(c);
+    net_wait_stat(o, NULL, "connections", 1);
+    NET_PUB(o, "t", "later");
+    net_puts(o, "GET t\r\n");
+    NET_EXPECT_MSG(o, "t", 1, "later");
+    tc_close(o);
+    net_stop(&d);
+}
+END_TEST
+
 Suite *net_input_suite(void)
 {
     Suite *s = suite_create("net_input");
@@ -407,6 +438,7 @@ Suite *net_input_suite(void)
     tcase_add_test(t, test_bad_input_keeps_connection);
     tcase_add_test(t, test_vanish_mid_payload);
     tcase_add_test(t, test_consumer_close_redelivers);
+    tcase_add_test(t, test_half_close);
     suite_add_tcase(s, t);
     return s;
 }
