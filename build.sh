@@ -131,7 +131,7 @@ check)
     rc=0
     check_in build || rc=1
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        check_in build-san || rc=1
+        CK_TIMEOUT_MULTIPLIER=3 check_in build-san || rc=1
     fuzz "${FUZZ_SECONDS:-30}" || rc=1
     summary
     exit "$rc"
