@@ -237,7 +237,7 @@ client_t *client_connect(const char *addr, int default_port, int timeout_ms, cha
 
 /* ---- TLS ---- */
 
-/* The reasons in OpenSSL's error queue, "; "-separated; the queue is cleared. */
+/* The first reason in OpenSSL's error queue; the queue is cleared. */
 static void client_tls_why(char *out, size_t cap)
 {
     unsigned long e;
@@ -245,9 +245,12 @@ static void client_tls_why(char *out, size_t cap)
 
     out[0] = '\0';
     while ((e = ERR_get_error()) != 0) {
-        const char *r = ERR_reason_error_string(e);
-        if (r != NULL && n < cap)
-            n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "; " : "", r);
+        /* A system error's reason is an errno value ("no such file"). */
+        const char *r = ERR_GET_LIB(e) == ERR_LIB_SYS ? strerror(ERR_GET_REASON(e))
+                                                      : ERR_reason_error_string(e);
+        /* The first real reason is the cause; the rest say where it surfaced. */
+        if (r != NULL && n == 0 && ERR_GET_REASON(e) != ERR_R_SYS_LIB)
+            n = (size_t)snprintf(out, cap, "%s", r);
     }
     if (out[0] == '\0')
         snprintf(out, cap, "TLS error");

@@ -74,7 +74,7 @@ static int tls_no_password(char *buf, int size, int rwflag, void *arg)
     return -1;
 }
 
-/* The reasons in OpenSSL's error queue, "; "-separated, and the queue cleared. */
+/* The first reason in OpenSSL's error queue; the queue is cleared. */
 static void tls_openssl_why(char *out, size_t cap)
 {
     unsigned long e;
@@ -82,14 +82,12 @@ static void tls_openssl_why(char *out, size_t cap)
 
     out[0] = '\0';
     while ((e = ERR_get_error()) != 0) {
-        char one[160];
-        const char *r = ERR_reason_error_string(e);
-        if (r == NULL) {
-            ERR_error_string_n(e, one, sizeof one);
-            r = one;
-        }
-        if (n < cap)
-            n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "; " : "", r);
+        /* A system error's reason is an errno value ("no such file"). */
+        const char *r = ERR_GET_LIB(e) == ERR_LIB_SYS ? strerror(ERR_GET_REASON(e))
+                                                      : ERR_reason_error_string(e);
+        /* The first real reason is the cause; the rest say where it surfaced. */
+        if (r != NULL && n == 0 && ERR_GET_REASON(e) != ERR_R_SYS_LIB)
+            n = (size_t)snprintf(out, cap, "%s", r);
     }
     if (out[0] == '\0')
         snprintf(out, cap, "unknown error");
@@ -436,10 +434,12 @@ void tls_accept(tls_server_t *t, int fd, const char *peer)
     tls_relay_t *r;
     SSL *ssl;
 
-    /* Handshakes in progress count against max_connections too, so a
-     * flood of half-open TLS sessions cannot grow without bound. */
-    if (srv->nconns + t->nhandshaking >= srv->cfg->limits.max_connections) {
-        log_warn("refusing %s: max_connections (%llu) reached", peer,
+    /* max_connections is checked once the handshake is done, so the
+     * refusal can be read; meanwhile handshakes in progress have a bound
+     * of their own (the same number), or a flood of half-open sessions
+     * could grow without one. */
+    if (t->nhandshaking >= srv->cfg->limits.max_connections) {
+        log_warn("refusing %s: too many TLS handshakes in progress (max_connections %llu)", peer,
                  (unsigned long long)srv->cfg->limits.max_connections);
         close(fd);
         return;
