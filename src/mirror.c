@@ -143,7 +143,7 @@ static size_t mirror_u64_dec(char *out, uint64_t v)
     return n;
 }
 
-static int mbuf_grow(mbuf_t *b, size_t more)
+static int mirror_buf_grow(mbuf_t *b, size_t more)
 {
     size_t cap = b->cap ? b->cap : 4096;
     char *p;
@@ -161,24 +161,24 @@ static int mbuf_grow(mbuf_t *b, size_t more)
 }
 
 /* Start a command with `room` header bytes, unless it is open already. */
-static int mbuf_open(mbuf_t *b, size_t room)
+static int mirror_buf_open(mbuf_t *b, size_t room)
 {
     if (b->nargs > 0)
         return 0;
     b->len = 0;
-    if (mbuf_grow(b, room + 256) < 0)
+    if (mirror_buf_grow(b, room + 256) < 0)
         return -1;
     b->len = b->room = room;
     return 0;
 }
 
-static int mbuf_arg(mbuf_t *b, const void *data, size_t n)
+static int mirror_buf_arg(mbuf_t *b, const void *data, size_t n)
 {
     char num[24];
     size_t d = mirror_u64_dec(num, n);
     char *q;
 
-    if (mbuf_grow(b, n + d + 5) < 0)
+    if (mirror_buf_grow(b, n + d + 5) < 0)
         return -1;
     q = b->p + b->len;
     *q++ = '$';
@@ -196,19 +196,19 @@ static int mbuf_arg(mbuf_t *b, const void *data, size_t n)
     return 0;
 }
 
-static int mbuf_arg_u64(mbuf_t *b, uint64_t v)
+static int mirror_buf_arg_u64(mbuf_t *b, uint64_t v)
 {
     char num[24];
-    return mbuf_arg(b, num, mirror_u64_dec(num, v));
+    return mirror_buf_arg(b, num, mirror_u64_dec(num, v));
 }
 
-static int mbuf_arg_str(mbuf_t *b, const char *s)
+static int mirror_buf_arg_str(mbuf_t *b, const char *s)
 {
-    return mbuf_arg(b, s, strlen(s));
+    return mirror_buf_arg(b, s, strlen(s));
 }
 
 /* The command was sent (or dropped): empty it, and let a big one go. */
-static void mbuf_done(mbuf_t *b)
+static void mirror_buf_done(mbuf_t *b)
 {
     b->len = 0;
     b->nargs = 0;
@@ -220,13 +220,13 @@ static void mbuf_done(mbuf_t *b)
     }
 }
 
-static void mbuf_free(mbuf_t *b)
+static void mirror_buf_free(mbuf_t *b)
 {
     free(b->p);
     memset(b, 0, sizeof *b);
 }
 
-static int u64vec_push(u64vec_t *v, uint64_t x)
+static int mirror_u64s_push(u64vec_t *v, uint64_t x)
 {
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 16;
@@ -240,13 +240,13 @@ static int u64vec_push(u64vec_t *v, uint64_t x)
     return 0;
 }
 
-static void u64vec_free(u64vec_t *v)
+static void mirror_u64s_free(u64vec_t *v)
 {
     free(v->v);
     memset(v, 0, sizeof *v);
 }
 
-static int mrefv_push(mrefv_t *v, const msg_t *m)
+static int mirror_refs_push(mrefv_t *v, const msg_t *m)
 {
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 64;
@@ -262,13 +262,13 @@ static int mrefv_push(mrefv_t *v, const msg_t *m)
     return 0;
 }
 
-static void mrefv_free(mrefv_t *v)
+static void mirror_refs_free(mrefv_t *v)
 {
     free(v->v);
     memset(v, 0, sizeof *v);
 }
 
-static size_t idset_home(const idset_t *s, uint64_t id)
+static size_t mirror_ids_home(const idset_t *s, uint64_t id)
 {
     id ^= id >> 33;
     id *= UINT64_C(0xff51afd7ed558ccd);
@@ -276,7 +276,7 @@ static size_t idset_home(const idset_t *s, uint64_t id)
     return (size_t)id & s->mask;
 }
 
-static int idset_grow(idset_t *s)
+static int mirror_ids_grow(idset_t *s)
 {
     size_t oldn = s->slot ? s->mask + 1 : 0, n = oldn ? oldn * 2 : 64;
     uint64_t *old = s->slot, *slot = calloc(n, sizeof *slot);
@@ -289,7 +289,7 @@ static int idset_grow(idset_t *s)
         size_t j;
         if (old[i] == 0)
             continue;
-        for (j = idset_home(s, old[i]); slot[j] != 0; j = (j + 1) & s->mask)
+        for (j = mirror_ids_home(s, old[i]); slot[j] != 0; j = (j + 1) & s->mask)
             ;
         slot[j] = old[i];
     }
@@ -297,13 +297,13 @@ static int idset_grow(idset_t *s)
     return 0;
 }
 
-static int idset_add(idset_t *s, uint64_t id)
+static int mirror_ids_add(idset_t *s, uint64_t id)
 {
     size_t i;
 
-    if ((s->count + 1) * 2 > (s->slot ? s->mask + 1 : 0) && idset_grow(s) < 0)
+    if ((s->count + 1) * 2 > (s->slot ? s->mask + 1 : 0) && mirror_ids_grow(s) < 0)
         return -1;
-    for (i = idset_home(s, id); s->slot[i] != 0; i = (i + 1) & s->mask)
+    for (i = mirror_ids_home(s, id); s->slot[i] != 0; i = (i + 1) & s->mask)
         if (s->slot[i] == id)
             return 0;
     s->slot[i] = id;
@@ -311,23 +311,23 @@ static int idset_add(idset_t *s, uint64_t id)
     return 0;
 }
 
-static bool idset_has(const idset_t *s, uint64_t id)
+static bool mirror_ids_has(const idset_t *s, uint64_t id)
 {
     if (s->count == 0)
         return false;
-    for (size_t i = idset_home(s, id); s->slot[i] != 0; i = (i + 1) & s->mask)
+    for (size_t i = mirror_ids_home(s, id); s->slot[i] != 0; i = (i + 1) & s->mask)
         if (s->slot[i] == id)
             return true;
     return false;
 }
 
-static bool idset_del(idset_t *s, uint64_t id)
+static bool mirror_ids_del(idset_t *s, uint64_t id)
 {
     size_t i;
 
     if (s->count == 0)
         return false;
-    for (i = idset_home(s, id); s->slot[i] != id; i = (i + 1) & s->mask)
+    for (i = mirror_ids_home(s, id); s->slot[i] != id; i = (i + 1) & s->mask)
         if (s->slot[i] == 0)
             return false;
     for (size_t j = i;;) {
@@ -335,7 +335,7 @@ static bool idset_del(idset_t *s, uint64_t id)
         j = (j + 1) & s->mask;
         if (s->slot[j] == 0)
             break;
-        k = idset_home(s, s->slot[j]);
+        k = mirror_ids_home(s, s->slot[j]);
         /* It stays unless the hole at i lies on its probe path from k. */
         if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
             continue;
@@ -347,19 +347,19 @@ static bool idset_del(idset_t *s, uint64_t id)
     return true;
 }
 
-static void idset_free(idset_t *s)
+static void mirror_ids_free(idset_t *s)
 {
     free(s->slot);
     memset(s, 0, sizeof *s);
 }
 
 /* Empty it, keeping a small table for the next use. */
-static void idset_reset(idset_t *s)
+static void mirror_ids_reset(idset_t *s)
 {
     if (s->slot != NULL && s->mask < 4096)
         memset(s->slot, 0, (s->mask + 1) * sizeof *s->slot);
     else
-        idset_free(s);
+        mirror_ids_free(s);
     s->count = 0;
 }
 
@@ -507,6 +507,7 @@ struct mirror {
     size_t nsnap, snap_cap, pos;
     bool snap_oom;
     uint64_t resync_upto;   /* ids below were in the snapshot */
+    uint64_t resync_after;  /* ms: no resync before (after running out of memory) */
     idset_t tomb;           /* snapshot ids removed since: their msg_t is gone */
     uint64_t resync_t0;
 
@@ -840,23 +841,23 @@ static int mirror_flush_atts(mirror_t *mi, const mtopic_t *mt, const char *katt,
 {
     mbuf_t *b = &mi->cmd;
 
-    if (mbuf_open(b, room) < 0)
+    if (mirror_buf_open(b, room) < 0)
         return -1;
     for (size_t i = 0; i < mt->atts.n; i++) {
         const mref_t *r = &mt->atts.v[i];
-        if (idset_has(&mi->gone, r->id))
+        if (mirror_ids_has(&mi->gone, r->id))
             continue;
-        if (mbuf_arg_u64(b, r->id) < 0 || mbuf_arg_u64(b, r->m->attempt) < 0)
+        if (mirror_buf_arg_u64(b, r->id) < 0 || mirror_buf_arg_u64(b, r->m->attempt) < 0)
             return -1;
         if (mirror_cmd_full(b)) {
             mirror_send_cmd(mi, mt, "HSET", katt, mirror_req(mi, REQ_WRITE, NULL, 0));
-            mbuf_done(b);
-            if (mbuf_open(b, room) < 0)
+            mirror_buf_done(b);
+            if (mirror_buf_open(b, room) < 0)
                 return -1;
         }
     }
     mirror_send_cmd(mi, mt, "HSET", katt, mirror_req(mi, REQ_WRITE, NULL, 0));
-    mbuf_done(b);
+    mirror_buf_done(b);
     return 0;
 }
 
@@ -868,18 +869,18 @@ static int mirror_flush_puts(mirror_t *mi, const mtopic_t *mt, const char *kmsg,
     mbuf_t *b = &mi->cmd;
     mreq_t *req;
 
-    if (mbuf_open(b, room) < 0)
+    if (mirror_buf_open(b, room) < 0)
         return -1;
     for (size_t i = 0; i < mt->puts.n; i++) {
         const mref_t *r = &mt->puts.v[i];
-        if (idset_del(&mi->gone, r->id))
+        if (mirror_ids_del(&mi->gone, r->id))
             continue; /* came and went: nothing to write, nothing to delete */
-        if (mbuf_arg_u64(b, r->id) < 0 || mbuf_arg(b, r->m->data, r->m->len) < 0)
+        if (mirror_buf_arg_u64(b, r->id) < 0 || mirror_buf_arg(b, r->m->data, r->m->len) < 0)
             return -1;
         if (mirror_cmd_full(b) && i + 1 < mt->puts.n) {
             mirror_send_cmd(mi, mt, "HSET", kmsg, mirror_req(mi, REQ_WRITE, NULL, 0));
-            mbuf_done(b);
-            if (mbuf_open(b, room) < 0)
+            mirror_buf_done(b);
+            if (mirror_buf_open(b, room) < 0)
                 return -1;
         }
     }
@@ -887,7 +888,7 @@ static int mirror_flush_puts(mirror_t *mi, const mtopic_t *mt, const char *kmsg,
     if (req != NULL)
         req->temp = temp;
     mirror_send_cmd(mi, mt, "HSET", kmsg, req);
-    mbuf_done(b);
+    mirror_buf_done(b);
     return 0;
 }
 
@@ -896,24 +897,24 @@ static int mirror_flush_dels(mirror_t *mi, const mtopic_t *mt, const char *kmsg,
 {
     mbuf_t *b = &mi->cmd;
 
-    if (mbuf_open(b, room) < 0)
+    if (mirror_buf_open(b, room) < 0)
         return -1;
     for (size_t i = 0; i < mt->dels.n; i++) {
-        if (!idset_has(&mi->gone, mt->dels.v[i]))
+        if (!mirror_ids_has(&mi->gone, mt->dels.v[i]))
             continue;
-        if (mbuf_arg_u64(b, mt->dels.v[i]) < 0)
+        if (mirror_buf_arg_u64(b, mt->dels.v[i]) < 0)
             return -1;
         if (mirror_cmd_full(b)) {
             mirror_send_cmd(mi, mt, "HDEL", kmsg, mirror_req(mi, REQ_WRITE, NULL, 0));
             mirror_send_cmd(mi, mt, "HDEL", katt, mirror_req(mi, REQ_WRITE, NULL, 0));
-            mbuf_done(b);
-            if (mbuf_open(b, room) < 0)
+            mirror_buf_done(b);
+            if (mirror_buf_open(b, room) < 0)
                 return -1;
         }
     }
     mirror_send_cmd(mi, mt, "HDEL", kmsg, mirror_req(mi, REQ_WRITE, NULL, 0));
     mirror_send_cmd(mi, mt, "HDEL", katt, mirror_req(mi, REQ_WRITE, NULL, 0));
-    mbuf_done(b);
+    mirror_buf_done(b);
     return 0;
 }
 
@@ -936,7 +937,7 @@ static void mirror_flush_topic(mirror_t *mi, mtopic_t *mt)
         return;
     }
     for (size_t i = 0; i < mt->dels.n; i++)
-        err |= idset_add(&mi->gone, mt->dels.v[i]);
+        err |= mirror_ids_add(&mi->gone, mt->dels.v[i]);
     if (err == 0) {
         mirror_put_next_id(mi);
         mirror_announce(mi, mt);
@@ -946,8 +947,8 @@ static void mirror_flush_topic(mirror_t *mi, mtopic_t *mt)
         err = mirror_flush_puts(mi, mt, kmsg, room, temp);
     if (err == 0)
         err = mirror_flush_dels(mi, mt, kmsg, katt, room);
-    mbuf_done(&mi->cmd);
-    idset_reset(&mi->gone);
+    mirror_buf_done(&mi->cmd);
+    mirror_ids_reset(&mi->gone);
     mirror_topic_clear(mi, mt);
     if (err != 0)
         mirror_batch_failed(mi);
@@ -1043,10 +1044,13 @@ static void mirror_queue(mirror_t *mi, mtopic_t *mt, bool urgent)
     }
 }
 
-/* Out of memory for a batch: give the state up to a resync. */
+/* Out of memory: give the state up to a resync, a while later (retrying
+ * at once would spin while memory is short). */
 static void mirror_batch_failed(mirror_t *mi)
 {
-    log_error("redis mirror: out of memory for a write batch; resynchronising later");
+    log_error("redis mirror: out of memory; resynchronising in %d s",
+              MIRROR_BACKOFF_MAX_MS / 1000);
+    mi->resync_after = server_now() + MIRROR_BACKOFF_MAX_MS;
     mirror_pause(mi);
 }
 
@@ -1093,7 +1097,7 @@ static void mirror_hold(mirror_t *mi, const topic_t *t, uint64_t id)
         log_error("redis mirror: out of memory tracking confirmed PUB %" PRIu64, id);
         return;
     }
-    if (idset_add(&mi->held, id) < 0) {
+    if (mirror_ids_add(&mi->held, id) < 0) {
         mi->hcount--;
         log_error("redis mirror: out of memory tracking confirmed PUB %" PRIu64, id);
         return;
@@ -1107,7 +1111,7 @@ static void mirror_confirm_ids(mirror_t *mi, const uint64_t *ids, size_t n)
     bool any = false;
 
     for (size_t i = 0; i < n; i++) {
-        if (idset_del(&mi->held, ids[i])) {
+        if (mirror_ids_del(&mi->held, ids[i])) {
             broker_confirm(mi->b, ids[i], true, now);
             any = true;
         }
@@ -1122,7 +1126,7 @@ static void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id)
 {
     mtopic_t *mt;
 
-    if (mi->phase == P_RESYNC && id < mi->resync_upto && idset_add(&mi->tomb, id) < 0) {
+    if (mi->phase == P_RESYNC && id < mi->resync_upto && mirror_ids_add(&mi->tomb, id) < 0) {
         /* Without the tombstone the snapshot is unsafe: start over. */
         mirror_batch_failed(mi);
         return;
@@ -1132,7 +1136,7 @@ static void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id)
         return;
     }
     mt = mirror_topic(mi, t);
-    if (mt == NULL || u64vec_push(&mt->dels, id) < 0) {
+    if (mt == NULL || mirror_u64s_push(&mt->dels, id) < 0) {
         mirror_batch_failed(mi);
         return;
     }
@@ -1150,7 +1154,7 @@ static void mirror_on_confirm_timer(evutil_socket_t fd, short what, void *arg)
         hold_t h = mi->holds[mi->hhead];
         mi->hhead = (mi->hhead + 1) % mi->hcap;
         mi->hcount--;
-        if (!idset_del(&mi->held, h.id))
+        if (!mirror_ids_del(&mi->held, h.id))
             continue;
         broker_confirm(mi->b, h.id, false, now);
         /* Its write may still land: delete it behind that write. */
@@ -1180,8 +1184,8 @@ static void mirror_on_enqueued(void *ctx, const topic_t *t, const msg_t *m)
         return;
     }
     mt = mirror_topic(mi, t);
-    if (mt == NULL || mrefv_push(&mt->puts, m) < 0 ||
-        (m->state == MSG_HELD && u64vec_push(&mt->held, m->id) < 0)) {
+    if (mt == NULL || mirror_refs_push(&mt->puts, m) < 0 ||
+        (m->state == MSG_HELD && mirror_u64s_push(&mt->held, m->id) < 0)) {
         mirror_batch_failed(mi);
         return;
     }
@@ -1198,7 +1202,7 @@ static void mirror_on_attempted(void *ctx, const topic_t *t, const msg_t *m)
         return;
     }
     mt = mirror_topic(mi, t);
-    if (mt == NULL || mrefv_push(&mt->atts, m) < 0) {
+    if (mt == NULL || mirror_refs_push(&mt->atts, m) < 0) {
         mirror_batch_failed(mi);
         return;
     }
@@ -1224,7 +1228,7 @@ static void mirror_snapshot_free(mirror_t *mi)
     free(mi->snap);
     mi->snap = NULL;
     mi->nsnap = mi->snap_cap = mi->pos = 0;
-    idset_free(&mi->tomb);
+    mirror_ids_free(&mi->tomb);
 }
 
 static void mirror_snapshot_add(void *ctx, const topic_t *t, const msg_t *m)
@@ -1284,7 +1288,7 @@ static bool mirror_send_chunk(mirror_t *mi, size_t *sent)
     while (mi->pos < mi->nsnap && n < MIRROR_CHUNK_MSGS && mi->chunk.len < MIRROR_CHUNK_BYTES) {
         const snap_ent_t *e = &mi->snap[mi->pos];
         const msg_t *m;
-        if (idset_has(&mi->tomb, e->id)) {
+        if (mirror_ids_has(&mi->tomb, e->id)) {
             mi->pos++;
             continue;
         }
@@ -1295,16 +1299,16 @@ static bool mirror_send_chunk(mirror_t *mi, size_t *sent)
             size_t nlen;
             t = m->topic;
             topic_name(t, &nlen);
-            if (mbuf_open(&mi->chunk, mirror_room(mi, nlen)) < 0 ||
-                mbuf_open(&mi->chunk_att, mirror_room(mi, nlen)) < 0)
+            if (mirror_buf_open(&mi->chunk, mirror_room(mi, nlen)) < 0 ||
+                mirror_buf_open(&mi->chunk_att, mirror_room(mi, nlen)) < 0)
                 goto oom;
         }
-        if (mbuf_arg_u64(&mi->chunk, m->id) < 0 || mbuf_arg(&mi->chunk, m->data, m->len) < 0)
+        if (mirror_buf_arg_u64(&mi->chunk, m->id) < 0 || mirror_buf_arg(&mi->chunk, m->data, m->len) < 0)
             goto oom;
         if (m->attempt > 0 &&
-            (mbuf_arg_u64(&mi->chunk_att, m->id) < 0 || mbuf_arg_u64(&mi->chunk_att, m->attempt) < 0))
+            (mirror_buf_arg_u64(&mi->chunk_att, m->id) < 0 || mirror_buf_arg_u64(&mi->chunk_att, m->attempt) < 0))
             goto oom;
-        if (m->state == MSG_HELD && u64vec_push(&mi->chunk_held, m->id) < 0)
+        if (m->state == MSG_HELD && mirror_u64s_push(&mi->chunk_held, m->id) < 0)
             goto oom;
         mi->pos++;
         n++;
@@ -1323,12 +1327,12 @@ static bool mirror_send_chunk(mirror_t *mi, size_t *sent)
         klen = mirror_key(mi, "resync:attempts:", mt->name, mt->nlen);
         mirror_send(mi, "HSET", mi->key, klen, &mi->chunk_att, mirror_req(mi, REQ_WRITE, NULL, 0));
     }
-    mbuf_done(&mi->chunk);
-    mbuf_done(&mi->chunk_att);
+    mirror_buf_done(&mi->chunk);
+    mirror_buf_done(&mi->chunk_att);
     return mi->ac != NULL;
 oom:
-    mbuf_done(&mi->chunk);
-    mbuf_done(&mi->chunk_att);
+    mirror_buf_done(&mi->chunk);
+    mirror_buf_done(&mi->chunk_att);
     mirror_batch_failed(mi);
     return false;
 }
@@ -1358,7 +1362,10 @@ static void mirror_on_resync(evutil_socket_t fd, short what, void *arg)
     if (mi->ac == NULL)
         return;
     if (mi->phase == P_IDLE) {
-        if (mi->lag_ops == 0)
+        uint64_t now = server_now();
+        if (now < mi->resync_after)
+            mirror_schedule_resync_in(mi, mi->resync_after - now);
+        else if (mi->lag_ops == 0)
             mirror_resync_start(mi);
         return;
     }
@@ -1407,13 +1414,13 @@ static void mirror_resync_start(mirror_t *mi)
 
 static int mirror_put_counters(mbuf_t *b, const br_counters_t *c)
 {
-    return mbuf_arg_str(b, "published") | mbuf_arg_u64(b, c->published) |
-           mbuf_arg_str(b, "delivered") | mbuf_arg_u64(b, c->delivered) |
-           mbuf_arg_str(b, "acked") | mbuf_arg_u64(b, c->acked) |
-           mbuf_arg_str(b, "redelivered") | mbuf_arg_u64(b, c->redelivered) |
-           mbuf_arg_str(b, "dead") | mbuf_arg_u64(b, c->dead) | mbuf_arg_str(b, "dropped") |
-           mbuf_arg_u64(b, c->dropped) | mbuf_arg_str(b, "rejected") |
-           mbuf_arg_u64(b, c->rejected);
+    return mirror_buf_arg_str(b, "published") | mirror_buf_arg_u64(b, c->published) |
+           mirror_buf_arg_str(b, "delivered") | mirror_buf_arg_u64(b, c->delivered) |
+           mirror_buf_arg_str(b, "acked") | mirror_buf_arg_u64(b, c->acked) |
+           mirror_buf_arg_str(b, "redelivered") | mirror_buf_arg_u64(b, c->redelivered) |
+           mirror_buf_arg_str(b, "dead") | mirror_buf_arg_u64(b, c->dead) | mirror_buf_arg_str(b, "dropped") |
+           mirror_buf_arg_u64(b, c->dropped) | mirror_buf_arg_str(b, "rejected") |
+           mirror_buf_arg_u64(b, c->rejected);
 }
 
 static void mirror_stats_topic(void *ctx, const topic_stats_t *ts)
@@ -1423,23 +1430,23 @@ static void mirror_stats_topic(void *ctx, const topic_stats_t *ts)
     size_t klen;
     int err;
 
-    if (mbuf_open(b, mirror_room(mi, ts->name_len)) < 0)
+    if (mirror_buf_open(b, mirror_room(mi, ts->name_len)) < 0)
         return;
-    err = mbuf_arg_str(b, "ready") | mbuf_arg_u64(b, ts->ready) | mbuf_arg_str(b, "delayed") |
-          mbuf_arg_u64(b, ts->delayed) | mbuf_arg_str(b, "in_flight") |
-          mbuf_arg_u64(b, ts->in_flight) | mbuf_arg_str(b, "bytes") | mbuf_arg_u64(b, ts->bytes) |
-          mbuf_arg_str(b, "consumers") | mbuf_arg_u64(b, ts->consumers) |
-          mbuf_arg_str(b, "blocked_producers") | mbuf_arg_u64(b, ts->blocked_producers) |
-          mbuf_arg_str(b, "max_messages") | mbuf_arg_u64(b, ts->max_messages) |
-          mbuf_arg_str(b, "max_bytes") | mbuf_arg_u64(b, ts->max_bytes) |
-          mbuf_arg_str(b, "overflow") | mbuf_arg_str(b, config_overflow_name(ts->overflow)) |
+    err = mirror_buf_arg_str(b, "ready") | mirror_buf_arg_u64(b, ts->ready) | mirror_buf_arg_str(b, "delayed") |
+          mirror_buf_arg_u64(b, ts->delayed) | mirror_buf_arg_str(b, "in_flight") |
+          mirror_buf_arg_u64(b, ts->in_flight) | mirror_buf_arg_str(b, "bytes") | mirror_buf_arg_u64(b, ts->bytes) |
+          mirror_buf_arg_str(b, "consumers") | mirror_buf_arg_u64(b, ts->consumers) |
+          mirror_buf_arg_str(b, "blocked_producers") | mirror_buf_arg_u64(b, ts->blocked_producers) |
+          mirror_buf_arg_str(b, "max_messages") | mirror_buf_arg_u64(b, ts->max_messages) |
+          mirror_buf_arg_str(b, "max_bytes") | mirror_buf_arg_u64(b, ts->max_bytes) |
+          mirror_buf_arg_str(b, "overflow") | mirror_buf_arg_str(b, config_overflow_name(ts->overflow)) |
           mirror_put_counters(b, &ts->totals);
     klen = mirror_key(mi, "topic:", ts->name, ts->name_len);
     if (err == 0 && klen > 0)
         mirror_send(mi, "HSET", mi->key, klen, b, mirror_req(mi, REQ_WRITE, NULL, 0));
-    mbuf_done(b);
-    if (mbuf_open(&mi->names, mirror_room(mi, 0)) == 0)
-        mbuf_arg(&mi->names, ts->name, ts->name_len);
+    mirror_buf_done(b);
+    if (mirror_buf_open(&mi->names, mirror_room(mi, 0)) == 0)
+        mirror_buf_arg(&mi->names, ts->name, ts->name_len);
 }
 
 /* The server hash, every topic's hash, the topic set, the heartbeat. */
@@ -1454,29 +1461,29 @@ static void mirror_write_stats(mirror_t *mi)
     int err;
 
     broker_stats(mi->b, server_now(), &st);
-    if (mbuf_open(b, mirror_room(mi, 0)) < 0)
+    if (mirror_buf_open(b, mirror_room(mi, 0)) < 0)
         return;
-    err = mbuf_arg_str(b, "version") | mbuf_arg_str(b, SLUICE_VERSION) |
-          mbuf_arg_str(b, "uptime_s") | mbuf_arg_u64(b, st.uptime_ms / 1000) |
-          mbuf_arg_str(b, "connections") | mbuf_arg_u64(b, mi->srv->nconns) |
-          mbuf_arg_str(b, "topics") | mbuf_arg_u64(b, st.topics) | mbuf_arg_str(b, "messages") |
-          mbuf_arg_u64(b, st.messages) | mbuf_arg_str(b, "bytes") | mbuf_arg_u64(b, st.bytes) |
-          mirror_put_counters(b, &st.totals) | mbuf_arg_str(b, "blocked_producers") |
-          mbuf_arg_u64(b, st.blocked_producers) | mbuf_arg_str(b, "max_loop_stall_ms") |
-          mbuf_arg_u64(b, mi->srv->max_loop_stall_ms) | mbuf_arg_str(b, "redis_lag_ops") |
-          mbuf_arg_u64(b, mi->lag_ops) | mbuf_arg_str(b, "updated_ms") |
-          mbuf_arg_u64(b, mirror_unix_ms());
+    err = mirror_buf_arg_str(b, "version") | mirror_buf_arg_str(b, SLUICE_VERSION) |
+          mirror_buf_arg_str(b, "uptime_s") | mirror_buf_arg_u64(b, st.uptime_ms / 1000) |
+          mirror_buf_arg_str(b, "connections") | mirror_buf_arg_u64(b, mi->srv->nconns) |
+          mirror_buf_arg_str(b, "topics") | mirror_buf_arg_u64(b, st.topics) | mirror_buf_arg_str(b, "messages") |
+          mirror_buf_arg_u64(b, st.messages) | mirror_buf_arg_str(b, "bytes") | mirror_buf_arg_u64(b, st.bytes) |
+          mirror_put_counters(b, &st.totals) | mirror_buf_arg_str(b, "blocked_producers") |
+          mirror_buf_arg_u64(b, st.blocked_producers) | mirror_buf_arg_str(b, "max_loop_stall_ms") |
+          mirror_buf_arg_u64(b, mi->srv->max_loop_stall_ms) | mirror_buf_arg_str(b, "redis_lag_ops") |
+          mirror_buf_arg_u64(b, mi->lag_ops) | mirror_buf_arg_str(b, "updated_ms") |
+          mirror_buf_arg_u64(b, mirror_unix_ms());
     klen = mirror_key(mi, "server", NULL, 0);
     if (err == 0 && klen > 0)
         mirror_send(mi, "HSET", mi->key, klen, b, mirror_req(mi, REQ_WRITE, NULL, 0));
-    mbuf_done(b);
+    mirror_buf_done(b);
 
     broker_foreach_topic(mi->b, mirror_stats_topic, mi);
     if (mi->names.nargs > 0) {
         klen = mirror_key(mi, "topics", NULL, 0);
         mirror_send(mi, "SADD", mi->key, klen, &mi->names, mirror_req(mi, REQ_WRITE, NULL, 0));
     }
-    mbuf_done(&mi->names);
+    mirror_buf_done(&mi->names);
 
     lens[1] = mirror_key(mi, "heartbeat", NULL, 0);
     argv[1] = mi->key;
@@ -1509,7 +1516,7 @@ static void mirror_on_stats(evutil_socket_t fd, short what, void *arg)
 
 /* ---- restore ---- */
 
-static restore_t *restore_new(void)
+static restore_t *mirror_restore_new(void)
 {
     restore_t *rs = calloc(1, sizeof *rs);
 
@@ -1518,7 +1525,7 @@ static restore_t *restore_new(void)
     return rs;
 }
 
-static void restore_free(restore_t *rs)
+static void mirror_restore_free(restore_t *rs)
 {
     if (rs == NULL)
         return;
@@ -1529,12 +1536,12 @@ static void restore_free(restore_t *rs)
         msg_free(rs->msgs[i].m);
     free(rs->msgs);
     free(rs->atts);
-    mbuf_free(&rs->key);
+    mirror_buf_free(&rs->key);
     free(rs);
 }
 
 /* The protocol's topic names: 1..255 bytes of [A-Za-z0-9._:-]. */
-static bool restore_valid_topic(const char *s, size_t n)
+static bool mirror_restore_valid_topic(const char *s, size_t n)
 {
     if (n == 0 || n > 255)
         return false;
@@ -1548,7 +1555,7 @@ static bool restore_valid_topic(const char *s, size_t n)
 }
 
 /* A decimal without sign or junk; false if not, or zero, or too big. */
-static bool restore_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
+static bool mirror_restore_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;
 
@@ -1567,7 +1574,7 @@ static bool restore_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
 }
 
 /* The command for the current step, in argv (valid until the next call). */
-static int restore_command(const mirror_t *mi, restore_t *rs, const char **argv, size_t *lens)
+static int mirror_restore_command(const mirror_t *mi, restore_t *rs, const char **argv, size_t *lens)
 {
     const char *part = NULL;
     const char *name = "";
@@ -1590,7 +1597,7 @@ static int restore_command(const mirror_t *mi, restore_t *rs, const char **argv,
         break;
     }
     rs->key.len = 0;
-    if (mbuf_grow(&rs->key, plen + strlen(part) + nlen + 1) < 0)
+    if (mirror_buf_grow(&rs->key, plen + strlen(part) + nlen + 1) < 0)
         return -1;
     memcpy(rs->key.p, mi->prefix, plen);
     memcpy(rs->key.p + plen, part, strlen(part));
@@ -1609,7 +1616,7 @@ static int restore_command(const mirror_t *mi, restore_t *rs, const char **argv,
     return 5;
 }
 
-static int restore_add_msg(restore_t *rs, uint64_t id, const char *data, size_t len)
+static int mirror_restore_add_msg(restore_t *rs, uint64_t id, const char *data, size_t len)
 {
     msg_t *m;
 
@@ -1632,7 +1639,7 @@ static int restore_add_msg(restore_t *rs, uint64_t id, const char *data, size_t 
     return 0;
 }
 
-static int restore_add_att(restore_t *rs, uint64_t id, uint16_t attempt)
+static int mirror_restore_add_att(restore_t *rs, uint64_t id, uint16_t attempt)
 {
     if (rs->natts == rs->atts_cap) {
         size_t cap = rs->atts_cap ? rs->atts_cap * 2 : 1024;
@@ -1649,13 +1656,13 @@ static int restore_add_att(restore_t *rs, uint64_t id, uint16_t attempt)
 }
 
 /* One HSCAN page: field/value pairs. */
-static int restore_page(restore_t *rs, const redisReply *list)
+static int mirror_restore_page(restore_t *rs, const redisReply *list)
 {
     for (size_t i = 0; i + 1 < list->elements; i += 2) {
         const redisReply *f = list->element[i], *v = list->element[i + 1];
         uint64_t id, att;
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-            !restore_u64(f->str, f->len, UINT64_MAX, &id)) {
+            !mirror_restore_u64(f->str, f->len, UINT64_MAX, &id)) {
             rs->skipped++;
             continue;
         }
@@ -1664,10 +1671,10 @@ static int restore_page(restore_t *rs, const redisReply *list)
                 rs->skipped++;
                 continue;
             }
-            if (restore_add_msg(rs, id, v->str, v->len) < 0)
+            if (mirror_restore_add_msg(rs, id, v->str, v->len) < 0)
                 return -1;
-        } else if (restore_u64(v->str, v->len, UINT16_MAX, &att)) {
-            if (restore_add_att(rs, id, (uint16_t)att) < 0)
+        } else if (mirror_restore_u64(v->str, v->len, UINT16_MAX, &att)) {
+            if (mirror_restore_add_att(rs, id, (uint16_t)att) < 0)
                 return -1;
         } else {
             rs->skipped++;
@@ -1677,7 +1684,7 @@ static int restore_page(restore_t *rs, const redisReply *list)
 }
 
 /* The next key to scan, or RS_DONE. */
-static void restore_advance(restore_t *rs)
+static void mirror_restore_advance(restore_t *rs)
 {
     strcpy(rs->cursor, "0");
     if (rs->step == RS_MESSAGES) {
@@ -1688,7 +1695,7 @@ static void restore_advance(restore_t *rs)
     rs->step = rs->ti < rs->ntopics ? RS_MESSAGES : RS_DONE;
 }
 
-static void restore_warn(const mirror_t *mi, const restore_t *rs, const redisReply *r)
+static void mirror_restore_warn(const mirror_t *mi, const restore_t *rs, const redisReply *r)
 {
     log_warn("redis mirror: restore: unexpected reply for %s:%s%s (%s); skipped", mi->prefix,
              rs->step == RS_NEXT_ID ? "next_id"
@@ -1698,10 +1705,10 @@ static void restore_warn(const mirror_t *mi, const restore_t *rs, const redisRep
              r->type == REDIS_REPLY_ERROR ? r->str : "wrong type");
 }
 
-static int restore_topics(const mirror_t *mi, restore_t *rs, const redisReply *r)
+static int mirror_restore_topics(const mirror_t *mi, restore_t *rs, const redisReply *r)
 {
     if (r->type != REDIS_REPLY_ARRAY) {
-        restore_warn(mi, rs, r);
+        mirror_restore_warn(mi, rs, r);
         return 0;
     }
     rs->topics = calloc(r->elements ? r->elements : 1, sizeof *rs->topics);
@@ -1709,7 +1716,7 @@ static int restore_topics(const mirror_t *mi, restore_t *rs, const redisReply *r
         return -1;
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_STRING || !restore_valid_topic(e->str, e->len)) {
+        if (e->type != REDIS_REPLY_STRING || !mirror_restore_valid_topic(e->str, e->len)) {
             rs->skipped++;
             continue;
         }
@@ -1721,27 +1728,27 @@ static int restore_topics(const mirror_t *mi, restore_t *rs, const redisReply *r
     return 0;
 }
 
-/* Take the reply to restore_command(): 0 send the next command, 1 done,
+/* Take the reply to mirror_restore_command(): 0 send the next command, 1 done,
  * -1 out of memory. Unexpected replies are logged and their key skipped:
  * a restore reads what it can, it never gets stuck. */
-static int restore_feed(const mirror_t *mi, restore_t *rs, const redisReply *r)
+static int mirror_restore_feed(const mirror_t *mi, restore_t *rs, const redisReply *r)
 {
     const redisReply *cur, *list;
 
     switch (rs->step) {
     case RS_NEXT_ID:
         if (r->type == REDIS_REPLY_STRING) {
-            if (!restore_u64(r->str, r->len, UINT64_MAX, &rs->next_id))
-                restore_warn(mi, rs, r);
+            if (!mirror_restore_u64(r->str, r->len, UINT64_MAX, &rs->next_id))
+                mirror_restore_warn(mi, rs, r);
         } else if (r->type != REDIS_REPLY_NIL) {
-            restore_warn(mi, rs, r);
+            mirror_restore_warn(mi, rs, r);
         }
         rs->step = RS_TOPICS;
         return 0;
     case RS_TOPICS:
-        if (restore_topics(mi, rs, r) < 0)
+        if (mirror_restore_topics(mi, rs, r) < 0)
             return -1;
-        restore_advance(rs);
+        mirror_restore_advance(rs);
         return rs->step == RS_DONE;
     default:
         break;
@@ -1749,28 +1756,28 @@ static int restore_feed(const mirror_t *mi, restore_t *rs, const redisReply *r)
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY ||
         r->element[0]->len >= sizeof rs->cursor) {
-        restore_warn(mi, rs, r);
-        restore_advance(rs);
+        mirror_restore_warn(mi, rs, r);
+        mirror_restore_advance(rs);
         return rs->step == RS_DONE;
     }
     cur = r->element[0];
     list = r->element[1];
-    if (restore_page(rs, list) < 0)
+    if (mirror_restore_page(rs, list) < 0)
         return -1;
     memcpy(rs->cursor, cur->str, cur->len);
     rs->cursor[cur->len] = '\0';
     if (strcmp(rs->cursor, "0") == 0)
-        restore_advance(rs);
+        mirror_restore_advance(rs);
     return rs->step == RS_DONE;
 }
 
-static int restore_cmp_msg(const void *a, const void *b)
+static int mirror_restore_cmp_msg(const void *a, const void *b)
 {
     uint64_t x = ((const rmsg_t *)a)->id, y = ((const rmsg_t *)b)->id;
     return x < y ? -1 : x > y;
 }
 
-static int restore_cmp_att(const void *a, const void *b)
+static int mirror_restore_cmp_att(const void *a, const void *b)
 {
     uint64_t x = ((const ratt_t *)a)->id, y = ((const ratt_t *)b)->id;
     return x < y ? -1 : x > y;
@@ -1779,16 +1786,16 @@ static int restore_cmp_att(const void *a, const void *b)
 /* Put what was read into the broker, in id order (ids ascend in publish
  * order), with attempt counts. Messages that could collide with ids the
  * running broker already handed out (a late restore) get fresh ids. */
-static void restore_apply(mirror_t *mi, restore_t *rs)
+static void mirror_restore_apply(mirror_t *mi, restore_t *rs)
 {
     size_t n = 0, a = 0;
     uint64_t maxid, next;
     bool renumber;
 
     if (rs->nmsgs > 0)
-        qsort(rs->msgs, rs->nmsgs, sizeof *rs->msgs, restore_cmp_msg);
+        qsort(rs->msgs, rs->nmsgs, sizeof *rs->msgs, mirror_restore_cmp_msg);
     if (rs->natts > 0)
-        qsort(rs->atts, rs->natts, sizeof *rs->atts, restore_cmp_att);
+        qsort(rs->atts, rs->natts, sizeof *rs->atts, mirror_restore_cmp_att);
     /* HSCAN may return a field twice; keep one. */
     for (size_t i = 0; i < rs->nmsgs; i++) {
         if (n > 0 && rs->msgs[n - 1].id == rs->msgs[i].id) {
@@ -1866,7 +1873,7 @@ static void mirror_down(mirror_t *mi, const char *why, bool quiet)
 
     mirror_abort(mi);
     if (mi->rs != NULL) {
-        restore_free(mi->rs);
+        mirror_restore_free(mi->rs);
         mi->rs = NULL;
     }
     mi->phase = P_DOWN;
@@ -2031,7 +2038,7 @@ static void mirror_connect(mirror_t *mi)
         return;
     if (mi->restore_pending) {
         mi->phase = P_RESTORE;
-        mi->rs = restore_new();
+        mi->rs = mirror_restore_new();
         if (mi->rs == NULL) {
             mirror_drop(mi, "out of memory");
             return;
@@ -2064,7 +2071,7 @@ static void mirror_restore_send(mirror_t *mi)
 {
     const char *argv[5];
     size_t lens[5];
-    int argc = restore_command(mi, mi->rs, argv, lens);
+    int argc = mirror_restore_command(mi, mi->rs, argv, lens);
 
     if (argc < 0 || mirror_argv(mi, mirror_req(mi, REQ_RESTORE, NULL, 0), argc, argv, lens) < 0)
         mirror_drop(mi, "out of memory");
@@ -2072,7 +2079,7 @@ static void mirror_restore_send(mirror_t *mi)
 
 static void mirror_restore_reply(mirror_t *mi, const redisReply *r)
 {
-    int st = restore_feed(mi, mi->rs, r);
+    int st = mirror_restore_feed(mi, mi->rs, r);
 
     if (st < 0) {
         mirror_drop(mi, "out of memory while restoring");
@@ -2082,8 +2089,8 @@ static void mirror_restore_reply(mirror_t *mi, const redisReply *r)
         mirror_restore_send(mi);
         return;
     }
-    restore_apply(mi, mi->rs);
-    restore_free(mi->rs);
+    mirror_restore_apply(mi, mi->rs);
+    mirror_restore_free(mi->rs);
     mi->rs = NULL;
     mi->restore_pending = false;
     mirror_resync_start(mi);
@@ -2125,13 +2132,13 @@ static void mirror_handle(mirror_t *mi, const redisAsyncContext *ac, const mreq_
             mirror_confirm_ids(mi, req->ids, req->nids);
         else if (current)
             for (size_t i = 0; i < req->nids; i++)
-                u64vec_push(&mi->swap_ids, req->ids[i]);
+                mirror_u64s_push(&mi->swap_ids, req->ids[i]);
         break;
     case REQ_CHUNK:
         if (!current)
             break;
         for (size_t i = 0; i < req->nids; i++)
-            u64vec_push(&mi->swap_ids, req->ids[i]);
+            mirror_u64s_push(&mi->swap_ids, req->ids[i]);
         if (mi->phase == P_RESYNC)
             mirror_schedule_resync(mi);
         break;
@@ -2249,7 +2256,7 @@ static int mirror_restore_sync(mirror_t *mi)
                  mi->address, err);
         return -1;
     }
-    rs = restore_new();
+    rs = mirror_restore_new();
     if (rs == NULL) {
         redisFree(c);
         log_error("redis mirror: out of memory for the restore");
@@ -2258,13 +2265,13 @@ static int mirror_restore_sync(mirror_t *mi)
     while (st == 0) {
         const char *argv[5];
         size_t lens[5];
-        int argc = restore_command(mi, rs, argv, lens);
+        int argc = mirror_restore_command(mi, rs, argv, lens);
         redisReply *r = argc < 0 ? NULL : mirror_sync_cmd(c, argc, argv, lens, err, sizeof err);
         if (r == NULL) {
             st = -1;
             break;
         }
-        st = restore_feed(mi, rs, r);
+        st = mirror_restore_feed(mi, rs, r);
         freeReplyObject(r);
         if (st < 0)
             snprintf(err, sizeof err, "out of memory");
@@ -2274,11 +2281,11 @@ static int mirror_restore_sync(mirror_t *mi)
         log_warn("redis mirror: restore from %s failed: %s; serving now, restoring on the "
                  "first connection",
                  mi->address, err);
-        restore_free(rs);
+        mirror_restore_free(rs);
         return -1;
     }
-    restore_apply(mi, rs);
-    restore_free(rs);
+    mirror_restore_apply(mi, rs);
+    mirror_restore_free(rs);
     return 0;
 }
 
@@ -2442,7 +2449,7 @@ static void mirror_refuse_all(mirror_t *mi)
     for (size_t i = 0; mi->held.slot != NULL && i <= mi->held.mask; i++)
         if (mi->held.slot[i] != 0)
             broker_confirm(mi->b, mi->held.slot[i], false, now);
-    idset_free(&mi->held);
+    mirror_ids_free(&mi->held);
 }
 
 void mirror_free(mirror_t *mi)
@@ -2475,24 +2482,24 @@ void mirror_free(mirror_t *mi)
         mtopic_t *mt = mi->tslot[i];
         if (mt == NULL)
             continue;
-        mrefv_free(&mt->puts);
-        mrefv_free(&mt->atts);
-        u64vec_free(&mt->dels);
-        u64vec_free(&mt->held);
+        mirror_refs_free(&mt->puts);
+        mirror_refs_free(&mt->atts);
+        mirror_u64s_free(&mt->dels);
+        mirror_u64s_free(&mt->held);
         free(mt);
     }
     free(mi->tslot);
-    mbuf_free(&mi->small);
-    mbuf_free(&mi->cmd);
-    idset_free(&mi->gone);
-    mbuf_free(&mi->names);
-    mbuf_free(&mi->chunk);
-    mbuf_free(&mi->chunk_att);
-    u64vec_free(&mi->chunk_held);
-    u64vec_free(&mi->swap_ids);
+    mirror_buf_free(&mi->small);
+    mirror_buf_free(&mi->cmd);
+    mirror_ids_free(&mi->gone);
+    mirror_buf_free(&mi->names);
+    mirror_buf_free(&mi->chunk);
+    mirror_buf_free(&mi->chunk_att);
+    mirror_u64s_free(&mi->chunk_held);
+    mirror_u64s_free(&mi->swap_ids);
     free(mi->holds);
     mirror_snapshot_free(mi);
-    restore_free(mi->rs);
+    mirror_restore_free(mi->rs);
     free(mi->key);
     free(mi->address);
     free(mi->password);
