@@ -152,7 +152,6 @@ START_TEST(test_output_buffer_slow_consumer)
 {
     enum { N = 400, SIZE = 32 * 1024 };
     sd_t d;
-    int rcvbuf = 4096;
     unsigned got = 0;
     uint64_t id;
     char *payload = malloc(SIZE);
@@ -160,7 +159,6 @@ START_TEST(test_output_buffer_slow_consumer)
     net_start(&d, "limits:\n  output_buffer: 64KiB\n");
     tc_t *slow = net_open(&d), *p = net_open(&d), *c = net_open(&d);
 
-    setsockopt(slow->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     net_puts(slow, "SUB o 1000000\r\n");
     NET_EXPECT(slow, "+OK");
     for (int i = 0; i < N; i++) {
@@ -197,9 +195,18 @@ START_TEST(test_output_buffer_slow_consumer)
     ck_assert_uint_eq(net_stat(c, "o", "acked"), got);
     ck_assert_uint_gt(N - got, 0);
     net_ping(p);
-    /* Its close gives them back, though it was never read again. */
     net_puts(c, "UNSUB o\r\n");
     NET_EXPECT(c, "+OK");
+    /* When it reads at last, it gets all it was sent, each message once. */
+    for (unsigned i = 0; i < N - got; i++) {
+        ck_assert_int_eq(tc_reply(slow), 0);
+        ck_assert_int_eq(slow->r.type, REPLY_MSG);
+        ck_assert_uint_eq(slow->r.id, i + 1);
+        ck_assert_uint_eq(slow->r.body_len, SIZE);
+        ck_assert_int_eq(slow->r.body[0], 'a' + (int)i % 26);
+    }
+    net_ping(slow);
+    /* Its close gives them back. */
     tc_close(slow);
     net_wait_stat(c, "o", "in_flight", 0);
     ck_assert_uint_eq(net_stat(c, "o", "ready"), N - got);
@@ -392,6 +399,44 @@ START_TEST(test_consumer_close_redelivers)
 }
 END_TEST
 
+/* A waiting GET holds back the commands behind it; the broker then reads
+ * only one maximal command's worth of them, and runs them all after. */
+START_TEST(test_waiting_get_bounded_input)
+{
+    enum { N = 200000 };
+    sd_t d;
+    int status;
+    size_t len = (size_t)N * 6;
+    char *cmds = malloc(len);
+    net_start(&d, "limits:\n  max_message: 16KiB\n");
+    tc_t *c = net_open(&d), *p = net_open(&d);
+
+    for (size_t i = 0; i < N; i++)
+        memcpy(cmds + i * 6, "PING\r\n", 6);
+    net_puts(c, "PING\r\nGET w 20000\r\n");
+    NET_EXPECT(c, "+PONG");
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(tc_send(c, cmds, len) == 0 ? 0 : 1);
+    usleep(300000);
+    net_ping(p);
+    NET_PUB(p, "w", "wake");
+    NET_EXPECT_MSG(c, "w", 1, "wake");
+    for (int i = 0; i < N; i++) {
+        const char *l = tc_line(c);
+        ck_assert_msg(l != NULL && strcmp(l, "+PONG") == 0, "reply %d: %s", i, l ? l : "none");
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    net_ping(c);
+    free(cmds);
+    tc_close(c);
+    tc_close(p);
+    net_stop(&d);
+}
+END_TEST
+
 /* A client that only shuts its sending side still gets the replies to
  * what it sent; a GET still waiting then is cancelled, taking nothing. */
 START_TEST(test_half_close)
@@ -439,6 +484,7 @@ Suite *net_input_suite(void)
     tcase_add_test(t, test_vanish_mid_payload);
     tcase_add_test(t, test_consumer_close_redelivers);
     tcase_add_test(t, test_half_close);
+    tcase_add_test(t, test_waiting_get_bounded_input);
     suite_add_tcase(s, t);
     return s;
 }
