@@ -113,7 +113,7 @@ static size_t conn_in_max(const conn_t *c)
 static void conn_update_reading(conn_t *c)
 {
     bool room = c->in_len - c->in_off + CONN_READ_MIN <= conn_in_max(c);
-    bool want = !c->srv->draining && !c->out_full &&
+    bool want = !c->srv->draining && !c->out_full && !c->peer_eof &&
                 (c->state == CONN_READING || (c->state == CONN_WAITING && room));
 
     if (want == c->reading)
@@ -242,7 +242,7 @@ static void conn_on_auth_delay(evutil_socket_t fd, short what, void *arg)
     conn_reply_lit(c, "-NOAUTH invalid username or password\r\n");
     c->state = CONN_READING;
     conn_update_reading(c);
-    if (c->in_off < c->in_len && !c->srv->draining)
+    if ((c->in_off < c->in_len || c->peer_eof) && !c->srv->draining)
         event_active(c->rev, EV_READ, 0);
 }
 
@@ -589,14 +589,23 @@ static void conn_after_input(conn_t *c)
     conn_update_reading(c);
 }
 
+/* The peer has sent all it ever will (shutdown of its side): once every
+ * complete command it sent has run and been answered, and no GET, JOIN or
+ * PUB of its is still waiting, the connection closes. So
+ * `printf 'GET t 5000\r\n' | nc -q1 host port` waits for its message. */
+static bool conn_finished(const conn_t *c, bool more)
+{
+    return c->peer_eof && c->state == CONN_READING && !more && !c->out_full;
+}
+
 static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
     conn_t *c = arg;
-    bool eof = false;
+    bool more;
     ssize_t n;
 
     (void)what;
-    if (c->state == CONN_READING || c->state == CONN_WAITING) {
+    if (!c->peer_eof && (c->state == CONN_READING || c->state == CONN_WAITING)) {
         if (!conn_in_reserve(c)) {
             /* No room: the buffer is full of commands not run yet (a
              * waiting GET or JOIN, output over its limit, or the fairness
@@ -611,19 +620,21 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
             conn_update_reading(c);
         } else {
             n = read(fd, c->in + c->in_len, c->in_cap - c->in_len);
-            if (n > 0)
+            if (n > 0) {
                 c->in_len += (size_t)n;
-            else if (n == 0)
-                eof = true;
-            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                eof = true;
+            } else if (n == 0) {
+                c->peer_eof = true;
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                /* Reset: nobody is left to answer. */
+                conn_free(c);
+                return;
+            }
         }
     }
-    if (conn_process(c))
+    more = conn_process(c);
+    if (more)
         event_active(c->rev, EV_READ, 0);
-    if (eof) {
-        /* The peer may only have shut its side: it still gets the replies
-         * to what it sent. Anything pending for it is cancelled. */
+    if (conn_finished(c, more)) {
         c->state = CONN_CLOSING;
         if (evbuffer_get_length(c->out) == 0) {
             conn_free(c);
@@ -704,7 +715,7 @@ bool conn_flush(conn_t *c)
         c->out_full = false;
         broker_client_resume(c->client, server_now());
         conn_update_reading(c);
-        if (c->in_off < c->in_len)
+        if (c->in_off < c->in_len || c->peer_eof)
             event_active(c->rev, EV_READ, 0);
     }
     return true;

@@ -34,6 +34,7 @@ typedef struct conn {
     struct event *rev;              /* EV_READ | EV_PERSIST */
     struct event *wev;              /* EV_WRITE, added only while the kernel is full */
     bool reading;                   /* rev is added */
+    bool peer_eof;                  /* the peer shut its side: finish what it sent, then close */
 
     char *in;                       /* input: in[in_off .. in_len) is unparsed; NOT NUL-terminated */
     size_t in_off, in_len, in_cap;
