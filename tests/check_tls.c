@@ -359,7 +359,7 @@ static size_t tt_write(tt_t *t, const char *data, size_t len, int quiet_ms)
     return done;
 }
 
-/* One line (without CRLF) within timeout_ms, or NULL. */
+/* One line (without CRLF) within timeout_ms; NULL on timeout or close. */
 static const char *tt_line(tt_t *t, int timeout_ms)
 {
     uint64_t until = now_ms() + (uint64_t)timeout_ms;
@@ -381,6 +381,8 @@ static const char *tt_line(tt_t *t, int timeout_ms)
         int r = SSL_read(t->ssl, t->buf + t->len, (int)(sizeof t->buf - t->len));
         if (r > 0)
             t->len += (size_t)r;
+        else if (SSL_get_error(t->ssl, r) == SSL_ERROR_ZERO_RETURN)
+            return NULL; /* the broker closed */
         else if (!tt_wait(t, r, until))
             return NULL;
     }
@@ -528,6 +530,35 @@ START_TEST(test_tls_versions)
     ck_assert_int_eq(sclient(&out, "PING\r\nQUIT\r\n", opts), 0);
     ck_assert_str_eq(out, "+PONG\r\n+BYE\r\n");
     free(out);
+    ck_assert_int_eq(stop_daemon(), 0);
+}
+END_TEST
+
+/* The client ends its side (with close_notify, or a bare TCP FIN): the
+ * broker still answers everything it sent, a waiting GET included, then
+ * closes. */
+static void half_close(bool notify, const char *ok)
+{
+    tt_t *t = tt_open();
+
+    ck_assert_uint_eq(tt_write(t, "PUB t 1\r\nx\r\nPING\r\nGET none 100\r\n", 35, TT_IO_MS),
+                      35);
+    if (notify)
+        ck_assert_int_ge(SSL_shutdown(t->ssl), 0);
+    else
+        ck_assert_int_eq(shutdown(t->fd, SHUT_WR), 0);
+    ck_assert_str_eq(tt_line(t, TT_IO_MS), ok);
+    ck_assert_str_eq(tt_line(t, TT_IO_MS), "+PONG");
+    ck_assert_str_eq(tt_line(t, TT_IO_MS), "-TIMEOUT");
+    ck_assert_ptr_null(tt_line(t, TT_IO_MS));
+    ck_assert_uint_eq(t->len, 0);
+    tt_close(t);
+}
+
+START_TEST(test_client_half_close)
+{
+    half_close(true, "+OK 1");
+    half_close(false, "+OK 2");
     ck_assert_int_eq(stop_daemon(), 0);
 }
 END_TEST
@@ -723,6 +754,7 @@ static Suite *tls_suite(void)
     tcase_add_test(t, test_wrong_ca_client_rejects);
     tcase_add_test(t, test_tls_versions);
     tcase_add_test(t, test_plain_text_on_tls_port);
+    tcase_add_test(t, test_client_half_close);
     suite_add_tcase(s, t);
 
     tcase_add_checked_fixture(v, setup_verify, teardown);
