@@ -359,6 +359,11 @@ static size_t tt_write(tt_t *t, const char *data, size_t len, int quiet_ms)
     return done;
 }
 
+static void tt_send(tt_t *t, const char *s)
+{
+    ck_assert_uint_eq(tt_write(t, s, strlen(s), TT_IO_MS), strlen(s));
+}
+
 /* One line (without CRLF) within timeout_ms; NULL on timeout or close. */
 static const char *tt_line(tt_t *t, int timeout_ms)
 {
@@ -541,8 +546,7 @@ static void half_close(bool notify, const char *ok)
 {
     tt_t *t = tt_open();
 
-    ck_assert_uint_eq(tt_write(t, "PUB t 1\r\nx\r\nPING\r\nGET none 100\r\n", 35, TT_IO_MS),
-                      35);
+    tt_send(t, "PUB t 1\r\nx\r\nPING\r\nGET none 100\r\n");
     if (notify)
         ck_assert_int_ge(SSL_shutdown(t->ssl), 0);
     else
@@ -624,10 +628,10 @@ START_TEST(test_backpressure_through_relay)
 
     start_with("server", "", "topics:\n  bp:\n    max_messages: 1\n    overflow: block\n");
     p = tt_open();
-    ck_assert_uint_eq(tt_write(p, "PUB bp 1\r\na\r\n", 13, TT_IO_MS), 13);
+    tt_send(p, "PUB bp 1\r\na\r\n");
     ck_assert_str_eq(tt_line(p, TT_IO_MS), "+OK 1");
     /* The topic is full: this PUB is parked and its reply withheld. */
-    ck_assert_uint_eq(tt_write(p, "PUB bp 1\r\nb\r\n", 13, TT_IO_MS), 13);
+    tt_send(p, "PUB bp 1\r\nb\r\n");
     ck_assert_ptr_null(tt_line(p, TT_QUIET_MS));
 
     /* conn no longer reads the socketpair, so the relay must stop reading
