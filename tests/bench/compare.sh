@@ -30,7 +30,7 @@ TARGETS=${TARGETS:-"sluice redis-streams beanstalkd"}
 BENCH_ARGS=${BENCH_ARGS:-}
 RAW=${RAW:-}
 
-work=$(mktemp -d /tmp/sluice-compare-XXXXXX)
+work=$(mktemp -d)
 server_pid=
 cleanup() {
     if [[ -n $server_pid ]]; then
