@@ -685,6 +685,26 @@ START_TEST(test_busy_over_tls)
 }
 END_TEST
 
+/* TLS admits a connection; with users configured it must still AUTH. */
+START_TEST(test_auth_over_tls)
+{
+    char *out;
+
+    start_with("server", "", "users:\n  alice:\n    password: secret\n    publish: [\"*\"]\n");
+    ck_assert_int_eq(cli(&out, "--ca %s/ca.pem pub t x", certs), 1);
+    ck_assert_ptr_nonnull(strstr(out, "-NOAUTH"));
+    free(out);
+    ck_assert_int_eq(cli(&out, "--ca %s/ca.pem -u alice pub t x", certs), 1);
+    ck_assert_ptr_nonnull(strstr(out, "SLUICE_PASSWORD"));
+    free(out);
+    setenv("SLUICE_PASSWORD", "secret", 1);
+    ck_assert_int_eq(cli(&out, "--ca %s/ca.pem -u alice pub t x", certs), 0);
+    free(out);
+    ck_assert(wait_log("authenticated as 'alice'"));
+    ck_assert_int_eq(stop_daemon(), 0);
+}
+END_TEST
+
 START_TEST(test_reload_certificates)
 {
     char *out;
@@ -771,6 +791,7 @@ static Suite *tls_suite(void)
     tcase_add_test(o, test_certificate_for_another_name);
     tcase_add_test(o, test_backpressure_through_relay);
     tcase_add_test(o, test_busy_over_tls);
+    tcase_add_test(o, test_auth_over_tls);
     tcase_add_test(o, test_reload_certificates);
     tcase_add_test(o, test_unusable_certificate_refuses_to_start);
     suite_add_tcase(s, o);
