@@ -575,9 +575,14 @@ int client_step(client_t *c, int timeout_ms, int extra_fd, bool *extra_ready)
         return -1;
     }
     /* Send at once: the socket almost always takes it, and a poll that
-     * only says "writable" costs a system call and a turn of latency. */
-    if (client_unsent(c) && client_send_some(c) < 0)
+     * only says "writable" costs a system call and a turn of latency.
+     * Having sent something is a step: return rather than sleep in poll
+     * for input that may not come (client_flush must not wait for it). */
+    size_t unsent = client_unsent(c);
+    if (unsent && client_send_some(c) < 0)
         return -1;
+    if (client_unsent(c) < unsent)
+        return 1;
     p[0].fd = c->fd;
     p[0].events = POLLIN | (client_unsent(c) ? POLLOUT : 0);
     p[0].revents = 0;
