@@ -118,10 +118,21 @@ static void conn_update_reading(conn_t *c)
 
     if (want == c->reading)
         return;
-    if (want)
+    if (want) {
+        /* libevent does not watch an event that is added while it is
+         * active (event_active'd, callback not run yet): the socket would
+         * never be read again. Take it out and put it back, activation
+         * included, so `reading` always says whether the socket is
+         * watched. */
+        bool active = event_pending(c->rev, EV_READ, NULL) != 0;
+        if (active)
+            event_del(c->rev);
         event_add(c->rev, NULL);
-    else
+        if (active)
+            event_active(c->rev, EV_READ, 0);
+    } else {
         event_del(c->rev);
+    }
     c->reading = want;
 }
 
