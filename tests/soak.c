@@ -1230,7 +1230,7 @@ int main(int argc, char **argv)
     pthread_t sampler;
     sk_t ctl;
     int base_fds, end_fds = -1;
-    uint64_t base_kib, bound_kib, start, stall;
+    uint64_t base_kib, bound_kib, start, stall, max_parked = 0;
 
     if (soak_parse(argc, argv) != 0)
         return 2;
@@ -1276,7 +1276,12 @@ int main(int argc, char **argv)
         pthread_create(&prods[i].thread, NULL, producer_run, &prods[i]);
     }
     while (soak_ms() - start < (uint64_t)soak_opts.duration_s * 1000) {
+        uint64_t parked;
         soak_sleep_ms(1000);
+        /* Proof that block really parks producers now and then. */
+        parked = soak_stat(&ctl, NULL, "blocked_producers");
+        if (parked != UINT64_MAX && parked > max_parked)
+            max_parked = parked;
         if (!soak_opts.quiet && (soak_ms() - start) / 1000 % 10 == 0)
             printf("soak: %3" PRIu64 " s: +OK %" PRIu64 ", -FULL %" PRIu64 ", delivered %" PRIu64
                    ", acked %" PRIu64 ", RSS max %" PRIu64 " KiB\n",
@@ -1329,7 +1334,7 @@ int main(int argc, char **argv)
            PRIu64 "), acks %" PRIu64 " (+%" PRIu64 " too late: -NOTFOUND), NACKs %" PRIu64
            ", TOUCHes %" PRIu64 ", left to the deadline %" PRIu64 "\n"
            "  sessions: producers %" PRIu64 ", consumers %" PRIu64 " (%" PRIu64
-           " walked away mid-delivery)\n"
+           " walked away mid-delivery); parked producers seen at once: up to %" PRIu64 "\n"
            "  daemon: RSS %" PRIu64 " KiB at start, max %" PRIu64 " KiB over %" PRIu64
            " samples (bound %" PRIu64 " KiB); fds %d at start, max %" PRIu64 ", %d at end;"
            " max_loop_stall_ms %" PRIu64 "\n"
@@ -1343,7 +1348,7 @@ int main(int argc, char **argv)
            (uint64_t)atomic_load(&n_ack_notfound), (uint64_t)atomic_load(&n_nack),
            (uint64_t)atomic_load(&n_touch), (uint64_t)atomic_load(&n_ignored),
            (uint64_t)atomic_load(&n_prod_sessions), (uint64_t)atomic_load(&n_cons_sessions),
-           (uint64_t)atomic_load(&n_cut_mid_delivery), base_kib,
+           (uint64_t)atomic_load(&n_cut_mid_delivery), max_parked, base_kib,
            (uint64_t)atomic_load(&soak_rss_max), (uint64_t)atomic_load(&soak_rss_samples),
            bound_kib, base_fds, (uint64_t)atomic_load(&soak_fd_max), end_fds, stall,
            soak_failures ? "FAILED" : "every invariant held");
