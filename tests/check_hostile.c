@@ -58,42 +58,7 @@ static uint64_t hs_rand(uint64_t *s)
     return *s;
 }
 
-/* The daemon's resident memory in KiB (VmRSS); 0 if unreadable. */
-static uint64_t hs_rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    uint64_t kib = 0;
-    FILE *f;
 
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %" SCNu64, &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
-/* How many descriptors the daemon holds open. */
-static int hs_fd_count(pid_t pid)
-{
-    char path[64];
-    struct dirent *e;
-    int n = 0;
-    DIR *dir;
-
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    dir = opendir(path);
-    if (dir == NULL)
-        return -1;
-    while ((e = readdir(dir)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(dir);
-    return n;
-}
 
 /* CPU seconds the daemon has used, user and system. */
 static double hs_cpu_s(pid_t pid)
@@ -236,7 +201,7 @@ static void hs_wait_fds(pid_t pid, int want)
     int n = -1;
 
     while (hs_ms() < until) {
-        n = hs_fd_count(pid);
+        n = sd_fd_count(pid);
         if (n == want)
             return;
         hs_sleep_ms(20);
@@ -317,7 +282,7 @@ static void *hs_sampler_run(void *arg)
     hs_sampler_t *s = arg;
 
     while (!atomic_load(&s->stop)) {
-        uint64_t kib = hs_rss_kib(s->pid);
+        uint64_t kib = sd_rss_kib(s->pid);
         if (kib > atomic_load(&s->max_kib))
             atomic_store(&s->max_kib, kib);
         hs_sleep_ms(100);
@@ -329,7 +294,7 @@ static void hs_sampler_start(hs_sampler_t *s, pid_t pid)
 {
     s->pid = pid;
     atomic_init(&s->stop, false);
-    atomic_init(&s->max_kib, hs_rss_kib(pid));
+    atomic_init(&s->max_kib, sd_rss_kib(pid));
     ck_assert_int_eq(pthread_create(&s->thread, NULL, hs_sampler_run, s), 0);
 }
 
@@ -338,7 +303,7 @@ static uint64_t hs_sampler_stop(hs_sampler_t *s)
 {
     atomic_store(&s->stop, true);
     pthread_join(s->thread, NULL);
-    uint64_t last = hs_rss_kib(s->pid);
+    uint64_t last = sd_rss_kib(s->pid);
     uint64_t max = atomic_load(&s->max_kib);
     return last > max ? last : max;
 }
@@ -569,7 +534,7 @@ START_TEST(test_never_reading_consumer)
     memset(&k, 0, sizeof k);
     k.g = hs_open(&d);
     k.next_ping = 1000;
-    base_kib = hs_rss_kib(d.pid);
+    base_kib = sd_rss_kib(d.pid);
 
     /* The reader that never reads: a tiny receive window, a huge credit,
      * and subscribed first: round-robin would hand it most of the flow. */
@@ -662,7 +627,7 @@ START_TEST(test_ten_thousand_idle)
     tc_t *ctl = hs_open(&d), *p = hs_open(&d), *c = hs_open(&d);
     hs_send(c, "SUB pair 64\r\n", 13);
     ck_assert_str_eq(tc_reply_line(c), "+OK");
-    base_fds = hs_fd_count(d.pid);
+    base_fds = sd_fd_count(d.pid);
 
     /* The pair keeps working while the idle crowd gathers... */
     for (int i = 0; i < IDLE_CONNS; i++) {
@@ -672,7 +637,7 @@ START_TEST(test_ten_thousand_idle)
             hs_pair_batch(p, c, batch++);
     }
     hs_wait_stat(ctl, NULL, "connections", IDLE_CONNS + 3);
-    ck_assert_int_eq(hs_fd_count(d.pid), base_fds + IDLE_CONNS);
+    ck_assert_int_eq(sd_fd_count(d.pid), base_fds + IDLE_CONNS);
 
     /* ...and once it is all there: 10,000 more messages. */
     for (unsigned i = 0; i < 157; i++)
@@ -720,7 +685,7 @@ START_TEST(test_connect_flood)
         ck_assert_int_eq(tc_sendf(ctl, "PUB flood 6\r\nmsg-%02d\r\n", i), 0);
     for (int i = 0; i < 10; i++)
         hs_expect_prefix(ctl, "+OK ");
-    base_fds = hs_fd_count(d.pid);
+    base_fds = sd_fd_count(d.pid);
 
     /* Every way of leaving: at once, after a command, mid-payload, as a
      * consumer with pushes on the way; with a FIN or with a reset. */
@@ -945,7 +910,7 @@ static void hs_long_line(const char *yaml)
     hs_start(&d, yaml);
     tc_t *c = hs_open(&d), *other = hs_open(&d);
     hs_send_timeout(c->fd, 10000);
-    base_kib = hs_rss_kib(d.pid);
+    base_kib = sd_rss_kib(d.pid);
     hs_sampler_start(&rss, d.pid);
 
     /* Stream it and stop when the socket is closed under us. */
@@ -999,7 +964,7 @@ START_TEST(test_pub_2_63)
     hs_start(&d, "");
     tc_t *c = hs_open(&d), *other = hs_open(&d);
     hs_send_timeout(c->fd, 10000);
-    base_kib = hs_rss_kib(d.pid);
+    base_kib = sd_rss_kib(d.pid);
 
     hs_send(c, "PUB big 9223372036854775808\r\n", 29);
     ck_assert_str_eq(tc_reply_line(c),

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "proto.h"
@@ -52,6 +53,11 @@ void sd_signal(sd_t *d, int sig);
 
 /* True if the daemon's log contains `needle`. */
 bool sd_log_has(sd_t *d, const char *needle);
+
+/* A process's resident memory in KiB (VmRSS), 0 if unreadable; and how
+ * many descriptors it holds open, -1 if unreadable. */
+uint64_t sd_rss_kib(pid_t pid);
+int sd_fd_count(pid_t pid);
 
 /* ---- a buffered test connection ---- */
 

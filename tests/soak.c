@@ -894,40 +894,7 @@ static void *consumer_run(void *arg)
 
 /* ---- watching the daemon ---- */
 
-static uint64_t soak_rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    uint64_t kib = 0;
-    FILE *f;
 
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %" SCNu64, &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
-static int soak_fd_count(pid_t pid)
-{
-    char path[64];
-    struct dirent *e;
-    int n = 0;
-    DIR *dir;
-
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    dir = opendir(path);
-    if (dir == NULL)
-        return -1;
-    while ((e = readdir(dir)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(dir);
-    return n;
-}
 
 static atomic_bool soak_sampling;
 static atomic_uint_fast64_t soak_rss_max, soak_rss_samples, soak_fd_max;
@@ -936,8 +903,8 @@ static void *sampler_run(void *arg)
 {
     (void)arg;
     while (atomic_load(&soak_sampling)) {
-        uint64_t kib = soak_rss_kib(soak_d.pid);
-        int fds = soak_fd_count(soak_d.pid);
+        uint64_t kib = sd_rss_kib(soak_d.pid);
+        int fds = sd_fd_count(soak_d.pid);
         if (kib > atomic_load(&soak_rss_max))
             atomic_store(&soak_rss_max, kib);
         if (fds > 0 && (uint64_t)fds > atomic_load(&soak_fd_max))
@@ -1252,8 +1219,8 @@ int main(int argc, char **argv)
         sd_stop(&soak_d);
         return 1;
     }
-    base_fds = soak_fd_count(soak_d.pid);
-    base_kib = soak_rss_kib(soak_d.pid);
+    base_fds = sd_fd_count(soak_d.pid);
+    base_kib = sd_rss_kib(soak_d.pid);
     bound_kib = soak_rss_bound_kib(base_kib, soak_opts.clients + 2);
     atomic_store(&soak_sampling, true);
     pthread_create(&sampler, NULL, sampler_run, NULL);
@@ -1306,7 +1273,7 @@ int main(int argc, char **argv)
     soak_reconcile(&ctl);
     stall = soak_stat(&ctl, NULL, "max_loop_stall_ms");
     for (uint64_t until = soak_ms() + 10000; soak_ms() < until; soak_sleep_ms(20))
-        if ((end_fds = soak_fd_count(soak_d.pid)) == base_fds)
+        if ((end_fds = sd_fd_count(soak_d.pid)) == base_fds)
             break;
     if (end_fds != base_fds)
         soak_fail("the daemon holds %d descriptors, %d at the start", end_fds, base_fds);
