@@ -23,49 +23,6 @@
 #include "harness.h"
 #include "proto.h"
 
-/* Check ends a failing test with _exit() and a hung one with SIGKILL, so
- * no teardown runs; a small watcher process kills a server's process
- * group when this test process goes without releasing it. */
-typedef struct guard {
-    pid_t pid;
-    int fd;
-} guard_t;
-
-static guard_t guard_pgrp(pid_t pgrp)
-{
-    int p[2];
-    guard_t g = { -1, -1 };
-
-    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-    g.pid = fork();
-    ck_assert_int_ge(g.pid, 0);
-    if (g.pid == 0) {
-        char c;
-        ssize_t n;
-        setpgid(0, 0);  /* out of the test's group, which Check kills at its end */
-        close(p[1]);
-        while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
-            ;
-        if (n <= 0)
-            kill(-pgrp, SIGKILL);
-        _exit(0);
-    }
-    close(p[0]);
-    g.fd = p[1];
-    return g;
-}
-
-static void guard_release(guard_t *g)
-{
-    if (g->fd < 0)
-        return;
-    if (write(g->fd, "q", 1) != 1)
-        kill(g->pid, SIGKILL);
-    close(g->fd);
-    waitpid(g->pid, NULL, 0);
-    g->fd = -1;
-}
-
 static const char *sluice_bin(void)
 {
     return sd_bin("SLUICE", "../src/sluice");
@@ -227,7 +184,7 @@ START_TEST(test_bench_against_daemon)
     char args[256], *out;
 
     ck_assert_int_eq(sd_start(&d, NULL), 0);
-    guard_t g = guard_pgrp(d.pid);
+    sd_guard_t g = sd_guard(d.pid);
     snprintf(args, sizeof args, "-s %s -n 3000 -p 2 -c 2 -S 100 -w 16 -C 32 -a 10 --json", d.addr);
     int rc = bench_run(&out, args);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
@@ -256,7 +213,7 @@ START_TEST(test_bench_against_daemon)
     free(body);
     tc_close(c);
     ck_assert_int_eq(sd_stop(&d), 0);
-    guard_release(&g);
+    sd_guard_release(&g);
 }
 END_TEST
 
@@ -266,7 +223,7 @@ START_TEST(test_bench_duration_mode)
     char args[256], *out;
 
     ck_assert_int_eq(sd_start(&d, NULL), 0);
-    guard_t g = guard_pgrp(d.pid);
+    sd_guard_t g = sd_guard(d.pid);
     snprintf(args, sizeof args, "-s %s -d 0.3 -p 1 -c 2 --json", d.addr);
     int rc = bench_run(&out, args);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
@@ -274,7 +231,7 @@ START_TEST(test_bench_duration_mode)
     ck_assert_ptr_null(strstr(out, "\"received\":0,"));
     free(out);
     ck_assert_int_eq(sd_stop(&d), 0);
-    guard_release(&g);
+    sd_guard_release(&g);
 }
 END_TEST
 
@@ -582,7 +539,7 @@ static bool port_open(int port)
 
 /* Start argv in its own process group, guarded, and wait until it
  * listens on port. */
-static pid_t spawn_server(char *const argv[], int port, guard_t *g)
+static pid_t spawn_server(char *const argv[], int port, sd_guard_t *g)
 {
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -595,7 +552,7 @@ static pid_t spawn_server(char *const argv[], int port, guard_t *g)
         _exit(127);
     }
     setpgid(pid, pid);  /* both sides: no window where the group is missing */
-    *g = guard_pgrp(pid);
+    *g = sd_guard(pid);
     for (int i = 0; i < 500 && !port_open(port); i++)
         usleep(10000);
     ck_assert_msg(port_open(port), "%s did not start", argv[0]);
@@ -616,12 +573,12 @@ START_TEST(test_bench_redis_streams)
     snprintf(ps, sizeof ps, "%d", port);
     char *argv[] = { "redis-server", "--port", ps, "--bind", "127.0.0.1", "--save", "",
                      "--appendonly", "no", NULL };
-    guard_t g;
+    sd_guard_t g;
     pid_t pid = spawn_server(argv, port, &g);
     snprintf(args, sizeof args, "-T redis-streams -s 127.0.0.1:%d -n 2000 -p 2 -c 2 -C 50 -a 20", port);
     int rc = bench_run(&out, args);
     reap(pid);
-    guard_release(&g);
+    sd_guard_release(&g);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
     ck_assert_ptr_nonnull(strstr(out, "received 2000, lost 0, duplicates 0, corrupt 0"));
     free(out);
@@ -635,12 +592,12 @@ START_TEST(test_bench_beanstalkd)
     char ps[16], args[256], *out;
     snprintf(ps, sizeof ps, "%d", port);
     char *argv[] = { "beanstalkd", "-l", "127.0.0.1", "-p", ps, NULL };
-    guard_t g;
+    sd_guard_t g;
     pid_t pid = spawn_server(argv, port, &g);
     snprintf(args, sizeof args, "-T beanstalkd -s 127.0.0.1:%d -n 2000 -p 2 -c 2 -C 20 -a 10", port);
     int rc = bench_run(&out, args);
     reap(pid);
-    guard_release(&g);
+    sd_guard_release(&g);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
     ck_assert_ptr_nonnull(strstr(out, "received 2000, lost 0, duplicates 0, corrupt 0"));
     free(out);

@@ -29,55 +29,12 @@ static const char cli_conf[] =
 
 static sd_t daemon_;
 
-/* Check ends a failing test with _exit() and a hung one with SIGKILL, so
- * no teardown runs; a small watcher process kills a server's process
- * group when this test process goes without releasing it. */
-typedef struct guard {
-    pid_t pid;
-    int fd;
-} guard_t;
-
-static guard_t guard_pgrp(pid_t pgrp)
-{
-    int p[2];
-    guard_t g = { -1, -1 };
-
-    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-    g.pid = fork();
-    ck_assert_int_ge(g.pid, 0);
-    if (g.pid == 0) {
-        char c;
-        ssize_t n;
-        setpgid(0, 0);  /* out of the test's group, which Check kills at its end */
-        close(p[1]);
-        while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
-            ;
-        if (n <= 0)
-            kill(-pgrp, SIGKILL);
-        _exit(0);
-    }
-    close(p[0]);
-    g.fd = p[1];
-    return g;
-}
-
-static void guard_release(guard_t *g)
-{
-    if (g->fd < 0)
-        return;
-    if (write(g->fd, "q", 1) != 1)
-        kill(g->pid, SIGKILL);
-    close(g->fd);
-    waitpid(g->pid, NULL, 0);
-    g->fd = -1;
-}
-
-static guard_t daemon_guard = { -1, -1 };
+static sd_guard_t daemon_guard = { -1, -1 };
 
 static void cli_start(const char *conf)
 {
     ck_assert_int_eq(sd_start(&daemon_, conf), 0);
-    daemon_guard = guard_pgrp(daemon_.pid);
+    daemon_guard = sd_guard(daemon_.pid);
 }
 
 static void cli_setup(void)
@@ -100,7 +57,7 @@ static void auth_setup(void)
 static void cli_teardown(void)
 {
     sd_stop(&daemon_);
-    guard_release(&daemon_guard);
+    sd_guard_release(&daemon_guard);
 }
 
 /* Run `sluice -s ADDR <args>` through the shell; stdout in *out (freed by

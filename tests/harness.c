@@ -250,6 +250,42 @@ bool sd_log_has(sd_t *d, const char *needle)
     return found;
 }
 
+sd_guard_t sd_guard(pid_t pgrp)
+{
+    sd_guard_t g = {-1, -1};
+    int p[2];
+
+    if (pipe2(p, O_CLOEXEC) != 0 || (g.pid = fork()) < 0) {
+        perror("sd_guard");
+        abort();
+    }
+    if (g.pid == 0) {
+        char c;
+        ssize_t n;
+        setpgid(0, 0); /* out of the test's group, which Check kills at its end */
+        close(p[1]);
+        while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+            ;
+        if (n <= 0)
+            kill(-pgrp, SIGKILL);
+        _exit(0);
+    }
+    close(p[0]);
+    g.fd = p[1];
+    return g;
+}
+
+void sd_guard_release(sd_guard_t *g)
+{
+    if (g->fd < 0)
+        return;
+    if (write(g->fd, "q", 1) != 1)
+        kill(g->pid, SIGKILL);
+    close(g->fd);
+    waitpid(g->pid, NULL, 0);
+    g->fd = -1;
+}
+
 uint64_t sd_rss_kib(pid_t pid)
 {
     char path[64], line[256];

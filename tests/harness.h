@@ -54,6 +54,18 @@ void sd_signal(sd_t *d, int sig);
 /* True if the daemon's log contains `needle`. */
 bool sd_log_has(sd_t *d, const char *needle);
 
+/* Check ends a failing test with _exit() and a hung one with SIGKILL, so
+ * no teardown runs. A guard is a small watcher process, outside the test's
+ * process group, that SIGKILLs process group `pgrp` if the test process
+ * goes without releasing it. Aborts if it cannot be made. */
+typedef struct sd_guard {
+    pid_t pid;
+    int fd;
+} sd_guard_t;
+
+sd_guard_t sd_guard(pid_t pgrp);
+void sd_guard_release(sd_guard_t *g);
+
 /* A process's resident memory in KiB (VmRSS), 0 if unreadable; and how
  * many descriptors it holds open, -1 if unreadable. */
 uint64_t sd_rss_kib(pid_t pid);
