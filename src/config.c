@@ -717,8 +717,7 @@ static int config_set_addr(config_parser_t *p, const config_field_t *f, yaml_nod
     why = *s == '\0' ? "empty" : config_check_addr(s, allow);
     if (why != NULL)
         return config_fail(p, val->start_mark, "bad address '%s' for %s: %s (use %s)",
-                           config_quote(q, sizeof(q), s, val->data.scalar.length), f->key, why,
-                           forms);
+                           config_quote(q, sizeof(q), s, strlen(s)), f->key, why, forms);
     return config_store_string(p, f, base, s);
 }
 

@@ -658,6 +658,8 @@ START_TEST(test_error_addresses)
     ck_config_error("redis: {address: \"h:0\"}\n",
                     "t.yaml:1:18: bad address 'h:0' for address: port must be 1..65535");
     ck_config_error("redis: {address: \"\"}\n", "t.yaml:1:18: bad address '' for address: empty");
+    /* A null address is empty too (the fuzzer found it read past "" here). */
+    ck_config_error("redis: {address: null}\n", "t.yaml:1:18: bad address '' for address: empty");
 }
 END_TEST
 
