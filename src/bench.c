@@ -14,6 +14,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -382,6 +383,7 @@ typedef struct bench_opts {
     unsigned window, credit, ack_batch;
     const char *topic;
     bool json;
+    bool sched_other;       /* --sched other: leave the worker threads' policy alone */
     unsigned drain_ms;      /* wait this long for missing messages after the producers end */
 } bench_opts_t;
 
@@ -400,6 +402,8 @@ typedef struct bench_worker {
     uint64_t ok;            /* accepted by the server */
     uint32_t *refused;      /* seqs the server refused */
     size_t nrefused, refused_cap;
+    char put_hdr[PROTO_TOPIC_MAX + 40];   /* the same for every PUB of a run */
+    size_t put_hdr_len;
     /* consumer */
     bench_hist_t *hist;
     uint64_t got;           /* new messages this consumer took */
@@ -423,8 +427,10 @@ struct bench {
     uint32_t run;           /* tells this run's messages from leftovers */
     bench_seen_t *seen;     /* one per producer */
     bench_worker_t *prod, *cons;
-    atomic_uint_fast64_t received, dups, corrupt, stale, errors;
-    atomic_uint ready;
+    /* Consumers bump these for every message: on their own cache line, so
+     * the producer threads reading the options above do not stall on it. */
+    _Alignas(64) atomic_uint_fast64_t received, dups, corrupt, stale, errors;
+    _Alignas(64) atomic_uint ready;
     atomic_uint producers_done;
     atomic_bool go, stop, abort;
     uint64_t t_start, t_deadline;
@@ -506,12 +512,17 @@ static bool bench_wait_until(bench_worker_t *w, uint64_t deadline_ns)
 
 /* ---- target: sluice ---- */
 
+static int bsl_prod_setup(bench_worker_t *w)
+{
+    int h = snprintf(w->put_hdr, sizeof w->put_hdr, "PUB %s %zu\r\n", w->b->o.topic, w->b->o.size);
+
+    w->put_hdr_len = (size_t)h;
+    return 0;
+}
+
 static int bsl_prod_put(bench_worker_t *w, const char *payload, size_t n)
 {
-    char hdr[PROTO_TOPIC_MAX + 40];
-    int h = snprintf(hdr, sizeof hdr, "PUB %s %zu\r\n", w->b->o.topic, n);
-
-    if (client_put(w->c, hdr, (size_t)h) < 0 || client_put(w->c, payload, n) < 0)
+    if (client_put(w->c, w->put_hdr, w->put_hdr_len) < 0 || client_put(w->c, payload, n) < 0)
         return -1;
     return client_put(w->c, "\r\n", 2);
 }
@@ -1153,7 +1164,7 @@ static int bbs_consume(bench_worker_t *w)
 }
 
 static const bench_ops_t bench_targets[] = {
-    [BT_SLUICE] = { "sluice", CLIENT_DEFAULT_PORT, NULL, bsl_prod_put, bsl_prod_reply, bsl_consume },
+    [BT_SLUICE] = { "sluice", CLIENT_DEFAULT_PORT, bsl_prod_setup, bsl_prod_put, bsl_prod_reply, bsl_consume },
     [BT_REDIS] = { "redis-streams", 6379, NULL, brd_prod_put, brd_prod_reply, brd_consume },
     [BT_BEANSTALKD] = { "beanstalkd", 11300, bbs_prod_setup, bbs_prod_put, bbs_prod_reply, bbs_consume },
 };
@@ -1243,6 +1254,19 @@ static bool bench_connect(bench_worker_t *w, const char *role)
     return w->c != NULL;
 }
 
+/* A load generator should not take the CPU from the server it measures:
+ * as SCHED_BATCH, a worker woken by a reply waits for the server's turn
+ * to end instead of preempting it in the middle of a batch (on 2 CPUs
+ * shared by server and clients, that preemption costs more than the
+ * work). Every target gets the same treatment. */
+static void bench_sched(const bench_t *b)
+{
+    struct sched_param sp = { .sched_priority = 0 };
+
+    if (!b->o.sched_other)
+        (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+}
+
 static void *bench_producer_main(void *arg)
 {
     bench_worker_t *w = arg;
@@ -1254,6 +1278,7 @@ static void *bench_producer_main(void *arg)
         goto out;
     }
     bench_pad_init(payload, b->o.size, ((uint64_t)b->run << 32) ^ w->idx);
+    bench_sched(b);
     if (!bench_connect(w, "producer"))
         goto out;
     if (b->ops->prod_setup && b->ops->prod_setup(w) < 0)
@@ -1272,6 +1297,7 @@ static void *bench_consumer_main(void *arg)
 {
     bench_worker_t *w = arg;
 
+    bench_sched(w->b);
     if (bench_connect(w, "consumer"))
         w->b->ops->consume(w);
     return NULL;
@@ -1296,6 +1322,8 @@ static const char bench_usage_text[] =
     "  -t, --topic NAME       topic, stream key or tube (bench)\n"
     "      --drain-timeout MS after the producers finish, how long to wait for\n"
     "                         missing messages before calling them lost (5000)\n"
+    "      --sched POLICY     batch: worker threads run as SCHED_BATCH, so they do not\n"
+    "                         preempt the server they measure; other: leave them be (batch)\n"
     "  -j, --json             print one JSON object instead of the report\n"
     "  -h, --help             this text\n"
     "Exit status: 0 when every message arrived once and intact; 1 otherwise.\n";
@@ -1335,6 +1363,7 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o)
         { "ack-batch", required_argument, NULL, 'a' },
         { "topic", required_argument, NULL, 't' },
         { "drain-timeout", required_argument, NULL, 'D' },
+        { "sched", required_argument, NULL, 'P' },
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -1405,6 +1434,11 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o)
             if (!bench_num(optarg, 0, 3600000, &v))
                 return bench_bad("--drain-timeout", optarg);
             o->drain_ms = (unsigned)v;
+            break;
+        case 'P':
+            if (strcmp(optarg, "batch") != 0 && strcmp(optarg, "other") != 0)
+                return bench_bad("--sched", optarg);
+            o->sched_other = strcmp(optarg, "other") == 0;
             break;
         case 'j': o->json = true; break;
         case 'h': fputs(bench_usage_text, stdout); return -1;

@@ -393,14 +393,14 @@ static void conn_cmd_ack(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
     uint64_t id, n = 0;
 
     /* All or nothing: every id must be ours before any is acked. */
-    while (proto_ids_next(cmd->ids, cmd->ids_len, &pos, &id)) {
+    while (proto_cmd_next_id(cmd, &pos, &id)) {
         if (!broker_owns(c->client, id)) {
             conn_reply_notfound(c, id);
             return;
         }
     }
     pos = 0;
-    while (proto_ids_next(cmd->ids, cmd->ids_len, &pos, &id))
+    while (proto_cmd_next_id(cmd, &pos, &id))
         n += broker_ack(c->client, id, now);
     conn_reply_u64(c, n);
 }

@@ -103,14 +103,21 @@ bool proto_topic_valid(const char *s, size_t len)
 static bool proto_parse_u64(const char *s, size_t n, uint64_t *out)
 {
     uint64_t v = 0;
+    size_t i = 0;
 
     if (n == 0)
         return false;
-    for (size_t i = 0; i < n; i++) {
+    /* Nineteen digits always fit (10^19 - 1 < 2^64): no overflow test,
+     * and no division, on the path every id and length takes. */
+    for (; i < n && i < 19; i++) {
         unsigned d = (unsigned)(unsigned char)s[i] - '0';
         if (d > 9)
             return false;
-        if (v > (UINT64_MAX - d) / 10)
+        v = v * 10 + d;
+    }
+    for (; i < n; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
             return false;
         v = v * 10 + d;
     }
@@ -118,17 +125,41 @@ static bool proto_parse_u64(const char *s, size_t n, uint64_t *out)
     return true;
 }
 
+static unsigned proto_digits(uint64_t v)
+{
+    unsigned n = 1;
+
+    while (v >= 10000) {
+        v /= 10000;
+        n += 4;
+    }
+    return n + (v >= 10) + (v >= 100) + (v >= 1000);
+}
+
 size_t proto_u64(char *out, uint64_t v)
 {
-    char tmp[PROTO_NUM_MAX];
-    size_t i = sizeof tmp;
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    unsigned n = proto_digits(v), i = n;
 
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    memcpy(out, tmp + i, sizeof tmp - i);
-    return sizeof tmp - i;
+    /* Straight into out, two digits per division: ids and lengths are
+     * formatted for every message pushed and every PUB answered. */
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        i -= 2;
+        out[i] = pairs[2 * r];
+        out[i + 1] = pairs[2 * r + 1];
+    }
+    if (v >= 10) {
+        out[0] = pairs[2 * v];
+        out[1] = pairs[2 * v + 1];
+    } else {
+        out[0] = (char)('0' + v);
+    }
+    return n;
 }
 
 size_t proto_fmt_msg_header(char *out, const char *topic, size_t topic_len,
@@ -377,6 +408,8 @@ static bool proto_ack_ids(const char *s, size_t len, proto_cmd_t *cmd)
         uint64_t id;
         if (!proto_parse_u64(s + start, i - start, &id))
             return false;
+        if (n < PROTO_IDS_INLINE)
+            cmd->idv[n] = id;
         if (n++ == 0) {
             first = start;
             cmd->id = id;
@@ -403,6 +436,16 @@ bool proto_ids_next(const char *ids, size_t len, size_t *pos, uint64_t *id)
     if (!proto_parse_u64(ids + start, i - start, id))
         return false;
     *pos = i;
+    return true;
+}
+
+bool proto_cmd_next_id(const proto_cmd_t *cmd, size_t *pos, uint64_t *id)
+{
+    if (cmd->nids > PROTO_IDS_INLINE)
+        return proto_ids_next(cmd->ids, cmd->ids_len, pos, id);
+    if (*pos >= cmd->nids)
+        return false;
+    *id = cmd->idv[(*pos)++];
     return true;
 }
 
@@ -608,7 +651,7 @@ proto_result_t proto_parse(proto_parser_t *p, const char *buf, size_t len,
             continue;
         }
 
-        memset(cmd, 0, sizeof *cmd);
+        memset(cmd, 0, offsetof(proto_cmd_t, idv));
         const proto_cmd_def_t *d = proto_lookup(&t[0]);
         if (!d) {
             *consumed = off + total;

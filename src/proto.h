@@ -12,6 +12,7 @@
 #define PROTO_TOPIC_MAX 255
 #define PROTO_ERR_MAX 160     /* room for one error reply line */
 #define PROTO_NUM_MAX 21      /* decimal digits of UINT64_MAX, plus NUL */
+#define PROTO_IDS_INLINE 64   /* ACK ids kept parsed in proto_cmd_t; longer lists are re-read */
 
 typedef enum proto_cmd_type {
     CMD_NONE = 0,
@@ -49,6 +50,9 @@ typedef struct proto_cmd {
     size_t pass_len;
     const char *payload;    /* PUB: the payload bytes (trailer excluded) */
     size_t payload_len;
+    /* Last, and not cleared per command: ACK's ids as numbers when there
+     * are at most PROTO_IDS_INLINE of them. Walk with proto_cmd_next_id. */
+    uint64_t idv[PROTO_IDS_INLINE];
 } proto_cmd_t;
 
 typedef enum proto_result {
@@ -79,6 +83,10 @@ proto_result_t proto_parse(proto_parser_t *p, const char *buf, size_t len,
 /* Walk an ACK id list the parser already validated. `*pos` starts at 0.
  * Returns false when there are no more ids. */
 bool proto_ids_next(const char *ids, size_t len, size_t *pos, uint64_t *id);
+
+/* Walk a parsed ACK's ids, from idv when they fit there (so each id is
+ * parsed once), else from the text. `*pos` starts at 0. */
+bool proto_cmd_next_id(const proto_cmd_t *cmd, size_t *pos, uint64_t *id);
 
 /* True if s[0..len) is a valid topic name: 1..255 of [A-Za-z0-9._:-]. */
 bool proto_topic_valid(const char *s, size_t len);

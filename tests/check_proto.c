@@ -85,7 +85,7 @@ static void log_cmd(conn_t *c, const proto_cmd_t *cmd)
         size_t pos = 0;
         uint64_t id;
         log_str(c, " ids=");
-        while (proto_ids_next(cmd->ids, cmd->ids_len, &pos, &id))
+        while (proto_cmd_next_id(cmd, &pos, &id))
             log_u64(c, "", id);
         log_u64(c, "nids", cmd->nids);
         log_u64(c, "first", cmd->id);
@@ -312,6 +312,27 @@ START_TEST(test_ack_ids_span)
     ck_assert_ptr_eq(cmd.ids, in + 5);
     ck_assert_uint_eq(cmd.ids_len, 5);   /* "4 \t 5" */
     ck_assert_uint_eq(cmd.nids, 2);
+}
+END_TEST
+
+/* Up to PROTO_IDS_INLINE ids come from idv, more from the text: both
+ * walks give every id in order, at the edge and past it. */
+START_TEST(test_ack_ids_inline_edge)
+{
+    static const size_t counts[] = { PROTO_IDS_INLINE - 1, PROTO_IDS_INLINE, PROTO_IDS_INLINE + 1,
+                                     3 * PROTO_IDS_INLINE };
+    for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+        char in[8192], want[16384];
+        size_t n = (size_t)snprintf(in, sizeof in, "ACK");
+        size_t w = (size_t)snprintf(want, sizeof want, "ACK ids=");
+        for (size_t i = 0; i < counts[k]; i++) {
+            n += (size_t)snprintf(in + n, sizeof in - n, " %zu", 1000 + i * 7);
+            w += (size_t)snprintf(want + w, sizeof want - w, " =%zu", 1000 + i * 7);
+        }
+        snprintf(in + n, sizeof in - n, "\r\n");
+        snprintf(want + w, sizeof want - w, " nids=%zu first=1000|", counts[k]);
+        expect(in, want);
+    }
 }
 END_TEST
 
@@ -911,6 +932,18 @@ START_TEST(test_u64)
     n = proto_u64(out, UINT64_MAX);
     ck_assert_uint_eq(n, 20);
     ck_assert(memcmp(out, "18446744073709551615", 20) == 0);
+    /* Every digit count, at both edges: the formatter works in pairs. */
+    for (uint64_t p = 10; p != 0 && p <= UINT64_MAX / 10 * 10; p *= 10) {
+        for (uint64_t v = p - 2; v != p + 2; v++) {
+            char want[PROTO_NUM_MAX + 1];
+            int k = snprintf(want, sizeof want, "%llu", (unsigned long long)v);
+            n = proto_u64(out, v);
+            ck_assert_uint_eq(n, (size_t)k);
+            ck_assert(memcmp(out, want, n) == 0);
+        }
+        if (p > UINT64_MAX / 10)
+            break;
+    }
 }
 END_TEST
 
@@ -1170,6 +1203,7 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_get_join);
     tcase_add_test(tc, test_ack);
     tcase_add_test(tc, test_ack_ids_span);
+    tcase_add_test(tc, test_ack_ids_inline_edge);
     tcase_add_test(tc, test_nack_touch);
     tcase_add_test(tc, test_misc_commands);
     tcase_add_test(tc, test_topic_case_sensitive);
