@@ -583,6 +583,15 @@ int client_step(client_t *c, int timeout_ms, int extra_fd, bool *extra_ready)
         return -1;
     if (client_unsent(c) < unsent)
         return 1;
+    /* Read before polling: when the peer's answer is already here (it
+     * usually is, for a client that waited its turn for the CPU), the
+     * poll would only say so. With an extra fd, poll decides, so that
+     * fd is never starved by a busy socket. */
+    if (c->ssl == NULL && extra_fd < 0) {
+        int k = client_recv_some(c);
+        if (k != 0)
+            return k;
+    }
     p[0].fd = c->fd;
     p[0].events = POLLIN | (client_unsent(c) ? POLLOUT : 0);
     p[0].revents = 0;
