@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ck_conn.h"
 #include "harness.h"
 
 #define WAIT_MS 15000
@@ -109,30 +110,11 @@ static bool http_has_header(const http_res_t *r, const char *line)
 
 /* ---- helpers ---- */
 
-static void start(sd_t *d, const char *yaml)
+/* Every daemon here has its admin endpoint listening. */
+static void admin_start(sd_t *d, const char *yaml)
 {
-    ck_assert_msg(sd_start(d, yaml) == 0, "sluiced did not start with:\n%s", yaml);
+    ck_start(d, yaml);
     ck_assert_int_gt(d->admin_port, 0);
-}
-
-static tc_t *conn(const sd_t *d)
-{
-    tc_t *c = tc_open(d);
-    ck_assert_ptr_nonnull(c);
-    return c;
-}
-
-static void expect_prefix(tc_t *c, const char *prefix)
-{
-    const char *got = tc_reply_line(c);
-    ck_assert_msg(got != NULL, "no reply (wanted \"%s...\")", prefix);
-    ck_assert_msg(strncmp(got, prefix, strlen(prefix)) == 0, "got \"%s\", wanted \"%s...\"", got,
-                  prefix);
-}
-
-static void send_str(tc_t *c, const char *s)
-{
-    ck_assert_int_eq(tc_send(c, s, strlen(s)), 0);
 }
 
 /* One field of a STATS body, e.g. stats_field(c, "t", "in_flight"). */
@@ -196,8 +178,8 @@ START_TEST(test_metrics_pass_promtool_and_follow_actions)
     int status = -1;
     char cmd[512], *out;
 
-    start(&d, ADMIN_YAML "topics:\n  t: {max_messages: 10, overflow: reject}\n");
-    tc_t *c = conn(&d);
+    admin_start(&d, ADMIN_YAML "topics:\n  t: {max_messages: 10, overflow: reject}\n");
+    tc_t *c = ck_open(&d);
 
     /* Before anything: zeros, and every declared topic is there. */
     http(&d, "GET", "/metrics", NULL, &r);
@@ -206,14 +188,14 @@ START_TEST(test_metrics_pass_promtool_and_follow_actions)
     metric_is(r.body, "sluice_topic_ready_messages{topic=\"t\"}", "0");
     http_res_free(&r);
 
-    send_str(c, "PUB t 1\r\na\r\nPUB t 2\r\nbb\r\nPUB t 3\r\nccc\r\nPUB u:v 1\r\nx\r\n");
+    ck_send(c, "PUB t 1\r\na\r\nPUB t 2\r\nbb\r\nPUB t 3\r\nccc\r\nPUB u:v 1\r\nx\r\n");
     for (int i = 0; i < 4; i++)
-        expect_prefix(c, "+OK ");
-    send_str(c, "GET t\r\n");
-    expect_prefix(c, "MSG t 1 1 1");
-    send_str(c, "ACK 1\r\nGET t\r\n");
-    expect_prefix(c, "+OK 1");
-    expect_prefix(c, "MSG t 2 1 2");
+        ck_expect_prefix(c, "+OK ");
+    ck_send(c, "GET t\r\n");
+    ck_expect_prefix(c, "MSG t 1 1 1");
+    ck_send(c, "ACK 1\r\nGET t\r\n");
+    ck_expect_prefix(c, "+OK 1");
+    ck_expect_prefix(c, "MSG t 2 1 2");
 
     http(&d, "GET", "/metrics", NULL, &r);
     ck_assert_int_eq(r.status, 200);
@@ -248,10 +230,10 @@ START_TEST(test_metrics_pass_promtool_and_follow_actions)
     /* t holds 2 of its 10: the 9th PUB from here is rejected, and counted
      * in the topic and the server. */
     for (int i = 0; i < 9; i++)
-        send_str(c, "PUB t 1\r\nz\r\n");
+        ck_send(c, "PUB t 1\r\nz\r\n");
     for (int i = 0; i < 8; i++)
-        expect_prefix(c, "+OK ");
-    expect_prefix(c, "-FULL t");
+        ck_expect_prefix(c, "+OK ");
+    ck_expect_prefix(c, "-FULL t");
     http(&d, "GET", "/metrics", NULL, &r);
     metric_is(r.body, "sluice_topic_messages_rejected_total{topic=\"t\"}", "1");
     metric_is(r.body, "sluice_messages_rejected_total", "1");
@@ -272,13 +254,13 @@ START_TEST(test_stats_is_json_with_every_topic)
     char cmd[768], *out;
     const char *path;
 
-    start(&d, ADMIN_YAML "topics:\n  orders: {dead_letter: orders.dead}\n");
-    tc_t *c = conn(&d);
-    send_str(c, "PUB orders 5\r\nhello\r\nPUB orders 2\r\nhi\r\nSUB orders 1\r\n");
-    expect_prefix(c, "+OK 1");
-    expect_prefix(c, "+OK 2");
-    expect_prefix(c, "+OK");
-    expect_prefix(c, "MSG orders 1 1 5");
+    admin_start(&d, ADMIN_YAML "topics:\n  orders: {dead_letter: orders.dead}\n");
+    tc_t *c = ck_open(&d);
+    ck_send(c, "PUB orders 5\r\nhello\r\nPUB orders 2\r\nhi\r\nSUB orders 1\r\n");
+    ck_expect_prefix(c, "+OK 1");
+    ck_expect_prefix(c, "+OK 2");
+    ck_expect_prefix(c, "+OK");
+    ck_expect_prefix(c, "MSG orders 1 1 5");
 
     http(&d, "GET", "/stats", NULL, &r);
     ck_assert_int_eq(r.status, 200);
@@ -354,14 +336,14 @@ START_TEST(test_healthz_503_while_shutting_down)
     size_t got;
     static char payload[65536];
 
-    start(&d, ADMIN_YAML "limits: {output_buffer: 1MiB}\n");
+    admin_start(&d, ADMIN_YAML "limits: {output_buffer: 1MiB}\n");
     http(&d, "GET", "/healthz", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body, "ok\n");
     http_res_free(&r);
 
     /* 16 MiB waiting for a consumer that does not read. */
-    tc_t *p = conn(&d);
+    tc_t *p = ck_open(&d);
     memset(payload, 'p', sizeof payload);
     for (int i = 0; i < 256; i++) {
         ck_assert_int_eq(tc_sendf(p, "PUB big %zu\r\n", sizeof payload), 0);
@@ -369,7 +351,7 @@ START_TEST(test_healthz_503_while_shutting_down)
         ck_assert_int_eq(tc_send(p, "\r\n", 2), 0);
     }
     for (int i = 0; i < 256; i++)
-        expect_prefix(p, "+OK ");
+        ck_expect_prefix(p, "+OK ");
     fd = slow_consumer(&d, "big");
     until = now_ms() + WAIT_MS;
     while (stats_field(p, "big", "in_flight") == 0 && now_ms() < until)
@@ -447,7 +429,7 @@ START_TEST(test_healthz_follows_redis_in_confirm_mode)
              sock);
 
     /* No Redis yet: confirm mode cannot accept a PUB, so not healthy. */
-    start(&d, yaml);
+    admin_start(&d, yaml);
     http(&d, "GET", "/healthz", NULL, &r);
     ck_assert_int_eq(r.status, 503);
     ck_assert_str_eq(r.body, "redis unreachable (confirm mode)\n");
@@ -463,7 +445,7 @@ START_TEST(test_healthz_follows_redis_in_confirm_mode)
     /* Without confirm, Redis being away does not make the broker unhealthy. */
     snprintf(yaml, sizeof yaml,
              ADMIN_YAML "redis:\n  enabled: true\n  address: unix:%s\n  restore: false\n", sock);
-    start(&d, yaml);
+    admin_start(&d, yaml);
     ck_assert_int_eq(http_status(&d, "GET", "/healthz", NULL), 200);
     ck_assert_int_eq(sd_stop(&d), 0);
 
@@ -480,7 +462,7 @@ START_TEST(test_bearer_token)
     http_res_t r;
     const char *paths[] = {"/metrics", "/stats", "/healthz", "/nowhere"};
 
-    start(&d, "admin: {listen: \"127.0.0.1:0\", token: tok-3n}\n");
+    admin_start(&d, "admin: {listen: \"127.0.0.1:0\", token: tok-3n}\n");
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         http(&d, "GET", paths[i], NULL, &r);
         ck_assert_int_eq(r.status, 401);
@@ -522,10 +504,10 @@ START_TEST(test_read_only)
     http_res_t r;
     const char *methods[] = {"POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
 
-    start(&d, ADMIN_YAML);
-    tc_t *c = conn(&d);
-    send_str(c, "PUB t 1\r\nx\r\n");
-    expect_prefix(c, "+OK 1");
+    admin_start(&d, ADMIN_YAML);
+    tc_t *c = ck_open(&d);
+    ck_send(c, "PUB t 1\r\nx\r\n");
+    ck_expect_prefix(c, "+OK 1");
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         http(&d, methods[i], "/metrics", "Content-Length: 0\r\n", &r);
         ck_assert_msg(r.status == 405, "%s: %d", methods[i], r.status);
@@ -547,7 +529,7 @@ START_TEST(test_read_only)
     /* A query string does not change the path. */
     ck_assert_int_eq(http_status(&d, "GET", "/healthz?verbose=1", NULL), 200);
     /* Nothing was changed by any of it. */
-    send_str(c, "STATS t\r\n");
+    ck_send(c, "STATS t\r\n");
     ck_assert_int_eq(tc_reply(c), 0);
     ck_assert_ptr_nonnull(memmem(c->r.body, c->r.body_len, "\nready: 1\n", 10));
     tc_close(c);
@@ -577,11 +559,11 @@ START_TEST(test_no_secret_in_any_output)
              "  eve: {password: \"%s\", publish: [\"*\"], subscribe: [\"*\"]}\n",
              hash);
     free(hash);
-    start(&d, yaml);
-    tc_t *c = conn(&d);
-    send_str(c, "AUTH bob pw-of-bob\r\nAUTH eve wrong\r\nSTATS\r\n");
-    expect_prefix(c, "+OK");
-    expect_prefix(c, "-NOAUTH");
+    admin_start(&d, yaml);
+    tc_t *c = ck_open(&d);
+    ck_send(c, "AUTH bob pw-of-bob\r\nAUTH eve wrong\r\nSTATS\r\n");
+    ck_expect_prefix(c, "+OK");
+    ck_expect_prefix(c, "-NOAUTH");
     ck_assert_int_eq(tc_reply(c), 0);
     ck_assert_int_eq(c->r.type, REPLY_STATS);
     for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++)
@@ -605,16 +587,16 @@ START_TEST(test_no_secret_in_the_log)
     sd_t d;
     const char *secrets[] = {"pw-of-bob", "redis-pw-x", "admintok-x", "guess-x"};
 
-    start(&d, "admin: {listen: \"127.0.0.1:0\", token: admintok-x}\n"
+    admin_start(&d, "admin: {listen: \"127.0.0.1:0\", token: admintok-x}\n"
               "redis: {enabled: true, address: \"127.0.0.1:1\", password: redis-pw-x, "
               "restore: false}\n"
               "log: {level: debug}\n"
               "users:\n"
               "  bob: {password: pw-of-bob, publish: [\"*\"], subscribe: [\"*\"]}\n");
-    tc_t *c = conn(&d);
-    send_str(c, "AUTH bob guess-x\r\nAUTH bob pw-of-bob\r\n");
-    expect_prefix(c, "-NOAUTH");
-    expect_prefix(c, "+OK");
+    tc_t *c = ck_open(&d);
+    ck_send(c, "AUTH bob guess-x\r\nAUTH bob pw-of-bob\r\n");
+    ck_expect_prefix(c, "-NOAUTH");
+    ck_expect_prefix(c, "+OK");
     ck_assert_int_eq(http_status(&d, "GET", "/metrics", "Authorization: Bearer nope\r\n"), 401);
     ck_assert_int_eq(http_status(&d, "GET", "/metrics", "Authorization: Bearer admintok-x\r\n"),
                      200);
@@ -641,7 +623,7 @@ START_TEST(test_off_and_port_file)
     ck_assert_int_eq(sd_stop(&d), 0);
 
     /* Port 0: the port file names the port really bound. */
-    start(&d, ADMIN_YAML);
+    admin_start(&d, ADMIN_YAML);
     ck_assert_int_ne(d.admin_port, d.port);
     ck_assert(sd_log_has(&d, "admin endpoint on http://127.0.0.1:"));
     ck_assert_int_eq(sd_stop(&d), 0);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ck_conn.h"
 #include "harness.h"
 
 #define WAIT_MS 15000
@@ -42,44 +43,10 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void start(sd_t *d, const char *yaml)
-{
-    ck_assert_msg(sd_start(d, yaml) == 0, "sluiced did not start with:\n%s", yaml);
-}
-
-static tc_t *conn(const sd_t *d)
-{
-    tc_t *c = tc_open(d);
-    ck_assert_ptr_nonnull(c);
-    return c;
-}
-
-/* The next reply's first line starts with `prefix`. */
-static void expect_prefix(tc_t *c, const char *prefix)
-{
-    const char *got = tc_reply_line(c);
-    ck_assert_msg(got != NULL, "no reply (wanted \"%s...\")", prefix);
-    ck_assert_msg(strncmp(got, prefix, strlen(prefix)) == 0, "got \"%s\", wanted \"%s...\"", got,
-                  prefix);
-}
-
-/* The next reply's first line is exactly `want`. */
-static void expect(tc_t *c, const char *want)
-{
-    const char *got = tc_reply_line(c);
-    ck_assert_msg(got != NULL, "no reply (wanted \"%s\")", want);
-    ck_assert_str_eq(got, want);
-}
-
-static void send_str(tc_t *c, const char *s)
-{
-    ck_assert_int_eq(tc_send(c, s, strlen(s)), 0);
-}
-
 static void auth(tc_t *c, const char *user, const char *pass)
 {
     ck_assert_int_eq(tc_sendf(c, "AUTH %s %s\r\n", user, pass), 0);
-    expect(c, "+OK");
+    ck_expect(c, "+OK");
 }
 
 static int log_count(const sd_t *d, const char *needle)
@@ -129,33 +96,33 @@ static long long stats_field(tc_t *c, const char *topic, const char *field)
 START_TEST(test_before_auth_only_auth_ping_quit)
 {
     sd_t d;
-    start(&d, users_yaml);
-    tc_t *c = conn(&d);
+    ck_start(&d, users_yaml);
+    tc_t *c = ck_open(&d);
     const char *refused[] = {"SUB orders.a", "UNSUB orders.a", "GET orders.a", "ACK 1",
                              "NACK 1",       "TOUCH 1",        "JOIN orders.a 0", "STATS",
                              "STATS jobs",   "TOPICS"};
 
-    send_str(c, "PING\r\n");
-    expect(c, "+PONG");
+    ck_send(c, "PING\r\n");
+    ck_expect(c, "+PONG");
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         ck_assert_int_eq(tc_sendf(c, "%s\r\n", refused[i]), 0);
-        expect(c, "-NOAUTH authentication required");
+        ck_expect(c, "-NOAUTH authentication required");
     }
     /* A refused PUB's payload is skipped, never read as commands. */
-    send_str(c, "PUB orders.a 12\r\nPING\r\nPING\r\n\r\nPING\r\n");
-    expect(c, "-NOAUTH authentication required");
-    expect(c, "+PONG");
+    ck_send(c, "PUB orders.a 12\r\nPING\r\nPING\r\n\r\nPING\r\n");
+    ck_expect(c, "-NOAUTH authentication required");
+    ck_expect(c, "+PONG");
     auth(c, "bob", "secret-bob");
-    send_str(c, "PUB orders.a 1\r\nx\r\n");
-    expect(c, "+OK 1");
-    send_str(c, "QUIT\r\n");
-    expect(c, "+BYE");
+    ck_send(c, "PUB orders.a 1\r\nx\r\n");
+    ck_expect(c, "+OK 1");
+    ck_send(c, "QUIT\r\n");
+    ck_expect(c, "+BYE");
     ck_assert(tc_closed(c, 5000));
     tc_close(c);
 
-    c = conn(&d);
-    send_str(c, "QUIT\r\n");
-    expect(c, "+BYE");
+    c = ck_open(&d);
+    ck_send(c, "QUIT\r\n");
+    ck_expect(c, "+BYE");
     tc_close(c);
     ck_assert_int_eq(sd_stop(&d), 0);
 }
@@ -166,41 +133,41 @@ END_TEST
 START_TEST(test_publish_and_subscribe_globs)
 {
     sd_t d;
-    start(&d, users_yaml);
-    tc_t *b = conn(&d), *r = conn(&d);
+    ck_start(&d, users_yaml);
+    tc_t *b = ck_open(&d), *r = ck_open(&d);
 
     auth(b, "bob", "secret-bob");
     auth(r, "reader", "secret-reader");
 
-    send_str(b, "PUB orders.eu 5\r\nhello\r\n");
-    expect(b, "+OK 1");
+    ck_send(b, "PUB orders.eu 5\r\nhello\r\n");
+    ck_expect(b, "+OK 1");
     /* Denied PUB: -DENIED <topic>, payload skipped, connection usable. */
-    send_str(b, "PUB billing 6\r\nPING\r\n\r\n");
-    expect(b, "-DENIED billing");
-    send_str(b, "PUB orders 1\r\nx\r\n"); /* "orders.*" does not match "orders" */
-    expect(b, "-DENIED orders");
-    send_str(b, "PING\r\n");
-    expect(b, "+PONG");
-    send_str(b, "SUB billing\r\nGET billing\r\nGET billing 100\r\n");
-    expect(b, "-DENIED billing");
-    expect(b, "-DENIED billing");
-    expect(b, "-DENIED billing");
+    ck_send(b, "PUB billing 6\r\nPING\r\n\r\n");
+    ck_expect(b, "-DENIED billing");
+    ck_send(b, "PUB orders 1\r\nx\r\n"); /* "orders.*" does not match "orders" */
+    ck_expect(b, "-DENIED orders");
+    ck_send(b, "PING\r\n");
+    ck_expect(b, "+PONG");
+    ck_send(b, "SUB billing\r\nGET billing\r\nGET billing 100\r\n");
+    ck_expect(b, "-DENIED billing");
+    ck_expect(b, "-DENIED billing");
+    ck_expect(b, "-DENIED billing");
     /* subscribe globs govern GET as well as SUB. */
-    send_str(b, "GET audit\r\n");
-    expect(b, "-TIMEOUT");
+    ck_send(b, "GET audit\r\n");
+    ck_expect(b, "-TIMEOUT");
 
     /* reader may consume orders.* but publish nothing. */
-    send_str(r, "PUB orders.eu 1\r\nx\r\n");
-    expect(r, "-DENIED orders.eu");
-    send_str(r, "SUB orders.eu 10\r\n");
-    expect(r, "+OK");
-    expect(r, "MSG orders.eu 1 1 5");
-    send_str(r, "ACK 1\r\n");
-    expect(r, "+OK 1");
+    ck_send(r, "PUB orders.eu 1\r\nx\r\n");
+    ck_expect(r, "-DENIED orders.eu");
+    ck_send(r, "SUB orders.eu 10\r\n");
+    ck_expect(r, "+OK");
+    ck_expect(r, "MSG orders.eu 1 1 5");
+    ck_send(r, "ACK 1\r\n");
+    ck_expect(r, "+OK 1");
 
     /* Not governed by globs: STATS and TOPICS for any authenticated user. */
     ck_assert_int_eq(stats_field(r, "orders.eu", "acked"), 1);
-    send_str(r, "TOPICS\r\n");
+    ck_send(r, "TOPICS\r\n");
     ck_assert_int_eq(tc_reply(r), 0);
     ck_assert_int_eq(r->r.type, REPLY_TOPICS);
 
@@ -215,17 +182,17 @@ END_TEST
 START_TEST(test_dead_letter_is_the_brokers_act)
 {
     sd_t d;
-    start(&d, users_yaml);
-    tc_t *b = conn(&d);
+    ck_start(&d, users_yaml);
+    tc_t *b = ck_open(&d);
 
     auth(b, "bob", "secret-bob");
-    send_str(b, "PUB jobs.dead 1\r\nx\r\n");
-    expect(b, "-DENIED jobs.dead");
-    send_str(b, "PUB jobs 3\r\njob\r\nGET jobs\r\n");
-    expect(b, "+OK 1");
-    expect(b, "MSG jobs 1 1 3");
-    send_str(b, "NACK 1\r\n");
-    expect(b, "+OK");
+    ck_send(b, "PUB jobs.dead 1\r\nx\r\n");
+    ck_expect(b, "-DENIED jobs.dead");
+    ck_send(b, "PUB jobs 3\r\njob\r\nGET jobs\r\n");
+    ck_expect(b, "+OK 1");
+    ck_expect(b, "MSG jobs 1 1 3");
+    ck_send(b, "NACK 1\r\n");
+    ck_expect(b, "+OK");
     ck_assert_int_eq(stats_field(b, "jobs.dead", "ready"), 1);
     ck_assert_int_eq(stats_field(b, "jobs", "ready"), 0);
     tc_close(b);
@@ -238,36 +205,36 @@ END_TEST
 START_TEST(test_wrong_password_is_slowed_not_blocking)
 {
     sd_t d;
-    start(&d, users_yaml);
-    tc_t *c = conn(&d), *other = conn(&d);
+    ck_start(&d, users_yaml);
+    tc_t *c = ck_open(&d), *other = ck_open(&d);
 
     auth(other, "alice", "secret-alice");
     /* Guesses pipelined with other commands: every reply comes, in order,
      * and the commands after the right password run as that user. */
-    send_str(c, "AUTH bob wrong-1\r\nPING\r\nAUTH nobody x\r\nAUTH bob secret-bob\r\n"
+    ck_send(c, "AUTH bob wrong-1\r\nPING\r\nAUTH nobody x\r\nAUTH bob secret-bob\r\n"
                 "PUB orders.a 1\r\nx\r\n");
     /* While c waits out its delay, another connection is served. */
-    send_str(other, "PUB orders.b 1\r\ny\r\nPING\r\n");
-    expect_prefix(other, "+OK ");
-    expect(other, "+PONG");
-    expect(c, "-NOAUTH invalid username or password");
-    expect(c, "+PONG");
-    expect(c, "-NOAUTH invalid username or password");
-    expect(c, "+OK");
-    expect_prefix(c, "+OK ");
+    ck_send(other, "PUB orders.b 1\r\ny\r\nPING\r\n");
+    ck_expect_prefix(other, "+OK ");
+    ck_expect(other, "+PONG");
+    ck_expect(c, "-NOAUTH invalid username or password");
+    ck_expect(c, "+PONG");
+    ck_expect(c, "-NOAUTH invalid username or password");
+    ck_expect(c, "+OK");
+    ck_expect_prefix(c, "+OK ");
 
     /* A failed AUTH keeps the earlier login. */
-    send_str(c, "AUTH alice wrong\r\nPUB orders.a 1\r\nz\r\n");
-    expect(c, "-NOAUTH invalid username or password");
-    expect_prefix(c, "+OK ");
+    ck_send(c, "AUTH alice wrong\r\nPUB orders.a 1\r\nz\r\n");
+    ck_expect(c, "-NOAUTH invalid username or password");
+    ck_expect_prefix(c, "+OK ");
 
     /* The client shut its side after a wrong guess: it still gets every
      * reply it is owed, then the connection closes. */
-    tc_t *h = conn(&d);
-    send_str(h, "AUTH bob wrong-2\r\nPING\r\n");
+    tc_t *h = ck_open(&d);
+    ck_send(h, "AUTH bob wrong-2\r\nPING\r\n");
     ck_assert_int_eq(shutdown(h->fd, SHUT_WR), 0);
-    expect(h, "-NOAUTH invalid username or password");
-    expect(h, "+PONG");
+    ck_expect(h, "-NOAUTH invalid username or password");
+    ck_expect(h, "+PONG");
     ck_assert(tc_closed(h, 5000));
     tc_close(h);
 
@@ -288,18 +255,18 @@ END_TEST
 START_TEST(test_hostile_user_name_never_logged_raw)
 {
     sd_t d;
-    start(&d, users_yaml);
-    tc_t *c = conn(&d);
+    ck_start(&d, users_yaml);
+    tc_t *c = ck_open(&d);
 
-    send_str(c, "AUTH bo\x1b[31mb pw\r\n");
-    expect(c, "-ERR bad argument");
-    send_str(c, "AUTH bo\xc3\xa9 pw\r\nPING\r\n");
-    expect(c, "-ERR bad argument");
-    expect(c, "+PONG");
+    ck_send(c, "AUTH bo\x1b[31mb pw\r\n");
+    ck_expect(c, "-ERR bad argument");
+    ck_send(c, "AUTH bo\xc3\xa9 pw\r\nPING\r\n");
+    ck_expect(c, "-ERR bad argument");
+    ck_expect(c, "+PONG");
     ck_assert(!sd_log_has(&d, "\x1b"));
     ck_assert(!sd_log_has(&d, "\xc3"));
-    send_str(c, "AUTH bo'b\\n pw\r\n");
-    expect(c, "-NOAUTH invalid username or password");
+    ck_send(c, "AUTH bo'b\\n pw\r\n");
+    ck_expect(c, "-NOAUTH invalid username or password");
     ck_assert(sd_log_has(&d, "auth failed for user 'bo'b\\x5cn' from 127.0.0.1:"));
     tc_close(c);
     ck_assert_int_eq(sd_stop(&d), 0);
@@ -325,17 +292,17 @@ START_TEST(test_hashed_password)
              "    publish: [t]\n"
              "    subscribe: [t]\n",
              hash);
-    start(&d, yaml);
-    tc_t *c = conn(&d);
+    ck_start(&d, yaml);
+    tc_t *c = ck_open(&d);
 
-    send_str(c, "AUTH carol hashed-pw\r\n");
-    expect(c, "-NOAUTH invalid username or password");
+    ck_send(c, "AUTH carol hashed-pw\r\n");
+    ck_expect(c, "-NOAUTH invalid username or password");
     /* The hash itself is not a password. */
     ck_assert_int_eq(tc_sendf(c, "AUTH carol %s\r\n", hash), 0);
-    expect(c, "-NOAUTH invalid username or password");
+    ck_expect(c, "-NOAUTH invalid username or password");
     auth(c, "carol", "hashed-pw!");
-    send_str(c, "PUB t 2\r\nok\r\n");
-    expect(c, "+OK 1");
+    ck_send(c, "PUB t 2\r\nok\r\n");
+    ck_expect(c, "+OK 1");
     ck_assert(!sd_log_has(&d, hash));
     free(hash);
     tc_close(c);
@@ -348,14 +315,14 @@ END_TEST
 START_TEST(test_reload_changes_users_under_live_connections)
 {
     sd_t d;
-    start(&d, users_yaml);
-    tc_t *b = conn(&d), *a = conn(&d), *p = conn(&d);
+    ck_start(&d, users_yaml);
+    tc_t *b = ck_open(&d), *a = ck_open(&d), *p = ck_open(&d);
 
     auth(b, "bob", "secret-bob");
     auth(a, "alice", "secret-alice");
     auth(p, "alice", "secret-alice");
-    send_str(b, "SUB orders.a 10\r\n");
-    expect(b, "+OK");
+    ck_send(b, "SUB orders.a 10\r\n");
+    ck_expect(b, "+OK");
     ck_assert_int_eq(stats_field(p, "orders.a", "consumers"), 1);
 
     /* alice removed, bob's password and globs changed, carol added. */
@@ -370,32 +337,32 @@ START_TEST(test_reload_changes_users_under_live_connections)
                "    subscribe: [\"*\"]\n");
 
     /* alice's connections stay open, with no rights left. */
-    send_str(a, "PING\r\n");
-    expect(a, "+PONG");
-    send_str(a, "PUB orders.a 1\r\nx\r\nSUB orders.a\r\nGET orders.a\r\n");
-    expect(a, "-DENIED orders.a");
-    expect(a, "-DENIED orders.a");
-    expect(a, "-DENIED orders.a");
+    ck_send(a, "PING\r\n");
+    ck_expect(a, "+PONG");
+    ck_send(a, "PUB orders.a 1\r\nx\r\nSUB orders.a\r\nGET orders.a\r\n");
+    ck_expect(a, "-DENIED orders.a");
+    ck_expect(a, "-DENIED orders.a");
+    ck_expect(a, "-DENIED orders.a");
 
     /* bob stays logged in (the new password is for new AUTHs) under his
      * new globs, and his SUB to orders.a, no longer allowed, has ended. */
-    send_str(b, "PUB jobs 1\r\nj\r\n");
-    expect(b, "+OK 1");
-    send_str(b, "PUB orders.a 1\r\nx\r\n");
-    expect(b, "-DENIED orders.a");
+    ck_send(b, "PUB jobs 1\r\nj\r\n");
+    ck_expect(b, "+OK 1");
+    ck_send(b, "PUB orders.a 1\r\nx\r\n");
+    ck_expect(b, "-DENIED orders.a");
     ck_assert_int_eq(stats_field(b, "orders.a", "consumers"), 0);
     ck_assert(sd_log_has(&d, "may no longer subscribe to 'orders.a'"));
 
     /* New AUTHs see the new users. */
-    tc_t *n = conn(&d);
-    send_str(n, "AUTH bob secret-bob\r\n");
-    expect(n, "-NOAUTH invalid username or password");
-    send_str(n, "AUTH alice secret-alice\r\n");
-    expect(n, "-NOAUTH invalid username or password");
+    tc_t *n = ck_open(&d);
+    ck_send(n, "AUTH bob secret-bob\r\n");
+    ck_expect(n, "-NOAUTH invalid username or password");
+    ck_send(n, "AUTH alice secret-alice\r\n");
+    ck_expect(n, "-NOAUTH invalid username or password");
     auth(n, "bob", "new-bob");
     auth(n, "carol", "secret-carol");
-    send_str(n, "PUB orders.a 1\r\nx\r\n");
-    expect(n, "+OK 2");
+    ck_send(n, "PUB orders.a 1\r\nx\r\n");
+    ck_expect(n, "+OK 2");
 
     tc_close(n);
     tc_close(a);
@@ -408,27 +375,27 @@ END_TEST
 START_TEST(test_reload_adds_then_removes_users)
 {
     sd_t d;
-    start(&d, "");
-    tc_t *c = conn(&d);
+    ck_start(&d, "");
+    tc_t *c = ck_open(&d);
 
     /* No users: everything is open, and AUTH says so. */
-    send_str(c, "AUTH bob x\r\n");
-    expect(c, "-ERR AUTH is not enabled (no users are configured)");
-    send_str(c, "SUB t 10\r\n");
-    expect(c, "+OK");
+    ck_send(c, "AUTH bob x\r\n");
+    ck_expect(c, "-ERR AUTH is not enabled (no users are configured)");
+    ck_send(c, "SUB t 10\r\n");
+    ck_expect(c, "+OK");
 
     reload(&d, "users:\n  admin: {password: pw, publish: [\"*\"], subscribe: [\"*\"]}\n");
     /* The connection that never authenticated now must, and its SUB is over. */
-    send_str(c, "PUB t 1\r\nx\r\nPING\r\n");
-    expect(c, "-NOAUTH authentication required");
-    expect(c, "+PONG");
-    tc_t *a = conn(&d);
+    ck_send(c, "PUB t 1\r\nx\r\nPING\r\n");
+    ck_expect(c, "-NOAUTH authentication required");
+    ck_expect(c, "+PONG");
+    tc_t *a = ck_open(&d);
     auth(a, "admin", "pw");
     ck_assert_int_eq(stats_field(a, "t", "consumers"), 0);
 
     reload(&d, "");
-    send_str(c, "PUB t 1\r\nx\r\n");
-    expect(c, "+OK 1");
+    ck_send(c, "PUB t 1\r\nx\r\n");
+    ck_expect(c, "+OK 1");
     tc_close(a);
     tc_close(c);
     ck_assert_int_eq(sd_stop(&d), 0);
@@ -442,25 +409,25 @@ START_TEST(test_warns_when_exposed)
     sd_t d;
 
     /* Loopback: no warning. */
-    start(&d, "");
+    ck_start(&d, "");
     ck_assert(!sd_log_has(&d, "beyond loopback"));
     ck_assert_int_eq(sd_stop(&d), 0);
 
     /* Every interface (on a port of the kernel's choosing), no users. */
-    start(&d, "listen: [\"0.0.0.0:0\"]\n");
+    ck_start(&d, "listen: [\"0.0.0.0:0\"]\n");
     ck_assert(sd_log_has(&d, "warn: listening beyond loopback (0.0.0.0:0) without users or TLS"));
     ck_assert_int_eq(log_count(&d, "beyond loopback"), 1);
     ck_assert_int_eq(sd_stop(&d), 0);
 
     /* Users, but no TLS. */
-    start(&d, "listen: [\"127.0.0.1:0\", \"0.0.0.0:0\"]\n"
+    ck_start(&d, "listen: [\"127.0.0.1:0\", \"0.0.0.0:0\"]\n"
               "users:\n  u: {password: p}\n");
     ck_assert(sd_log_has(&d, "warn: listening beyond loopback (0.0.0.0:0) without TLS"));
     ck_assert_int_eq(log_count(&d, "beyond loopback"), 1);
     ck_assert_int_eq(sd_stop(&d), 0);
 
     /* The admin endpoint beyond loopback without a token. */
-    start(&d, "admin: {listen: \"0.0.0.0:0\"}\n");
+    ck_start(&d, "admin: {listen: \"0.0.0.0:0\"}\n");
     ck_assert(sd_log_has(&d, "admin endpoint beyond loopback (0.0.0.0:0) without admin.token"));
     ck_assert_int_eq(sd_stop(&d), 0);
 }
