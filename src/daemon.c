@@ -23,6 +23,7 @@
 #include "config.h"
 #include "log.h"
 #include "mirror.h"
+#include "msg.h"
 #include "notify.h"
 #include "server.h"
 #include "version.h"
@@ -303,6 +304,7 @@ static void daemon_free(daemon_t *d)
         if (evs[i])
             event_free(evs[i]);
     broker_free(d->broker);
+    msg_cache_release();
     if (d->base)
         event_base_free(d->base);
     config_free(d->cfg);

@@ -46,7 +46,12 @@ msg_t *msg_new(uint32_t len);
 /* Allocate a message holding a copy of `len` bytes at `data`. */
 msg_t *msg_new_copy(const void *data, uint32_t len);
 
-/* Free a message. It must not be linked anywhere. NULL is a no-op. */
+/* Free a message. It must not be linked anywhere. NULL is a no-op.
+ * Small ones are kept for reuse by msg_new (a bounded cache). */
 void msg_free(msg_t *m);
+
+/* Give the cached blocks back to malloc (at shutdown, so leak checkers see
+ * nothing held). */
+void msg_cache_release(void);
 
 #endif

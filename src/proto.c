@@ -142,6 +142,16 @@ size_t proto_u64(char *out, uint64_t v)
         "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
         "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
         "8081828384858687888990919293949596979899";
+    /* Attempts and small sizes: most pushes carry two such numbers. */
+    if (v < 10) {
+        out[0] = (char)('0' + v);
+        return 1;
+    }
+    if (v < 100) {
+        out[0] = pairs[2 * v];
+        out[1] = pairs[2 * v + 1];
+        return 2;
+    }
     unsigned n = proto_digits(v), i = n;
 
     /* Straight into out, two digits per division: ids and lengths are
