@@ -54,10 +54,11 @@ typedef struct bench_stamp {
     uint64_t ts_ns;
 } bench_stamp_t;
 
-/* Write the header over buf[0..size), whose padding the caller filled
- * once (bench_pad_init), and its checksum. size >= BENCH_HDR_SIZE. */
-void bench_payload_stamp(char *buf, size_t size, const bench_stamp_t *st);
-void bench_pad_init(char *buf, size_t size, uint64_t seed);
+/* Fill the padding of buf[0..size) (size >= BENCH_HDR_SIZE) once; returns
+ * its part of the checksum, for bench_payload_stamp. */
+uint64_t bench_pad_init(char *buf, size_t size, uint64_t seed);
+/* Write the header and the checksum over a buffer bench_pad_init filled. */
+void bench_payload_stamp(char *buf, uint64_t pad_sum, const bench_stamp_t *st);
 /* True if buf[0..len) is a whole, intact payload of `size` bytes; *st gets
  * its header. */
 bool bench_payload_check(const char *buf, size_t len, size_t size, bench_stamp_t *st);

@@ -468,14 +468,23 @@ static int client_reserve(char **buf, size_t *off, size_t *len, size_t *cap, siz
     return 0;
 }
 
-int client_put(client_t *c, const void *data, size_t len)
+char *client_space(client_t *c, size_t len)
 {
     if (client_reserve(&c->out, &c->out_off, &c->out_len, &c->out_cap, len) < 0) {
         snprintf(c->err, sizeof c->err, "out of memory");
-        return -1;
+        return NULL;
     }
-    memcpy(c->out + c->out_len, data, len);
     c->out_len += len;
+    return c->out + c->out_len - len;
+}
+
+int client_put(client_t *c, const void *data, size_t len)
+{
+    char *p = client_space(c, len);
+
+    if (p == NULL)
+        return -1;
+    memcpy(p, data, len);
     return 0;
 }
 

@@ -75,6 +75,9 @@ void client_free(client_t *c);
 /* Queue bytes for the server (nothing is sent until a flush or a poll
  * step). 0, or -1 when out of memory. */
 int client_put(client_t *c, const void *data, size_t len);
+/* Append len bytes that the caller writes at the address returned (valid
+ * until the next call on c). NULL when out of memory. */
+char *client_space(client_t *c, size_t len);
 int client_printf(client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* How many queued bytes are still unsent. */

@@ -715,8 +715,12 @@ static int proto_reply_body(const char *buf, size_t len, size_t hdr, uint64_t n,
 static bool proto_word(const char *line, size_t n, const char *w, size_t wl,
                        const char **rest, size_t *rest_len)
 {
-    if (n < wl || memcmp(line, w, wl) != 0)
+    if (n < wl)
         return false;
+    /* Words are 3 to 7 bytes: compare in place rather than call memcmp. */
+    for (size_t i = 0; i < wl; i++)
+        if (line[i] != w[i])
+            return false;
     if (n == wl) {
         *rest = line + n;
         *rest_len = 0;

@@ -105,8 +105,8 @@ START_TEST(test_payload_roundtrip_and_corruption)
         bench_stamp_t in = { .run = 0xabcdef01, .producer = 3, .seq = 123456, .ts_ns = 987654321012345ull };
         bench_stamp_t out;
 
-        bench_pad_init(buf, size, 42);
-        bench_payload_stamp(buf, size, &in);
+        uint64_t pad = bench_pad_init(buf, size, 42);
+        bench_payload_stamp(buf, pad, &in);
         ck_assert(bench_payload_check(buf, size, size, &out));
         ck_assert_uint_eq(out.run, in.run);
         ck_assert_uint_eq(out.producer, in.producer);
