@@ -31,6 +31,7 @@
 
 #include "broker.h"
 #include "log.h"
+#include "mrestore.h"
 #include "msg.h"
 #include "version.h"
 
@@ -47,7 +48,6 @@
 #define MIRROR_CHUNK_MSGS 4096
 #define MIRROR_RESYNC_WINDOW ((uint64_t)8 << 20)  /* resync bytes unanswered at once */
 #define MIRROR_RESYNC_TURN ((size_t)2 << 20)      /* resync bytes formatted per loop turn */
-#define MIRROR_SCAN_COUNT "10000"
 #define MIRROR_SHUTDOWN_MS 3000
 #define MIRROR_BUF_KEEP ((size_t)256 << 10)       /* larger idle buffers are freed */
 #define MIRROR_SYNC_CONNECT_MS 2000
@@ -413,37 +413,6 @@ typedef struct snap_ent {
     uint64_t id;
 } snap_ent_t;
 
-enum restore_step { RS_NEXT_ID = 0, RS_TOPICS, RS_MESSAGES, RS_ATTEMPTS, RS_DONE };
-
-typedef struct rmsg {
-    uint64_t id;
-    msg_t *m;
-    uint32_t topic;       /* index in restore->topics */
-    uint16_t attempt;
-} rmsg_t;
-
-typedef struct ratt {
-    uint64_t id;
-    uint16_t attempt;
-} ratt_t;
-
-/* Reading the mirrored messages back, one reply at a time, so the same
- * steps run on a blocking connection at start and on the async one later. */
-typedef struct restore {
-    int step;
-    char **topics;
-    size_t ntopics, ti;
-    char cursor[32];
-    uint64_t next_id;     /* the stored high-water mark (0: none) */
-    rmsg_t *msgs;
-    size_t nmsgs, msgs_cap;
-    ratt_t *atts;
-    size_t natts, atts_cap;
-    size_t skipped;       /* malformed fields */
-    mbuf_t key;
-    uint64_t t0;
-} restore_t;
-
 enum mirror_phase {
     P_DOWN = 0, /* no connection; a retry is scheduled */
     P_RESTORE,  /* reading the mirrored messages back (Redis was down at start) */
@@ -511,11 +480,21 @@ struct mirror {
     idset_t tomb;           /* snapshot ids removed since: their msg_t is gone */
     uint64_t resync_t0;
 
-    restore_t *rs;          /* a restore on the async connection */
+    mrestore_t *rs;         /* a restore on the async connection */
 };
 
 static void mirror_on_reply(redisAsyncContext *ac, void *r, void *priv);
 static void mirror_resync_start(mirror_t *mi);
+/* Put a finished restore into the broker and let consumers have it. */
+static void mirror_restore_apply(mirror_t *mi, mrestore_t *rs)
+{
+    uint64_t now = server_now();
+
+    mrestore_apply(rs, mi->b, now);
+    broker_dispatch(mi->b, now);
+    server_arm_timer(mi->srv);
+}
+
 static void mirror_restore_send(mirror_t *mi);
 
 static uint64_t mirror_unix_ms(void)
@@ -1514,323 +1493,6 @@ static void mirror_on_stats(evutil_socket_t fd, short what, void *arg)
         mirror_write_stats(mi);
 }
 
-/* ---- restore ---- */
-
-static restore_t *mirror_restore_new(void)
-{
-    restore_t *rs = calloc(1, sizeof *rs);
-
-    if (rs != NULL)
-        rs->t0 = server_now();
-    return rs;
-}
-
-static void mirror_restore_free(restore_t *rs)
-{
-    if (rs == NULL)
-        return;
-    for (size_t i = 0; i < rs->ntopics; i++)
-        free(rs->topics[i]);
-    free(rs->topics);
-    for (size_t i = 0; i < rs->nmsgs; i++)
-        msg_free(rs->msgs[i].m);
-    free(rs->msgs);
-    free(rs->atts);
-    mirror_buf_free(&rs->key);
-    free(rs);
-}
-
-/* The protocol's topic names: 1..255 bytes of [A-Za-z0-9._:-]. */
-static bool mirror_restore_valid_topic(const char *s, size_t n)
-{
-    if (n == 0 || n > 255)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
-/* A decimal without sign or junk; false if not, or zero, or too big. */
-static bool mirror_restore_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
-{
-    uint64_t v = 0;
-
-    if (n == 0 || n > 20)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned d = (unsigned)(s[i] - '0');
-        if (d > 9 || v > (UINT64_MAX - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    if (v == 0 || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* The command for the current step, in argv (valid until the next call). */
-static int mirror_restore_command(const mirror_t *mi, restore_t *rs, const char **argv, size_t *lens)
-{
-    const char *part = NULL;
-    const char *name = "";
-    size_t plen = strlen(mi->prefix), nlen = 0;
-
-    switch (rs->step) {
-    case RS_NEXT_ID:
-        argv[0] = "GET";
-        part = ":next_id";
-        break;
-    case RS_TOPICS:
-        argv[0] = "SMEMBERS";
-        part = ":message_topics";
-        break;
-    default:
-        argv[0] = "HSCAN";
-        part = rs->step == RS_MESSAGES ? ":messages:" : ":attempts:";
-        name = rs->topics[rs->ti];
-        nlen = strlen(name);
-        break;
-    }
-    rs->key.len = 0;
-    if (mirror_buf_grow(&rs->key, plen + strlen(part) + nlen + 1) < 0)
-        return -1;
-    memcpy(rs->key.p, mi->prefix, plen);
-    memcpy(rs->key.p + plen, part, strlen(part));
-    memcpy(rs->key.p + plen + strlen(part), name, nlen);
-    lens[0] = strlen(argv[0]);
-    argv[1] = rs->key.p;
-    lens[1] = plen + strlen(part) + nlen;
-    if (rs->step < RS_MESSAGES)
-        return 2;
-    argv[2] = rs->cursor;
-    lens[2] = strlen(rs->cursor);
-    argv[3] = "COUNT";
-    lens[3] = 5;
-    argv[4] = MIRROR_SCAN_COUNT;
-    lens[4] = strlen(MIRROR_SCAN_COUNT);
-    return 5;
-}
-
-static int mirror_restore_add_msg(restore_t *rs, uint64_t id, const char *data, size_t len)
-{
-    msg_t *m;
-
-    if (rs->nmsgs == rs->msgs_cap) {
-        size_t cap = rs->msgs_cap ? rs->msgs_cap * 2 : 1024;
-        rmsg_t *n = realloc(rs->msgs, cap * sizeof *n);
-        if (n == NULL)
-            return -1;
-        rs->msgs = n;
-        rs->msgs_cap = cap;
-    }
-    m = msg_new_copy(data, (uint32_t)len);
-    if (m == NULL)
-        return -1;
-    rs->msgs[rs->nmsgs].id = id;
-    rs->msgs[rs->nmsgs].m = m;
-    rs->msgs[rs->nmsgs].topic = (uint32_t)rs->ti;
-    rs->msgs[rs->nmsgs].attempt = 0;
-    rs->nmsgs++;
-    return 0;
-}
-
-static int mirror_restore_add_att(restore_t *rs, uint64_t id, uint16_t attempt)
-{
-    if (rs->natts == rs->atts_cap) {
-        size_t cap = rs->atts_cap ? rs->atts_cap * 2 : 1024;
-        ratt_t *n = realloc(rs->atts, cap * sizeof *n);
-        if (n == NULL)
-            return -1;
-        rs->atts = n;
-        rs->atts_cap = cap;
-    }
-    rs->atts[rs->natts].id = id;
-    rs->atts[rs->natts].attempt = attempt;
-    rs->natts++;
-    return 0;
-}
-
-/* One HSCAN page: field/value pairs. */
-static int mirror_restore_page(restore_t *rs, const redisReply *list)
-{
-    for (size_t i = 0; i + 1 < list->elements; i += 2) {
-        const redisReply *f = list->element[i], *v = list->element[i + 1];
-        uint64_t id, att;
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-            !mirror_restore_u64(f->str, f->len, UINT64_MAX, &id)) {
-            rs->skipped++;
-            continue;
-        }
-        if (rs->step == RS_MESSAGES) {
-            if (v->len > UINT32_MAX) {
-                rs->skipped++;
-                continue;
-            }
-            if (mirror_restore_add_msg(rs, id, v->str, v->len) < 0)
-                return -1;
-        } else if (mirror_restore_u64(v->str, v->len, UINT16_MAX, &att)) {
-            if (mirror_restore_add_att(rs, id, (uint16_t)att) < 0)
-                return -1;
-        } else {
-            rs->skipped++;
-        }
-    }
-    return 0;
-}
-
-/* The next key to scan, or RS_DONE. */
-static void mirror_restore_advance(restore_t *rs)
-{
-    strcpy(rs->cursor, "0");
-    if (rs->step == RS_MESSAGES) {
-        rs->step = RS_ATTEMPTS;
-        return;
-    }
-    rs->ti = rs->step == RS_TOPICS ? 0 : rs->ti + 1;
-    rs->step = rs->ti < rs->ntopics ? RS_MESSAGES : RS_DONE;
-}
-
-static void mirror_restore_warn(const mirror_t *mi, const restore_t *rs, const redisReply *r)
-{
-    log_warn("redis mirror: restore: unexpected reply for %s:%s%s (%s); skipped", mi->prefix,
-             rs->step == RS_NEXT_ID ? "next_id"
-             : rs->step == RS_TOPICS ? "message_topics"
-             : rs->step == RS_MESSAGES ? "messages:" : "attempts:",
-             rs->step >= RS_MESSAGES ? rs->topics[rs->ti] : "",
-             r->type == REDIS_REPLY_ERROR ? r->str : "wrong type");
-}
-
-static int mirror_restore_topics(const mirror_t *mi, restore_t *rs, const redisReply *r)
-{
-    if (r->type != REDIS_REPLY_ARRAY) {
-        mirror_restore_warn(mi, rs, r);
-        return 0;
-    }
-    rs->topics = calloc(r->elements ? r->elements : 1, sizeof *rs->topics);
-    if (rs->topics == NULL)
-        return -1;
-    for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_STRING || !mirror_restore_valid_topic(e->str, e->len)) {
-            rs->skipped++;
-            continue;
-        }
-        rs->topics[rs->ntopics] = strndup(e->str, e->len);
-        if (rs->topics[rs->ntopics] == NULL)
-            return -1;
-        rs->ntopics++;
-    }
-    return 0;
-}
-
-/* Take the reply to mirror_restore_command(): 0 send the next command, 1 done,
- * -1 out of memory. Unexpected replies are logged and their key skipped:
- * a restore reads what it can, it never gets stuck. */
-static int mirror_restore_feed(const mirror_t *mi, restore_t *rs, const redisReply *r)
-{
-    const redisReply *cur, *list;
-
-    switch (rs->step) {
-    case RS_NEXT_ID:
-        if (r->type == REDIS_REPLY_STRING) {
-            if (!mirror_restore_u64(r->str, r->len, UINT64_MAX, &rs->next_id))
-                mirror_restore_warn(mi, rs, r);
-        } else if (r->type != REDIS_REPLY_NIL) {
-            mirror_restore_warn(mi, rs, r);
-        }
-        rs->step = RS_TOPICS;
-        return 0;
-    case RS_TOPICS:
-        if (mirror_restore_topics(mi, rs, r) < 0)
-            return -1;
-        mirror_restore_advance(rs);
-        return rs->step == RS_DONE;
-    default:
-        break;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY ||
-        r->element[0]->len >= sizeof rs->cursor) {
-        mirror_restore_warn(mi, rs, r);
-        mirror_restore_advance(rs);
-        return rs->step == RS_DONE;
-    }
-    cur = r->element[0];
-    list = r->element[1];
-    if (mirror_restore_page(rs, list) < 0)
-        return -1;
-    memcpy(rs->cursor, cur->str, cur->len);
-    rs->cursor[cur->len] = '\0';
-    if (strcmp(rs->cursor, "0") == 0)
-        mirror_restore_advance(rs);
-    return rs->step == RS_DONE;
-}
-
-static int mirror_restore_cmp_msg(const void *a, const void *b)
-{
-    uint64_t x = ((const rmsg_t *)a)->id, y = ((const rmsg_t *)b)->id;
-    return x < y ? -1 : x > y;
-}
-
-static int mirror_restore_cmp_att(const void *a, const void *b)
-{
-    uint64_t x = ((const ratt_t *)a)->id, y = ((const ratt_t *)b)->id;
-    return x < y ? -1 : x > y;
-}
-
-/* Put what was read into the broker, in id order (ids ascend in publish
- * order), with attempt counts. Messages that could collide with ids the
- * running broker already handed out (a late restore) get fresh ids. */
-static void mirror_restore_apply(mirror_t *mi, restore_t *rs)
-{
-    size_t n = 0, a = 0;
-    uint64_t maxid, next;
-    bool renumber;
-
-    if (rs->nmsgs > 0)
-        qsort(rs->msgs, rs->nmsgs, sizeof *rs->msgs, mirror_restore_cmp_msg);
-    if (rs->natts > 0)
-        qsort(rs->atts, rs->natts, sizeof *rs->atts, mirror_restore_cmp_att);
-    /* HSCAN may return a field twice; keep one. */
-    for (size_t i = 0; i < rs->nmsgs; i++) {
-        if (n > 0 && rs->msgs[n - 1].id == rs->msgs[i].id) {
-            msg_free(rs->msgs[i].m);
-            continue;
-        }
-        rs->msgs[n++] = rs->msgs[i];
-    }
-    rs->nmsgs = n;
-    for (size_t i = 0; i < n; i++) {
-        while (a < rs->natts && rs->atts[a].id < rs->msgs[i].id)
-            a++;
-        if (a < rs->natts && rs->atts[a].id == rs->msgs[i].id)
-            rs->msgs[i].attempt = rs->atts[a].attempt;
-    }
-    maxid = n > 0 ? rs->msgs[n - 1].id : 0;
-    renumber = n > 0 && rs->msgs[0].id < broker_next_id(mi->b);
-    next = rs->next_id > maxid + 1 ? rs->next_id : maxid + 1;
-    broker_set_next_id(mi->b, next);
-    for (size_t i = 0; i < n; i++) {
-        const char *name = rs->topics[rs->msgs[i].topic];
-        broker_restore(mi->b, name, strlen(name), rs->msgs[i].m, renumber ? 0 : rs->msgs[i].id,
-                       rs->msgs[i].attempt);
-        rs->msgs[i].m = NULL;
-    }
-    rs->nmsgs = 0;
-    log_info("redis mirror: restored %zu messages (%zu topics) in %.2f s; next id %" PRIu64 "%s",
-             n, rs->ntopics, (double)(server_now() - rs->t0) / 1000.0, broker_next_id(mi->b),
-             renumber ? " (renumbered: messages were published before Redis came back)" : "");
-    if (rs->skipped > 0)
-        log_warn("redis mirror: restore skipped %zu malformed entries", rs->skipped);
-    broker_dispatch(mi->b, server_now());
-    server_arm_timer(mi->srv);
-}
-
 /* ---- the connection ---- */
 
 /* host/port or unix path from "host:port", "[v6]:port", "unix:/path". */
@@ -1873,7 +1535,7 @@ static void mirror_down(mirror_t *mi, const char *why, bool quiet)
 
     mirror_abort(mi);
     if (mi->rs != NULL) {
-        mirror_restore_free(mi->rs);
+        mrestore_free(mi->rs);
         mi->rs = NULL;
     }
     mi->phase = P_DOWN;
@@ -2038,7 +1700,7 @@ static void mirror_connect(mirror_t *mi)
         return;
     if (mi->restore_pending) {
         mi->phase = P_RESTORE;
-        mi->rs = mirror_restore_new();
+        mi->rs = mrestore_new(mi->prefix, server_now());
         if (mi->rs == NULL) {
             mirror_drop(mi, "out of memory");
             return;
@@ -2071,7 +1733,7 @@ static void mirror_restore_send(mirror_t *mi)
 {
     const char *argv[5];
     size_t lens[5];
-    int argc = mirror_restore_command(mi, mi->rs, argv, lens);
+    int argc = mrestore_command(mi->rs, argv, lens);
 
     if (argc < 0 || mirror_argv(mi, mirror_req(mi, REQ_RESTORE, NULL, 0), argc, argv, lens) < 0)
         mirror_drop(mi, "out of memory");
@@ -2079,7 +1741,7 @@ static void mirror_restore_send(mirror_t *mi)
 
 static void mirror_restore_reply(mirror_t *mi, const redisReply *r)
 {
-    int st = mirror_restore_feed(mi, mi->rs, r);
+    int st = mrestore_feed(mi->rs, r);
 
     if (st < 0) {
         mirror_drop(mi, "out of memory while restoring");
@@ -2090,7 +1752,7 @@ static void mirror_restore_reply(mirror_t *mi, const redisReply *r)
         return;
     }
     mirror_restore_apply(mi, mi->rs);
-    mirror_restore_free(mi->rs);
+    mrestore_free(mi->rs);
     mi->rs = NULL;
     mi->restore_pending = false;
     mirror_resync_start(mi);
@@ -2247,7 +1909,7 @@ static int mirror_restore_sync(mirror_t *mi)
 {
     char err[256];
     redisContext *c = mirror_sync_connect(mi, err, sizeof err);
-    restore_t *rs;
+    mrestore_t *rs;
     int st = 0;
 
     if (c == NULL) {
@@ -2256,7 +1918,7 @@ static int mirror_restore_sync(mirror_t *mi)
                  mi->address, err);
         return -1;
     }
-    rs = mirror_restore_new();
+    rs = mrestore_new(mi->prefix, server_now());
     if (rs == NULL) {
         redisFree(c);
         log_error("redis mirror: out of memory for the restore");
@@ -2265,13 +1927,13 @@ static int mirror_restore_sync(mirror_t *mi)
     while (st == 0) {
         const char *argv[5];
         size_t lens[5];
-        int argc = mirror_restore_command(mi, rs, argv, lens);
+        int argc = mrestore_command(rs, argv, lens);
         redisReply *r = argc < 0 ? NULL : mirror_sync_cmd(c, argc, argv, lens, err, sizeof err);
         if (r == NULL) {
             st = -1;
             break;
         }
-        st = mirror_restore_feed(mi, rs, r);
+        st = mrestore_feed(rs, r);
         freeReplyObject(r);
         if (st < 0)
             snprintf(err, sizeof err, "out of memory");
@@ -2281,11 +1943,11 @@ static int mirror_restore_sync(mirror_t *mi)
         log_warn("redis mirror: restore from %s failed: %s; serving now, restoring on the "
                  "first connection",
                  mi->address, err);
-        mirror_restore_free(rs);
+        mrestore_free(rs);
         return -1;
     }
     mirror_restore_apply(mi, rs);
-    mirror_restore_free(rs);
+    mrestore_free(rs);
     return 0;
 }
 
@@ -2499,7 +2161,7 @@ void mirror_free(mirror_t *mi)
     mirror_u64s_free(&mi->swap_ids);
     free(mi->holds);
     mirror_snapshot_free(mi);
-    mirror_restore_free(mi->rs);
+    mrestore_free(mi->rs);
     free(mi->key);
     free(mi->address);
     free(mi->password);
