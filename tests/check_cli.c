@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ck_conn.h"
 #include "harness.h"
 
 static const char cli_conf[] =
@@ -65,20 +66,11 @@ static void cli_teardown(void)
 static int cli(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int cli(char **out, const char *fmt, ...)
 {
-    char args[4096], cmd[8192];
     va_list ap;
-    int status = -1;
 
     va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
+    int status = ck_sluice(out, daemon_.addr, "", fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s' -s %s %s", sd_bin("SLUICE", "../src/sluice"), daemon_.addr, args);
-    char *o = run_capture(cmd, &status);
-    ck_assert_ptr_nonnull(o);
-    if (out)
-        *out = o;
-    else
-        free(o);
     return status;
 }
 

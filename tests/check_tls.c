@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ck_conn.h"
 #include "harness.h"
 
 #define TT_IO_MS 10000              /* a reply that should come: wait this long at most */
@@ -193,21 +194,13 @@ static void teardown(void)
 static int cli(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int cli(char **out, const char *fmt, ...)
 {
-    char args[2048], cmd[4096];
+    char addr[64];
     va_list ap;
-    int status = -1;
 
+    snprintf(addr, sizeof addr, "tls://127.0.0.1:%d", tls_port);
     va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
+    int status = ck_sluice(out, addr, "2>&1", fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s' -s tls://127.0.0.1:%d %s 2>&1",
-             sd_bin("SLUICE", "../src/sluice"), tls_port, args);
-    char *o = run_capture(cmd, &status);
-    ck_assert_ptr_nonnull(o);
-    if (out)
-        *out = o;
-    else
-        free(o);
     return status;
 }
 

@@ -4,6 +4,8 @@
 #include "ck_conn.h"
 
 #include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void ck_start(sd_t *d, const char *yaml)
@@ -36,4 +38,21 @@ void ck_expect_prefix(tc_t *c, const char *prefix)
     ck_assert_msg(got != NULL, "no reply (wanted \"%s...\")", prefix);
     ck_assert_msg(strncmp(got, prefix, strlen(prefix)) == 0, "got \"%s\", wanted \"%s...\"", got,
                   prefix);
+}
+
+int ck_sluice(char **out, const char *addr, const char *redirect, const char *fmt, va_list ap)
+{
+    char args[4096], cmd[8192];
+    int status = -1;
+
+    vsnprintf(args, sizeof args, fmt, ap);
+    snprintf(cmd, sizeof cmd, "'%s' -s %s %s %s", sd_bin("SLUICE", "../src/sluice"), addr, args,
+             redirect);
+    char *o = run_capture(cmd, &status);
+    ck_assert_ptr_nonnull(o);
+    if (out)
+        *out = o;
+    else
+        free(o);
+    return status;
 }
