@@ -4,6 +4,7 @@
  * on one non-blocking socket driven by poll(2).
  */
 #include "client.h"
+#include "sslerr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -237,31 +238,14 @@ client_t *client_connect(const char *addr, int default_port, int timeout_ms, cha
 
 /* ---- TLS ---- */
 
-/* The first reason in OpenSSL's error queue; the queue is cleared. */
-static void client_tls_why(char *out, size_t cap)
-{
-    unsigned long e;
-    size_t n = 0;
-
-    out[0] = '\0';
-    while ((e = ERR_get_error()) != 0) {
-        /* A system error's reason is an errno value ("no such file"). */
-        const char *r = ERR_GET_LIB(e) == ERR_LIB_SYS ? strerror(ERR_GET_REASON(e))
-                                                      : ERR_reason_error_string(e);
-        /* The first real reason is the cause; the rest say where it surfaced. */
-        if (r != NULL && n == 0 && ERR_GET_REASON(e) != ERR_R_SYS_LIB)
-            n = (size_t)snprintf(out, cap, "%s", r);
-    }
-    if (out[0] == '\0')
-        snprintf(out, cap, "TLS error");
-}
-
 static int client_tls_fail(client_t *c, const char *what)
 {
     char why[CLIENT_ERR_MAX];
 
-    client_tls_why(why, sizeof why);
-    snprintf(c->err, sizeof c->err, "%s: %.200s", what, why);
+    sslerr_reason(why, sizeof why, "TLS error");
+    /* A long file name may cut the reason short: still a useful line. */
+    if (snprintf(c->err, sizeof c->err, "%s: %.200s", what, why) < 0)
+        c->err[0] = '\0';
     return -1;
 }
 

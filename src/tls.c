@@ -36,6 +36,7 @@
 #include "conn.h"
 #include "log.h"
 #include "server.h"
+#include "sslerr.h"
 
 #define TLS_RELAY_HIGH (256 * 1024) /* output past this: stop reading the other side */
 #define TLS_RELAY_LOW (64 * 1024)   /* ... until it drains below this */
@@ -74,30 +75,11 @@ static int tls_no_password(char *buf, int size, int rwflag, void *arg)
     return -1;
 }
 
-/* The first reason in OpenSSL's error queue; the queue is cleared. */
-static void tls_openssl_why(char *out, size_t cap)
-{
-    unsigned long e;
-    size_t n = 0;
-
-    out[0] = '\0';
-    while ((e = ERR_get_error()) != 0) {
-        /* A system error's reason is an errno value ("no such file"). */
-        const char *r = ERR_GET_LIB(e) == ERR_LIB_SYS ? strerror(ERR_GET_REASON(e))
-                                                      : ERR_reason_error_string(e);
-        /* The first real reason is the cause; the rest say where it surfaced. */
-        if (r != NULL && n == 0 && ERR_GET_REASON(e) != ERR_R_SYS_LIB)
-            n = (size_t)snprintf(out, cap, "%s", r);
-    }
-    if (out[0] == '\0')
-        snprintf(out, cap, "unknown error");
-}
-
 static SSL_CTX *tls_ctx_fail(SSL_CTX *ctx, const char *what, const char *path)
 {
     char why[TLS_WHY_MAX];
 
-    tls_openssl_why(why, sizeof why);
+    sslerr_reason(why, sizeof why, "unknown error");
     log_error("tls: cannot load %s %s: %s", what, path, why);
     SSL_CTX_free(ctx);
     return NULL;
