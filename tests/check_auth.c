@@ -49,31 +49,17 @@ static void auth(tc_t *c, const char *user, const char *pass)
     ck_expect(c, "+OK");
 }
 
-static int log_count(const sd_t *d, const char *needle)
-{
-    FILE *f = fopen(d->log, "r");
-    char line[4096];
-    int n = 0;
-
-    if (f == NULL)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
 /* Rewrite the config, SIGHUP, and wait for the daemon to say it took it. */
 static void reload(sd_t *d, const char *yaml)
 {
-    int before = log_count(d, "reloaded");
+    int before = sd_log_count(d, "reloaded");
     uint64_t until = now_ms() + WAIT_MS;
 
     ck_assert_int_eq(sd_write_conf(d, yaml), 0);
     sd_signal(d, SIGHUP);
-    while (log_count(d, "reloaded") == before && now_ms() < until)
+    while (sd_log_count(d, "reloaded") == before && now_ms() < until)
         usleep(10000);
-    ck_assert_msg(log_count(d, "reloaded") > before, "the daemon did not reload");
+    ck_assert_msg(sd_log_count(d, "reloaded") > before, "the daemon did not reload");
 }
 
 /* One field of a STATS body, e.g. stats_field(c, "t", "consumers"). */
@@ -416,14 +402,14 @@ START_TEST(test_warns_when_exposed)
     /* Every interface (on a port of the kernel's choosing), no users. */
     ck_start(&d, "listen: [\"0.0.0.0:0\"]\n");
     ck_assert(sd_log_has(&d, "warn: listening beyond loopback (0.0.0.0:0) without users or TLS"));
-    ck_assert_int_eq(log_count(&d, "beyond loopback"), 1);
+    ck_assert_int_eq(sd_log_count(&d, "beyond loopback"), 1);
     ck_assert_int_eq(sd_stop(&d), 0);
 
     /* Users, but no TLS. */
     ck_start(&d, "listen: [\"127.0.0.1:0\", \"0.0.0.0:0\"]\n"
               "users:\n  u: {password: p}\n");
     ck_assert(sd_log_has(&d, "warn: listening beyond loopback (0.0.0.0:0) without TLS"));
-    ck_assert_int_eq(log_count(&d, "beyond loopback"), 1);
+    ck_assert_int_eq(sd_log_count(&d, "beyond loopback"), 1);
     ck_assert_int_eq(sd_stop(&d), 0);
 
     /* The admin endpoint beyond loopback without a token. */

@@ -263,20 +263,6 @@ static void sd_forget(sd_t *d)
     sd_stop(d);
 }
 
-static int log_count(const sd_t *d, const char *needle)
-{
-    FILE *f = fopen(d->log, "r");
-    char line[4096];
-    int n = 0;
-
-    if (f == NULL)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
 /* The STATS body (server, or one topic) contains needle. */
 static bool stats_has(tc_t *c, const char *topic, const char *needle)
 {
@@ -751,8 +737,8 @@ START_TEST(test_redis_restart_converges)
     ck_assert(wait_hkeys(&r, "t:messages:q", "4,5,6,7,8,9,10,11,12,13,14,15"));
     ck_assert(wait_hkeys(&r, "t:attempts:q", ""));
     /* One line per state change, not per message. */
-    ck_assert_int_eq(log_count(&d, "redis mirror lost"), 1);
-    ck_assert_int_eq(log_count(&d, "redis mirror connected"), 2);
+    ck_assert_int_eq(sd_log_count(&d, "redis mirror lost"), 1);
+    ck_assert_int_eq(sd_log_count(&d, "redis mirror connected"), 2);
     tc_close(k);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
@@ -786,7 +772,7 @@ START_TEST(test_confirm_redis_down)
     ck_assert_str_eq(tc_reply_line(k), "MSG w 1 1 5");
     tc_sendf(k, "GET w\r\n");
     ck_assert_str_eq(tc_reply_line(k), "-TIMEOUT");
-    ck_assert_int_eq(log_count(&d, "time out (-ERR mirror unavailable)"), 1);
+    ck_assert_int_eq(sd_log_count(&d, "time out (-ERR mirror unavailable)"), 1);
 
     rd_restart(&r);
     until = now_ms() + WAIT_MS;
@@ -835,9 +821,9 @@ START_TEST(test_auth_and_db)
     while (now_ms() < until)
         sleep_ms(50);
     ck_assert(stats_has(c, NULL, "connected: false"));
-    ck_assert_int_eq(log_count(&d, "redis mirror: cannot use"), 1);
-    ck_assert_int_eq(log_count(&d, "setup refused"), 1);
-    ck_assert_int_eq(log_count(&d, "redis mirror connected"), 0);
+    ck_assert_int_eq(sd_log_count(&d, "redis mirror: cannot use"), 1);
+    ck_assert_int_eq(sd_log_count(&d, "setup refused"), 1);
+    ck_assert_int_eq(sd_log_count(&d, "redis mirror connected"), 0);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
     rd_stop(&r);

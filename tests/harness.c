@@ -236,18 +236,23 @@ int sd_stop(sd_t *d)
     return rc;
 }
 
-bool sd_log_has(sd_t *d, const char *needle)
+int sd_log_count(const sd_t *d, const char *needle)
 {
     FILE *f = fopen(d->log, "r");
     char line[4096];
-    bool found = false;
+    int n = 0;
 
     if (f == NULL)
-        return false;
-    while (!found && fgets(line, sizeof line, f))
-        found = strstr(line, needle) != NULL;
+        return 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
     fclose(f);
-    return found;
+    return n;
+}
+
+bool sd_log_has(sd_t *d, const char *needle)
+{
+    return sd_log_count(d, needle) > 0;
 }
 
 sd_guard_t sd_guard(pid_t pgrp)

@@ -53,6 +53,8 @@ void sd_signal(sd_t *d, int sig);
 
 /* True if the daemon's log contains `needle`. */
 bool sd_log_has(sd_t *d, const char *needle);
+/* How many lines of the daemon's log contain needle. */
+int sd_log_count(const sd_t *d, const char *needle);
 
 /* Check ends a failing test with _exit() and a hung one with SIGKILL, so
  * no teardown runs. A guard is a small watcher process, outside the test's
