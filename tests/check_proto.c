@@ -207,6 +207,41 @@ START_TEST(test_pub)
 }
 END_TEST
 
+/* The one-pass split of "PUB t n" and the general tokenizer must agree:
+ * the same PUB, spelled for one and then the other, parses the same, and
+ * every way out of the short path still ends in the general one's answer. */
+START_TEST(test_pub_fast_and_general_agree)
+{
+    static const char *const pairs[][2] = {
+        { "PUB t 3\r\nabc\r\n", "PUB\tt  3 \r\nabc\r\n" },
+        { "pUb orders 03\r\nabc\r\n", " pub orders\t03\r\nabc\r\n" },
+        { "PUB t 0\n\n", "PUB t\t0\n\n" },
+    };
+    static conn_t a, b;
+
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        conn_init(&a, 4096, 1 << 20);
+        conn_feed_str(&a, pairs[i][0]);
+        conn_init(&b, 4096, 1 << 20);
+        conn_feed_str(&b, pairs[i][1]);
+        ck_assert_str_eq(a.log, b.log);
+        ck_assert(strncmp(a.log, "PUB ", 4) == 0);
+    }
+    /* Leaving the short path at each of its checks. */
+    expect("PUB a/b 1\r\nx\r\nPING\r\n", "E:-ERR bad topic|PING|");
+    expect("PUX t 1\r\n", "E:-ERR unknown command|");
+    expect("PUB t 1x\r\nPING\r\n", "E:-ERR bad byte count|PING|");
+    expect("PUB t\r\nPING\r\n", "E:-ERR wrong number of arguments for 'pub'|PING|");
+    expect("PUB  1\r\nx\r\n", "E:-ERR wrong number of arguments for 'pub'|E:-ERR unknown command|");
+    /* Topic bytes are fine but 256 of them are too many. */
+    char line[512];
+    memset(line, 'a', sizeof line);
+    memcpy(line, "PUB ", 4);
+    snprintf(line + 4 + PROTO_TOPIC_MAX + 1, sizeof line - 4 - PROTO_TOPIC_MAX - 1, " 1\r\nx\r\nPING\r\n");
+    expect(line, "E:-ERR bad topic|PING|");
+}
+END_TEST
+
 START_TEST(test_pub_binary_payload)
 {
     static const char in[] = "PUB t 7\r\na\0b\nc\r\n\r\n";
@@ -1203,6 +1238,7 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_get_join);
     tcase_add_test(tc, test_ack);
     tcase_add_test(tc, test_ack_ids_span);
+    tcase_add_test(tc, test_pub_fast_and_general_agree);
     tcase_add_test(tc, test_ack_ids_inline_edge);
     tcase_add_test(tc, test_nack_touch);
     tcase_add_test(tc, test_misc_commands);
