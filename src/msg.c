@@ -16,7 +16,19 @@
 
 #define MSG_CLASS 16        /* cached payload capacities are multiples of this */
 #define MSG_CACHE_LEN 256   /* larger payloads always go back to malloc */
+
+/* Under AddressSanitizer every freed message goes back to malloc, so a
+ * message used after its free is still caught there, not hidden by reuse. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MSG_CACHE_MAX 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MSG_CACHE_MAX 0
+#endif
+#endif
+#ifndef MSG_CACHE_MAX
 #define MSG_CACHE_MAX 1024  /* blocks kept in all */
+#endif
 
 static msg_t *msg_cache[MSG_CACHE_LEN / MSG_CLASS + 1];
 static size_t msg_cached;
