@@ -243,9 +243,7 @@ static int client_tls_fail(client_t *c, const char *what)
     char why[CLIENT_ERR_MAX];
 
     sslerr_reason(why, sizeof why, "TLS error");
-    /* A long file name may cut the reason short: still a useful line. */
-    if (snprintf(c->err, sizeof c->err, "%s: %.200s", what, why) < 0)
-        c->err[0] = '\0';
+    snprintf(c->err, sizeof c->err, "%.150s: %.100s", what, why);
     return -1;
 }
 

@@ -147,18 +147,27 @@ int mrestore_command(mrestore_t *rs, const char **argv, size_t *lens)
     return 5;
 }
 
+/* The array v of n elements with room for one more (v itself, or a larger
+ * copy), or NULL when out of memory (v is then left as it was). */
+static void *mrestore_grow(void *v, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap)
+        return v;
+    size_t ncap = *cap ? *cap * 2 : 1024;
+    void *nv = realloc(v, ncap * elem);
+    if (nv != NULL)
+        *cap = ncap;
+    return nv;
+}
+
 static int mrestore_add_msg(mrestore_t *rs, uint64_t id, const char *data, size_t len)
 {
+    rmsg_t *v = mrestore_grow(rs->msgs, &rs->msgs_cap, rs->nmsgs, sizeof *rs->msgs);
     msg_t *m;
 
-    if (rs->nmsgs == rs->msgs_cap) {
-        size_t cap = rs->msgs_cap ? rs->msgs_cap * 2 : 1024;
-        rmsg_t *n = realloc(rs->msgs, cap * sizeof *n);
-        if (n == NULL)
-            return -1;
-        rs->msgs = n;
-        rs->msgs_cap = cap;
-    }
+    if (v == NULL)
+        return -1;
+    rs->msgs = v;
     m = msg_new_copy(data, (uint32_t)len);
     if (m == NULL)
         return -1;
@@ -172,14 +181,11 @@ static int mrestore_add_msg(mrestore_t *rs, uint64_t id, const char *data, size_
 
 static int mrestore_add_att(mrestore_t *rs, uint64_t id, uint16_t attempt)
 {
-    if (rs->natts == rs->atts_cap) {
-        size_t cap = rs->atts_cap ? rs->atts_cap * 2 : 1024;
-        ratt_t *n = realloc(rs->atts, cap * sizeof *n);
-        if (n == NULL)
-            return -1;
-        rs->atts = n;
-        rs->atts_cap = cap;
-    }
+    ratt_t *v = mrestore_grow(rs->atts, &rs->atts_cap, rs->natts, sizeof *rs->atts);
+
+    if (v == NULL)
+        return -1;
+    rs->atts = v;
     rs->atts[rs->natts].id = id;
     rs->atts[rs->natts].attempt = attempt;
     rs->natts++;

@@ -378,8 +378,8 @@ static size_t proto_tokens(const char *s, size_t len, proto_tok_t *t)
 
 /* "PUB <topic> <count>" with single spaces, the form clients send, split in
  * one pass: the same tokens proto_tokens would make, without the general
- * scan. Anything else (blanks, an option, a byte a topic may not hold) is
- * left to the general path, which also says what is wrong. */
+ * scan. The topic is checked once, later, like any PUB's. Anything else
+ * (a tab, runs of blanks, an option) is left to the general path. */
 static bool proto_pub_tokens(const char *s, size_t len, proto_tok_t *t)
 {
     size_t i = 4, start;
@@ -387,7 +387,7 @@ static bool proto_pub_tokens(const char *s, size_t len, proto_tok_t *t)
     if (len < 7 || ((unsigned char)s[0] | 0x20) != 'p' || ((unsigned char)s[1] | 0x20) != 'u' ||
         ((unsigned char)s[2] | 0x20) != 'b' || s[3] != ' ')
         return false;
-    for (start = i; i < len && proto_topic_chars[(unsigned char)s[i]]; i++)
+    for (start = i; i < len && !proto_blank(s[i]); i++)
         ;
     if (i == start || i == len || s[i] != ' ')
         return false;
