@@ -15,11 +15,11 @@
 #include "topic.h"
 
 /* The one operation a client may have pending (the network layer does not
- * read a client while it waits, so there is never a second one). */
+ * read a client while it waits, so there is never a second one). Held
+ * (confirm mode) PUBs are not waits: a client may have many, see `held`. */
 enum client_wait {
     WAIT_NONE = 0,
     WAIT_PUB,  /* parked PUB: `wmsg` waits for room in `wtopic` */
-    WAIT_HELD, /* confirm mode: `wmsg` is accepted and held for the mirror */
     WAIT_GET,  /* in wtopic->gets */
     WAIT_JOIN, /* in wtopic->joins */
 };
@@ -30,6 +30,7 @@ struct client {
     void *ctx;
     dlink_t link;           /* broker's client list */
     msg_t *ihead, *itail;   /* messages it owns, in delivery order (cnext/cprev) */
+    msg_t *held;            /* its held PUBs' messages (cnext/cprev; they are never in flight) */
     sub_t **subs;           /* sorted by topic address: O(log n) lookup on ACK */
     size_t nsubs, subs_cap;
     bool paused;            /* deliver() said its output is full: no SUB pushes */
@@ -612,13 +613,28 @@ static void broker_park(client_t *c, topic_t *t, msg_t *m, uint64_t delay, uint6
         broker_wait_timer(c, broker_sat_add(now, t->conf->block_timeout_ms));
 }
 
-/* m was accepted with hold: the PUB of c now waits for the mirror. */
-static void broker_hold(client_t *c, topic_t *t, msg_t *m)
+/* m was accepted with hold: the PUB of c now waits for the mirror, and c
+ * may go on (its completion comes from broker_confirm). */
+static void broker_hold(client_t *c, msg_t *m)
 {
-    c->wait = WAIT_HELD;
-    c->wtopic = t;
-    c->wmsg = m;
     m->owner = c;
+    m->cprev = NULL;
+    m->cnext = c->held;
+    if (c->held != NULL)
+        c->held->cprev = m;
+    c->held = m;
+}
+
+static void broker_unhold(client_t *c, msg_t *m)
+{
+    if (m->cprev != NULL)
+        m->cprev->cnext = m->cnext;
+    else
+        c->held = m->cnext;
+    if (m->cnext != NULL)
+        m->cnext->cprev = m->cprev;
+    m->cnext = m->cprev = NULL;
+    m->owner = NULL;
 }
 
 /* Serve t's parked producers in order while the head fits. A head that
@@ -639,7 +655,8 @@ static void broker_unpark_topic(broker_t *b, topic_t *t, uint64_t now)
         st = broker_make_room(b, t, m->len) ? broker_accept(b, t, m, delay, b->confirm, now)
                                             : BR_FULL;
         if (st == BR_PENDING) {
-            broker_hold(c, t, m);
+            broker_hold(c, m);
+            broker_complete(c, BR_OP_PUB, BR_HELD, t, m->id);
         } else if (st == BR_FULL) {
             broker_refuse(b, t, m);
             broker_complete(c, BR_OP_PUB, BR_FULL, t, 0);
@@ -972,7 +989,7 @@ static void broker_client_destroy(client_t *c)
     for (size_t i = 0; i < c->nsubs; i++)
         free(c->subs[i]);
     free(c->subs);
-    /* A parked message is the client's; a held one is its topic's. */
+    /* A parked message is the client's; held ones are their topics'. */
     if (c->wait == WAIT_PUB)
         msg_free(c->wmsg);
     free(c);
@@ -1062,11 +1079,10 @@ void broker_client_free(client_t *c, uint64_t now)
     if (c == NULL)
         return;
     b = c->b;
-    if (c->wait == WAIT_HELD) {
-        c->wmsg->owner = NULL; /* stays held; broker_confirm settles it */
-        c->wait = WAIT_NONE;
-        c->wmsg = NULL;
-    } else if (c->wait != WAIT_NONE) {
+    /* Held messages stay held; broker_confirm settles them. */
+    while (c->held != NULL)
+        broker_unhold(c, c->held);
+    if (c->wait != WAIT_NONE) {
         msg_t *parked = c->wait == WAIT_PUB ? c->wmsg : NULL;
         broker_unwait(c);
         msg_free(parked);
@@ -1128,9 +1144,11 @@ br_status_t broker_publish(client_t *c, const char *topic, size_t tlen, msg_t *m
     st = broker_accept(b, t, m, delay_ms, b->confirm, now);
     if (st == BR_FULL)
         return broker_refuse(b, t, m);
-    if (st == BR_PENDING)
-        broker_hold(c, t, m);
-    else if (id != NULL)
+    if (st == BR_PENDING) {
+        broker_hold(c, m);
+        st = BR_HELD;
+    }
+    if (id != NULL)
         *id = m->id;
     broker_settle(b, now);
     return st;
@@ -1299,12 +1317,8 @@ void broker_confirm(broker_t *b, uint64_t id, bool ok, uint64_t now)
     c = m->owner;
     idtab_remove(&b->ids, id);
     topic_held_remove(t, m);
-    m->owner = NULL;
-    if (c != NULL) {
-        c->wait = WAIT_NONE;
-        c->wtopic = NULL;
-        c->wmsg = NULL;
-    }
+    if (c != NULL)
+        broker_unhold(c, m);
     if (ok) {
         BR_COUNT(b, t, published);
         broker_place(b, t, m, m->deadline, false, now);
@@ -1314,8 +1328,8 @@ void broker_confirm(broker_t *b, uint64_t id, bool ok, uint64_t now)
     }
     if (c != NULL)
         broker_complete(c, BR_OP_PUB, ok ? BR_OK : BR_UNAVAILABLE, t, id);
-    /* Not called from a command: push what became ready now. */
-    broker_dispatch(b, now);
+    if (!ok)
+        broker_settle(b, now); /* room was freed: parked producers may go */
 }
 
 br_status_t broker_restore(broker_t *b, const char *topic, size_t tlen, msg_t *m, uint64_t id,

@@ -30,12 +30,15 @@ typedef enum br_status {
     BR_NOTFOUND,  /* message id unknown or owned by another client: -NOTFOUND <id> */
     BR_TIMEOUT,   /* GET/JOIN: nothing in time: -TIMEOUT */
     BR_UNAVAILABLE, /* confirm mode: the mirror did not take the message: -ERR mirror unavailable */
+    BR_HELD,      /* confirm mode: accepted with an id, held for the mirror; the PUB's
+                     outcome (BR_OK or BR_UNAVAILABLE) comes later through complete() */
 } br_status_t;
 
 /* Which operation a completion finishes. */
 typedef enum br_op {
     BR_OP_PUB = 1, /* a parked or held PUB: BR_OK (id set), BR_FULL (block timeout),
-                      BR_UNAVAILABLE (mirror refused it) */
+                      BR_UNAVAILABLE (mirror refused it), or BR_HELD (a parked PUB
+                      was accepted into held: id set, its outcome follows later) */
     BR_OP_GET,     /* a waiting GET: BR_OK (message already pushed via deliver) or BR_TIMEOUT */
     BR_OP_JOIN,    /* a waiting JOIN: BR_OK or BR_TIMEOUT */
 } br_op_t;
@@ -143,10 +146,13 @@ void broker_client_resume(client_t *c, uint64_t now);
 /* ---- commands (each returns what the reply should say) ---- */
 
 /* PUB. Takes ownership of m in every case. BR_OK: *id is set. BR_PENDING:
- * parked (block policy) or held (confirm mode); the client must not be read
- * until complete(). While a topic has parked producers a new PUB to it parks
- * behind them even if it would fit (strict FIFO). A delay counts from
- * acceptance (for a parked PUB, from when it is unparked). */
+ * parked (block policy); the client must not be read until complete().
+ * BR_HELD (confirm mode): *id is set, the message waits for the mirror and
+ * complete() brings the outcome; the client may go on publishing (many PUBs
+ * of one client may be held at once). While a topic has parked producers a
+ * new PUB to it parks behind them even if it would fit (strict FIFO). A
+ * delay counts from acceptance (for a parked PUB, from when it is
+ * unparked). */
 br_status_t broker_publish(client_t *c, const char *topic, size_t tlen, msg_t *m,
                            uint64_t delay_ms, uint64_t now, uint64_t *id);
 
@@ -185,7 +191,8 @@ br_status_t broker_join(client_t *c, const char *topic, size_t tlen, int64_t tim
 /* Confirm mode (redis.confirm): an accepted PUB is held: it counts against
  * the bounds and gets its id (observer->enqueued is called) but is neither
  * delivered nor answered until broker_confirm(). broker_publish returns
- * BR_PENDING for it and the completion carries the outcome. */
+ * BR_HELD for it (a parked PUB completes BR_HELD when it is accepted) and
+ * the completion carries the outcome. */
 void broker_set_confirm(broker_t *b, bool on);
 
 /* The mirror has (ok) or has not (!ok) stored held message `id`. ok: it
@@ -193,7 +200,8 @@ void broker_set_confirm(broker_t *b, bool on);
  * observer call) and its PUB completes BR_UNAVAILABLE. A producer that has
  * gone meanwhile gets no completion, but its message is still readied or
  * removed. Unknown ids are ignored. A message published with a delay stays
- * delayed until acceptance + delay. Ends with broker_dispatch(). */
+ * delayed until acceptance + delay. Call broker_dispatch() after a batch of
+ * these, once, so consumers get what became ready. */
 void broker_confirm(broker_t *b, uint64_t id, bool ok, uint64_t now);
 
 /* Restore one mirrored message at the tail of its topic's ready queue, with

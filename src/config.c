@@ -371,6 +371,8 @@ config_t *config_default(void)
     cfg->redis.mirror = MIRROR_MESSAGES;
     cfg->redis.confirm = false;
     cfg->redis.confirm_timeout_ms = 5 * MS_PER_S;
+    cfg->redis.max_unconfirmed = 1024;
+    cfg->redis.durability = DURABILITY_MEMORY;
     cfg->redis.restore = true;
     cfg->redis.flush_interval_ms = 100;
     if (cfg->nlisten == 0 || cfg->tls.cert == NULL || cfg->tls.key == NULL ||
@@ -679,6 +681,7 @@ static int config_set_choice(config_parser_t *p, const config_field_t *f, yaml_n
 static const char *const config_overflow_names[] = {"block", "reject", "drop-oldest", NULL};
 static const char *const config_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const config_mirror_names[] = {"stats", "messages", NULL};
+static const char *const config_durability_names[] = {"memory", "everysec", "always", NULL};
 
 static int config_set_overflow(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
                                void *base)
@@ -699,6 +702,13 @@ static int config_set_mirror(config_parser_t *p, const config_field_t *f, yaml_n
 {
     return config_set_choice(p, f, val, base, config_mirror_names, "mirror mode",
                              "stats or messages");
+}
+
+static int config_set_durability(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                                 void *base)
+{
+    return config_set_choice(p, f, val, base, config_durability_names, "durability",
+                             "memory, everysec or always");
 }
 
 static int config_set_addr(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
@@ -932,6 +942,8 @@ static const config_field_t config_redis_fields[] = {
     FLD(config_t, redis.confirm, "confirm", config_set_bool),
     NUM(config_t, redis.confirm_timeout_ms, "confirm_timeout", config_set_duration, 1,
         DURATION_MAX),
+    NUM(config_t, redis.max_unconfirmed, "max_unconfirmed", config_set_count, 1, 1000000),
+    FLD(config_t, redis.durability, "durability", config_set_durability),
     FLD(config_t, redis.restore, "restore", config_set_bool),
     NUM(config_t, redis.flush_interval_ms, "flush_interval", config_set_duration, 10,
         DURATION_MAX),

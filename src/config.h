@@ -32,6 +32,13 @@ typedef enum mirror_mode {
     MIRROR_MESSAGES,
 } mirror_mode_t;
 
+/* What a confirmed PUB's +OK promises (redis.durability; docs/redis.md). */
+typedef enum durability {
+    DURABILITY_MEMORY = 0, /* Redis has it in memory */
+    DURABILITY_EVERYSEC,   /* ... and its AOF is fsynced within about a second */
+    DURABILITY_ALWAYS,     /* ... and its AOF was fsynced before it answered */
+} durability_t;
+
 /* Limits of one topic: `defaults`, or a `topics:` entry merged over them. */
 typedef struct topic_conf {
     uint64_t max_messages;
@@ -99,6 +106,8 @@ typedef struct config {
         mirror_mode_t mirror;
         bool confirm;
         uint64_t confirm_timeout_ms;
+        uint64_t max_unconfirmed; /* confirm mode: PUBs in flight per connection */
+        durability_t durability;
         bool restore;
         uint64_t flush_interval_ms;
     } redis;

@@ -41,9 +41,15 @@ static const client_ops_t conn_client_ops = {
 
 static const config_t *conn_cfg(const conn_t *c) { return c->srv->cfg; }
 
+/* Replies (not pushes) go behind any PUB still waiting for the mirror. */
+static struct evbuffer *conn_rbuf(conn_t *c)
+{
+    return cfifo_replies(&c->unconfirmed, c->out);
+}
+
 static void conn_reply(conn_t *c, const char *s, size_t n)
 {
-    evbuffer_add(c->out, s, n);
+    evbuffer_add(conn_rbuf(c), s, n);
     server_want_flush(c->srv, c);
 }
 
@@ -58,9 +64,11 @@ static void conn_reply_u64(conn_t *c, uint64_t v)
 /* "-CODE <arg>\r\n" with a number or a topic name (both safe to echo). */
 static void conn_reply_code(conn_t *c, const char *code, const char *arg, size_t n)
 {
-    evbuffer_add(c->out, code, strlen(code));
-    evbuffer_add(c->out, " ", 1);
-    evbuffer_add(c->out, arg, n);
+    struct evbuffer *r = conn_rbuf(c);
+
+    evbuffer_add(r, code, strlen(code));
+    evbuffer_add(r, " ", 1);
+    evbuffer_add(r, arg, n);
     conn_reply_lit(c, "\r\n");
 }
 
@@ -98,7 +106,13 @@ static void conn_reply_topic_error(conn_t *c, br_status_t st, const char *topic,
 
 static bool conn_out_over(const conn_t *c)
 {
-    return evbuffer_get_length(c->out) > conn_cfg(c)->limits.output_buffer;
+    return evbuffer_get_length(c->out) + cfifo_later_len(&c->unconfirmed) >
+           conn_cfg(c)->limits.output_buffer;
+}
+
+static bool conn_unconfirmed_full(const conn_t *c)
+{
+    return c->unconfirmed.n >= conn_cfg(c)->redis.max_unconfirmed;
 }
 
 static size_t conn_in_max(const conn_t *c)
@@ -114,7 +128,8 @@ static void conn_update_reading(conn_t *c)
 {
     bool room = c->in_len - c->in_off + CONN_READ_MIN <= conn_in_max(c);
     bool want = !c->srv->draining && !c->out_full && !c->peer_eof &&
-                (c->state == CONN_READING || (c->state == CONN_WAITING && room));
+                (c->state == CONN_READING || (c->state == CONN_WAITING && room) ||
+                 (c->state == CONN_CONFIRMING && room && !conn_unconfirmed_full(c)));
 
     if (want == c->reading)
         return;
@@ -368,19 +383,70 @@ static void conn_sub_recheck(conn_t *c, const config_t *cfg)
 
 /* ---- commands ---- */
 
+/* A held PUB's outcome, as its reply: straight to the output, since the
+ * PUBs still waiting come after it. */
+static void conn_reply_pub(conn_t *c, int st, uint64_t id)
+{
+    static const char unavailable[] = "-ERR mirror unavailable\r\n";
+    char buf[32];
+
+    if (st == BR_OK)
+        evbuffer_add(c->out, buf, proto_fmt_ok_u64(buf, id));
+    else
+        evbuffer_add(c->out, unavailable, sizeof unavailable - 1);
+}
+
+/* Write the replies of the oldest PUBs that have their outcome, and what
+ * was answered behind each. */
+static void conn_unconfirmed_drain(conn_t *c)
+{
+    uint64_t id;
+    int st;
+
+    while (cfifo_pop(&c->unconfirmed, &id, &st)) {
+        conn_reply_pub(c, st, id);
+        cfifo_release(&c->unconfirmed, c->out);
+    }
+    server_want_flush(c->srv, c);
+}
+
+/* While PUBs wait for the mirror, only commands whose whole answer is a
+ * reply may run: a SUB's, GET's or JOIN's pushes, an AUTH's delay or a
+ * QUIT's close would overtake the +OKs still owed. */
+static bool conn_may_pass_unconfirmed(proto_cmd_type_t type)
+{
+    switch (type) {
+    case CMD_PUB:
+    case CMD_ACK:
+    case CMD_NACK:
+    case CMD_TOUCH:
+    case CMD_UNSUB:
+    case CMD_STATS:
+    case CMD_TOPICS:
+    case CMD_PING:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void conn_cmd_pub(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
 {
-    msg_t *m = msg_new_copy(cmd->payload, (uint32_t)cmd->payload_len);
+    msg_t *m;
     uint64_t id = 0;
     br_status_t st;
 
-    if (m == NULL) {
+    /* Room first: a held PUB must always find its place in the FIFO. */
+    if (cfifo_reserve(&c->unconfirmed, conn_cfg(c)->redis.max_unconfirmed) < 0 ||
+        (m = msg_new_copy(cmd->payload, (uint32_t)cmd->payload_len)) == NULL) {
         conn_reply_lit(c, "-ERR out of memory\r\n");
         return;
     }
     st = broker_publish(c->client, cmd->topic, cmd->topic_len, m, cmd->delay_ms, now, &id);
     if (st == BR_OK)
         conn_reply_u64(c, id);
+    else if (st == BR_HELD)
+        cfifo_push(&c->unconfirmed, id);
     else if (st == BR_PENDING)
         c->state = CONN_PARKED;
     else
@@ -431,8 +497,8 @@ static void conn_cmd_stats(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
     memcpy(head, "+STATS ", 7);
     size_t h = 7 + proto_u64(head + 7, n);
     memcpy(head + h, "\r\n", 2);
-    evbuffer_add(c->out, head, h + 2);
-    evbuffer_add(c->out, body, n);
+    evbuffer_add(conn_rbuf(c), head, h + 2);
+    evbuffer_add(conn_rbuf(c), body, n);
     conn_reply_lit(c, "\r\n");
 }
 
@@ -456,8 +522,8 @@ static void conn_cmd_topics(conn_t *c)
     memcpy(head, "+TOPICS ", 8);
     h = 8 + proto_u64(head + 8, evbuffer_get_length(body));
     memcpy(head + h, "\r\n", 2);
-    evbuffer_add(c->out, head, h + 2);
-    evbuffer_add_buffer(c->out, body);
+    evbuffer_add(conn_rbuf(c), head, h + 2);
+    evbuffer_add_buffer(conn_rbuf(c), body);
     evbuffer_free(body);
     conn_reply_lit(c, "\r\n");
 }
@@ -569,7 +635,17 @@ static bool conn_process(conn_t *c)
 
         if (budget-- == 0)
             return true;
+        if (conn_unconfirmed_full(c)) {
+            c->state = CONN_CONFIRMING;
+            break;
+        }
         r = proto_parse(&c->parser, c->in + c->in_off, c->in_len - c->in_off, &cmd, &used, err);
+        if (c->unconfirmed.n > 0 && r != PROTO_NEED_MORE &&
+            (r != PROTO_CMD || !conn_may_pass_unconfirmed(cmd.type))) {
+            /* Parsing is pure: the same bytes parse again once they may run. */
+            c->state = CONN_CONFIRMING;
+            break;
+        }
         if (r == PROTO_CMD) {
             /* cmd points into the buffer: run it before giving the bytes up. */
             conn_exec(c, &cmd, now);
@@ -606,7 +682,8 @@ static void conn_after_input(conn_t *c)
  * `printf 'GET t 5000\r\n' | nc -q1 host port` waits for its message. */
 static bool conn_finished(const conn_t *c, bool more)
 {
-    return c->peer_eof && c->state == CONN_READING && !more && !c->out_full;
+    return c->peer_eof && c->state == CONN_READING && !more && !c->out_full &&
+           c->unconfirmed.n == 0;
 }
 
 static void conn_on_read(evutil_socket_t fd, short what, void *arg)
@@ -616,7 +693,8 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
     ssize_t n;
 
     (void)what;
-    if (!c->peer_eof && (c->state == CONN_READING || c->state == CONN_WAITING)) {
+    if (!c->peer_eof && (c->state == CONN_READING || c->state == CONN_WAITING ||
+                         c->state == CONN_CONFIRMING)) {
         if (!conn_in_reserve(c)) {
             /* No room: the buffer is full of commands not run yet (a
              * waiting GET or JOIN, output over its limit, or the fairness
@@ -688,7 +766,18 @@ static void conn_on_complete(void *ctx, br_op_t op, br_status_t st, const topic_
     size_t tlen = 0;
     const char *tname = t ? topic_name(t, &tlen) : "";
 
-    if (op == BR_OP_PUB && st == BR_OK)
+    if (op == BR_OP_PUB && cfifo_settle(&c->unconfirmed, id, st)) {
+        /* Not the end of a wait: a parked PUB behind it stays parked. */
+        conn_unconfirmed_drain(c);
+        if (c->state == CONN_CONFIRMING)
+            c->state = CONN_READING;
+        conn_update_reading(c);
+        event_active(c->rev, EV_READ, 0);
+        return;
+    }
+    if (op == BR_OP_PUB && st == BR_HELD)
+        cfifo_push(&c->unconfirmed, id); /* room was reserved before the PUB ran */
+    else if (op == BR_OP_PUB && st == BR_OK)
         conn_reply_u64(c, id);
     else if (op == BR_OP_JOIN && st == BR_OK)
         conn_reply_lit(c, "+OK\r\n");
@@ -817,6 +906,7 @@ void conn_free(conn_t *c)
         conn_sub_remove(c, c->nsubs - 1);
     free(c->subs);
     evbuffer_free(c->out);
+    cfifo_free(&c->unconfirmed);
     close(c->fd);
     free(c->in);
     free(c);
@@ -856,7 +946,10 @@ void conn_stop_reading(conn_t *c)
     }
 }
 
-bool conn_drained(const conn_t *c) { return evbuffer_get_length(c->out) == 0; }
+bool conn_drained(const conn_t *c)
+{
+    return evbuffer_get_length(c->out) == 0 && c->unconfirmed.n == 0;
+}
 
 void conn_refuse(int fd, const char *line)
 {

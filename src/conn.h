@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "broker.h"
+#include "cfifo.h"
 #include "proto.h"
 
 struct server;
@@ -15,7 +16,10 @@ struct server;
 typedef enum conn_state {
     CONN_READING, /* normal: commands are parsed as they arrive */
     CONN_WAITING, /* a GET or JOIN waits: input is read but not parsed, so replies stay in order */
-    CONN_PARKED,  /* a PUB is parked or held: the socket is not read at all (backpressure) */
+    CONN_PARKED,  /* a PUB is parked: the socket is not read at all (backpressure) */
+    CONN_CONFIRMING, /* held PUBs wait for the mirror and the next command must not pass
+                        them, or redis.max_unconfirmed of them wait: nothing is parsed,
+                        and nothing is read once the FIFO is full (backpressure) */
     CONN_DELAYED, /* a failed AUTH's reply waits out its delay: nothing is read or parsed */
     CONN_CLOSING, /* QUIT or lost framing: flush the last replies, then close */
 } conn_state_t;
@@ -39,6 +43,7 @@ typedef struct conn {
     char *in;                       /* input: in[in_off .. in_len) is unparsed; NOT NUL-terminated */
     size_t in_off, in_len, in_cap;
     struct evbuffer *out;           /* replies and pushes not yet written */
+    cfifo_t unconfirmed;            /* confirm mode: held PUBs and the replies behind them */
     bool out_full;                  /* output passed limits.output_buffer: no reads, no pushes */
 
     struct conn *next, *prev;       /* server's list of connections */

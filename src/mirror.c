@@ -1095,8 +1095,10 @@ static void mirror_confirm_ids(mirror_t *mi, const uint64_t *ids, size_t n)
             any = true;
         }
     }
-    if (any)
+    if (any) {
+        broker_dispatch(mi->b, now);
         server_arm_timer(mi->srv);
+    }
 }
 
 /* Message id of topic t is gone from the broker: delete it from Redis,
@@ -1119,7 +1121,9 @@ static void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id)
         mirror_batch_failed(mi);
         return;
     }
-    mirror_queue(mi, mt, false);
+    /* Under confirm an ACK goes out with the turn's PUBs, not 2 ms later,
+     * so a restore after a crash brings back as few acked messages as it can. */
+    mirror_queue(mi, mt, mi->confirm);
 }
 
 static void mirror_on_confirm_timer(evutil_socket_t fd, short what, void *arg)
@@ -1144,6 +1148,7 @@ static void mirror_on_confirm_timer(evutil_socket_t fd, short what, void *arg)
         if (!mi->refuse_logged)
             log_warn("redis mirror: confirmed PUBs time out (-ERR mirror unavailable)");
         mi->refuse_logged = true;
+        broker_dispatch(mi->b, now);
         server_arm_timer(mi->srv);
     }
     mirror_arm_confirm(mi);
@@ -2112,6 +2117,7 @@ static void mirror_refuse_all(mirror_t *mi)
         if (mi->held.slot[i] != 0)
             broker_confirm(mi->b, mi->held.slot[i], false, now);
     mirror_ids_free(&mi->held);
+    broker_dispatch(mi->b, now);
 }
 
 void mirror_free(mirror_t *mi)

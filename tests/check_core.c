@@ -1536,7 +1536,8 @@ START_TEST(test_confirm_ok_and_fail)
     uint64_t id = 0;
 
     sub(c, "t", 5);
-    ck_assert_int_eq(pubd(p, "t", "x", 0, &id), BR_PENDING);
+    ck_assert_int_eq(pubd(p, "t", "x", 0, &id), BR_HELD);
+    ck_assert_uint_eq(id, 1);
     ck_assert_uint_eq(noev, 1); /* enqueued with its id at once */
     ck_assert_uint_eq(oevs[0].id, 1);
     topic_stats_t s = ts("t");
@@ -1552,19 +1553,44 @@ START_TEST(test_confirm_ok_and_fail)
 
     broker_confirm(b, 1, true, now);
     assert_done(p, 0, BR_OP_PUB, BR_OK, 1);
+    disp();
     ck_assert_uint_eq(c->ndeliv, 1);
     ck_assert_uint_eq(ts("t").totals.published, 1);
     broker_confirm(b, 1, true, now); /* no longer held: ignored */
     broker_confirm(b, 77, false, now);
     ck_assert_uint_eq(p->ndone, 1);
 
-    ck_assert_int_eq(pub(p, "t", "yy"), BR_PENDING);
+    ck_assert_int_eq(pub(p, "t", "yy"), BR_HELD);
     size_t before = noev;
     broker_confirm(b, 2, false, now);
     assert_done(p, 1, BR_OP_PUB, BR_UNAVAILABLE, 2);
     ck_assert_uint_eq(noev, before); /* no observer call */
     ck_assert_uint_eq(ts("t").bytes, 1);
     ck_assert_uint_eq(ts("t").totals.published, 1);
+}
+END_TEST
+
+START_TEST(test_confirm_many_held)
+{
+    start();
+    broker_set_confirm(b, true);
+    fake_t *p = fake(), *c = fake();
+
+    /* one client, many PUBs held at once; outcomes in any order */
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(pub(p, "t", "m"), BR_HELD);
+    ck_assert_uint_eq(ts("t").bytes, 5);
+    broker_confirm(b, 2, true, now);
+    broker_confirm(b, 1, false, now);
+    assert_done(p, 0, BR_OP_PUB, BR_OK, 2);
+    assert_done(p, 1, BR_OP_PUB, BR_UNAVAILABLE, 1);
+    fake_gone(p); /* the rest stay held, then settle with nobody to tell */
+    broker_confirm(b, 3, true, now);
+    broker_confirm(b, 4, false, now);
+    broker_confirm(b, 5, true, now);
+    ck_assert_uint_eq(ts("t").ready, 3);
+    ck_assert_uint_eq(ts("t").bytes, 3);
+    ck_assert_uint_eq(get_ok(c, "t")->id, 2);
 }
 END_TEST
 
@@ -1575,14 +1601,14 @@ START_TEST(test_confirm_producer_gone_and_delay)
     fake_t *p = fake(), *q = fake(), *c = fake();
     uint64_t id = 0;
 
-    ck_assert_int_eq(pub(p, "t", "x"), BR_PENDING);
+    ck_assert_int_eq(pub(p, "t", "x"), BR_HELD);
     fake_gone(p);
     ck_assert_uint_eq(ts("t").bytes, 1); /* still held */
     broker_confirm(b, 1, true, now);
     ck_assert_uint_eq(p->nev, 0);
     ck_assert_uint_eq(get_ok(c, "t")->id, 1);
 
-    ck_assert_int_eq(pubd(q, "t", "later", 100, &id), BR_PENDING);
+    ck_assert_int_eq(pubd(q, "t", "later", 100, &id), BR_HELD);
     now += 10;
     broker_confirm(b, 2, true, now);
     assert_done(q, 0, BR_OP_PUB, BR_OK, 2);
@@ -1605,12 +1631,12 @@ START_TEST(test_confirm_after_park)
     ck_assert_uint_eq(ts("t").blocked_producers, 1);
     get_ok(c, "t");
     broker_ack(c->c, 1, now);
-    /* unparked into held: no completion until the mirror confirms */
-    ck_assert_uint_eq(q->ndone, 0);
+    /* unparked into held: the wait ends with its id, the outcome follows */
+    assert_done(q, 0, BR_OP_PUB, BR_HELD, 2);
     ck_assert_uint_eq(ts("t").blocked_producers, 0);
     ck_assert_uint_eq(ts("t").bytes, 1);
     broker_confirm(b, 2, true, now);
-    assert_done(q, 0, BR_OP_PUB, BR_OK, 2);
+    assert_done(q, 1, BR_OP_PUB, BR_OK, 2);
 }
 END_TEST
 
@@ -1668,7 +1694,7 @@ START_TEST(test_foreach_message)
     pub_ok(p, "b", "flight");
     get_ok(c, "b");
     broker_set_confirm(b, true);
-    ck_assert_int_eq(pub(h, "b", "held"), BR_PENDING);
+    ck_assert_int_eq(pub(h, "b", "held"), BR_HELD);
     nvisited = 0;
     broker_foreach_message(b, visit, NULL);
     ck_assert_uint_eq(nvisited, 4);
@@ -2092,6 +2118,7 @@ static Suite *broker_suite(void)
     tcase_add_test(tc, test_reload_limits);
     tcase_add_test(tc, test_reload_ack_timeout_keeps_order);
     tcase_add_test(tc, test_confirm_ok_and_fail);
+    tcase_add_test(tc, test_confirm_many_held);
     tcase_add_test(tc, test_confirm_producer_gone_and_delay);
     tcase_add_test(tc, test_confirm_after_park);
     tcase_add_test(tc, test_restore);
