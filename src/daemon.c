@@ -313,6 +313,7 @@ static void daemon_free(daemon_t *d)
 static int daemon_start(daemon_t *d)
 {
     const char *port_file = getenv("SLUICED_PORT_FILE");
+    char err[256];
 
     d->base = event_base_new();
     if (d->base == NULL || event_base_priority_init(d->base, SERVER_NPRIORITIES) != 0) {
@@ -323,6 +324,10 @@ static int daemon_start(daemon_t *d)
     d->server = d->broker ? server_new(d->base, d->broker, d->cfg) : NULL;
     if (d->server == NULL) {
         log_error("out of memory");
+        return 1;
+    }
+    if (d->cfg->redis.enabled && mirror_check_start(d->cfg, err, sizeof err) < 0) {
+        log_error("redis mirror: %s; not starting", err);
         return 1;
     }
     /* Before listening: a restore is done before any client sees the broker. */

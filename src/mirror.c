@@ -370,6 +370,7 @@ static void mirror_ids_reset(idset_t *s)
  * connection is gone). */
 enum mreq_kind {
     REQ_SETUP = 1, /* AUTH, SELECT: an error drops the connection */
+    REQ_CHECK,     /* CONFIG GET append*: does Redis persist as redis.durability says? */
     REQ_READY,     /* the connection's cleanup script: its reply means "established" */
     REQ_WRITE,     /* a state write; an error drops the connection */
     REQ_HELD,      /* a write carrying held (confirm mode) messages */
@@ -430,6 +431,7 @@ struct mirror {
     char *address, *password, *prefix;
     uint32_t db;
     mirror_mode_t mode;
+    durability_t durability;
     bool confirm;
     uint64_t confirm_timeout_ms, flush_ms;
 
@@ -1700,6 +1702,11 @@ static void mirror_connect(mirror_t *mi)
         lens[1] = mirror_u64_dec(num, mi->db);
         mirror_argv(mi, mirror_req(mi, REQ_SETUP, NULL, 0), 2, argv, lens);
     }
+    if (mi->durability != DURABILITY_MEMORY) {
+        const char *check[3] = {"CONFIG", "GET", "append*"};
+        size_t clens[3] = {6, 3, 7};
+        mirror_argv(mi, mirror_req(mi, REQ_CHECK, NULL, 0), 3, check, clens);
+    }
     mirror_eval(mi, REQ_READY, mirror_lua_cleanup, "1");
     if (mi->ac == NULL)
         return;
@@ -1763,14 +1770,69 @@ static void mirror_restore_reply(mirror_t *mi, const redisReply *r)
     mirror_resync_start(mi);
 }
 
+/* The value of CONFIG GET's `name` in reply r, or "?". */
+static const char *mirror_config_value(const redisReply *r, const char *name)
+{
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
+            strcmp(k->str, name) == 0)
+            return v->str;
+    }
+    return "?";
+}
+
+/* Does Redis (its CONFIG GET append* reply r) persist as durability d
+ * promises? If not, why in `why`. */
+static bool mirror_durable_enough(durability_t d, const redisReply *r, char *why, size_t n)
+{
+    const char *aof = mirror_config_value(r, "appendonly");
+    const char *fsync = mirror_config_value(r, "appendfsync");
+    bool aof_on = strcmp(aof, "yes") == 0;
+
+    if (d == DURABILITY_ALWAYS && (!aof_on || strcmp(fsync, "always") != 0)) {
+        snprintf(why, n,
+                 "durability: always needs Redis with appendonly yes and appendfsync always "
+                 "(it has appendonly %.8s, appendfsync %.8s)", aof, fsync);
+        return false;
+    }
+    if (d == DURABILITY_EVERYSEC && (!aof_on || strcmp(fsync, "no") == 0)) {
+        snprintf(why, n,
+                 "durability: everysec needs Redis with appendonly yes and appendfsync "
+                 "everysec or always (it has appendonly %.8s, appendfsync %.8s)", aof, fsync);
+        return false;
+    }
+    return true;
+}
+
+static void mirror_check_reply(mirror_t *mi, const redisReply *r)
+{
+    char why[256];
+
+    if (!mirror_durable_enough(mi->durability, r, why, sizeof why)) {
+        if (!mi->complained)
+            log_error("redis mirror: %s; confirmed PUBs are refused until it does", why);
+        mi->complained = true;
+        mi->up_logged = false;
+        mirror_drop_ex(mi, why, true);
+        return;
+    }
+    if (mi->durability == DURABILITY_EVERYSEC)
+        log_warn("redis mirror: durability everysec: a crash of Redis (or its machine) can "
+                 "lose up to a second of confirmed PUBs");
+}
+
 static void mirror_refused(mirror_t *mi, const mreq_t *req, const redisReply *r)
 {
     char why[256];
 
     snprintf(why, sizeof why, "%s refused: %.*s",
-             req->kind == REQ_SETUP ? "setup" : req->kind == REQ_READY ? "setup script" : "a write",
+             req->kind == REQ_SETUP   ? "setup"
+             : req->kind == REQ_CHECK ? "CONFIG GET (needed by redis.durability)"
+             : req->kind == REQ_READY ? "setup script"
+                                      : "a write",
              (int)(r->len < 200 ? r->len : 200), r->str);
-    if (req->kind == REQ_SETUP || req->kind == REQ_READY) {
+    if (req->kind == REQ_SETUP || req->kind == REQ_CHECK || req->kind == REQ_READY) {
         /* Not connected in any useful sense: report it as a failure to connect. */
         mi->up_logged = false;
     }
@@ -1785,11 +1847,16 @@ static void mirror_handle(mirror_t *mi, const redisAsyncContext *ac, const mreq_
     bool current = same_conn && req->gen == mi->gen;
 
     if (r->type == REDIS_REPLY_ERROR && req->kind != REQ_RESTORE) {
-        if (current || (same_conn && (req->kind == REQ_SETUP || req->kind == REQ_READY)))
+        if (current || (same_conn && (req->kind == REQ_SETUP || req->kind == REQ_CHECK ||
+                                      req->kind == REQ_READY)))
             mirror_refused(mi, req, r);
         return;
     }
     switch (req->kind) {
+    case REQ_CHECK:
+        if (same_conn)
+            mirror_check_reply(mi, r);
+        break;
     case REQ_READY:
         if (same_conn)
             mirror_established(mi);
@@ -1977,6 +2044,7 @@ static int mirror_settings(mirror_t *mi, const config_t *cfg)
     mi->prefix = x;
     mi->db = cfg->redis.db;
     mi->mode = cfg->redis.mirror;
+    mi->durability = cfg->redis.durability;
     mi->confirm = cfg->redis.confirm;
     mi->confirm_timeout_ms = cfg->redis.confirm_timeout_ms;
     mi->flush_ms = cfg->redis.flush_interval_ms;
@@ -1996,6 +2064,33 @@ static void mirror_arm_stats(mirror_t *mi)
 
     event_del(mi->stats_ev);
     event_add(mi->stats_ev, &tv);
+}
+
+int mirror_check_start(const config_t *cfg, char *err, size_t errlen)
+{
+    mirror_t tmp = {0};
+    redisContext *c;
+    redisReply *r;
+    const char *argv[3] = {"CONFIG", "GET", "append*"};
+    size_t lens[3] = {6, 3, 7};
+    int rc = 0;
+
+    if (cfg->redis.durability == DURABILITY_MEMORY || mirror_settings(&tmp, cfg) < 0)
+        return 0;
+    c = mirror_sync_connect(&tmp, err, errlen);
+    if (c != NULL) {
+        r = mirror_sync_cmd(c, 3, argv, lens, err, errlen);
+        if (r == NULL)
+            rc = -1; /* CONFIG refused (renamed, or an ACL): the promise cannot be checked */
+        else if (!mirror_durable_enough(tmp.durability, r, err, errlen))
+            rc = -1;
+        freeReplyObject(r);
+        redisFree(c);
+    }
+    free(tmp.address);
+    free(tmp.password);
+    free(tmp.prefix);
+    return rc;
 }
 
 mirror_t *mirror_new(server_t *srv, const config_t *cfg, bool restore)

@@ -28,6 +28,13 @@ typedef struct mirror mirror_t;
  * freed afterwards. NULL when out of memory. */
 mirror_t *mirror_new(server_t *srv, const config_t *cfg, bool restore);
 
+/* Before mirror_new at start-up, with redis.durability everysec or always:
+ * if Redis can be reached and does not persist as the setting promises
+ * (appendonly, appendfsync), or refuses CONFIG GET, -1 with why in err:
+ * the daemon then refuses to start. 0 otherwise (unreachable is left to
+ * the asynchronous connection, which checks again on every connect). */
+int mirror_check_start(const config_t *cfg, char *err, size_t errlen);
+
 /* A reloaded config (redis.enabled still true). Changed address, password,
  * db, prefix or mirror mode reconnect and resynchronise; the rest applies
  * at once. Nothing is restored on reload. */
