@@ -33,6 +33,7 @@ typedef struct rd {
     char dir[64];
     char sock[128];
     const char *pass; /* --requirepass, or NULL */
+    bool aof;         /* appendonly yes, appendfsync always (set before rd_spawn) */
 } rd_t;
 
 static uint64_t now_ms(void)
@@ -162,14 +163,14 @@ static int rd_spawn(rd_t *r)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() == 1)
             _exit(127);
-        if (r->pass != NULL)
-            execl(bin, bin, "--port", "0", "--unixsocket", r->sock, "--unixsocketperm", "700",
-                  "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", r->dir,
-                  "--requirepass", r->pass, (char *)NULL);
-        else
-            execl(bin, bin, "--port", "0", "--unixsocket", r->sock, "--unixsocketperm", "700",
-                  "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", r->dir,
-                  (char *)NULL);
+        {
+            const char *argv[] = {bin, "--port", "0", "--unixsocket", r->sock,
+                                  "--unixsocketperm", "700", "--save", "", "--daemonize", "no",
+                                  "--dir", r->dir, "--appendonly", r->aof ? "yes" : "no",
+                                  "--appendfsync", r->aof ? "always" : "everysec",
+                                  r->pass ? "--requirepass" : NULL, r->pass, NULL};
+            execv(bin, (char *const *)argv);
+        }
         _exit(127);
     }
     until = now_ms() + WAIT_MS;
@@ -576,11 +577,17 @@ static void kpub(tc_t *c, kstate_t *ks, int p)
     }
 }
 
-START_TEST(test_kill9_confirm)
+/* Producers pipelining confirmed PUBs and a consumer ACKing, then a
+ * kill -9 of the broker (and first of Redis, with `redis_too`: Redis then
+ * comes back from its AOF alone, fsynced on every write). Every PUB that
+ * got +OK must be delivered, before the kill or after the restore. */
+static void kill9_run(bool redis_too)
 {
     static kstate_t ks;
     /* Long enough that a loaded machine never turns a PUB into -ERR. */
-    const char *conf = "  confirm: true\n  confirm_timeout: 60s\n";
+    const char *conf = redis_too ? "  confirm: true\n  confirm_timeout: 60s\n"
+                                   "  durability: always\n"
+                                 : "  confirm: true\n  confirm_timeout: 60s\n";
     rd_t r;
     sd_t d;
     tc_t *prod[KP], *cons, *c;
@@ -589,7 +596,12 @@ START_TEST(test_kill9_confirm)
     uint64_t until;
 
     memset(&ks, 0, sizeof ks);
-    rd_start(&r, NULL);
+    memset(&r, 0, sizeof r);
+    snprintf(r.dir, sizeof r.dir, "/tmp/sluice-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(r.dir));
+    snprintf(r.sock, sizeof r.sock, "%s/redis.sock", r.dir);
+    r.aof = redis_too;
+    ck_assert_int_eq(rd_spawn(&r), 0);
     start_broker(&d, &r, conf);
     ck_assert(wait_connected(&d, true));
     cons = tc_open(&d);
@@ -630,6 +642,8 @@ START_TEST(test_kill9_confirm)
     }
     ck_assert_msg(ks.oks >= KTARGET, "only %d +OK before the kill", ks.oks);
     /* Producers still have PUBs in flight, the consumer ACKs in flight. */
+    if (redis_too)
+        rd_kill(&r);
     kill(d.pid, SIGKILL);
     waitpid(d.pid, &status, 0);
     ck_assert(WIFSIGNALED(status));
@@ -638,6 +652,8 @@ START_TEST(test_kill9_confirm)
         tc_close(prod[p]);
     tc_close(cons);
 
+    if (redis_too)
+        rd_restart(&r);
     start_broker(&d, &r, conf);
     c = tc_open(&d);
     for (;;) {
@@ -671,11 +687,112 @@ START_TEST(test_kill9_confirm)
     ck_assert_int_eq(c->r.type, REPLY_OK);
     ck_assert(strtoull(c->r.text, NULL, 10) > ks.max_id);
     fprintf(stderr,
-            "kill -9 in confirm mode: %d PUBs got +OK, all delivered; %d delivered again after "
-            "the restart (their ACK had not reached Redis); %d stored without their +OK\n",
-            ks.oks, dups, stored_unconfirmed);
+            "kill -9 of %s in confirm mode: %d PUBs got +OK, all delivered; %d delivered again "
+            "after the restart (their ACK had not reached Redis); %d stored without their +OK\n",
+            redis_too ? "Redis (AOF, fsync always) and the broker" : "the broker", ks.oks, dups,
+            stored_unconfirmed);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+
+START_TEST(test_kill9_confirm)
+{
+    kill9_run(false);
+}
+END_TEST
+
+START_TEST(test_kill9_redis_and_broker_always)
+{
+    kill9_run(true);
+}
+END_TEST
+
+/* Many confirmed PUBs in flight on one connection: replies in order, with
+ * the replies of commands sent between them in their places; at
+ * max_unconfirmed the connection is not read (a frozen Redis holds them). */
+START_TEST(test_confirm_pipelined)
+{
+    enum { N = 300, MAXU = 8, MORE = 40 };
+    rd_t r;
+    sd_t d;
+    tc_t *c, *o;
+    static char req[N * 32];
+    size_t len = 0;
+    char want[32];
+
+    rd_start(&r, NULL);
+    start_broker(&d, &r, "  confirm: true\n  confirm_timeout: 60s\n  max_unconfirmed: 8\n");
+    ck_assert(wait_connected(&d, true));
+    c = tc_open(&d);
+    for (int i = 0; i < N; i++) {
+        len += (size_t)snprintf(req + len, sizeof req - len, "PUB p 3\r\n%03d\r\n", i);
+        if (i == N / 2)
+            len += (size_t)snprintf(req + len, sizeof req - len, "PING\r\nPUB bad!topic 1\r\nx\r\n");
+    }
+    tc_send(c, req, len);
+    for (int i = 0; i < N; i++) {
+        snprintf(want, sizeof want, "+OK %d", i + 1);
+        ck_assert_str_eq(tc_reply_line(c), want);
+        if (i == N / 2) {
+            ck_assert_str_eq(tc_reply_line(c), "+PONG");
+            ck_assert_ptr_nonnull(tc_reply_line(c));
+            ck_assert_int_eq(c->r.type, REPLY_ERROR);
+        }
+    }
+    ck_assert(wait_hlen(&r, 0, "t:messages:p", N) == N);
+
+    /* Redis frozen: MAXU PUBs are taken and held, the rest wait unread. */
+    kill(r.pid, SIGSTOP);
+    len = 0;
+    for (int i = 0; i < MORE; i++)
+        len += (size_t)snprintf(req + len, sizeof req - len, "PUB p 3\r\n%03d\r\n", i);
+    tc_send(c, req, len);
+    o = tc_open(&d);
+    {
+        char held[48];
+        uint64_t until = now_ms() + WAIT_MS;
+        bool seen = false;
+        snprintf(held, sizeof held, "bytes: %d\n", (N + MAXU) * 3);
+        while (!seen && now_ms() < until) {
+            seen = stats_has(o, "p", held);
+            if (!seen)
+                sleep_ms(20);
+        }
+        ck_assert_msg(seen, "the held PUBs never reached max_unconfirmed");
+        sleep_ms(200); /* and no more are taken while Redis stays frozen */
+        ck_assert(stats_has(o, "p", held));
+        ck_assert(stats_has(o, "p", "ready: 300\n"));
+    }
+    kill(r.pid, SIGCONT);
+    for (int i = 0; i < MORE; i++) {
+        snprintf(want, sizeof want, "+OK %d", N + i + 1);
+        ck_assert_str_eq(tc_reply_line(c), want);
+    }
+    ck_assert(stats_has(o, "p", "ready: 340\n"));
+    tc_close(o);
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+END_TEST
+
+/* durability: always on a Redis without fsync on every write: the broker
+ * refuses to start and says which settings are missing. */
+START_TEST(test_durability_refused)
+{
+    rd_t r;
+    sd_t d;
+    char yaml[512];
+
+    rd_start(&r, NULL);
+    snprintf(yaml, sizeof yaml,
+             "redis:\n  enabled: true\n  address: unix:%s\n  confirm: true\n"
+             "  durability: always\n", r.sock);
+    ck_assert_int_ne(sd_start(&d, yaml), 0);
+    ck_assert(sd_log_has(&d, "needs Redis with appendonly yes and appendfsync always"));
+    ck_assert(sd_log_has(&d, "not starting"));
+    sd_stop(&d);
     rd_stop(&r);
 }
 END_TEST
@@ -990,6 +1107,9 @@ static Suite *mirror_suite(void)
     tcase_add_test(tc, test_kill9_confirm);
     tcase_add_test(tc, test_redis_restart_converges);
     tcase_add_test(tc, test_confirm_redis_down);
+    tcase_add_test(tc, test_confirm_pipelined);
+    tcase_add_test(tc, test_kill9_redis_and_broker_always);
+    tcase_add_test(tc, test_durability_refused);
     tcase_add_test(tc, test_auth_and_db);
     tcase_add_test(tc, test_restore_when_redis_returns);
     tcase_add_test(tc, test_stats_mode_and_frozen_redis);
