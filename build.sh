@@ -3,7 +3,8 @@
 #
 #   ./build.sh          install what is missing, build into build/
 #   ./build.sh check    the same, then the whole test suite twice: plain
-#                       (build/) and under ASan+UBSan (build-san/)
+#                       (build/) and under ASan+UBSan (build-san/), the
+#                       fuzzers, `make distcheck`, and the Debian package
 #   ./build.sh soak     the long soak and fuzz runs (not part of check);
 #                       check runs each fuzzer for 30 s (FUZZ_SECONDS)
 #
@@ -15,7 +16,8 @@ jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 build_pkgs=(build-essential autoconf automake libtool pkg-config
             libevent-dev libhiredis-dev libyaml-dev libssl-dev check)
-test_pkgs=(redis-server beanstalkd valgrind clang libclang-rt-14-dev systemd openssl prometheus)
+test_pkgs=(redis-server beanstalkd valgrind clang libclang-rt-14-dev systemd openssl prometheus
+           groff dpkg-dev debhelper fakeroot lintian)
 
 need_pkgs() {
     local missing=() p
@@ -98,24 +100,64 @@ fuzz() {
     return "$rc"
 }
 
+# The steps of check that are not test programs (distcheck, the package):
+# each counts once in the summary. step NAME CMD...: run it, count it.
+steps_passed=0
+steps_failed=0
+step() {
+    local name=$1
+    shift
+    if "$@"; then
+        echo "$name: passed"
+        steps_passed=$((steps_passed + 1))
+    else
+        echo "$name: FAILED" >&2
+        steps_failed=$((steps_failed + 1))
+        return 1
+    fi
+}
+
+# distcheck: the tarball builds out of tree, installs, and its own suite
+# passes. Its test logs live (and die) inside the tarball's scratch tree,
+# so summary never sees them: this step counts once.
+distcheck() {
+    if make -s -C build -j"$jobs" distcheck >build/distcheck.log 2>&1; then
+        return 0
+    fi
+    tail -n 60 build/distcheck.log >&2
+    return 1
+}
+
+# debpkg: the Debian package, built from the release tarball in build-deb/
+# (tests/deb.sh checks its contents, lintian, and the installed sluiced -t).
+debpkg() {
+    make -s -C build dist >/dev/null &&
+        JOBS=$jobs tests/deb.sh "$(ls -t build/sluice-*.tar.gz | head -n 1)" build-deb
+}
+
 # Add up Check's own closing lines: "NN%: Checks: N, Failures: F, Errors: E".
+# A test that is not a Check program (a script) counts as one, by its .trs.
 summary() {
-    local checks=0 fails=0 c f e log line
+    local passed=$steps_passed failed=$steps_failed c f e log line
     for log in build/tests/*.log build-san/tests/*.log; do
         [[ -f $log && $log != */test-suite.log ]] || continue
         line=$(grep -E '^[0-9]+%: Checks: [0-9]+' "$log" | tail -n 1) || true
         if [[ -z $line ]]; then
             # A program that died before Check could report counts as failed.
-            grep -q '^:test-result: PASS' "${log%.log}.trs" 2>/dev/null || fails=$((fails + 1))
+            if grep -q '^:test-result: PASS' "${log%.log}.trs" 2>/dev/null; then
+                passed=$((passed + 1))
+            else
+                failed=$((failed + 1))
+            fi
             continue
         fi
         c=$(sed -E 's/.*Checks: ([0-9]+).*/\1/' <<<"$line")
         f=$(sed -E 's/.*Failures: ([0-9]+).*/\1/' <<<"$line")
         e=$(sed -E 's/.*Errors: ([0-9]+).*/\1/' <<<"$line")
-        checks=$((checks + c))
-        fails=$((fails + f + e))
+        passed=$((passed + c - f - e))
+        failed=$((failed + f + e))
     done
-    echo "$((checks - fails)) passed, $fails failed"
+    echo "$passed passed, $failed failed"
 }
 
 case "${1:-build}" in
@@ -133,6 +175,8 @@ check)
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         CK_TIMEOUT_MULTIPLIER=3 check_in build-san || rc=1
     fuzz "${FUZZ_SECONDS:-30}" || rc=1
+    step "make distcheck" distcheck || rc=1
+    step "debian package" debpkg || rc=1
     summary
     exit "$rc"
     ;;

@@ -312,7 +312,7 @@ START_TEST(test_systemd_unit_verifies)
     snprintf(unit, sizeof unit, "%s/sluiced.service", tmp);
     /* The installed paths do not exist here: point them at this build. */
     snprintf(cmd, sizeof cmd,
-             "sed -e \"s|@bindir@/sluiced|$SLUICED|\" -e 's|@sysconfdir@|%s/conf/..|' "
+             "sed -e \"s|@sbindir@/sluiced|$SLUICED|\" -e 's|@sysconfdir@|%s/conf/..|' "
              "-e 's|@docdir@|%s|' '%s' > '%s'",
              getenv("SLUICE_SRCDIR"), getenv("SLUICE_SRCDIR"), srcdir_path("systemd/sluiced.service.in"),
              unit);
