@@ -430,6 +430,15 @@ static bool conn_may_pass_unconfirmed(proto_cmd_type_t type)
     }
 }
 
+/* Can the broker hold this PUB (confirm mode)? Only then does it need room
+ * in the FIFO, so plain producers never allocate one. */
+static bool conn_may_hold(const conn_t *c)
+{
+    const config_t *cfg = conn_cfg(c);
+
+    return cfg->redis.enabled && cfg->redis.confirm && cfg->redis.mirror == MIRROR_MESSAGES;
+}
+
 static void conn_cmd_pub(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
 {
     msg_t *m;
@@ -437,7 +446,8 @@ static void conn_cmd_pub(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
     br_status_t st;
 
     /* Room first: a held PUB must always find its place in the FIFO. */
-    if (cfifo_reserve(&c->unconfirmed, conn_cfg(c)->redis.max_unconfirmed) < 0 ||
+    if ((conn_may_hold(c) &&
+         cfifo_reserve(&c->unconfirmed, conn_cfg(c)->redis.max_unconfirmed) < 0) ||
         (m = msg_new_copy(cmd->payload, (uint32_t)cmd->payload_len)) == NULL) {
         conn_reply_lit(c, "-ERR out of memory\r\n");
         return;
@@ -775,9 +785,17 @@ static void conn_on_complete(void *ctx, br_op_t op, br_status_t st, const topic_
         event_active(c->rev, EV_READ, 0);
         return;
     }
-    if (op == BR_OP_PUB && st == BR_HELD)
-        cfifo_push(&c->unconfirmed, id); /* room was reserved before the PUB ran */
-    else if (op == BR_OP_PUB && st == BR_OK)
+    if (op == BR_OP_PUB && st == BR_HELD) {
+        /* Room was reserved before the PUB ran, unless confirm mode came
+         * on (a reload) while it was parked. */
+        if (cfifo_reserve(&c->unconfirmed, SIZE_MAX) == 0) {
+            cfifo_push(&c->unconfirmed, id);
+        } else {
+            log_error("closing %s: out of memory for its confirmed PUBs", c->peer);
+            c->state = CONN_CLOSING; /* its replies could no longer stay in order */
+            return;
+        }
+    } else if (op == BR_OP_PUB && st == BR_OK)
         conn_reply_u64(c, id);
     else if (op == BR_OP_JOIN && st == BR_OK)
         conn_reply_lit(c, "+OK\r\n");
