@@ -22,6 +22,7 @@
 #include "bench.h"
 #include "client.h"
 #include "proto.h"
+#include "top.h"
 #include "version.h"
 
 #define EXIT_USAGE 2
@@ -86,6 +87,7 @@ static const char sluice_usage_text[] =
     "      --yaml              always print the raw YAML\n"
     "  topics                  list topics, one per line\n"
     "  ping                    check the broker answers\n"
+    "  top [-i SECS] [-o KEY] [--once]  live view of every topic (sluice top --help)\n"
     "  bench [OPTIONS]         load generator (sluice bench --help)\n"
     "\n"
     "Options:\n"
@@ -1281,6 +1283,21 @@ out:
     return rc;
 }
 
+/* top's way in: the options it was given over the others, then the same
+ * connect, TLS and AUTH as every command. */
+static client_t *sluice_top_connect(void *ctx, const top_conn_t *o)
+{
+    cli_t *cli = ctx;
+
+    cli->addr = o->addr ? o->addr : cli->addr;
+    cli->user = o->user ? o->user : cli->user;
+    cli->tls = cli->tls || o->tls;
+    cli->tls_opt.ca = o->tls_opt.ca ? o->tls_opt.ca : cli->tls_opt.ca;
+    cli->tls_opt.cert = o->tls_opt.cert ? o->tls_opt.cert : cli->tls_opt.cert;
+    cli->tls_opt.key = o->tls_opt.key ? o->tls_opt.key : cli->tls_opt.key;
+    return sluice_connect(cli);
+}
+
 /* The commands with no arguments: TOPICS and PING. */
 static int sluice_simple(cli_t *cli, int argc, char **argv, const char *line)
 {
@@ -1379,6 +1396,8 @@ int main(int argc, char **argv)
         return sluice_stats(&cli, argc, argv);
     if (strcmp(cli.cmd, "topics") == 0)
         return sluice_simple(&cli, argc, argv, "TOPICS");
+    if (strcmp(cli.cmd, "top") == 0)
+        return top_main(argc, argv, cli.addr, sluice_top_connect, &cli);
     if (strcmp(cli.cmd, "ping") == 0)
         return sluice_simple(&cli, argc, argv, "PING");
     if (strcmp(cli.cmd, "help") == 0) {
