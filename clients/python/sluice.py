@@ -1,0 +1,567 @@
+"""sluice.py: an asyncio client for the sluice broker (standard library only).
+
+It speaks the native text protocol of docs/protocol.md over TCP, a Unix
+socket or TLS. One connection carries any number of concurrent commands:
+each command's bytes are written and its reply slot queued in one
+synchronous step, so replies (which the broker sends in command order) are
+matched to their commands by position, and MSG pushes that arrive between
+replies go to their subscription. The API is documented in docs/python.md.
+
+    client = await sluice.connect("127.0.0.1", 7700)
+    msg_id = await client.publish("jobs", b"payload")
+    async for msg in client.subscribe("jobs", credit=64):
+        ...
+        await msg.ack()
+"""
+
+import asyncio
+import collections
+import logging
+
+__all__ = [
+    "connect", "Client", "Message", "Subscription",
+    "SluiceError", "ReplyError", "Full", "TooBig", "NotFound", "NoAuth",
+    "Denied", "Busy", "Timeout", "ConnectionLost", "ProtocolError",
+]
+
+log = logging.getLogger("sluice")
+
+# A GET or JOIN without a timeout waits in slices this long (ms), so a
+# wait "forever" needs no protocol value beyond a plain number.
+_FOREVER_SLICE_MS = 3_600_000
+
+
+class SluiceError(Exception):
+    """Base of every error this module raises."""
+
+
+class ReplyError(SluiceError):
+    """The broker answered `-CODE text`."""
+
+    def __init__(self, code, text):
+        super().__init__(f"-{code} {text}".rstrip())
+        self.code = code
+        self.text = text
+
+
+class Full(ReplyError):
+    """-FULL: the topic (or the server's memory) is full; nothing was enqueued."""
+
+
+class TooBig(ReplyError):
+    """-TOOBIG: the payload exceeds limits.max_message; nothing was enqueued."""
+
+
+class NotFound(ReplyError):
+    """-NOTFOUND: the message is not (any more) in flight to this connection."""
+
+
+class NoAuth(ReplyError):
+    """-NOAUTH: authentication required, or AUTH failed."""
+
+
+class Denied(ReplyError):
+    """-DENIED: the user may not use that topic."""
+
+
+class Busy(ReplyError):
+    """-BUSY: the server has too many connections."""
+
+
+class Timeout(ReplyError, TimeoutError):
+    """-TIMEOUT: GET or JOIN found nothing in time."""
+
+
+class ConnectionLost(SluiceError, ConnectionError):
+    """The connection closed or failed.
+
+    `sent` tells a publish's outcome: False means its bytes were never
+    handed to the socket (nothing was enqueued; safe to retry), True means
+    they were written and the broker may or may not have enqueued it."""
+
+    def __init__(self, text, sent=None):
+        super().__init__(text)
+        self.sent = sent
+
+
+class ProtocolError(SluiceError):
+    """The broker sent something this client cannot parse; the connection is closed."""
+
+
+_ERRORS = {"FULL": Full, "TOOBIG": TooBig, "NOTFOUND": NotFound, "NOAUTH": NoAuth,
+           "DENIED": Denied, "BUSY": Busy, "TIMEOUT": Timeout}
+
+
+def _reply_error(line):
+    code, _, text = line[1:].partition(" ")
+    return _ERRORS.get(code, ReplyError)(code, text)
+
+
+def _ms(seconds):
+    if seconds < 0:
+        raise ValueError("negative time")
+    return int(seconds * 1000)
+
+
+def _check_topic(topic):
+    if isinstance(topic, bytes):
+        topic = topic.decode("ascii")
+    if not topic or len(topic) > 255 or any(
+            not (c.isascii() and (c.isalnum() or c in "._:-")) for c in topic):
+        raise ValueError(f"bad topic name {topic!r}")
+    return topic
+
+
+def parse_stats(body):
+    """The STATS body (a flat YAML mapping with one nested level) as a dict."""
+    out, inner = {}, None
+    for raw in body.split("\n"):
+        if not raw.strip():
+            continue
+        key, _, value = raw.strip().partition(":")
+        value = value.strip()
+        if raw.startswith(" ") and inner is not None:
+            inner[key] = _scalar(value)
+        elif value == "":
+            inner = out[key] = {}
+        else:
+            inner = None
+            out[key] = _scalar(value)
+    return out
+
+
+def _scalar(v):
+    if v.isdigit():
+        return int(v)
+    if v in ("true", "false"):
+        return v == "true"
+    if len(v) >= 2 and v[0] == v[-1] == '"':
+        return v[1:-1]
+    return v
+
+
+class Message:
+    """One delivered message; it is in flight to this connection until
+    ack(), nack(), its ack deadline, or the connection's close."""
+
+    __slots__ = ("topic", "id", "attempt", "data", "_client")
+
+    def __init__(self, client, topic, msg_id, attempt, data):
+        self._client = client
+        self.topic = topic
+        self.id = msg_id
+        self.attempt = attempt
+        self.data = data
+
+    async def ack(self):
+        """Acknowledge: the message is removed for good."""
+        await self._client._command(f"ACK {self.id}\r\n".encode())
+
+    async def nack(self, delay=None):
+        """Give the message back, ready again at once or after `delay` seconds."""
+        extra = "" if delay is None else f" {_ms(delay)}"
+        await self._client._command(f"NACK {self.id}{extra}\r\n".encode())
+
+    async def touch(self):
+        """Restart the message's ack deadline."""
+        await self._client._command(f"TOUCH {self.id}\r\n".encode())
+
+    def __repr__(self):
+        return f"<Message {self.topic} id={self.id} attempt={self.attempt} {len(self.data)}B>"
+
+
+class _Slot:
+    """One command's place in the reply stream. The reader fills it even
+    when the awaiting task has gone (cancelled), so the stream stays in step."""
+
+    __slots__ = ("kind", "topic", "future", "on_orphan", "sub")
+
+    def __init__(self, kind, topic, future, on_orphan=None, sub=None):
+        self.kind = kind          # "pub", "get", "stats", "sub", "unsub", "cmd"
+        self.topic = topic
+        self.future = future
+        self.on_orphan = on_orphan  # called with the reply if nobody awaits it
+        self.sub = sub            # the Subscription a SUB makes live
+
+
+class Subscription:
+    """`async for msg in client.subscribe(topic)`; also `async with`.
+
+    Leaving the loop (break, an exception, cancellation) closes the
+    subscription: UNSUB is sent, and messages pushed but not yet handed to
+    the loop are given back (NACK) at once, so none is lost or stranded.
+    Messages already handed out stay the caller's to ack or nack."""
+
+    def __init__(self, client, topic, credit):
+        self._client = client
+        self.topic = topic
+        self.credit = credit
+        self._queue = collections.deque()
+        self._waiter = None
+        self._error = None
+        self._started = False
+        self.closed = False
+
+    async def _start(self):
+        if not self._started:
+            self._started = True
+            self._client._subs_pending.add(self.topic)
+            await self._client._command(
+                f"SUB {self.topic} {self.credit}\r\n".encode(), kind="sub", topic=self.topic,
+                extra=self)
+
+    def _push(self, msg):
+        if self.closed:
+            self._client._give_back(msg)
+            return
+        self._queue.append(msg)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _fail(self, exc):
+        self._error = exc
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next(self):
+        """The next message (what `async for` calls)."""
+        await self._start()
+        while not self._queue:
+            if self._error is not None:
+                raise self._error
+            if self.closed:
+                raise StopAsyncIteration
+            self._waiter = self._client._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+    def __aiter__(self):
+        return self._iterate()
+
+    async def _iterate(self):
+        try:
+            while True:
+                try:
+                    msg = await self.next()
+                except StopAsyncIteration:
+                    return
+                yield msg
+        finally:
+            self.close_nowait()
+
+    def close_nowait(self):
+        """Send UNSUB and give back the messages not handed out; no wait."""
+        if self.closed:
+            return
+        self.closed = True
+        while self._queue:
+            self._client._give_back(self._queue.popleft())
+        if self._started and not self._client._closed:
+            self._client._subs_pending.add(self.topic)
+            self._client._send_nowait(f"UNSUB {self.topic}\r\n".encode(), kind="unsub",
+                                      topic=self.topic)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def close(self):
+        """Close, then wait for the broker's +OK to the UNSUB."""
+        was_open = not self.closed and self._started
+        self.close_nowait()
+        if was_open and not self._client._closed:
+            await self._client.ping()
+
+    async def __aenter__(self):
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+
+class Client:
+    """One connection to sluiced. Make it with `await sluice.connect(...)`."""
+
+    def __init__(self, reader, writer, max_pending=4096):
+        self._loop = asyncio.get_running_loop()
+        self._reader = reader
+        self._writer = writer
+        self._slots = collections.deque()
+        self._subs = {}             # topic -> Subscription, once its SUB got +OK
+        self._subs_pending = set()  # topics with a SUB or UNSUB unanswered
+        self._closed = False
+        self._error = None
+        self._window = asyncio.Semaphore(max_pending)
+        self.in_doubt = 0  # publishes cancelled after their bytes were written
+        self._read_task = self._loop.create_task(self._read_loop())
+
+    # ---- sending ----
+
+    def _send_nowait(self, data, kind="cmd", topic=None, on_orphan=None, sub=None):
+        """Write one command and queue its reply slot, in one step."""
+        if self._closed:
+            raise self._error or ConnectionLost("client is closed", sent=False)
+        fut = self._loop.create_future()
+        self._writer.write(data)
+        self._slots.append(_Slot(kind, topic, fut, on_orphan, sub))
+        return fut
+
+    async def _command(self, data, kind="cmd", topic=None, extra=None, on_orphan=None):
+        fut = self._send_nowait(data, kind, topic, on_orphan, extra)
+        await self._writer.drain()
+        return await fut
+
+    async def publish(self, topic, data, delay=None):
+        """Enqueue `data` (bytes) in `topic`; return its id once +OK comes.
+
+        Many tasks may publish at once: their PUBs are pipelined, unanswered,
+        on this one connection. Under `overflow: block` a full topic makes
+        this wait until there is room, as `await queue.put()` does.
+
+        Cancellation: cancelled while waiting for the client's window
+        (max_pending unanswered PUBs) it was NOT sent. Cancelled after its
+        bytes were written, it is in doubt: the broker may still enqueue it
+        (its reply is read and dropped, the stream stays in step, and
+        `client.in_doubt` counts it). Use `asyncio.shield()` to keep the
+        outcome. Raises Full, TooBig, Denied, ... or ConnectionLost (whose
+        `sent` says whether the bytes had been written)."""
+        topic = _check_topic(topic)
+        if isinstance(data, str):
+            data = data.encode()
+        head = f"PUB {topic} {len(data)}" + ("" if delay is None else f" delay={_ms(delay)}")
+        await self._window.acquire()
+        try:
+            if self._closed:
+                raise ConnectionLost("connection closed", sent=False)
+            fut = self._loop.create_future()
+            self._writer.write(b"".join((head.encode(), b"\r\n", data, b"\r\n")))
+            self._slots.append(_Slot("pub", topic, fut, self._orphan_pub))
+        except BaseException:
+            self._window.release()
+            raise
+        fut.add_done_callback(lambda _f: self._window.release())
+        try:
+            await self._writer.drain()
+            return await fut
+        except asyncio.CancelledError:
+            if fut.cancelled() or not fut.done():
+                self.in_doubt += 1
+            raise
+        except ConnectionLost as e:
+            raise ConnectionLost(str(e), sent=True) from None
+        except ConnectionError as e:
+            raise ConnectionLost(str(e), sent=True) from e
+
+    def _orphan_pub(self, reply):
+        log.debug("reply to a cancelled PUB: %r", reply)
+
+    def subscribe(self, topic, credit=64):
+        """A Subscription: `async for msg in client.subscribe(topic)`.
+
+        At most `credit` messages are in flight to it unacknowledged."""
+        topic = _check_topic(topic)
+        if topic in self._subs or topic in self._subs_pending:
+            raise ValueError(f"already subscribed to {topic}")
+        return Subscription(self, topic, int(credit))
+
+    async def get(self, topic, timeout=None):
+        """Pull one message: wait up to `timeout` seconds (None: for ever,
+        0: not at all) and raise Timeout if none came. While it waits, later
+        commands on this connection wait too (use another connection, or
+        subscribe(), for long waits). A message that arrives for a cancelled
+        get() is given back (NACK), so it is neither lost nor stranded.
+        Not allowed on a topic this client is subscribed to (a GET's reply
+        could not be told from a push)."""
+        topic = _check_topic(topic)
+        if topic in self._subs or topic in self._subs_pending:
+            raise ValueError(f"get() on subscribed topic {topic}")
+        while True:
+            ms = _FOREVER_SLICE_MS if timeout is None else _ms(timeout)
+            try:
+                return await self._command(f"GET {topic} {ms}\r\n".encode(), kind="get",
+                                           topic=topic, on_orphan=self._orphan_get)
+            except Timeout:
+                if timeout is not None:
+                    raise
+
+    def _orphan_get(self, reply):
+        if isinstance(reply, Message):
+            self._give_back(reply)
+
+    async def join(self, topic, timeout=None):
+        """Wait until the topic holds no message at all (like
+        asyncio.Queue.join()); raise Timeout after `timeout` seconds."""
+        topic = _check_topic(topic)
+        arg = "" if timeout is None else f" {_ms(timeout)}"
+        await self._command(f"JOIN {topic}{arg}\r\n".encode())
+
+    async def stats(self, topic=None):
+        """The server's (or a topic's) counters as a dict."""
+        arg = "" if topic is None else " " + _check_topic(topic)
+        return parse_stats(await self._command(f"STATS{arg}\r\n".encode(), kind="stats"))
+
+    async def topics(self):
+        body = await self._command(b"TOPICS\r\n", kind="stats")
+        return [t for t in body.split("\n") if t]
+
+    async def ping(self):
+        await self._command(b"PING\r\n")
+
+    async def ack(self, *ids):
+        """Acknowledge many messages (or ids) in one command; all or nothing."""
+        words = " ".join(str(getattr(i, "id", i)) for i in ids)
+        return await self._command(f"ACK {words}\r\n".encode())
+
+    def _give_back(self, msg):
+        if not self._closed:
+            self._send_nowait(f"NACK {msg.id}\r\n".encode())
+
+    async def close(self, timeout=5.0):
+        """QUIT after every command sent so far is answered (waiting at most
+        `timeout` seconds: a PUB parked on a full topic may never be), then
+        close. Commands still unanswered fail with ConnectionLost."""
+        if self._closed:
+            return
+        try:
+            fut = self._send_nowait(b"QUIT\r\n")
+            await asyncio.wait_for(fut, timeout)
+        except (SluiceError, ConnectionError, TimeoutError):
+            pass
+        self._shutdown(ConnectionLost("client closed", sent=False))
+        try:
+            await self._read_task
+        except BaseException:
+            pass
+
+    def abort(self):
+        """Close at once; unanswered commands fail with ConnectionLost."""
+        self._shutdown(ConnectionLost("client aborted"))
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    # ---- reading ----
+
+    async def _read_loop(self):
+        try:
+            while True:
+                line = await self._reader.readline()
+                if not line.endswith(b"\n"):
+                    raise ConnectionLost("connection closed by the broker")
+                await self._dispatch(line.rstrip(b"\r\n").decode("ascii", "replace"))
+        except asyncio.CancelledError:
+            self._shutdown(ConnectionLost("client closed"))
+        except (ConnectionError, asyncio.IncompleteReadError, OSError) as e:
+            self._shutdown(e if isinstance(e, ConnectionLost)
+                           else ConnectionLost(f"connection lost: {e!r}"))
+        except ProtocolError as e:
+            self._shutdown(e)
+
+    async def _dispatch(self, line):
+        if line.startswith("MSG "):
+            msg = await self._read_msg(line)
+            sub = self._subs.get(msg.topic)
+            if sub is not None:
+                sub._push(msg)
+                return
+            slot = self._slots[0] if self._slots else None
+            if slot is None or slot.kind != "get" or slot.topic != msg.topic:
+                raise ProtocolError(f"unexpected MSG for {msg.topic}")
+            self._resolve(self._slots.popleft(), msg)
+            return
+        if not self._slots:
+            if line.startswith("-BUSY"):
+                raise ConnectionLost(line)
+            raise ProtocolError(f"unexpected reply {line!r}")
+        slot = self._slots.popleft()
+        if line.startswith("-"):
+            if slot.kind in ("sub", "unsub"):
+                self._subs_pending.discard(slot.topic)
+            self._resolve(slot, _reply_error(line))
+            return
+        if slot.kind == "stats":
+            n = line.split(" ", 1)[1]
+            body = await self._reader.readexactly(int(n) + 2)
+            self._resolve(slot, body[:-2].decode())
+            return
+        if slot.kind == "sub":
+            self._subs_pending.discard(slot.topic)
+            self._subs[slot.topic] = slot.sub
+        elif slot.kind == "unsub":
+            self._subs_pending.discard(slot.topic)
+            self._subs.pop(slot.topic, None)
+        value = line[4:] if line.startswith("+OK ") else line
+        if slot.kind == "pub":
+            value = int(value)
+        self._resolve(slot, value)
+
+    async def _read_msg(self, line):
+        try:
+            _, topic, msg_id, attempt, n = line.split(" ")
+            data = await self._reader.readexactly(int(n) + 2)
+        except ValueError:
+            raise ProtocolError(f"bad MSG line {line!r}") from None
+        return Message(self, topic, int(msg_id), int(attempt), data[:-2])
+
+    def _resolve(self, slot, value):
+        fut = slot.future
+        if fut.done():  # its task was cancelled: nobody will see the reply
+            if slot.on_orphan is not None:
+                slot.on_orphan(value)
+            return
+        if isinstance(value, BaseException):
+            fut.set_exception(value)
+        else:
+            fut.set_result(value)
+
+    def _shutdown(self, exc):
+        if self._closed:
+            return
+        self._closed = True
+        self._error = exc
+        while self._slots:
+            fut = self._slots.popleft().future
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # a reply nobody awaits is not an "unretrieved" error
+        for sub in list(self._subs.values()):
+            sub._fail(exc)
+        self._subs.clear()
+        self._writer.close()
+        if not self._read_task.done() and asyncio.current_task() is not self._read_task:
+            self._read_task.cancel()
+
+
+async def connect(host="127.0.0.1", port=7700, *, path=None, user=None, password=None,
+                  ssl=None, server_hostname=None, timeout=10.0, max_pending=4096):
+    """Connect (TCP, or a Unix socket with `path=`, or TLS with `ssl=` an
+    ssl.SSLContext), authenticate if `user` is given, and return a Client.
+    `timeout` bounds connecting, the TLS handshake and AUTH; it raises
+    TimeoutError. `max_pending` bounds the unanswered PUBs of one client."""
+    async def _open():
+        kw = {} if ssl is None else {"ssl": ssl}
+        if server_hostname is not None:
+            kw["server_hostname"] = server_hostname
+        if path is not None:
+            r, w = await asyncio.open_unix_connection(path, **kw)
+        else:
+            r, w = await asyncio.open_connection(host, port, **kw)
+        client = Client(r, w, max_pending=max_pending)
+        try:
+            if user is not None:
+                await client._command(f"AUTH {user} {password}\r\n".encode())
+            else:
+                await client.ping()  # a -BUSY refusal shows here, not later
+        except BaseException:
+            client.abort()
+            raise
+        return client
+
+    if isinstance(host, str) and host.startswith("unix:") and path is None:
+        path = host[5:]
+    return await asyncio.wait_for(_open(), timeout)
