@@ -242,11 +242,23 @@ class TestBasics(Base):
 
     async def test_cancel_publish(self):
         """Cancelled publishes (some before their bytes are written, some
-        parked on a full block topic) leave the stream in step; every +OK'd
-        message is delivered exactly once, and a cancelled one at most once."""
+        parked on a full block topic) leave the stream in step, and every
+        one is accounted for: not sent (plain CancelledError), or sent
+        (PublishCancelled) with an outcome that says whether it was
+        enqueued. What a consumer receives is exactly the +OK'd ones plus
+        the cancelled ones whose outcome is an id: none lost, none twice."""
         c = await sluice.connect("127.0.0.1", self.d.port, max_pending=5)
         self.addAsyncCleanup(c.close)
-        tasks = [asyncio.create_task(c.publish("small", b"c%d" % i)) for i in range(12)]
+        sent = {}
+
+        async def pub(i):  # PublishCancelled is what the cancelled task itself sees
+            try:
+                return await c.publish("small", b"c%d" % i)
+            except sluice.PublishCancelled as e:
+                sent[i] = e
+                raise
+
+        tasks = [asyncio.create_task(pub(i)) for i in range(12)]
         async with T(30):
             while (await (await self.conn()).stats("small"))["blocked_producers"] == 0:
                 await asyncio.sleep(0.01)
@@ -256,14 +268,19 @@ class TestBasics(Base):
         oked = [r for r in results if isinstance(r, int)]
         self.assertEqual(len(oked), 3)
         self.assertTrue(all(isinstance(r, asyncio.CancelledError) for r in results[3:]))
-        # c3 parked, c4..c7 written behind it as the window (5) freed: in doubt
+        # c3 parked, c4..c7 written behind it as the window (5) freed;
+        # c8..c11 were still waiting for the window: never written
+        self.assertEqual(sorted(sent), [3, 4, 5, 6, 7])
         self.assertEqual(c.in_doubt, 5)
+        self.assertTrue(all(r.sent for r in sent.values()))
         cons = await self.conn()
         seen = [m.data for m in await drain(cons, "small")]
+        async with T(30):
+            outcomes = {i: await r.outcome for i, r in sent.items()}
         self.assertEqual(seen[:3], [b"c0", b"c1", b"c2"])
         self.assertEqual(len(seen), len(set(seen)))
-        # the in-doubt ones only; c8..c11 were never written
-        self.assertLessEqual(set(seen[3:]), {b"c%d" % i for i in range(3, 8)})
+        self.assertEqual(set(seen), {b"c0", b"c1", b"c2"} | {b"c%d" % i for i in outcomes})
+        self.assertTrue(all(isinstance(v, int) for v in outcomes.values()))
         # the same connection is still in step
         mid = await c.publish("after", b"ok")
         self.assertEqual((await c.get("after", timeout=5)).id, mid)
@@ -382,6 +399,44 @@ class TestTLS(unittest.IsolatedAsyncioTestCase):
         ctx = ssl.create_default_context()  # the system CAs: not ours
         with self.assertRaises(ssl.SSLError):
             await sluice.connect("127.0.0.1", self.d.tls_port, ssl=ctx)
+
+
+class ReadmeExample(unittest.TestCase):
+    """The README's asyncio example, run as it is printed there (only the
+    port changed): 100 jobs, each done once by one of the 4 workers, and
+    the topic empty afterwards."""
+
+    def test_readme_example_runs(self):
+        readme = os.path.join(os.environ.get("SLUICE_SRCDIR", os.path.join(HERE, "..")),
+                              "README.md")
+        with open(readme) as f:
+            text = f.read()
+        section = text[text.index("## From Python (asyncio)"):]
+        code = section[section.index("```python\n") + 10:section.index("\n```\n")]
+        self.assertIn('sluice.connect("127.0.0.1", 7700)', code)
+        d = Daemon()
+        try:
+            code = code.replace('"127.0.0.1", 7700', f'"127.0.0.1", {d.port}')
+            env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "clients", "python"),
+                       PYTHONDONTWRITEBYTECODE="1")
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                 text=True, timeout=120)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            jobs = sorted(line.split(": ", 1)[1] for line in out.stdout.splitlines())
+            self.assertEqual(jobs, sorted(f"job {i}" for i in range(100)))
+            workers = {line.split(":", 1)[0] for line in out.stdout.splitlines()}
+            self.assertLessEqual(workers, {f"worker {n}" for n in range(4)})
+
+            async def check():
+                c = await sluice.connect("127.0.0.1", d.port)
+                try:
+                    st = await c.stats("jobs")
+                finally:
+                    await c.close()
+                self.assertEqual((st["ready"], st["in_flight"], st["acked"]), (0, 0, 100))
+            asyncio.run(check())
+        finally:
+            d.stop()
 
 
 if __name__ == "__main__":

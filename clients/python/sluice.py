@@ -17,11 +17,12 @@ replies go to their subscription. The API is documented in docs/python.md.
 import asyncio
 import collections
 import logging
+import re
 
 __all__ = [
     "connect", "Client", "Message", "Subscription",
     "SluiceError", "ReplyError", "Full", "TooBig", "NotFound", "NoAuth",
-    "Denied", "Busy", "Timeout", "ConnectionLost", "ProtocolError",
+    "Denied", "Busy", "Timeout", "ConnectionLost", "ProtocolError", "PublishCancelled",
 ]
 
 log = logging.getLogger("sluice")
@@ -84,6 +85,21 @@ class ConnectionLost(SluiceError, ConnectionError):
         self.sent = sent
 
 
+class PublishCancelled(asyncio.CancelledError):
+    """A publish() cancelled after its bytes were written to the socket.
+
+    The broker will still answer that PUB, so its fate is not lost:
+    `await e.outcome` gives the message id once +OK comes (it was
+    enqueued), or raises the broker's error or ConnectionLost (it was not,
+    or the connection died first and the outcome is unknown). A publish
+    cancelled before it was written raises a plain CancelledError: not sent."""
+
+    def __init__(self, outcome):
+        super().__init__("publish cancelled after it was sent")
+        self.sent = True
+        self.outcome = outcome
+
+
 class ProtocolError(SluiceError):
     """The broker sent something this client cannot parse; the connection is closed."""
 
@@ -103,11 +119,13 @@ def _ms(seconds):
     return int(seconds * 1000)
 
 
+_TOPIC_RE = re.compile(r"[A-Za-z0-9._:-]{1,255}")
+
+
 def _check_topic(topic):
     if isinstance(topic, bytes):
         topic = topic.decode("ascii")
-    if not topic or len(topic) > 255 or any(
-            not (c.isascii() and (c.isalnum() or c in "._:-")) for c in topic):
+    if not isinstance(topic, str) or not _TOPIC_RE.fullmatch(topic):
         raise ValueError(f"bad topic name {topic!r}")
     return topic
 
@@ -294,6 +312,8 @@ class Client:
         self._closed = False
         self._error = None
         self._window = asyncio.Semaphore(max_pending)
+        self._out = []              # commands of this loop turn, written as one
+        self._flush_handle = None
         self.in_doubt = 0  # publishes cancelled after their bytes were written
         self._read_task = self._loop.create_task(self._read_loop())
 
@@ -304,9 +324,25 @@ class Client:
         if self._closed:
             raise self._error or ConnectionLost("client is closed", sent=False)
         fut = self._loop.create_future()
-        self._writer.write(data)
+        self._write(data)
         self._slots.append(_Slot(kind, topic, fut, on_orphan, sub))
         return fut
+
+    def _write(self, data):
+        """Queue bytes for the socket. Everything queued in one turn of the
+        event loop goes out in one write: a pipelining producer pays one
+        send() per turn, not one per command. Order is kept, so replies
+        still match their slots by position."""
+        self._out.append(data)
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self):
+        self._flush_handle = None
+        if self._out and not self._closed:
+            data = b"".join(self._out)
+            self._out.clear()
+            self._writer.write(data)
 
     async def _command(self, data, kind="cmd", topic=None, extra=None, on_orphan=None):
         fut = self._send_nowait(data, kind, topic, on_orphan, extra)
@@ -320,13 +356,14 @@ class Client:
         on this one connection. Under `overflow: block` a full topic makes
         this wait until there is room, as `await queue.put()` does.
 
-        Cancellation: cancelled while waiting for the client's window
-        (max_pending unanswered PUBs) it was NOT sent. Cancelled after its
-        bytes were written, it is in doubt: the broker may still enqueue it
-        (its reply is read and dropped, the stream stays in step, and
-        `client.in_doubt` counts it). Use `asyncio.shield()` to keep the
-        outcome. Raises Full, TooBig, Denied, ... or ConnectionLost (whose
-        `sent` says whether the bytes had been written)."""
+        Cancellation never leaves you guessing: cancelled while waiting for
+        the client's window (max_pending unanswered PUBs) it was NOT sent and
+        plain CancelledError is raised. Cancelled after its bytes were
+        written, PublishCancelled (a CancelledError) is raised, whose
+        `outcome` future resolves to the id when the broker's +OK comes;
+        `client.in_doubt` counts those. Raises Full, TooBig, Denied, ... or
+        ConnectionLost (whose `sent` says whether the bytes had been
+        written)."""
         topic = _check_topic(topic)
         if isinstance(data, str):
             data = data.encode()
@@ -336,26 +373,27 @@ class Client:
             if self._closed:
                 raise ConnectionLost("connection closed", sent=False)
             fut = self._loop.create_future()
-            self._writer.write(b"".join((head.encode(), b"\r\n", data, b"\r\n")))
-            self._slots.append(_Slot("pub", topic, fut, self._orphan_pub))
+            self._write(b"".join((head.encode(), b"\r\n", data, b"\r\n")))
+            self._slots.append(_Slot("pub", topic, fut))
         except BaseException:
             self._window.release()
             raise
-        fut.add_done_callback(lambda _f: self._window.release())
+        fut.add_done_callback(self._pub_done)
         try:
             await self._writer.drain()
-            return await fut
+            return await asyncio.shield(fut)
         except asyncio.CancelledError:
-            if fut.cancelled() or not fut.done():
-                self.in_doubt += 1
-            raise
+            self.in_doubt += 1
+            raise PublishCancelled(fut) from None
         except ConnectionLost as e:
             raise ConnectionLost(str(e), sent=True) from None
         except ConnectionError as e:
             raise ConnectionLost(str(e), sent=True) from e
 
-    def _orphan_pub(self, reply):
-        log.debug("reply to a cancelled PUB: %r", reply)
+    def _pub_done(self, fut):
+        self._window.release()
+        if not fut.cancelled():
+            fut.exception()  # an outcome nobody awaits is not an "unretrieved" error
 
     def subscribe(self, topic, credit=64):
         """A Subscription: `async for msg in client.subscribe(topic)`.
@@ -532,6 +570,10 @@ class Client:
         for sub in list(self._subs.values()):
             sub._fail(exc)
         self._subs.clear()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._out.clear()
         self._writer.close()
         if not self._read_task.done() and asyncio.current_task() is not self._read_task:
             self._read_task.cancel()
