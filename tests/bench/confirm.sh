@@ -16,6 +16,8 @@ SLUICE=${SLUICE:-build/src/sluice}
 MESSAGES=${MESSAGES:-300000}
 RUNS=${RUNS:-3}
 SWEEP=${SWEEP:-1 4 16 64}
+# beanstalkd fsyncs every job (-f 0): a few thousand a second, so fewer
+BEANSTALK_MESSAGES=${BEANSTALK_MESSAGES:-20000}
 
 work=$(mktemp -d)
 pids=()
@@ -59,18 +61,19 @@ run() {
     while [[ $1 != -- ]]; do spids+=("$1"); shift; done
     shift
     for p in "${spids[@]}"; do t0+=("$(cpu_ticks "$p")"); done
-    out=$("$SLUICE" bench -n "$MESSAGES" -S 64 -w 64 -C 64 -a 16 -j "$@")
+    local n=${N:-$MESSAGES}
+    out=$("$SLUICE" bench -n "$n" -S 64 -w 64 -C 64 -a 16 -j "$@")
     rate=$(grep -o '"msgs_per_s": *[0-9.]*' <<<"$out" | grep -o '[0-9.]*$')
     local cpu=""
     for i in "${!spids[@]}"; do
         t1=$(cpu_ticks "${spids[$i]}")
-        cpu+=" $(awk -v a="${t0[$i]}" -v b="$t1" -v n="$MESSAGES" -v hz="$(getconf CLK_TCK)" \
+        cpu+=" $(awk -v a="${t0[$i]}" -v b="$t1" -v n="$n" -v hz="$(getconf CLK_TCK)" \
             'BEGIN { printf "%.2f", (b - a) / hz / n * 1e6 }')us"
     done
     printf '%-44s %10.0f msg/s   cpu/msg:%s\n' "$label" "$rate" "$cpu"
 }
 
-sluice_start() { # sluice_start DURABILITY
+sluice_start() { # sluice_start DURABILITY [CONFIRM]
     local port
     port=$(free_port)
     cat >"$work/sluiced.yaml" <<EOF
@@ -79,7 +82,7 @@ admin: {listen: ""}
 redis:
   enabled: true
   address: unix:$work/redis.sock
-  confirm: true
+  confirm: ${2:-true}
   durability: $1
   restore: false
 EOF
@@ -107,6 +110,15 @@ for durability in memory always; do
         stop "$redis_pid"
     done
 done
+# the price of confirm: the same work with the mirror on but +OK at once
+for ((r = 1; r <= RUNS; r++)); do
+    redis_start none
+    sluice_start memory false
+    run "sluice, mirror on, no confirm (broker, redis)" "$sluiced_pid" "$redis_pid" -- \
+        -s "$sluice_addr"
+    stop "$sluiced_pid"
+    stop "$redis_pid"
+done
 if command -v beanstalkd >/dev/null; then
     for ((r = 1; r <= RUNS; r++)); do
         port=$(free_port)
@@ -115,7 +127,7 @@ if command -v beanstalkd >/dev/null; then
         bpid=$!
         pids+=("$bpid")
         wait_for bash -c "exec 3<>/dev/tcp/127.0.0.1/$port"
-        run "beanstalkd -b -f 0 (beanstalkd)" "$bpid" -- -T beanstalkd -s "127.0.0.1:$port"
+        N=$BEANSTALK_MESSAGES run "beanstalkd -b -f 0 (beanstalkd)" "$bpid" -- -T beanstalkd -s "127.0.0.1:$port"
         stop "$bpid"
     done
 fi
