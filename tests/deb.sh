@@ -38,7 +38,8 @@ dpkg-deb -c "$deb" | awk '{ print $6 }' >"$work/contents"
 for path in ./usr/sbin/sluiced ./usr/bin/sluice ./lib/systemd/system/sluiced.service \
     ./etc/sluice/sluiced.yaml ./usr/share/man/man8/sluiced.8.gz \
     ./usr/share/man/man1/sluice.1.gz ./usr/share/man/man5/sluiced.yaml.5.gz \
-    ./usr/share/doc/sluice/README.md ./usr/share/doc/sluice/copyright; do
+    ./usr/share/doc/sluice/README.md ./usr/share/doc/sluice/copyright \
+    ./usr/share/doc/sluice/grafana/sluice.json ./usr/lib/python3/dist-packages/sluice.py; do
     grep -qxF "$path" "$work/contents" || fail "$(basename "$deb") lacks $path"
 done
 # Nothing of the build's own (static library, tests) gets in.
@@ -78,6 +79,9 @@ if ! out=$("$root/usr/sbin/sluiced" -t -c "$root/etc/sluice/sluiced.yaml" 2>&1);
     fail "installed sluiced -t rejects the installed config: $out"
 fi
 "$root/usr/bin/sluice" --version | grep -q '^sluice ' || fail "installed sluice --version"
+PYTHONPATH=$root/usr/lib/python3/dist-packages PYTHONDONTWRITEBYTECODE=1 \
+    python3 -c 'import sluice, sys; sys.exit(not sluice.__file__.startswith(sys.argv[1]))' "$root" ||
+    fail "the installed sluice.py does not import"
 grep -qx 'ExecStart=/usr/sbin/sluiced -c /etc/sluice/sluiced.yaml' \
     "$root/lib/systemd/system/sluiced.service" || fail "the unit does not run /usr/sbin/sluiced"
 warn=$(LC_ALL=C.UTF-8 man --warnings -l "$root/usr/share/man/man8/sluiced.8.gz" 2>&1 >/dev/null)
