@@ -26,6 +26,7 @@
 #include <event2/util.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "log.h"
 #include "version.h"
 
@@ -374,7 +375,7 @@ static void admin_snapshot(admin_t *a, struct evhttp_request *req, bool metrics)
         admin_reply_text(req, 500, "Internal Server Error", "out of memory");
         return;
     }
-    broker_stats(a->srv->broker, server_now(), &bs);
+    broker_stats(a->srv->broker, clock_ms(), &bs);
     if (metrics) {
         admin_metrics(a->srv, &bs, &t, b);
         admin_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);

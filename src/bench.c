@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "clock.h"
 #include "proto.h"
 
 #define BENCH_CONNECT_MS 5000
@@ -110,13 +111,6 @@ uint64_t bench_hist_quantile(const bench_hist_t *h, double q)
 }
 
 /* ---- payload ---- */
-
-static uint64_t bench_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* A fast word-at-a-time hash: enough to notice any changed, moved or
  * missing byte, cheap enough not to slow the consumer down. Every step is
@@ -484,7 +478,7 @@ static void bench_take(bench_worker_t *w, const char *p, size_t n)
 {
     bench_t *b = w->b;
     bench_stamp_t st;
-    uint64_t now = bench_now_ns();
+    uint64_t now = clock_ns();
 
     if (!bench_payload_check(p, n, b->o.size, &st)) {
         atomic_fetch_add(&b->corrupt, 1);
@@ -517,7 +511,7 @@ static void bench_take(bench_worker_t *w, const char *p, size_t n)
  * passed or the connection failed. */
 static bool bench_wait_until(bench_worker_t *w, uint64_t deadline_ns)
 {
-    int left = (int)((int64_t)(deadline_ns - bench_now_ns()) / 1000000);
+    int left = (int)((int64_t)(deadline_ns - clock_ns()) / 1000000);
     if (left <= 0)
         return false;
     if (client_step(w->c, left < 50 ? left : 50, -1, NULL) < 0) {
@@ -655,7 +649,7 @@ static int bsl_consume(bench_worker_t *w)
     if (n)
         bsl_ack(w, ids, n, &pending);
     n = 0;
-    uint64_t deadline = bench_now_ns() + 3000000000ull;
+    uint64_t deadline = clock_ns() + 3000000000ull;
     while (pending) {
         int k = client_next(w->c, &r);
         if (k < 0)
@@ -727,10 +721,10 @@ static int brd_command(client_t *c, int argc, const char *const *argv, char *err
         lens[i] = strlen(argv[i]);
     if (bench_resp_put(c, argc, argv, lens) < 0 || client_flush(c) < 0)
         goto broken;
-    uint64_t deadline = bench_now_ns() + (uint64_t)BENCH_REPLY_MS * 1000000u;
+    uint64_t deadline = clock_ns() + (uint64_t)BENCH_REPLY_MS * 1000000u;
     int k;
     while ((k = brd_next(c, &t, &len)) == 0) {
-        if (bench_now_ns() > deadline || client_step(c, 100, -1, NULL) < 0)
+        if (clock_ns() > deadline || client_step(c, 100, -1, NULL) < 0)
             goto broken;
     }
     if (k < 0)
@@ -951,7 +945,7 @@ static int brd_consume(bench_worker_t *w)
             break;
     }
     /* let the last XREADGROUP finish (what it brings is real), then XACK */
-    uint64_t deadline = bench_now_ns() + 3000000000ull;
+    uint64_t deadline = clock_ns() + 3000000000ull;
     while (!atomic_load(&b->abort) && (reading || pending || ids.n)) {
         if (!reading && ids.n && brd_ack(w, &ids, &pending) < 0)
             break;
@@ -999,11 +993,11 @@ static int bbs_command(bench_worker_t *w, const char *cmd, const char *want)
     size_t n;
 
     client_printf(w->c, "%s\r\n", cmd);
-    uint64_t deadline = bench_now_ns() + (uint64_t)BENCH_REPLY_MS * 1000000u;
+    uint64_t deadline = clock_ns() + (uint64_t)BENCH_REPLY_MS * 1000000u;
     if (client_flush(w->c) < 0)
         goto broken;
     while ((n = bbs_line(w->c, &line)) == 0) {
-        if (bench_now_ns() > deadline || client_step(w->c, 100, -1, NULL) < 0)
+        if (clock_ns() > deadline || client_step(w->c, 100, -1, NULL) < 0)
             goto broken;
     }
     bool ok = bbs_is(line, n, want);
@@ -1174,7 +1168,7 @@ static int bbs_consume(bench_worker_t *w)
         if (s.n && bbs_flush_deletes(w, &s) < 0)
             break;
     }
-    uint64_t deadline = bench_now_ns() + 3000000000ull;
+    uint64_t deadline = clock_ns() + 3000000000ull;
     while (!atomic_load(&b->abort) && (s.reserves || s.pending || s.n)) {
         if (s.n && bbs_flush_deletes(w, &s) < 0)
             break;
@@ -1238,7 +1232,7 @@ static void bench_produce(bench_worker_t *w, char *payload, uint64_t pad_sum)
 
     while (!atomic_load_explicit(&b->abort, memory_order_relaxed)) {
         while (more && inflight < b->o.window && client_unsent(w->c) < BENCH_OUT_HIGH) {
-            uint64_t now = bench_now_ns();
+            uint64_t now = clock_ns();
             bool done = b->o.duration > 0 ? now >= b->t_deadline || w->sent >= UINT32_MAX
                                           : w->sent >= w->quota;
             if (done) {
@@ -1665,11 +1659,11 @@ static void bench_progress(bench_t *b, uint64_t now, uint64_t *shown, uint64_t *
 static void bench_watch(bench_t *b)
 {
     bool tty = isatty(STDERR_FILENO);
-    uint64_t shown = b->t_start, last_recv = 0, seen = 0, changed = bench_now_ns();
+    uint64_t shown = b->t_start, last_recv = 0, seen = 0, changed = clock_ns();
 
     for (;;) {
         usleep(10000);
-        uint64_t now = bench_now_ns();
+        uint64_t now = clock_ns();
         if (atomic_load(&b->abort))
             break;
         uint64_t recv = atomic_load(&b->received);
@@ -1693,12 +1687,12 @@ static void bench_watch(bench_t *b)
 /* Wait for `n` workers to report ready (or the run to fail). */
 static bool bench_wait_ready(bench_t *b, unsigned n)
 {
-    uint64_t deadline = bench_now_ns() + 3ull * (BENCH_CONNECT_MS + BENCH_REPLY_MS) * 1000000u;
+    uint64_t deadline = clock_ns() + 3ull * (BENCH_CONNECT_MS + BENCH_REPLY_MS) * 1000000u;
 
     while (atomic_load(&b->ready) < n) {
         if (atomic_load(&b->abort))
             return false;
-        if (bench_now_ns() > deadline) {
+        if (clock_ns() > deadline) {
             bench_note(b, true, "connections not ready after %d s",
                        3 * (BENCH_CONNECT_MS + BENCH_REPLY_MS) / 1000);
             return false;
@@ -1731,7 +1725,7 @@ static int bench_start(bench_t *b)
     }
     if (!bench_wait_ready(b, b->o.consumers + b->o.producers))
         return -1;
-    b->t_start = bench_now_ns();
+    b->t_start = clock_ns();
     b->t_deadline = b->t_start + (uint64_t)(b->o.duration * 1e9);
     atomic_store(&b->go, true);
     return 0;

@@ -4,6 +4,7 @@
  * on one non-blocking socket driven by poll(2).
  */
 #include "client.h"
+#include "clock.h"
 #include "sslerr.h"
 
 #include <errno.h>
@@ -29,13 +30,6 @@
 /* A reply bigger than this is not something any sluice server sends; stop
  * growing rather than let a broken peer eat all memory. */
 #define CLIENT_IN_MAX ((size_t)1 << 31)
-
-static int64_t client_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *client_default_addr(void)
 {
@@ -127,10 +121,10 @@ bool client_addr_parse(const char *s, int default_port, client_addr_t *a, char *
 static int client_connect_wait(int fd, int timeout_ms)
 {
     struct pollfd p = { .fd = fd, .events = POLLOUT };
-    int64_t deadline = timeout_ms < 0 ? -1 : client_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : (int64_t)clock_ms() + timeout_ms;
 
     for (;;) {
-        int left = deadline < 0 ? -1 : (int)(deadline - client_now_ms());
+        int left = deadline < 0 ? -1 : (int)(deadline - (int64_t)clock_ms());
         if (deadline >= 0 && left < 0)
             left = 0;
         int n = poll(&p, 1, left);
@@ -301,7 +295,7 @@ static int client_tls_expect_host(client_t *c)
 
 static int client_tls_handshake(client_t *c, int timeout_ms)
 {
-    int64_t deadline = timeout_ms < 0 ? -1 : client_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : (int64_t)clock_ms() + timeout_ms;
     char what[CLIENT_ERR_MAX];
 
     for (;;) {
@@ -312,7 +306,7 @@ static int client_tls_handshake(client_t *c, int timeout_ms)
         struct pollfd p = { .fd = c->fd, .events = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN };
         if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
             break;
-        int left = deadline < 0 ? -1 : (int)(deadline - client_now_ms());
+        int left = deadline < 0 ? -1 : (int)(deadline - (int64_t)clock_ms());
         if (deadline >= 0 && left <= 0) {
             snprintf(c->err, sizeof c->err, "TLS handshake with %s: no answer within %d ms",
                      c->addr, timeout_ms);
@@ -640,7 +634,7 @@ int client_next(client_t *c, proto_reply_t *r)
 
 int client_read(client_t *c, proto_reply_t *r, int timeout_ms)
 {
-    int64_t deadline = timeout_ms < 0 ? -1 : client_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : (int64_t)clock_ms() + timeout_ms;
 
     if (client_send_some(c) < 0)
         return -1;
@@ -650,7 +644,7 @@ int client_read(client_t *c, proto_reply_t *r, int timeout_ms)
             return k;
         int left = -1;
         if (deadline >= 0) {
-            left = (int)(deadline - client_now_ms());
+            left = (int)(deadline - (int64_t)clock_ms());
             if (left <= 0) {
                 snprintf(c->err, sizeof c->err, "no reply from %s within %d ms", c->addr, timeout_ms);
                 return 0;

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "server.h"
 #include "stats.h"
@@ -278,7 +279,7 @@ static void conn_on_auth_delay(evutil_socket_t fd, short what, void *arg)
  * can try at most a few passwords a second. */
 static void conn_auth_refuse(conn_t *c, uint64_t started)
 {
-    uint64_t spent = server_now() - started;
+    uint64_t spent = clock_ms() - started;
     uint64_t left = spent < CONN_AUTH_DELAY_MS ? CONN_AUTH_DELAY_MS - spent : 0;
     struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t)(left * 1000)};
 
@@ -294,7 +295,7 @@ static void conn_auth_refuse(conn_t *c, uint64_t started)
 static void conn_cmd_auth(conn_t *c, const proto_cmd_t *cmd)
 {
     const config_t *cfg = conn_cfg(c);
-    uint64_t started = server_now();
+    uint64_t started = clock_ms();
     char who[96];
 
     if (cfg->nusers == 0) {
@@ -633,7 +634,7 @@ static void conn_exec(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
  * Returns true if input is left that could run now (budget spent). */
 static bool conn_process(conn_t *c)
 {
-    uint64_t now = server_now();
+    uint64_t now = clock_ms();
     broker_t *b = c->srv->broker;
     int budget = CONN_BUDGET;
 
@@ -831,7 +832,7 @@ bool conn_flush(conn_t *c)
     }
     if (c->out_full) {
         c->out_full = false;
-        broker_client_resume(c->client, server_now());
+        broker_client_resume(c->client, clock_ms());
         conn_update_reading(c);
         if (c->in_off < c->in_len || c->peer_eof)
             event_active(c->rev, EV_READ, 0);
@@ -880,7 +881,7 @@ fail:
     log_error("cannot set up a connection from %s: out of memory", peer);
     if (c != NULL) {
         if (c->client)
-            broker_client_free(c->client, server_now());
+            broker_client_free(c->client, clock_ms());
         if (c->rev)
             event_free(c->rev);
         if (c->wev)
@@ -898,7 +899,7 @@ void conn_free(conn_t *c)
     server_t *s = c->srv;
 
     log_debug("closing connection from %s", c->peer);
-    broker_client_free(c->client, server_now());
+    broker_client_free(c->client, clock_ms());
     if (c->flush_queued) {
         conn_t **pp = &s->flush_head, *prev = NULL;
         while (*pp != c) {
@@ -929,7 +930,7 @@ void conn_free(conn_t *c)
     free(c->in);
     free(c);
     /* Its messages went back to their topics: other consumers may take them. */
-    broker_dispatch(s->broker, server_now());
+    broker_dispatch(s->broker, clock_ms());
     server_arm_timer(s);
 }
 

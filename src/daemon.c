@@ -20,6 +20,7 @@
 
 #include "admin.h"
 #include "broker.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "mirror.h"
@@ -168,7 +169,7 @@ static void daemon_status(daemon_t *d)
 {
     broker_stats_t st;
 
-    broker_stats(d->broker, server_now(), &st);
+    broker_stats(d->broker, clock_ms(), &st);
     notify_sendf("STATUS=%llu connections, %llu topics, %llu messages queued, %llu published",
                  (unsigned long long)d->server->nconns, (unsigned long long)st.topics,
                  (unsigned long long)st.messages, (unsigned long long)st.totals.published);
@@ -196,7 +197,7 @@ static void daemon_reload(daemon_t *d)
     config_t *cfg;
 
     notify_sendf("RELOADING=1\nMONOTONIC_USEC=%llu",
-                 (unsigned long long)notify_monotonic_usec());
+                 (unsigned long long)clock_us());
     if (d->path == NULL) {
         log_info("reload: no config file; nothing to do");
         notify_send("READY=1");
@@ -320,7 +321,7 @@ static int daemon_start(daemon_t *d)
         log_error("cannot create the event loop");
         return 1;
     }
-    d->broker = broker_new(d->cfg, server_now());
+    d->broker = broker_new(d->cfg, clock_ms());
     d->server = d->broker ? server_new(d->base, d->broker, d->cfg) : NULL;
     if (d->server == NULL) {
         log_error("out of memory");

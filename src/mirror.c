@@ -30,6 +30,7 @@
 #include <hiredis/sds.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "log.h"
 #include "mrestore.h"
 #include "msg.h"
@@ -490,7 +491,7 @@ static void mirror_resync_start(mirror_t *mi);
 /* Put a finished restore into the broker and let consumers have it. */
 static void mirror_restore_apply(mirror_t *mi, mrestore_t *rs)
 {
-    uint64_t now = server_now();
+    uint64_t now = clock_ms();
 
     mrestore_apply(rs, mi->b, now);
     broker_dispatch(mi->b, now);
@@ -498,20 +499,6 @@ static void mirror_restore_apply(mirror_t *mi, mrestore_t *rs)
 }
 
 static void mirror_restore_send(mirror_t *mi);
-
-static uint64_t mirror_unix_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static struct timeval mirror_tv(uint64_t ms)
-{
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-    return tv;
-}
 
 static void mirror_report(mirror_t *mi)
 {
@@ -580,7 +567,7 @@ static mreq_t *mirror_req(const mirror_t *mi, int kind, const uint64_t *ids, siz
 static void mirror_count(mirror_t *mi, size_t bytes)
 {
     if (mi->lag_ops == 0)
-        mi->last_progress = server_now();
+        mi->last_progress = clock_ms();
     mi->lag_ops++;
     mi->lag_bytes += bytes;
     mi->srv->redis.lag_ops = mi->lag_ops;
@@ -1031,7 +1018,7 @@ static void mirror_batch_failed(mirror_t *mi)
 {
     log_error("redis mirror: out of memory; resynchronising in %d s",
               MIRROR_BACKOFF_MAX_MS / 1000);
-    mi->resync_after = server_now() + MIRROR_BACKOFF_MAX_MS;
+    mi->resync_after = clock_ms() + MIRROR_BACKOFF_MAX_MS;
     mirror_pause(mi);
 }
 
@@ -1044,9 +1031,9 @@ static void mirror_arm_confirm(mirror_t *mi)
 
     if (mi->hcount == 0 || evtimer_pending(mi->confirm_ev, NULL))
         return;
-    now = server_now();
+    now = clock_ms();
     due = mi->holds[mi->hhead].due;
-    tv = mirror_tv(due > now ? due - now : 0);
+    tv = clock_tv(due > now ? due - now : 0);
     evtimer_add(mi->confirm_ev, &tv);
 }
 
@@ -1072,7 +1059,7 @@ static int mirror_hold_push(mirror_t *mi, const hold_t *h)
 /* A PUB is held until Redis has its message, at most confirm_timeout. */
 static void mirror_hold(mirror_t *mi, const topic_t *t, uint64_t id)
 {
-    hold_t h = {.id = id, .due = server_now() + mi->confirm_timeout_ms, .t = t};
+    hold_t h = {.id = id, .due = clock_ms() + mi->confirm_timeout_ms, .t = t};
 
     if (mirror_hold_push(mi, &h) < 0) {
         log_error("redis mirror: out of memory tracking confirmed PUB %" PRIu64, id);
@@ -1088,7 +1075,7 @@ static void mirror_hold(mirror_t *mi, const topic_t *t, uint64_t id)
 
 static void mirror_confirm_ids(mirror_t *mi, const uint64_t *ids, size_t n)
 {
-    uint64_t now = server_now();
+    uint64_t now = clock_ms();
     bool any = false;
 
     for (size_t i = 0; i < n; i++) {
@@ -1131,7 +1118,7 @@ static void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id)
 static void mirror_on_confirm_timer(evutil_socket_t fd, short what, void *arg)
 {
     mirror_t *mi = arg;
-    uint64_t now = server_now(), refused = 0;
+    uint64_t now = clock_ms(), refused = 0;
 
     (void)fd;
     (void)what;
@@ -1250,7 +1237,7 @@ static void mirror_abort(mirror_t *mi)
 
 static void mirror_schedule_resync_in(mirror_t *mi, uint64_t ms)
 {
-    struct timeval tv = mirror_tv(ms);
+    struct timeval tv = clock_tv(ms);
 
     /* A timer, not event_active: activating itself would run it again in
      * the same pass and starve the sockets. */
@@ -1333,7 +1320,7 @@ static void mirror_resync_finish(mirror_t *mi)
     mirror_put_next_id(mi);
     mirror_eval(mi, REQ_SWAP, mirror_lua_swap, NULL);
     log_debug("redis mirror: resync of %zu messages sent in %" PRIu64 " ms", mi->nsnap,
-              server_now() - mi->resync_t0);
+              clock_ms() - mi->resync_t0);
     mirror_snapshot_free(mi);
     mi->phase = P_LIVE;
 }
@@ -1348,7 +1335,7 @@ static void mirror_on_resync(evutil_socket_t fd, short what, void *arg)
     if (mi->ac == NULL)
         return;
     if (mi->phase == P_IDLE) {
-        uint64_t now = server_now();
+        uint64_t now = clock_ms();
         if (now < mi->resync_after)
             mirror_schedule_resync_in(mi, mi->resync_after - now);
         else if (mi->lag_ops == 0)
@@ -1381,7 +1368,7 @@ static void mirror_resync_start(mirror_t *mi)
     mirror_abort(mi);
     mi->phase = P_RESYNC;
     mi->dirty = false;
-    mi->resync_t0 = server_now();
+    mi->resync_t0 = clock_ms();
     mirror_forget_topics(mi);
     mirror_eval(mi, REQ_WRITE, mirror_lua_cleanup, "0");
     mi->snap_oom = false;
@@ -1446,7 +1433,7 @@ static void mirror_write_stats(mirror_t *mi)
     size_t lens[5] = {3, 0, 0, 2, 0};
     int err;
 
-    broker_stats(mi->b, server_now(), &st);
+    broker_stats(mi->b, clock_ms(), &st);
     if (mirror_buf_open(b, mirror_room(mi, 0)) < 0)
         return;
     err = mirror_buf_arg_str(b, "version") | mirror_buf_arg_str(b, SLUICE_VERSION) |
@@ -1458,7 +1445,7 @@ static void mirror_write_stats(mirror_t *mi)
           mirror_buf_arg_u64(b, st.blocked_producers) | mirror_buf_arg_str(b, "max_loop_stall_ms") |
           mirror_buf_arg_u64(b, mi->srv->max_loop_stall_ms) | mirror_buf_arg_str(b, "redis_lag_ops") |
           mirror_buf_arg_u64(b, mi->lag_ops) | mirror_buf_arg_str(b, "updated_ms") |
-          mirror_buf_arg_u64(b, mirror_unix_ms());
+          mirror_buf_arg_u64(b, clock_unix_ms());
     klen = mirror_key(mi, "server", NULL, 0);
     if (err == 0 && klen > 0)
         mirror_send(mi, "HSET", mi->key, klen, b, mirror_req(mi, REQ_WRITE, NULL, 0));
@@ -1473,7 +1460,7 @@ static void mirror_write_stats(mirror_t *mi)
 
     lens[1] = mirror_key(mi, "heartbeat", NULL, 0);
     argv[1] = mi->key;
-    lens[2] = mirror_u64_dec(num, mirror_unix_ms());
+    lens[2] = mirror_u64_dec(num, clock_unix_ms());
     lens[4] = mirror_u64_dec(px, 3 * mi->flush_ms);
     if (lens[1] > 0)
         mirror_argv(mi, mirror_req(mi, REQ_WRITE, NULL, 0), 5, argv, lens);
@@ -1490,7 +1477,7 @@ static void mirror_on_stats(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (mi->ac == NULL)
         return;
-    if (mi->lag_ops > 0 && server_now() - mi->last_progress > MIRROR_STALL_MS) {
+    if (mi->lag_ops > 0 && clock_ms() - mi->last_progress > MIRROR_STALL_MS) {
         mirror_drop(mi, "no reply for 15 s");
         return;
     }
@@ -1538,7 +1525,7 @@ static int mirror_parse_addr(const char *addr, char *host, size_t cap, int *port
 /* No connection any more (hiredis frees or has freed it): retry later. */
 static void mirror_down(mirror_t *mi, const char *why, bool quiet)
 {
-    struct timeval tv = mirror_tv(mi->backoff_ms);
+    struct timeval tv = clock_tv(mi->backoff_ms);
 
     mirror_abort(mi);
     if (mi->rs != NULL) {
@@ -1652,7 +1639,7 @@ static void mirror_connect(mirror_t *mi)
     int port = 0;
     const char *path;
     redisAsyncContext *ac;
-    struct timeval tv = mirror_tv(MIRROR_CONNECT_TIMEOUT_MS);
+    struct timeval tv = clock_tv(MIRROR_CONNECT_TIMEOUT_MS);
     const char *argv[2];
     size_t lens[2];
     char num[24];
@@ -1712,7 +1699,7 @@ static void mirror_connect(mirror_t *mi)
         return;
     if (mi->restore_pending) {
         mi->phase = P_RESTORE;
-        mi->rs = mrestore_new(mi->prefix, server_now());
+        mi->rs = mrestore_new(mi->prefix, clock_ms());
         if (mi->rs == NULL) {
             mirror_drop(mi, "out of memory");
             return;
@@ -1902,7 +1889,7 @@ static void mirror_on_reply(redisAsyncContext *ac, void *reply, void *priv)
     mi->lag_bytes -= req->bytes;
     mi->srv->redis.lag_ops = mi->lag_ops;
     if (reply != NULL) {
-        mi->last_progress = server_now();
+        mi->last_progress = clock_ms();
         if (!mi->freeing)
             mirror_handle(mi, ac, req, reply);
     }
@@ -1933,7 +1920,7 @@ static redisReply *mirror_sync_cmd(redisContext *c, int argc, const char **argv,
 
 static redisContext *mirror_sync_connect(const mirror_t *mi, char *err, size_t errlen)
 {
-    struct timeval tv = mirror_tv(MIRROR_SYNC_CONNECT_MS), io = mirror_tv(MIRROR_SYNC_IO_MS);
+    struct timeval tv = clock_tv(MIRROR_SYNC_CONNECT_MS), io = clock_tv(MIRROR_SYNC_IO_MS);
     char host[256], num[24];
     int port = 0;
     const char *path, *argv[2];
@@ -1990,7 +1977,7 @@ static int mirror_restore_sync(mirror_t *mi)
                  mi->address, err);
         return -1;
     }
-    rs = mrestore_new(mi->prefix, server_now());
+    rs = mrestore_new(mi->prefix, clock_ms());
     if (rs == NULL) {
         redisFree(c);
         log_error("redis mirror: out of memory for the restore");
@@ -2060,7 +2047,7 @@ static void mirror_apply_mode(mirror_t *mi)
 
 static void mirror_arm_stats(mirror_t *mi)
 {
-    struct timeval tv = mirror_tv(mi->flush_ms);
+    struct timeval tv = clock_tv(mi->flush_ms);
 
     event_del(mi->stats_ev);
     event_add(mi->stats_ev, &tv);
@@ -2169,7 +2156,7 @@ static void mirror_on_wake(evutil_socket_t fd, short what, void *arg)
 
 void mirror_stop(mirror_t *mi)
 {
-    uint64_t until = server_now() + MIRROR_SHUTDOWN_MS;
+    uint64_t until = clock_ms() + MIRROR_SHUTDOWN_MS;
     struct event *wake;
     const char *argv[2] = {"DEL", NULL};
     size_t lens[2] = {3, 0};
@@ -2189,9 +2176,9 @@ void mirror_stop(mirror_t *mi)
         mirror_argv(mi, mirror_req(mi, REQ_WRITE, NULL, 0), 2, argv, lens);
     }
     wake = evtimer_new(mi->base, mirror_on_wake, NULL);
-    while (wake != NULL && mi->ac != NULL && server_now() < until &&
+    while (wake != NULL && mi->ac != NULL && clock_ms() < until &&
            !(mi->phase == P_LIVE && mi->lag_ops == 0 && mi->qhead == NULL)) {
-        struct timeval tv = mirror_tv(20);
+        struct timeval tv = clock_tv(20);
         evtimer_add(wake, &tv);
         event_base_loop(mi->base, EVLOOP_ONCE);
     }
@@ -2206,7 +2193,7 @@ void mirror_stop(mirror_t *mi)
 /* Every PUB still held gets -ERR mirror unavailable: nobody will confirm it. */
 static void mirror_refuse_all(mirror_t *mi)
 {
-    uint64_t now = server_now();
+    uint64_t now = clock_ms();
 
     for (size_t i = 0; mi->held.slot != NULL && i <= mi->held.mask; i++)
         if (mi->held.slot[i] != 0)

@@ -74,10 +74,3 @@ uint64_t notify_watchdog_usec(void)
     return (uint64_t)v;
 }
 
-uint64_t notify_monotonic_usec(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}

@@ -16,7 +16,4 @@ int notify_sendf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * $WATCHDOG_PID), or 0 when no watchdog is asked for. */
 uint64_t notify_watchdog_usec(void);
 
-/* CLOCK_MONOTONIC in microseconds, for RELOADING=1's MONOTONIC_USEC. */
-uint64_t notify_monotonic_usec(void);
-
 #endif

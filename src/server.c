@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "tls.h"
@@ -28,20 +29,6 @@
 #define SERVER_PRIO_FLUSH (SERVER_NPRIORITIES - 1) /* after all I/O of a turn */
 #define SERVER_ACCEPT_BACKOFF_MS 100
 #define SERVER_PROBE_MS 100        /* the loop-stall probe's period */
-
-uint64_t server_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static struct timeval server_tv(uint64_t ms)
-{
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-    return tv;
-}
 
 /* ---- flushing and timers ---- */
 
@@ -87,8 +74,8 @@ void server_arm_timer(server_t *s)
 
     if (next >= s->timer_at)
         return;
-    now = server_now();
-    tv = server_tv(next > now ? next - now : 0);
+    now = clock_ms();
+    tv = clock_tv(next > now ? next - now : 0);
     evtimer_add(s->timer_ev, &tv);
     s->timer_at = next;
 }
@@ -100,7 +87,7 @@ static void server_on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     s->timer_at = UINT64_MAX;
-    broker_tick(s->broker, server_now());
+    broker_tick(s->broker, clock_ms());
     server_arm_timer(s);
 }
 
@@ -109,8 +96,8 @@ static void server_on_timer(evutil_socket_t fd, short what, void *arg)
 static void server_on_probe(evutil_socket_t fd, short what, void *arg)
 {
     server_t *s = arg;
-    uint64_t now = server_now();
-    struct timeval tv = server_tv(SERVER_PROBE_MS);
+    uint64_t now = clock_ms();
+    struct timeval tv = clock_tv(SERVER_PROBE_MS);
 
     (void)fd;
     (void)what;
@@ -199,7 +186,7 @@ static void server_on_accept_error(struct evconnlistener *l, void *arg)
 {
     server_t *s = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    struct timeval tv = server_tv(SERVER_ACCEPT_BACKOFF_MS);
+    struct timeval tv = clock_tv(SERVER_ACCEPT_BACKOFF_MS);
 
     (void)l;
     if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
@@ -357,7 +344,7 @@ int server_write_port_file(const server_t *s, const char *path)
 server_t *server_new(struct event_base *base, broker_t *broker, const config_t *cfg)
 {
     server_t *s = calloc(1, sizeof *s);
-    struct timeval tv = server_tv(SERVER_PROBE_MS);
+    struct timeval tv = clock_tv(SERVER_PROBE_MS);
 
     if (s == NULL)
         return NULL;
@@ -375,7 +362,7 @@ server_t *server_new(struct event_base *base, broker_t *broker, const config_t *
         return NULL;
     }
     event_priority_set(s->flush_ev, SERVER_PRIO_FLUSH);
-    s->probe_due = server_now() + SERVER_PROBE_MS;
+    s->probe_due = clock_ms() + SERVER_PROBE_MS;
     evtimer_add(s->probe_ev, &tv);
     return s;
 }
@@ -387,8 +374,8 @@ void server_configure(server_t *s, const config_t *cfg)
     s->cfg = cfg;
     if (s->tls != NULL)
         tls_server_configure(s->tls, cfg);
-    broker_configure(s->broker, cfg, server_now());
-    broker_dispatch(s->broker, server_now());
+    broker_configure(s->broker, cfg, clock_ms());
+    broker_dispatch(s->broker, clock_ms());
     server_arm_timer(s);
 }
 
@@ -396,7 +383,7 @@ static void server_on_drain(evutil_socket_t fd, short what, void *arg)
 {
     server_t *s = arg;
     bool drained = true;
-    struct timeval tv = server_tv(10);
+    struct timeval tv = clock_tv(10);
 
     (void)fd;
     (void)what;
@@ -422,7 +409,7 @@ static void server_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 
 void server_drain(server_t *s, uint64_t timeout_ms)
 {
-    struct timeval tv = server_tv(timeout_ms);
+    struct timeval tv = clock_tv(timeout_ms);
     struct event *deadline;
 
     if (s->draining)

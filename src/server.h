@@ -49,7 +49,6 @@ typedef struct server {
 } server_t;
 
 /* Monotonic milliseconds: the broker's clock. */
-uint64_t server_now(void);
 
 /* Event priorities: the base must have SERVER_NPRIORITIES. I/O runs at the
  * default (middle) one, the flush pass after all of it. */

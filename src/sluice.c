@@ -21,6 +21,7 @@
 
 #include "bench.h"
 #include "client.h"
+#include "clock.h"
 #include "proto.h"
 #include "top.h"
 #include "version.h"
@@ -155,13 +156,6 @@ static bool sluice_num(const char *s, uint64_t max, uint64_t *out)
     }
     *out = v;
     return true;
-}
-
-static double sluice_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void sluice_on_signal(int sig)
@@ -480,7 +474,7 @@ static int pub_replies(pub_t *p)
  * (an average since the start would hide a producer that is blocked now). */
 static void pub_progress(pub_t *p, bool final)
 {
-    double now = sluice_now();
+    double now = clock_s();
 
     if (!p->progress)
         return;
@@ -604,7 +598,7 @@ static int sluice_pub(cli_t *cli, int argc, char **argv)
         return 1;
     }
     p.progress = isatty(STDERR_FILENO);
-    p.t0 = sluice_now();
+    p.t0 = clock_s();
     sluice_catch_signals();
     int rc = pub_run(&p, &s);
     pub_progress(&p, true);

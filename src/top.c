@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "topview.h"
 
 #define TOP_REPLY_MS 10000     /* a broker slower than this to answer is gone */
@@ -173,19 +174,11 @@ static void top_term_size(top_t *t)
 
 /* ---- talking to the broker ---- */
 
-static double top_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The next reply, in steps short enough to notice a stop. 1, 0 when
  * stopped, -1 on error (said on stderr after the terminal is restored). */
 static int top_reply(top_t *t, proto_reply_t *r)
 {
-    double deadline = top_now() + TOP_REPLY_MS / 1000.0;
+    double deadline = clock_s() + TOP_REPLY_MS / 1000.0;
 
     for (;;) {
         int k = client_next(t->c, r);
@@ -197,7 +190,7 @@ static int top_reply(top_t *t, proto_reply_t *r)
         }
         if (top_stop_sig)
             return 0;
-        if (top_now() > deadline) {
+        if (clock_s() > deadline) {
             snprintf(t->c->err, sizeof t->c->err, "%s: no reply in %d ms", t->c->addr,
                      TOP_REPLY_MS);
             return -1;
@@ -248,7 +241,7 @@ static int top_sample(top_t *t, tv_sample_t *s)
     client_printf(t->c, "STATS\r\nTOPICS\r\n");
     if ((k = top_expect(t, &r, REPLY_STATS)) <= 0)
         return k;
-    s->t = top_now();
+    s->t = clock_s();
     if (tv_parse_server(r.body, r.body_len, &s->srv) < 0) {
         snprintf(t->c->err, sizeof t->c->err, "%s: STATS body not understood", t->c->addr);
         return -1;
@@ -317,7 +310,7 @@ static int top_wait(top_t *t, double until)
             if (top_draw(t, &t->prev) < 0)
                 return -1;
         }
-        double left = until - top_now();
+        double left = until - clock_s();
         if (left <= 0)
             return 1;
         struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
@@ -351,7 +344,7 @@ static int top_live(top_t *t)
     t->view.help = true;
     top_term_size(t);
     for (;;) {
-        double next = top_now() + t->view.interval;
+        double next = clock_s() + t->view.interval;
         int k = top_sample(t, &t->cur);
         if (k <= 0)
             return k;
@@ -375,9 +368,9 @@ static int top_once(top_t *t)
     int k = top_sample(t, &t->prev);
     if (k <= 0)
         return k;
-    double until = top_now() + t->view.interval;
-    while (!top_stop_sig && top_now() < until)
-        poll(NULL, 0, (int)ceil((until - top_now()) * 1000));
+    double until = clock_s() + t->view.interval;
+    while (!top_stop_sig && clock_s() < until)
+        poll(NULL, 0, (int)ceil((until - clock_s()) * 1000));
     if (top_stop_sig || (k = top_sample(t, &t->cur)) <= 0)
         return top_stop_sig ? 0 : k;
     tv_rates(&t->cur, &t->prev);
