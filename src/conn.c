@@ -259,6 +259,23 @@ static bool conn_password_ok(const user_entry_t *u, const char *pass, size_t ple
     return ok;
 }
 
+/* Every change of a connection's state goes through here, so a debug log
+ * shows each one (why a client stopped being read is otherwise invisible). */
+static const char *const conn_state_names[] = {
+    [CONN_READING] = "reading", [CONN_WAITING] = "waiting", [CONN_PARKED] = "parked",
+    [CONN_CONFIRMING] = "confirming", [CONN_DELAYED] = "delayed", [CONN_CLOSING] = "closing",
+};
+
+static void conn_set_state(conn_t *c, conn_state_t state)
+{
+    if (c->state == state)
+        return;
+    if (log_get_level() >= LOG_LEVEL_DEBUG)
+        log_debug("connection from %s: %s -> %s", c->peer, conn_state_names[c->state],
+                  conn_state_names[state]);
+    c->state = state;
+}
+
 /* The delay is over: answer, then go on with what the client sent after. */
 static void conn_on_auth_delay(evutil_socket_t fd, short what, void *arg)
 {
@@ -267,7 +284,7 @@ static void conn_on_auth_delay(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     conn_reply_lit(c, "-NOAUTH invalid username or password\r\n");
-    c->state = CONN_READING;
+    conn_set_state(c, CONN_READING);
     conn_update_reading(c);
     if ((c->in_off < c->in_len || c->peer_eof) && !c->srv->draining)
         event_active(c->rev, EV_READ, 0);
@@ -289,7 +306,7 @@ static void conn_auth_refuse(conn_t *c, uint64_t started)
         conn_reply_lit(c, "-NOAUTH invalid username or password\r\n");
         return;
     }
-    c->state = CONN_DELAYED;
+    conn_set_state(c, CONN_DELAYED);
 }
 
 static void conn_cmd_auth(conn_t *c, const proto_cmd_t *cmd)
@@ -459,7 +476,7 @@ static void conn_cmd_pub(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
     else if (st == BR_HELD)
         cfifo_push(&c->unconfirmed, id);
     else if (st == BR_PENDING)
-        c->state = CONN_PARKED;
+        conn_set_state(c, CONN_PARKED);
     else
         conn_reply_topic_error(c, st, cmd->topic, cmd->topic_len);
 }
@@ -542,7 +559,7 @@ static void conn_cmd_topics(conn_t *c)
 static void conn_cmd_waiting(conn_t *c, br_status_t st, const char *topic, size_t tlen)
 {
     if (st == BR_PENDING)
-        c->state = CONN_WAITING;
+        conn_set_state(c, CONN_WAITING);
     else if (st != BR_OK)
         conn_reply_topic_error(c, st, topic, tlen);
 }
@@ -623,7 +640,7 @@ static void conn_exec(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
         break;
     case CMD_QUIT:
         conn_reply_lit(c, "+BYE\r\n");
-        c->state = CONN_CLOSING;
+        conn_set_state(c, CONN_CLOSING);
         break;
     case CMD_NONE:
         break;
@@ -647,14 +664,14 @@ static bool conn_process(conn_t *c)
         if (budget-- == 0)
             return true;
         if (conn_unconfirmed_full(c)) {
-            c->state = CONN_CONFIRMING;
+            conn_set_state(c, CONN_CONFIRMING);
             break;
         }
         r = proto_parse(&c->parser, c->in + c->in_off, c->in_len - c->in_off, &cmd, &used, err);
         if (c->unconfirmed.n > 0 && r != PROTO_NEED_MORE &&
             (r != PROTO_CMD || !conn_may_pass_unconfirmed(cmd.type))) {
             /* Parsing is pure: the same bytes parse again once they may run. */
-            c->state = CONN_CONFIRMING;
+            conn_set_state(c, CONN_CONFIRMING);
             break;
         }
         if (r == PROTO_CMD) {
@@ -666,7 +683,7 @@ static bool conn_process(conn_t *c)
         } else if (r == PROTO_FATAL) {
             conn_reply(c, err, strlen(err));
             log_info("closing %s: %.*s", c->peer, (int)strcspn(err, "\r\n"), err);
-            c->state = CONN_CLOSING;
+            conn_set_state(c, CONN_CLOSING);
         }
         c->in_off += used;
         if (r == PROTO_NEED_MORE)
@@ -735,7 +752,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
     if (more)
         event_active(c->rev, EV_READ, 0);
     if (conn_finished(c, more)) {
-        c->state = CONN_CLOSING;
+        conn_set_state(c, CONN_CLOSING);
         if (evbuffer_get_length(c->out) == 0) {
             conn_free(c);
             return;
@@ -781,7 +798,7 @@ static void conn_on_complete(void *ctx, br_op_t op, br_status_t st, const topic_
         /* Not the end of a wait: a parked PUB behind it stays parked. */
         conn_unconfirmed_drain(c);
         if (c->state == CONN_CONFIRMING)
-            c->state = CONN_READING;
+            conn_set_state(c, CONN_READING);
         conn_update_reading(c);
         event_active(c->rev, EV_READ, 0);
         return;
@@ -793,7 +810,7 @@ static void conn_on_complete(void *ctx, br_op_t op, br_status_t st, const topic_
             cfifo_push(&c->unconfirmed, id);
         } else {
             log_error("closing %s: out of memory for its confirmed PUBs", c->peer);
-            c->state = CONN_CLOSING; /* its replies could no longer stay in order */
+            conn_set_state(c, CONN_CLOSING); /* its replies could no longer stay in order */
             return;
         }
     } else if (op == BR_OP_PUB && st == BR_OK)
@@ -804,7 +821,7 @@ static void conn_on_complete(void *ctx, br_op_t op, br_status_t st, const topic_
         conn_reply_topic_error(c, st, tname, tlen);
     /* GET's BR_OK reply was the MSG push itself. */
     if (c->state == CONN_PARKED || c->state == CONN_WAITING)
-        c->state = CONN_READING;
+        conn_set_state(c, CONN_READING);
     /* We are inside a broker call: resume this connection's input later,
      * from the event loop, never from here. */
     conn_update_reading(c);
@@ -860,7 +877,7 @@ conn_t *conn_new(server_t *srv, int fd, const char *peer)
         goto fail;
     c->srv = srv;
     c->fd = fd;
-    c->state = CONN_READING;
+    c->state = CONN_READING; /* the start, not a change */
     proto_parser_init(&c->parser, srv->cfg->limits.max_line, srv->cfg->limits.max_message);
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->out = evbuffer_new();

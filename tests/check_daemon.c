@@ -148,6 +148,33 @@ END_TEST
 
 /* ---- SIGHUP ---- */
 
+static void wait_log(sd_t *d, const char *needle);
+
+/* At debug level every connection state change is one line: a producer
+ * that parks on a full topic, and is read again once there is room. */
+START_TEST(test_debug_log_shows_state_changes)
+{
+    sd_t d;
+    ck_assert_int_eq(sd_start(&d, "log: {level: debug}\n"
+                                  "topics:\n  one: {max_messages: 1}\n"), 0);
+    tc_t *p = tc_open(&d), *q = tc_open(&d);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(q);
+    tc_sendf(p, "PUB one 1\r\na\r\nPUB one 1\r\nb\r\n");
+    ck_assert_str_eq(tc_reply_line(p), "+OK 1");
+    wait_log(&d, ": reading -> parked");
+    tc_sendf(q, "GET one\r\n");
+    ck_assert_str_eq(tc_reply_line(q), "MSG one 1 1 1");
+    tc_sendf(q, "ACK 1\r\n"); /* in flight still counts against the bound */
+    ck_assert_str_eq(tc_reply_line(q), "+OK 1");
+    ck_assert_str_eq(tc_reply_line(p), "+OK 2");
+    wait_log(&d, ": parked -> reading");
+    tc_close(p);
+    tc_close(q);
+    ck_assert_int_eq(sd_stop(&d), 0);
+}
+END_TEST
+
 static char *stats_field(tc_t *c, const char *topic, const char *field)
 {
     static char val[64];
@@ -337,6 +364,7 @@ static Suite *daemon_suite(void)
     tcase_add_test(t, test_version_and_help);
     tcase_add_test(t, test_start_without_config_file);
     tcase_add_test(t, test_port_taken);
+    tcase_add_test(t, test_debug_log_shows_state_changes);
     tcase_add_test(t, test_sigterm_flushes_and_exits_zero);
     tcase_add_test(t, test_log_lines_have_levels);
     tcase_add_test(t, test_sighup_good_and_bad);
