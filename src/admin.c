@@ -194,9 +194,10 @@ static void admin_metrics(server_t *s, const broker_stats_t *bs, const admin_top
     snprintf(num, sizeof num, "%" PRIu64 ".%03u", s->max_loop_stall_ms / 1000,
              (unsigned)(s->max_loop_stall_ms % 1000));
     admin_gauge(b, "max_loop_stall_seconds", "Longest the event loop was late since start.", num);
+    server_mirror_status_t ms = server_mirror_status(s);
     admin_gauge(b, "redis_connected", "1 while the Redis mirror is connected, else 0.",
-                s->redis.connected ? "1" : "0");
-    snprintf(num, sizeof num, "%" PRIu64, s->redis.lag_ops);
+                ms.connected ? "1" : "0");
+    snprintf(num, sizeof num, "%" PRIu64, ms.lag_ops);
     admin_gauge(b, "redis_lag_ops", "Mirror operations not yet acknowledged by Redis.", num);
 
     nf = sizeof admin_topic_families / sizeof admin_topic_families[0];
@@ -257,6 +258,8 @@ static void admin_json_topic(struct evbuffer *b, const topic_stats_t *t)
 static void admin_stats_json(server_t *s, const broker_stats_t *bs, const admin_topics_t *t,
                              struct evbuffer *b)
 {
+    server_mirror_status_t ms = server_mirror_status(s);
+
     evbuffer_add_printf(b, "{\"server\":{\"version\":");
     admin_json_string(b, SLUICE_VERSION, strlen(SLUICE_VERSION));
     evbuffer_add_printf(b,
@@ -268,7 +271,7 @@ static void admin_stats_json(server_t *s, const broker_stats_t *bs, const admin_
                         ",\"blocked_producers\":%" PRIu64 ",\"max_loop_stall_ms\":%" PRIu64
                         ",\"redis\":{\"connected\":%s,\"lag_ops\":%" PRIu64 "}},\"topics\":{",
                         bs->blocked_producers, s->max_loop_stall_ms,
-                        s->redis.connected ? "true" : "false", s->redis.lag_ops);
+                        ms.connected ? "true" : "false", ms.lag_ops);
     for (size_t i = 0; i < t->n; i++) {
         if (i > 0)
             evbuffer_add(b, ",", 1);
@@ -357,7 +360,7 @@ static void admin_healthz(admin_t *a, struct evhttp_request *req)
 
     if (s->draining)
         admin_reply_text(req, 503, "Service Unavailable", "shutting down");
-    else if (s->cfg->redis.enabled && s->cfg->redis.confirm && !s->redis.connected)
+    else if (s->cfg->redis.enabled && s->cfg->redis.confirm && !server_mirror_status(s).connected)
         admin_reply_text(req, 503, "Service Unavailable", "redis unreachable (confirm mode)");
     else
         admin_reply_text(req, 200, "OK", "ok");

@@ -513,10 +513,11 @@ static void conn_cmd_stats(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
         n = stats_yaml_topic(body, sizeof body, &ts);
     } else {
         broker_stats_t bs;
+        server_mirror_status_t ms = server_mirror_status(c->srv);
         stats_extra_t x = {
             .connections = c->srv->nconns,
-            .redis_connected = c->srv->redis.connected,
-            .redis_lag_ops = c->srv->redis.lag_ops,
+            .redis_connected = ms.connected,
+            .redis_lag_ops = ms.lag_ops,
             .max_loop_stall_ms = c->srv->max_loop_stall_ms,
         };
         broker_stats(c->srv->broker, now, &bs);

@@ -500,10 +500,13 @@ static void mirror_restore_apply(mirror_t *mi, mrestore_t *rs)
 
 static void mirror_restore_send(mirror_t *mi);
 
-static void mirror_report(mirror_t *mi)
+/* What STATS, /metrics and /healthz show of the mirror (server_mirror_status). */
+static server_mirror_status_t mirror_status_of(const void *arg)
 {
-    mi->srv->redis.connected = mi->established;
-    mi->srv->redis.lag_ops = mi->lag_ops;
+    const mirror_t *mi = arg;
+    server_mirror_status_t st = {.connected = mi->established, .lag_ops = mi->lag_ops};
+
+    return st;
 }
 
 static bool mirror_writable(const mirror_t *mi)
@@ -570,7 +573,6 @@ static void mirror_count(mirror_t *mi, size_t bytes)
         mi->last_progress = clock_ms();
     mi->lag_ops++;
     mi->lag_bytes += bytes;
-    mi->srv->redis.lag_ops = mi->lag_ops;
 }
 
 /* Hand a formatted command to hiredis (it only appends to its output
@@ -1535,7 +1537,6 @@ static void mirror_down(mirror_t *mi, const char *why, bool quiet)
     mi->phase = P_DOWN;
     mi->dirty = true;
     mi->established = false;
-    mirror_report(mi);
     event_del(mi->connect_ev);
     if (quiet) {
         mi->up_logged = false;
@@ -1619,7 +1620,6 @@ static void mirror_established(mirror_t *mi)
 {
     mi->established = true;
     event_del(mi->connect_ev);
-    mirror_report(mi);
     if (!mi->up_logged) {
         log_info("redis mirror connected to %s (db %" PRIu32 ", prefix %s, mirror %s%s)",
                  mi->address, mi->db, mi->prefix,
@@ -1887,7 +1887,6 @@ static void mirror_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 
     mi->lag_ops--;
     mi->lag_bytes -= req->bytes;
-    mi->srv->redis.lag_ops = mi->lag_ops;
     if (reply != NULL) {
         mi->last_progress = clock_ms();
         if (!mi->freeing)
@@ -2113,7 +2112,7 @@ mirror_t *mirror_new(server_t *srv, const config_t *cfg, bool restore)
     }
     mirror_apply_mode(mi);
     mirror_arm_stats(mi);
-    mirror_report(mi);
+    server_set_mirror(srv, mirror_status_of, mi);
     mirror_connect(mi);
     return mi;
 }
@@ -2254,7 +2253,6 @@ void mirror_free(mirror_t *mi)
     free(mi->address);
     free(mi->password);
     free(mi->prefix);
-    mi->srv->redis.connected = false;
-    mi->srv->redis.lag_ops = 0;
+    server_set_mirror(mi->srv, NULL, NULL);
     free(mi);
 }

@@ -339,6 +339,21 @@ int server_write_port_file(const server_t *s, const char *path)
     return rename(tmp, path);
 }
 
+/* ---- the mirror's status ---- */
+
+void server_set_mirror(server_t *s, server_mirror_status_fn fn, const void *arg)
+{
+    s->mirror_status = fn;
+    s->mirror_arg = arg;
+}
+
+server_mirror_status_t server_mirror_status(const server_t *s)
+{
+    server_mirror_status_t none = {.connected = false, .lag_ops = 0};
+
+    return s->mirror_status != NULL ? s->mirror_status(s->mirror_arg) : none;
+}
+
 /* ---- life ---- */
 
 server_t *server_new(struct event_base *base, broker_t *broker, const config_t *cfg)

@@ -14,6 +14,15 @@
 
 struct conn;
 
+/* What the Redis mirror says of itself, for STATS, /metrics, /stats and
+ * /healthz. The server asks the mirror through a function it was given, so
+ * the mirror never writes the server's fields. */
+typedef struct server_mirror_status {
+    bool connected;   /* Redis answers */
+    uint64_t lag_ops; /* commands sent and not yet answered */
+} server_mirror_status_t;
+typedef server_mirror_status_t (*server_mirror_status_fn)(const void *arg);
+
 typedef struct server {
     struct event_base *base;
     broker_t *broker;
@@ -42,17 +51,19 @@ typedef struct server {
     uint64_t max_loop_stall_ms;   /* longest lateness of the stall probe */
     struct event *probe_ev;
     uint64_t probe_due;
-    struct {
-        bool connected;
-        uint64_t lag_ops;
-    } redis;                      /* filled in by the mirror when it runs */
+    server_mirror_status_fn mirror_status; /* asked, never written: see server_set_mirror */
+    const void *mirror_arg;
 } server_t;
 
-/* Monotonic milliseconds: the broker's clock. */
 
 /* Event priorities: the base must have SERVER_NPRIORITIES. I/O runs at the
  * default (middle) one, the flush pass after all of it. */
 #define SERVER_NPRIORITIES 3
+
+/* The mirror that answers server_mirror_status (NULL: none, the answer is
+ * "not connected, no lag"). */
+void server_set_mirror(server_t *s, server_mirror_status_fn fn, const void *arg);
+server_mirror_status_t server_mirror_status(const server_t *s);
 
 /* Create a server on base; nothing listens yet. NULL on failure. */
 server_t *server_new(struct event_base *base, broker_t *broker, const config_t *cfg);
