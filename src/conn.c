@@ -887,11 +887,7 @@ conn_t *conn_new(server_t *srv, int fd, const char *peer)
     c->client = broker_client_new(srv->broker, &conn_client_ops, c);
     if (c->out == NULL || c->rev == NULL || c->wev == NULL || c->client == NULL)
         goto fail;
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
-    srv->nconns++;
+    server_conn_add(srv, c);
     conn_update_reading(c);
     log_debug("connection from %s", peer);
     return c;
@@ -918,23 +914,7 @@ void conn_free(conn_t *c)
 
     log_debug("closing connection from %s", c->peer);
     broker_client_free(c->client, clock_ms());
-    if (c->flush_queued) {
-        conn_t **pp = &s->flush_head, *prev = NULL;
-        while (*pp != c) {
-            prev = *pp;
-            pp = &(*pp)->flush_next;
-        }
-        *pp = c->flush_next;
-        if (s->flush_tail == c)
-            s->flush_tail = prev;
-    }
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    s->nconns--;
+    server_conn_remove(s, c);
     event_free(c->rev);
     event_free(c->wev);
     if (c->auth_delay)

@@ -46,8 +46,10 @@ typedef struct conn {
     cfifo_t unconfirmed;            /* confirm mode: held PUBs and the replies behind them */
     bool out_full;                  /* output passed limits.output_buffer: no reads, no pushes */
 
-    struct conn *next, *prev;       /* server's list of connections */
-    struct conn *flush_next;        /* server's flush list */
+    /* The server's lists: written only by server.c (server_conn_add,
+     * server_conn_remove, server_want_flush). */
+    struct conn *next, *prev;             /* every connection */
+    struct conn *flush_next, *flush_prev; /* output to write this loop turn */
     bool flush_queued;
     char peer[64];                  /* for logs */
 } conn_t;

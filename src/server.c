@@ -32,6 +32,45 @@
 
 /* ---- flushing and timers ---- */
 
+/* O(1): a connection closing with output queued leaves from anywhere. */
+static void server_flush_unlink(server_t *s, conn_t *c)
+{
+    if (c->flush_prev != NULL)
+        c->flush_prev->flush_next = c->flush_next;
+    else
+        s->flush_head = c->flush_next;
+    if (c->flush_next != NULL)
+        c->flush_next->flush_prev = c->flush_prev;
+    else
+        s->flush_tail = c->flush_prev;
+    c->flush_next = c->flush_prev = NULL;
+    c->flush_queued = false;
+}
+
+void server_conn_add(server_t *s, conn_t *c)
+{
+    c->prev = NULL;
+    c->next = s->conns;
+    if (s->conns != NULL)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+}
+
+void server_conn_remove(server_t *s, conn_t *c)
+{
+    if (c->flush_queued)
+        server_flush_unlink(s, c);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    s->nconns--;
+}
+
 void server_want_flush(server_t *s, conn_t *c)
 {
     if (c->flush_queued)
@@ -41,6 +80,7 @@ void server_want_flush(server_t *s, conn_t *c)
      * set off, so it can send its next batch while we write the rest. */
     c->flush_queued = true;
     c->flush_next = NULL;
+    c->flush_prev = s->flush_tail;
     if (s->flush_head == NULL)
         s->flush_head = c;
     else
@@ -57,10 +97,7 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     while ((c = s->flush_head) != NULL) {
-        s->flush_head = c->flush_next;
-        if (s->flush_head == NULL)
-            s->flush_tail = NULL;
-        c->flush_queued = false;
+        server_flush_unlink(s, c);
         conn_flush(c);
     }
     server_arm_timer(s);

@@ -1,0 +1,124 @@
+/* check_server.c: the server's connection and flush lists, which only
+ * server.c writes (server_conn_add, server_conn_remove, server_want_flush):
+ * order kept, a connection leaves from the head, the middle or the tail in
+ * O(1), and the count follows. Connections here are bare structs: nothing
+ * is read or written, the loop never runs. */
+#include <check.h>
+#include <event2/event.h>
+#include <stdlib.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "config.h"
+#include "conn.h"
+#include "server.h"
+
+static struct event_base *base;
+static config_t *cfg;
+static broker_t *broker;
+static server_t *srv;
+
+static void setup(void)
+{
+    base = event_base_new();
+    ck_assert_ptr_nonnull(base);
+    ck_assert_int_eq(event_base_priority_init(base, SERVER_NPRIORITIES), 0);
+    cfg = config_default();
+    broker = broker_new(cfg, clock_ms());
+    srv = server_new(base, broker, cfg);
+    ck_assert_ptr_nonnull(srv);
+}
+
+static void teardown(void)
+{
+    ck_assert_ptr_null(srv->conns); /* server_free would conn_free them */
+    server_free(srv);
+    broker_free(broker);
+    config_free(cfg);
+    event_base_free(base);
+}
+
+/* The flush list from head to tail as "abc", checked backwards too. */
+static const char *flush_order(conn_t *v, size_t n)
+{
+    static char out[16];
+    size_t k = 0;
+
+    for (conn_t *c = srv->flush_head; c != NULL && k < sizeof out - 1; c = c->flush_next)
+        out[k++] = (char)('a' + (c - v));
+    out[k] = '\0';
+    ck_assert(k <= n);
+    size_t back = 0;
+    for (conn_t *c = srv->flush_tail; c != NULL; c = c->flush_prev)
+        ck_assert_int_eq(out[k - 1 - back++], 'a' + (c - v));
+    ck_assert_uint_eq(back, k);
+    return out;
+}
+
+START_TEST(test_lists_keep_order_and_unlink_anywhere)
+{
+    conn_t v[4] = {0};
+
+    for (int i = 0; i < 4; i++)
+        server_conn_add(srv, &v[i]);
+    ck_assert_uint_eq(srv->nconns, 4);
+    ck_assert_ptr_eq(srv->conns, &v[3]);
+
+    server_want_flush(srv, &v[0]);
+    server_want_flush(srv, &v[1]);
+    server_want_flush(srv, &v[2]);
+    server_want_flush(srv, &v[3]);
+    server_want_flush(srv, &v[1]); /* already queued: keeps its place */
+    ck_assert_str_eq(flush_order(v, 4), "abcd");
+
+    server_conn_remove(srv, &v[1]); /* the middle */
+    ck_assert_str_eq(flush_order(v, 4), "acd");
+    ck_assert(!v[1].flush_queued);
+    server_conn_remove(srv, &v[3]); /* the tail, and the head of the conns */
+    ck_assert_str_eq(flush_order(v, 4), "ac");
+    ck_assert_ptr_eq(srv->conns, &v[2]);
+    server_conn_remove(srv, &v[0]); /* the head */
+    ck_assert_str_eq(flush_order(v, 4), "c");
+    ck_assert_uint_eq(srv->nconns, 1);
+
+    server_want_flush(srv, &v[2]);
+    ck_assert_str_eq(flush_order(v, 4), "c");
+    server_conn_remove(srv, &v[2]);
+    ck_assert_str_eq(flush_order(v, 4), "");
+    ck_assert_ptr_null(srv->flush_tail);
+    ck_assert_ptr_null(srv->conns);
+    ck_assert_uint_eq(srv->nconns, 0);
+}
+END_TEST
+
+START_TEST(test_removed_unqueued_connection_leaves_flush_list_alone)
+{
+    conn_t v[2] = {0};
+
+    server_conn_add(srv, &v[0]);
+    server_conn_add(srv, &v[1]);
+    server_want_flush(srv, &v[0]);
+    server_conn_remove(srv, &v[1]);
+    ck_assert_str_eq(flush_order(v, 2), "a");
+    server_conn_remove(srv, &v[0]);
+    ck_assert_str_eq(flush_order(v, 2), "");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("server");
+    TCase *t = tcase_create("lists");
+    SRunner *r;
+    int failed;
+
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_lists_keep_order_and_unlink_anywhere);
+    tcase_add_test(t, test_removed_unqueued_connection_leaves_flush_list_alone);
+    suite_add_tcase(s, t);
+    r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
