@@ -5,6 +5,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdbool.h>
+#include <sys/queue.h>
 #include <stddef.h>
 
 #include "broker.h"
@@ -48,8 +49,8 @@ typedef struct conn {
 
     /* The server's lists: written only by server.c (server_conn_add,
      * server_conn_remove, server_want_flush). */
-    struct conn *next, *prev;             /* every connection */
-    struct conn *flush_next, *flush_prev; /* output to write this loop turn */
+    LIST_ENTRY(conn) link;        /* every connection */
+    TAILQ_ENTRY(conn) flush_link; /* output to write this loop turn */
     bool flush_queued;
     char peer[64];                  /* for logs */
 } conn_t;

@@ -32,42 +32,19 @@
 
 /* ---- flushing and timers ---- */
 
-/* O(1): a connection closing with output queued leaves from anywhere. */
-static void server_flush_unlink(server_t *s, conn_t *c)
-{
-    if (c->flush_prev != NULL)
-        c->flush_prev->flush_next = c->flush_next;
-    else
-        s->flush_head = c->flush_next;
-    if (c->flush_next != NULL)
-        c->flush_next->flush_prev = c->flush_prev;
-    else
-        s->flush_tail = c->flush_prev;
-    c->flush_next = c->flush_prev = NULL;
-    c->flush_queued = false;
-}
-
 void server_conn_add(server_t *s, conn_t *c)
 {
-    c->prev = NULL;
-    c->next = s->conns;
-    if (s->conns != NULL)
-        s->conns->prev = c;
-    s->conns = c;
+    LIST_INSERT_HEAD(&s->conns, c, link);
     s->nconns++;
 }
 
 void server_conn_remove(server_t *s, conn_t *c)
 {
-    if (c->flush_queued)
-        server_flush_unlink(s, c);
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    c->next = c->prev = NULL;
+    if (c->flush_queued) {
+        TAILQ_REMOVE(&s->flushq, c, flush_link);
+        c->flush_queued = false;
+    }
+    LIST_REMOVE(c, link);
     s->nconns--;
 }
 
@@ -79,13 +56,7 @@ void server_want_flush(server_t *s, conn_t *c)
      * work (a producer waiting for its +OKs) goes out before the pushes it
      * set off, so it can send its next batch while we write the rest. */
     c->flush_queued = true;
-    c->flush_next = NULL;
-    c->flush_prev = s->flush_tail;
-    if (s->flush_head == NULL)
-        s->flush_head = c;
-    else
-        s->flush_tail->flush_next = c;
-    s->flush_tail = c;
+    TAILQ_INSERT_TAIL(&s->flushq, c, flush_link);
     event_active(s->flush_ev, EV_TIMEOUT, 0);
 }
 
@@ -96,8 +67,9 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    while ((c = s->flush_head) != NULL) {
-        server_flush_unlink(s, c);
+    while ((c = TAILQ_FIRST(&s->flushq)) != NULL) {
+        TAILQ_REMOVE(&s->flushq, c, flush_link);
+        c->flush_queued = false;
         conn_flush(c);
     }
     server_arm_timer(s);
@@ -400,6 +372,8 @@ server_t *server_new(struct event_base *base, broker_t *broker, const config_t *
 
     if (s == NULL)
         return NULL;
+    LIST_INIT(&s->conns);
+    TAILQ_INIT(&s->flushq);
     s->base = base;
     s->broker = broker;
     s->cfg = cfg;
@@ -421,7 +395,7 @@ server_t *server_new(struct event_base *base, broker_t *broker, const config_t *
 
 void server_configure(server_t *s, const config_t *cfg)
 {
-    for (conn_t *c = s->conns; c != NULL; c = c->next)
+    for (conn_t *c = LIST_FIRST(&s->conns); c != NULL; c = LIST_NEXT(c, link))
         conn_reconfigure(c, cfg);
     s->cfg = cfg;
     if (s->tls != NULL)
@@ -439,7 +413,7 @@ static void server_on_drain(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    for (conn_t *c = s->conns; c != NULL; c = c->next)
+    for (conn_t *c = LIST_FIRST(&s->conns); c != NULL; c = LIST_NEXT(c, link))
         if (!conn_drained(c))
             drained = false;
     if (drained && tls_server_drained(s->tls)) {
@@ -469,7 +443,7 @@ void server_drain(server_t *s, uint64_t timeout_ms)
     s->draining = true;
     for (size_t i = 0; i < s->nlisteners; i++)
         evconnlistener_disable(s->listeners[i]);
-    for (conn_t *c = s->conns; c != NULL; c = c->next)
+    for (conn_t *c = LIST_FIRST(&s->conns); c != NULL; c = LIST_NEXT(c, link))
         conn_stop_reading(c);
     s->drain_ev = evtimer_new(s->base, server_on_drain, s);
     deadline = evtimer_new(s->base, server_on_drain_timeout, s);
@@ -486,8 +460,8 @@ void server_free(server_t *s)
 {
     if (s == NULL)
         return;
-    while (s->conns != NULL)
-        conn_free(s->conns);
+    while (!LIST_EMPTY(&s->conns))
+        conn_free(LIST_FIRST(&s->conns));
     tls_server_free(s->tls);
     for (size_t i = 0; i < s->nlisteners; i++) {
         evconnlistener_free(s->listeners[i]);

@@ -8,6 +8,7 @@
 #include <event2/listener.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "broker.h"
 #include "config.h"
@@ -35,10 +36,10 @@ typedef struct server {
     struct event *accept_retry;   /* accept backs off on EMFILE/ENFILE */
     struct tls_server *tls;       /* TLS context and relays; NULL without tls:// listeners */
 
-    struct conn *conns;           /* every live connection (doubly linked) */
+    LIST_HEAD(server_conns, conn) conns;    /* every live connection */
     uint64_t nconns;
-    struct conn *flush_head;      /* connections with output to write this loop turn, */
-    struct conn *flush_tail;      /* in the order they got it */
+    TAILQ_HEAD(server_flushq, conn) flushq; /* output to write this loop turn, in the
+                                               order the connections got it */
     struct event *flush_ev;       /* runs after all I/O callbacks of a turn */
 
     struct event *timer_ev;       /* the broker's next deadline */

@@ -1,7 +1,7 @@
 /* check_server.c: the server's connection and flush lists, which only
- * server.c writes (server_conn_add, server_conn_remove, server_want_flush):
- * order kept, a connection leaves from the head, the middle or the tail in
- * O(1), and the count follows. Connections here are bare structs: nothing
+ * server.c writes (server_conn_add, server_conn_remove, server_want_flush;
+ * <sys/queue.h> lists): order kept, a connection leaves from the head, the
+ * middle or the tail, and the count follows. Connections here are bare structs: nothing
  * is read or written, the loop never runs. */
 #include <check.h>
 #include <event2/event.h>
@@ -31,7 +31,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    ck_assert_ptr_null(srv->conns); /* server_free would conn_free them */
+    ck_assert(LIST_EMPTY(&srv->conns)); /* server_free would conn_free them */
     server_free(srv);
     broker_free(broker);
     config_free(cfg);
@@ -42,14 +42,15 @@ static void teardown(void)
 static const char *flush_order(conn_t *v, size_t n)
 {
     static char out[16];
-    size_t k = 0;
+    size_t k = 0, back = 0;
+    conn_t *c;
 
-    for (conn_t *c = srv->flush_head; c != NULL && k < sizeof out - 1; c = c->flush_next)
+    TAILQ_FOREACH(c, &srv->flushq, flush_link) {
+        ck_assert(k < n && c->flush_queued);
         out[k++] = (char)('a' + (c - v));
+    }
     out[k] = '\0';
-    ck_assert(k <= n);
-    size_t back = 0;
-    for (conn_t *c = srv->flush_tail; c != NULL; c = c->flush_prev)
+    TAILQ_FOREACH_REVERSE(c, &srv->flushq, server_flushq, flush_link)
         ck_assert_int_eq(out[k - 1 - back++], 'a' + (c - v));
     ck_assert_uint_eq(back, k);
     return out;
@@ -62,7 +63,7 @@ START_TEST(test_lists_keep_order_and_unlink_anywhere)
     for (int i = 0; i < 4; i++)
         server_conn_add(srv, &v[i]);
     ck_assert_uint_eq(srv->nconns, 4);
-    ck_assert_ptr_eq(srv->conns, &v[3]);
+    ck_assert_ptr_eq(LIST_FIRST(&srv->conns), &v[3]);
 
     server_want_flush(srv, &v[0]);
     server_want_flush(srv, &v[1]);
@@ -76,7 +77,7 @@ START_TEST(test_lists_keep_order_and_unlink_anywhere)
     ck_assert(!v[1].flush_queued);
     server_conn_remove(srv, &v[3]); /* the tail, and the head of the conns */
     ck_assert_str_eq(flush_order(v, 4), "ac");
-    ck_assert_ptr_eq(srv->conns, &v[2]);
+    ck_assert_ptr_eq(LIST_FIRST(&srv->conns), &v[2]);
     server_conn_remove(srv, &v[0]); /* the head */
     ck_assert_str_eq(flush_order(v, 4), "c");
     ck_assert_uint_eq(srv->nconns, 1);
@@ -85,8 +86,8 @@ START_TEST(test_lists_keep_order_and_unlink_anywhere)
     ck_assert_str_eq(flush_order(v, 4), "c");
     server_conn_remove(srv, &v[2]);
     ck_assert_str_eq(flush_order(v, 4), "");
-    ck_assert_ptr_null(srv->flush_tail);
-    ck_assert_ptr_null(srv->conns);
+    ck_assert(TAILQ_EMPTY(&srv->flushq));
+    ck_assert(LIST_EMPTY(&srv->conns));
     ck_assert_uint_eq(srv->nconns, 0);
 }
 END_TEST
