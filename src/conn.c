@@ -270,9 +270,8 @@ static void conn_set_state(conn_t *c, conn_state_t state)
 {
     if (c->state == state)
         return;
-    if (log_get_level() >= LOG_LEVEL_DEBUG)
-        log_debug("connection from %s: %s -> %s", c->peer, conn_state_names[c->state],
-                  conn_state_names[state]);
+    log_debug("connection from %s: %s -> %s", c->peer, conn_state_names[c->state],
+              conn_state_names[state]);
     c->state = state;
 }
 
@@ -298,7 +297,7 @@ static void conn_auth_refuse(conn_t *c, uint64_t started)
 {
     uint64_t spent = clock_ms() - started;
     uint64_t left = spent < CONN_AUTH_DELAY_MS ? CONN_AUTH_DELAY_MS - spent : 0;
-    struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t)(left * 1000)};
+    struct timeval tv = clock_tv(left);
 
     if (c->auth_delay == NULL)
         c->auth_delay = evtimer_new(c->srv->base, conn_on_auth_delay, c);

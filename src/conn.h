@@ -5,8 +5,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdbool.h>
-#include <sys/queue.h>
 #include <stddef.h>
+#include <sys/queue.h>
 
 #include "broker.h"
 #include "cfifo.h"

@@ -30,7 +30,13 @@
 #define SERVER_ACCEPT_BACKOFF_MS 100
 #define SERVER_PROBE_MS 100        /* the loop-stall probe's period */
 
-/* ---- flushing and timers ---- */
+/* ---- the connection and flush lists (conn.c asks; only this file writes) ---- */
+
+static void server_flush_dequeue(server_t *s, conn_t *c)
+{
+    TAILQ_REMOVE(&s->flushq, c, flush_link);
+    c->flush_queued = false;
+}
 
 void server_conn_add(server_t *s, conn_t *c)
 {
@@ -40,10 +46,8 @@ void server_conn_add(server_t *s, conn_t *c)
 
 void server_conn_remove(server_t *s, conn_t *c)
 {
-    if (c->flush_queued) {
-        TAILQ_REMOVE(&s->flushq, c, flush_link);
-        c->flush_queued = false;
-    }
+    if (c->flush_queued)
+        server_flush_dequeue(s, c);
     LIST_REMOVE(c, link);
     s->nconns--;
 }
@@ -60,6 +64,8 @@ void server_want_flush(server_t *s, conn_t *c)
     event_active(s->flush_ev, EV_TIMEOUT, 0);
 }
 
+/* ---- flushing and timers ---- */
+
 static void server_on_flush(evutil_socket_t fd, short what, void *arg)
 {
     server_t *s = arg;
@@ -68,8 +74,7 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     while ((c = TAILQ_FIRST(&s->flushq)) != NULL) {
-        TAILQ_REMOVE(&s->flushq, c, flush_link);
-        c->flush_queued = false;
+        server_flush_dequeue(s, c);
         conn_flush(c);
     }
     server_arm_timer(s);
@@ -395,7 +400,9 @@ server_t *server_new(struct event_base *base, broker_t *broker, const config_t *
 
 void server_configure(server_t *s, const config_t *cfg)
 {
-    for (conn_t *c = LIST_FIRST(&s->conns); c != NULL; c = LIST_NEXT(c, link))
+    conn_t *c;
+
+    LIST_FOREACH(c, &s->conns, link)
         conn_reconfigure(c, cfg);
     s->cfg = cfg;
     if (s->tls != NULL)
@@ -410,10 +417,11 @@ static void server_on_drain(evutil_socket_t fd, short what, void *arg)
     server_t *s = arg;
     bool drained = true;
     struct timeval tv = clock_tv(10);
+    conn_t *c;
 
     (void)fd;
     (void)what;
-    for (conn_t *c = LIST_FIRST(&s->conns); c != NULL; c = LIST_NEXT(c, link))
+    LIST_FOREACH(c, &s->conns, link)
         if (!conn_drained(c))
             drained = false;
     if (drained && tls_server_drained(s->tls)) {
@@ -437,13 +445,14 @@ void server_drain(server_t *s, uint64_t timeout_ms)
 {
     struct timeval tv = clock_tv(timeout_ms);
     struct event *deadline;
+    conn_t *c;
 
     if (s->draining)
         return;
     s->draining = true;
     for (size_t i = 0; i < s->nlisteners; i++)
         evconnlistener_disable(s->listeners[i]);
-    for (conn_t *c = LIST_FIRST(&s->conns); c != NULL; c = LIST_NEXT(c, link))
+    LIST_FOREACH(c, &s->conns, link)
         conn_stop_reading(c);
     s->drain_ev = evtimer_new(s->base, server_on_drain, s);
     deadline = evtimer_new(s->base, server_on_drain_timeout, s);

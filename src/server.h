@@ -56,7 +56,6 @@ typedef struct server {
     const void *mirror_arg;
 } server_t;
 
-
 /* Event priorities: the base must have SERVER_NPRIORITIES. I/O runs at the
  * default (middle) one, the flush pass after all of it. */
 #define SERVER_NPRIORITIES 3

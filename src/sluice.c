@@ -24,6 +24,7 @@
 #include "clock.h"
 #include "proto.h"
 #include "top.h"
+#include "topview.h"
 #include "version.h"
 
 #define EXIT_USAGE 2
@@ -176,11 +177,14 @@ static void sluice_catch_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
-/* --tls, --ca, --cert, --key (each of the last three implies --tls).
- * False if `o` is none of them. */
-static bool sluice_tls_option(cli_t *cli, int o)
+/* The connection options every subcommand takes, as the commands before
+ * it do: -s, -u, --tls, --ca, --cert, --key (each of the last three
+ * implies --tls). False if `o` is none of them. */
+static bool sluice_conn_option(cli_t *cli, int o)
 {
     switch (o) {
+    case 's': cli->addr = optarg; return true;
+    case 'u': cli->user = optarg; return true;
     case OPT_TLS: break;
     case OPT_CA: cli->tls_opt.ca = optarg; break;
     case OPT_CERT: cli->tls_opt.cert = optarg; break;
@@ -566,10 +570,8 @@ static int sluice_pub(cli_t *cli, int argc, char **argv)
                 return sluice_usage_err(cli, "bad --window '%s'", optarg);
             break;
         case 'v': p.verbose = true; break;
-        case 's': cli->addr = optarg; break;
-        case 'u': cli->user = optarg; break;
         default:
-            if (sluice_tls_option(cli, o))
+            if (sluice_conn_option(cli, o))
                 break;
             return sluice_bad_option();
         }
@@ -889,10 +891,8 @@ static int sub_parse_opts(cli_t *cli, sub_t *s, int argc, char **argv, bool is_g
             if (!sluice_num(optarg, UINT64_MAX, timeout))
                 return sluice_usage_err(cli, "bad --timeout '%s'", optarg);
             break;
-        case 's': cli->addr = optarg; break;
-        case 'u': cli->user = optarg; break;
         default:
-            if (sluice_tls_option(cli, o))
+            if (sluice_conn_option(cli, o))
                 break;
             return sluice_bad_option();
         }
@@ -1014,10 +1014,8 @@ static int sluice_join(cli_t *cli, int argc, char **argv)
                 return sluice_usage_err(cli, "bad --timeout '%s'", optarg);
             has_timeout = true;
             break;
-        case 's': cli->addr = optarg; break;
-        case 'u': cli->user = optarg; break;
         default:
-            if (sluice_tls_option(cli, o))
+            if (sluice_conn_option(cli, o))
                 break;
             return sluice_bad_option();
         }
@@ -1080,46 +1078,21 @@ static void stats_print_pairs(const char *body, size_t len)
 {
     char parent[64] = "";
     const char *p = body, *end = body + len;
-    struct { char key[128]; const char *v; int vl; } rows[128];
+    tv_line_t rows[128];
     size_t nrows = 0;
     int width = 0;
 
-    while (p < end && nrows < sizeof rows / sizeof rows[0]) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *le = nl ? nl : end;
-        const char *k = p;
-        while (k < le && *k == ' ')
-            k++;
-        const char *colon = memchr(k, ':', (size_t)(le - k));
-        if (colon && colon > k) {
-            const char *v = colon + 1;
-            while (v < le && *v == ' ')
-                v++;
-            int vl = (int)(le - v);
-            if (vl && v[vl - 1] == '\r')
-                vl--;
-            if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {  /* a quoted string: show it bare */
-                v++;
-                vl -= 2;
-            }
-            if (k == p && vl == 0) {
-                snprintf(parent, sizeof parent, "%.*s", (int)(colon - k), k);
-            } else {
-                if (k == p)
-                    parent[0] = '\0';
-                int n = snprintf(rows[nrows].key, sizeof rows[nrows].key, "%s%s%.*s", parent,
-                                 parent[0] ? "." : "", (int)(colon - k), k);
-                rows[nrows].v = v;
-                rows[nrows].vl = vl;
-                if (n > width)
-                    width = n;
-                nrows++;
-            }
-        }
-        p = le + 1;
+    while (nrows < sizeof rows / sizeof rows[0] &&
+           tv_line_next(&p, end, parent, sizeof parent, &rows[nrows])) {
+        if (rows[nrows].vl == 0 && strchr(rows[nrows].key, '.') == NULL)
+            continue;  /* a mapping's head ("redis:"): its keys follow, dotted */
+        int n = (int)strlen(rows[nrows].key);
+        if (n > width)
+            width = n;
+        nrows++;
     }
     for (size_t i = 0; i < nrows; i++)
-        printf("%-*s  %.*s\n", width, rows[i].key, rows[i].vl, rows[i].v);
+        printf("%-*s  %.*s\n", width, rows[i].key, (int)rows[i].vl, rows[i].v);
 }
 
 typedef struct topic_row {
@@ -1236,10 +1209,8 @@ static int sluice_stats(cli_t *cli, int argc, char **argv)
     while ((o = getopt_long(argc, argv, "ys:u:", opts, NULL)) != -1) {
         switch (o) {
         case 'y': yaml = true; break;
-        case 's': cli->addr = optarg; break;
-        case 'u': cli->user = optarg; break;
         default:
-            if (sluice_tls_option(cli, o))
+            if (sluice_conn_option(cli, o))
                 break;
             return sluice_bad_option();
         }
@@ -1277,19 +1248,50 @@ out:
     return rc;
 }
 
-/* top's way in: the options it was given over the others, then the same
- * connect, TLS and AUTH as every command. */
-static client_t *sluice_top_connect(void *ctx, const top_conn_t *o)
+/* top: its own options and the connection ones, then the same connect,
+ * TLS and AUTH as every command; top.c runs the view. */
+static int sluice_top(cli_t *cli, int argc, char **argv)
 {
-    cli_t *cli = ctx;
+    enum { OPT_ONCE = 0x200 };
+    static const struct option opts[] = {
+        { "interval", required_argument, NULL, 'i' },
+        { "sort", required_argument, NULL, 'o' },
+        { "once", no_argument, NULL, OPT_ONCE },
+        { "help", no_argument, NULL, 'h' },
+        { "server", required_argument, NULL, 's' },
+        { "user", required_argument, NULL, 'u' },
+        SLUICE_TLS_OPTIONS,
+        { NULL, 0, NULL, 0 },
+    };
+    top_opts_t t = TOP_OPTS_DEFAULT;
+    int o;
 
-    cli->addr = o->addr ? o->addr : cli->addr;
-    cli->user = o->user ? o->user : cli->user;
-    cli->tls = cli->tls || o->tls;
-    cli->tls_opt.ca = o->tls_opt.ca ? o->tls_opt.ca : cli->tls_opt.ca;
-    cli->tls_opt.cert = o->tls_opt.cert ? o->tls_opt.cert : cli->tls_opt.cert;
-    cli->tls_opt.key = o->tls_opt.key ? o->tls_opt.key : cli->tls_opt.key;
-    return sluice_connect(cli);
+    while ((o = getopt_long(argc, argv, "i:o:hs:u:", opts, NULL)) != -1) {
+        switch (o) {
+        case 'i':
+            if (!top_interval_parse(optarg, &t.interval))
+                return sluice_usage_err(cli, "bad interval '%s' (seconds, 0.1 to 3600)", optarg);
+            break;
+        case 'o':
+            if (!tv_key_parse(optarg, &t.key))
+                return sluice_usage_err(cli, "unknown sort key '%s' (sluice top --help)", optarg);
+            break;
+        case OPT_ONCE: t.once = true; break;
+        case 'h': fputs(top_usage_text, stdout); return 0;
+        default:
+            if (sluice_conn_option(cli, o))
+                break;
+            return sluice_bad_option();
+        }
+    }
+    if (optind < argc)
+        return sluice_usage_err(cli, "unexpected argument '%s'", argv[optind]);
+    if (!t.once && (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))) {
+        sluice_err(cli, "needs a terminal (for scripts: sluice top --once)");
+        return 1;
+    }
+    client_t *c = sluice_connect(cli);
+    return c ? top_run(c, cli->addr, &t) : 1;
 }
 
 /* The commands with no arguments: TOPICS and PING. */
@@ -1305,10 +1307,8 @@ static int sluice_simple(cli_t *cli, int argc, char **argv, const char *line)
 
     while ((o = getopt_long(argc, argv, "s:u:", opts, NULL)) != -1) {
         switch (o) {
-        case 's': cli->addr = optarg; break;
-        case 'u': cli->user = optarg; break;
         default:
-            if (sluice_tls_option(cli, o))
+            if (sluice_conn_option(cli, o))
                 break;
             return sluice_bad_option();
         }
@@ -1355,12 +1355,10 @@ int main(int argc, char **argv)
         cli.user = NULL;
     while ((o = getopt_long(argc, argv, "+s:u:h", opts, NULL)) != -1) {
         switch (o) {
-        case 's': cli.addr = optarg; break;
-        case 'u': cli.user = optarg; break;
         case 'h': fputs(sluice_usage_text, stdout); return 0;
         case 'V': printf("sluice %s\n", SLUICE_VERSION); return 0;
         default:
-            if (sluice_tls_option(&cli, o))
+            if (sluice_conn_option(&cli, o))
                 break;
             return sluice_bad_option();
         }
@@ -1391,7 +1389,7 @@ int main(int argc, char **argv)
     if (strcmp(cli.cmd, "topics") == 0)
         return sluice_simple(&cli, argc, argv, "TOPICS");
     if (strcmp(cli.cmd, "top") == 0)
-        return top_main(argc, argv, cli.addr, sluice_top_connect, &cli);
+        return sluice_top(&cli, argc, argv);
     if (strcmp(cli.cmd, "ping") == 0)
         return sluice_simple(&cli, argc, argv, "PING");
     if (strcmp(cli.cmd, "help") == 0) {

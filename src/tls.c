@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "server.h"
@@ -412,7 +413,7 @@ static void tls_on_net_event(struct bufferevent *bev, short what, void *arg)
 void tls_accept(tls_server_t *t, int fd, const char *peer)
 {
     server_t *srv = t->srv;
-    struct timeval tv = {.tv_sec = TLS_HANDSHAKE_MS / 1000, .tv_usec = (TLS_HANDSHAKE_MS % 1000) * 1000};
+    struct timeval tv = clock_tv(TLS_HANDSHAKE_MS);
     tls_relay_t *r;
     SSL *ssl;
 

@@ -8,7 +8,6 @@
 #include "top.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -25,13 +24,12 @@
 
 #define TOP_REPLY_MS 10000     /* a broker slower than this to answer is gone */
 #define TOP_STEP_MS 100        /* how often a wait looks at the stop flag */
-#define TOP_EXIT_USAGE 2
 
 /* Alternate screen and hidden cursor in; cursor and main screen back. */
 static const char top_enter_seq[] = "\033[?1049h\033[?25l\033[H\033[2J";
 static const char top_leave_seq[] = "\033[?25h\033[?1049l";
 
-static const char top_usage_text[] =
+const char top_usage_text[] =
     "usage: sluice top [-i SECONDS] [-o KEY] [--once] [-s ADDR] [-u USER] [--tls ...]\n"
     "  -i, --interval SECONDS  refresh every SECONDS (default 1; 0.1 to 3600)\n"
     "  -o, --sort KEY          name, ready, delayed, inflight, parked, consumers,\n"
@@ -53,8 +51,6 @@ typedef struct top {
     tv_view_t view;
     tv_sample_t cur, prev;  /* prev: the sample on screen, until the next */
     tv_buf_t frame;
-    bool once;
-    top_conn_t given;       /* connection options after "top" */
 } top_t;
 
 /* ---- the terminal ---- */
@@ -377,9 +373,9 @@ static int top_once(top_t *t)
     return top_draw(t, &t->cur);
 }
 
-/* ---- options ---- */
+/* ---- the way in ---- */
 
-static bool top_interval(const char *s, double *out)
+bool top_interval_parse(const char *s, double *out)
 {
     char *end;
 
@@ -391,82 +387,16 @@ static bool top_interval(const char *s, double *out)
     return true;
 }
 
-/* Parse argv into t. 0 to run, or an exit status. */
-static int top_options(top_t *t, int argc, char **argv)
+int top_run(client_t *c, const char *addr, const top_opts_t *o)
 {
-    enum { OPT_ONCE = 0x200, OPT_TLS, OPT_CA, OPT_CERT, OPT_KEY };
-    static const struct option opts[] = {
-        { "interval", required_argument, NULL, 'i' },
-        { "sort", required_argument, NULL, 'o' },
-        { "once", no_argument, NULL, OPT_ONCE },
-        { "help", no_argument, NULL, 'h' },
-        { "server", required_argument, NULL, 's' },
-        { "user", required_argument, NULL, 'u' },
-        { "tls", no_argument, NULL, OPT_TLS },
-        { "ca", required_argument, NULL, OPT_CA },
-        { "cert", required_argument, NULL, OPT_CERT },
-        { "key", required_argument, NULL, OPT_KEY },
-        { NULL, 0, NULL, 0 },
-    };
-    top_conn_t *g = &t->given;
-    int o;
+    top_t t = {.c = c, .view = {.interval = o->interval, .addr = addr, .key = o->key}};
 
-    while ((o = getopt_long(argc, argv, "i:o:hs:u:", opts, NULL)) != -1) {
-        switch (o) {
-        case 'i':
-            if (!top_interval(optarg, &t->view.interval)) {
-                fprintf(stderr, "sluice: top: bad interval '%s' (seconds, 0.1 to 3600)\n", optarg);
-                return TOP_EXIT_USAGE;
-            }
-            break;
-        case 'o':
-            if (!tv_key_parse(optarg, &t->view.key)) {
-                fprintf(stderr, "sluice: top: unknown sort key '%s'\n%s", optarg, top_usage_text);
-                return TOP_EXIT_USAGE;
-            }
-            break;
-        case OPT_ONCE: t->once = true; break;
-        case 'h': fputs(top_usage_text, stdout); return -1;
-        case 's': g->addr = optarg; break;
-        case 'u': g->user = optarg; break;
-        case OPT_TLS: g->tls = true; break;
-        case OPT_CA: g->tls = true; g->tls_opt.ca = optarg; break;
-        case OPT_CERT: g->tls = true; g->tls_opt.cert = optarg; break;
-        case OPT_KEY: g->tls = true; g->tls_opt.key = optarg; break;
-        default:
-            fputs("Try 'sluice top --help'.\n", stderr);
-            return TOP_EXIT_USAGE;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "sluice: top: unexpected argument '%s'\n", argv[optind]);
-        return TOP_EXIT_USAGE;
-    }
-    return 0;
-}
-
-int top_main(int argc, char **argv, const char *addr, top_connect_fn *connect, void *ctx)
-{
-    top_t t = { .view = { .interval = 1.0, .addr = addr, .key = TV_KEY_NAME } };
-    int rc = top_options(&t, argc, argv);
-
-    if (rc != 0)
-        return rc < 0 ? 0 : rc;
-    if (!t.once && (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))) {
-        fprintf(stderr, "sluice: top: needs a terminal (for scripts: sluice top --once)\n");
-        return 1;
-    }
-    if (t.given.addr)
-        t.view.addr = t.given.addr;
-    t.c = connect(ctx, &t.given);
-    if (!t.c)
-        return 1;
     top_catch_signals();
-    int k = t.once ? top_once(&t) : top_live(&t);
+    int k = o->once ? top_once(&t) : top_live(&t);
     top_term_restore();
     if (k < 0 && t.c->err[0])
         fprintf(stderr, "sluice: top: %s\n", t.c->err);
-    rc = k < 0 ? 1 : 0;
+    int rc = k < 0 ? 1 : 0;
     if (top_stop_sig == SIGTERM || top_stop_sig == SIGHUP || top_stop_sig == SIGQUIT)
         rc = 128 + top_stop_sig;
     client_free(t.c);

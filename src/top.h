@@ -6,23 +6,26 @@
 #define SLUICE_TOP_H
 
 #include "client.h"
+#include "topview.h"
 
-/* The connection options given after "top" (-s, -u, --tls, --ca, --cert,
- * --key); NULL or false where not given. */
-typedef struct top_conn {
-    const char *addr, *user;
-    bool tls;
-    client_tls_t tls_opt;
-} top_conn_t;
+/* What `sluice top` was asked for; sluice.c parses it with the connection
+ * options every subcommand takes. */
+typedef struct top_opts {
+    double interval; /* seconds between frames: 0.1 to 3600 */
+    tv_key_t key;    /* the column rows are sorted by */
+    bool once;       /* one frame, for scripts */
+} top_opts_t;
 
-/* How top reaches the broker: the caller's own connect, with `given` over
- * its own options, so AUTH and TLS work as for every other subcommand.
- * NULL after printing why. */
-typedef client_t *top_connect_fn(void *ctx, const top_conn_t *given);
+#define TOP_OPTS_DEFAULT {.interval = 1.0, .key = TV_KEY_NAME, .once = false}
 
-/* Run `sluice top` with its own arguments (argv[0] is "top"); addr is the
- * server's address as given, for the header. Returns the exit status:
- * 0 (q, Ctrl-C), 1 (error), 2 (usage), 128+N (stopped by SIGTERM/SIGHUP). */
-int top_main(int argc, char **argv, const char *addr, top_connect_fn *connect, void *ctx);
+extern const char top_usage_text[];
+
+/* A --interval value: seconds, 0.1 to 3600. False if it is not one. */
+bool top_interval_parse(const char *s, double *out);
+
+/* Run `sluice top` on the connected client c (freed before returning);
+ * addr is the server's address as given, for the header. Returns the exit
+ * status: 0 (q, Ctrl-C), 1 (error), 128+N (stopped by SIGTERM/SIGHUP). */
+int top_run(client_t *c, const char *addr, const top_opts_t *o);
 
 #endif

@@ -13,16 +13,7 @@
 
 /* ---- parsing ---- */
 
-/* One "key: value" line; nested keys (two-space indent) are dotted onto
- * the last top-level key: "redis.connected". */
-typedef struct tv_line {
-    char key[64];
-    const char *v;      /* value, quotes stripped; may be empty */
-    size_t vl;
-} tv_line_t;
-
-/* The next line of [*p, end) with a key, skipping the others. */
-static bool tv_line_next(const char **p, const char *end, char *parent, size_t plen, tv_line_t *l)
+bool tv_line_next(const char **p, const char *end, char *parent, size_t plen, tv_line_t *l)
 {
     while (*p < end) {
         const char *s = *p, *nl = memchr(s, '\n', (size_t)(end - s));

@@ -12,6 +12,19 @@
 
 #include "proto.h"
 
+/* One "key: value" line of a STATS body; nested keys (two-space indent)
+ * are dotted onto the last top-level key: "redis.connected". */
+typedef struct tv_line {
+    char key[64];
+    const char *v; /* value, quotes stripped; may be empty */
+    size_t vl;
+} tv_line_t;
+
+/* The next line of [*p, end) with a key, skipping the others; `parent`
+ * (plen bytes) carries the top-level key from line to line. False at the
+ * end. Also what `sluice stats` prints its table from. */
+bool tv_line_next(const char **p, const char *end, char *parent, size_t plen, tv_line_t *l);
+
 /* The monotonic counters every STATS body ends with. */
 typedef struct tv_counters {
     uint64_t published, delivered, acked, redelivered, dead, dropped, rejected;

@@ -72,7 +72,7 @@ check_opts() {
 }
 
 check_opts sluiced.8 10 "$src/src/sluiced.c"
-check_opts sluice.1 40 "$src/src/sluice.c" "$src/src/bench.c" "$src/src/top.c"
+check_opts sluice.1 40 "$src/src/sluice.c" "$src/src/bench.c"
 
 # ---- subcommands: each `strcmp(cli.cmd, "NAME")` is a subsection ----
 render "$man/sluice.1" >"$tmp/sluice.txt"

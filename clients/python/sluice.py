@@ -370,11 +370,11 @@ class Client:
         head = f"PUB {topic} {len(data)}" + ("" if delay is None else f" delay={_ms(delay)}")
         await self._window.acquire()
         try:
-            if self._closed:
-                raise ConnectionLost("connection closed", sent=False)
-            fut = self._loop.create_future()
-            self._write(b"".join((head.encode(), b"\r\n", data, b"\r\n")))
-            self._slots.append(_Slot("pub", topic, fut))
+            fut = self._send_nowait(b"".join((head.encode(), b"\r\n", data, b"\r\n")),
+                                    "pub", topic)
+        except ConnectionLost as e:
+            self._window.release()
+            raise ConnectionLost(str(e), sent=False) from None  # nothing was written
         except BaseException:
             self._window.release()
             raise

@@ -19,18 +19,7 @@ SWEEP=${SWEEP:-1 4 16 64}
 # beanstalkd fsyncs every job (-f 0): a few thousand a second, so fewer
 BEANSTALK_MESSAGES=${BEANSTALK_MESSAGES:-20000}
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. tests/bench/common.sh
 
 wait_for() { # wait_for CMD...: until it succeeds (5 s)
     for ((i = 0; i < 500; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.01; done

@@ -15,14 +15,7 @@ cd "$(dirname "$0")/../.."
 SLUICED=${SLUICED:-build/src/sluiced}
 SLUICE=${SLUICE:-build/src/sluice}
 out=${1:-docs/img/metrics.png}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. tests/bench/common.sh
 
 cat >"$work/sluiced.yaml" <<'YAML'
 listen: [127.0.0.1:0]

@@ -20,18 +20,7 @@ BLOCKS=${BLOCKS:-4}
 RUNS=${RUNS:-7}
 MESSAGES=${MESSAGES:-2000000}
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$top/tests/bench/common.sh"
 
 wait_port() {
     for ((i = 0; i < 500; i++)); do
