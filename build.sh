@@ -75,9 +75,9 @@ check_in() {
 fuzz() {
     local secs=$1 rc=0 name out
     local yaml_flags
-    yaml_flags=$(pkg-config --cflags --libs yaml-0.1)
+    yaml_flags=$(pkg-config --cflags --libs yaml-0.1 libevent)
     mkdir -p build-fuzz
-    declare -A srcs=([proto]="src/proto.c" [config]="src/config.c")
+    declare -A srcs=([proto]="src/proto.c" [config]="src/config.c src/addr.c")
     for name in proto config; do
         out=build-fuzz/fuzz_$name
         if [[ ! -x $out || -n $(find src tests/fuzz -newer "$out" -name '*.[ch]' -print -quit) ]]; then

@@ -25,6 +25,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "addr.h"
 #include "broker.h"
 #include "clock.h"
 #include "log.h"
@@ -427,41 +428,6 @@ static void admin_on_request(struct evhttp_request *req, void *arg)
 
 /* ---- life ---- */
 
-/* "host:port" or "[v6]:port", numeric, port 0 allowed (libevent's own
- * parser refuses it); "localhost" is 127.0.0.1, as for listen. */
-static int admin_parse_addr(const char *addr, struct sockaddr_storage *ss, int *len)
-{
-    const char *colon = strrchr(addr, ':');
-    char host[INET6_ADDRSTRLEN + 2];
-    size_t hlen;
-    char *end;
-    long port;
-
-    memset(ss, 0, sizeof *ss);
-    if (colon == NULL || (hlen = (size_t)(colon - addr)) >= sizeof host)
-        return -1;
-    port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || end == colon + 1 || port < 0 || port > 65535)
-        return -1;
-    memcpy(host, addr, hlen);
-    host[hlen] = '\0';
-    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-        host[hlen - 1] = '\0';
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        *len = (int)sizeof *in6;
-        return inet_pton(AF_INET6, host + 1, &in6->sin6_addr) == 1 ? 0 : -1;
-    }
-    struct sockaddr_in *in = (struct sockaddr_in *)ss;
-    in->sin_family = AF_INET;
-    in->sin_port = htons((uint16_t)port);
-    *len = (int)sizeof *in;
-    if (strcmp(host, "localhost") == 0)
-        snprintf(host, sizeof host, "127.0.0.1");
-    return inet_pton(AF_INET, host, &in->sin_addr) == 1 ? 0 : -1;
-}
-
 static void admin_bound_name(evutil_socket_t fd, char *out, size_t cap)
 {
     struct sockaddr_storage ss;
@@ -488,16 +454,17 @@ static int admin_bind(admin_t *a, const char *addr)
     struct sockaddr_storage ss;
     struct evconnlistener *l;
     struct evhttp_bound_socket *bs;
-    int len;
+    socklen_t len;
+    addr_t where;
 
-    if (admin_parse_addr(addr, &ss, &len) != 0) {
+    if (addr_parse(addr, ADDR_ADMIN, &where) != NULL || addr_sockaddr(&where, &ss, &len) != 0) {
         log_error("admin: cannot listen on %s: not an address (host:port or [v6]:port)", addr);
         return -1;
     }
     l = evconnlistener_new_bind(a->srv->base, NULL, NULL,
                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
                                     LEV_OPT_REUSEABLE,
-                                ADMIN_BACKLOG, (struct sockaddr *)&ss, len);
+                                ADMIN_BACKLOG, (struct sockaddr *)&ss, (int)len);
     if (l == NULL) {
         log_error("admin: cannot listen on %s: %s", addr,
                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));

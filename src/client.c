@@ -1,9 +1,10 @@
 /* client.c: the blocking-style client connection used by the `sluice`
- * command-line tool and `sluice bench`: address parsing, connect with a
- * timeout, optional TLS, pipelined output and a growing input buffer, all
- * on one non-blocking socket driven by poll(2).
+ * command-line tool and `sluice bench`: connect with a timeout (addresses
+ * as addr.c parses them), optional TLS, pipelined output and a growing
+ * input buffer, all on one non-blocking socket driven by poll(2).
  */
 #include "client.h"
+#include "addr.h"
 #include "clock.h"
 #include "sslerr.h"
 
@@ -22,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,86 +35,6 @@ const char *client_default_addr(void)
 {
     const char *e = getenv("SLUICE_ADDR");
     return e && *e ? e : CLIENT_DEFAULT_ADDR;
-}
-
-static bool client_port_parse(const char *s, size_t n, char *out, char *err)
-{
-    unsigned long v = 0;
-
-    if (n == 0 || n > 5) {
-        snprintf(err, CLIENT_ERR_MAX, "bad port");
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            snprintf(err, CLIENT_ERR_MAX, "bad port");
-            return false;
-        }
-        v = v * 10 + (unsigned long)(s[i] - '0');
-    }
-    if (v == 0 || v > 65535) {
-        snprintf(err, CLIENT_ERR_MAX, "port out of range");
-        return false;
-    }
-    snprintf(out, 8, "%lu", v);
-    return true;
-}
-
-static bool client_host_set(client_addr_t *a, const char *s, size_t n, char *err)
-{
-    if (n >= sizeof a->host) {
-        snprintf(err, CLIENT_ERR_MAX, "host name too long");
-        return false;
-    }
-    if (n == 0) {
-        /* ":7700" means the local host, as in most tools */
-        strcpy(a->host, "127.0.0.1");
-        return true;
-    }
-    memcpy(a->host, s, n);
-    a->host[n] = '\0';
-    return true;
-}
-
-bool client_addr_parse(const char *s, int default_port, client_addr_t *a, char *err)
-{
-    memset(a, 0, sizeof *a);
-    snprintf(a->port, sizeof a->port, "%d", default_port);
-
-    if (strncmp(s, "unix:", 5) == 0) {
-        size_t n = strlen(s + 5);
-        if (n == 0 || n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-            snprintf(err, CLIENT_ERR_MAX, "bad unix socket path");
-            return false;
-        }
-        a->is_unix = true;
-        memcpy(a->host, s + 5, n + 1);
-        return true;
-    }
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close == s + 1) {
-            snprintf(err, CLIENT_ERR_MAX, "bad [IPv6] address");
-            return false;
-        }
-        if (!client_host_set(a, s + 1, (size_t)(close - s - 1), err))
-            return false;
-        if (close[1] == '\0')
-            return true;
-        if (close[1] != ':') {
-            snprintf(err, CLIENT_ERR_MAX, "bad [IPv6]:port address");
-            return false;
-        }
-        return client_port_parse(close + 2, strlen(close + 2), a->port, err);
-    }
-    const char *colon = strchr(s, ':');
-    if (colon && strchr(colon + 1, ':'))  /* a bare IPv6 address, no port */
-        return client_host_set(a, s, strlen(s), err);
-    if (!colon)
-        return client_host_set(a, s, strlen(s), err);
-    if (!client_host_set(a, s, (size_t)(colon - s), err))
-        return false;
-    return client_port_parse(colon + 1, strlen(colon + 1), a->port, err);
 }
 
 /* Wait for a non-blocking connect to finish; 0 or an errno value. */
@@ -167,25 +87,28 @@ static int client_try(int family, const struct sockaddr *sa, socklen_t salen, in
     return fd;
 }
 
-static int client_open_unix(const client_addr_t *a, int timeout_ms)
+static int client_open_unix(const addr_t *a, int timeout_ms)
 {
-    struct sockaddr_un sun;
+    struct sockaddr_storage ss;
+    socklen_t len;
 
-    memset(&sun, 0, sizeof sun);
-    sun.sun_family = AF_UNIX;
-    memcpy(sun.sun_path, a->host, strlen(a->host) + 1);
-    return client_try(AF_UNIX, (struct sockaddr *)&sun, sizeof sun, timeout_ms);
+    addr_sockaddr(a, &ss, &len); /* cannot fail for a unix address */
+    return client_try(AF_UNIX, (struct sockaddr *)&ss, len, timeout_ms);
 }
 
-static int client_open_inet(const client_addr_t *a, int timeout_ms, char *why, size_t whylen)
+/* Names are resolved here, not in addr.c: getaddrinfo tries each address. */
+static int client_open_inet(const addr_t *a, int default_port, int timeout_ms, char *why,
+                            size_t whylen)
 {
     struct addrinfo hints, *res, *ai;
+    char port[8];
     int fd = -1;
 
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    int g = getaddrinfo(a->host, a->port, &hints, &res);
+    snprintf(port, sizeof port, "%d", a->port != 0 ? a->port : default_port);
+    int g = getaddrinfo(a->host, port, &hints, &res);
     if (g != 0) {
         snprintf(why, whylen, "%s", gai_strerror(g));
         return -1;
@@ -200,20 +123,21 @@ static int client_open_inet(const client_addr_t *a, int timeout_ms, char *why, s
 
 client_t *client_connect(const char *addr, int default_port, int timeout_ms, char *err)
 {
-    client_addr_t a;
+    addr_t a;
     char why[CLIENT_ERR_MAX];
+    const char *bad = addr_parse(addr, ADDR_CLIENT, &a);
 
-    if (!client_addr_parse(addr, default_port, &a, why)) {
-        snprintf(err, CLIENT_ERR_MAX, "bad address '%.100s': %.120s", addr, why);
+    if (bad != NULL) {
+        snprintf(err, CLIENT_ERR_MAX, "bad address '%.100s': %.120s", addr, bad);
         return NULL;
     }
     int fd;
-    if (a.is_unix) {
+    if (a.kind == ADDR_KIND_UNIX) {
         fd = client_open_unix(&a, timeout_ms);
         if (fd < 0)
             snprintf(why, sizeof why, "%s", strerror(errno));
     } else {
-        fd = client_open_inet(&a, timeout_ms, why, sizeof why);
+        fd = client_open_inet(&a, default_port, timeout_ms, why, sizeof why);
     }
     if (fd < 0) {
         snprintf(err, CLIENT_ERR_MAX, "cannot connect to %.100s: %.120s", addr, why);
@@ -277,11 +201,10 @@ static int client_tls_load(client_t *c, const client_tls_t *o)
 /* The server's certificate must name the host we dialled (SAN DNS or IP). */
 static int client_tls_expect_host(client_t *c)
 {
-    client_addr_t a;
-    char why[CLIENT_ERR_MAX];
+    addr_t a;
     unsigned char ip[16];
 
-    if (!client_addr_parse(c->addr, CLIENT_DEFAULT_PORT, &a, why) || a.is_unix)
+    if (addr_parse(c->addr, ADDR_CLIENT, &a) != NULL || a.kind == ADDR_KIND_UNIX)
         return 0;
     if (inet_pton(AF_INET, a.host, ip) == 1 || inet_pton(AF_INET6, a.host, ip) == 1) {
         if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), a.host) != 1)

@@ -1,7 +1,7 @@
 /* client.h: a small client connection to a sluice server (or, for the
- * bench, to any server with a byte-stream protocol): address parsing,
- * connect, an output buffer for pipelining, an input buffer that grows to
- * hold whole replies, and blocking helpers built on poll(2).
+ * bench, to any server with a byte-stream protocol): connect, an output
+ * buffer for pipelining, an input buffer that grows to hold whole replies,
+ * and blocking helpers built on poll(2).
  *
  * The socket is non-blocking; the blocking helpers poll for both directions
  * so a client writing a long pipeline keeps reading what the server sends
@@ -44,23 +44,14 @@ typedef struct client_tls {
     const char *key;    /* its private key; NULL: read from the cert file */
 } client_tls_t;
 
-/* Where to connect, from "host:port", "[v6addr]:port", "host" (then
- * default_port) or "unix:/path". */
-typedef struct client_addr {
-    bool is_unix;
-    char host[256];     /* host name or address, or the socket path */
-    char port[8];
-} client_addr_t;
-
-/* Parse `s`; false with a message in err (CLIENT_ERR_MAX bytes) if malformed. */
-bool client_addr_parse(const char *s, int default_port, client_addr_t *a, char *err);
-
 /* The address to use when none is given: $SLUICE_ADDR, else the default. */
 const char *client_default_addr(void);
 
-/* Connect to `addr` (see client_addr_parse), waiting at most timeout_ms
- * (< 0: the system's own limit). NULL on failure, with a message naming
- * the address and the reason in err (CLIENT_ERR_MAX bytes). */
+/* Connect to `addr` ("host:port", "[v6]:port", "host" (then default_port),
+ * ":port" (127.0.0.1), a bare IPv6 address or "unix:/path": addr.h's
+ * ADDR_CLIENT), waiting at most timeout_ms (< 0: the system's own limit).
+ * NULL on failure, with a message naming the address and the reason in err
+ * (CLIENT_ERR_MAX bytes). */
 client_t *client_connect(const char *addr, int default_port, int timeout_ms, char *err);
 
 /* Speak TLS (1.2 or later) on a fresh connection: handshake within

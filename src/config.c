@@ -7,10 +7,11 @@
  * entries are merged over `defaults` only once the whole file has been read,
  * because `defaults` may come after `topics`.
  *
- * Only the C library and libyaml are used, so the fuzzer can build this file
- * on its own.
+ * Only the C library, libyaml and addr.c (addresses) are used, so the fuzzer
+ * can build these files on their own.
  */
 #include "config.h"
+#include "addr.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -32,7 +33,6 @@
 #define DURATION_MAX (8760 * MS_PER_H)
 #define TOPIC_NAME_MAX 255
 #define USER_NAME_MAX 255
-#define UNIX_PATH_MAX 107 /* sizeof(sun_path) - 1 on Linux */
 #define FILE_MAX (64 * MIB)
 #define QUOTE_MAX 64      /* longest value echoed back in an error */
 
@@ -159,7 +159,7 @@ static void config_fmt_units(char *out, size_t outlen, uint64_t v, const config_
 }
 
 /* ------------------------------------------------------------------ */
-/* Names and addresses                                                 */
+/* Names                                                               */
 
 static bool config_topic_char(unsigned char c)
 {
@@ -190,106 +190,6 @@ static bool config_valid_token(const char *s, size_t len, size_t max)
             return false;
     }
     return true;
-}
-
-enum {
-    ADDR_TCP = 1,    /* host:port, [v6]:port */
-    ADDR_UNIX = 2,   /* unix:/abs/path */
-    ADDR_TLS = 4,    /* tls://host:port */
-    ADDR_PORT0 = 8,  /* port 0 (ephemeral) allowed */
-};
-
-static bool config_host_char(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '-' || c == '_';
-}
-
-static const char *config_check_port(const char *p, unsigned allow)
-{
-    const char *range = allow & ADDR_PORT0 ? "port must be 0..65535" : "port must be 1..65535";
-    unsigned long v = 0;
-    size_t n = 0;
-
-    for (; p[n] >= '0' && p[n] <= '9'; n++) {
-        if (n == 5)
-            return range;
-        v = v * 10 + (unsigned long)(p[n] - '0');
-    }
-    if (n == 0 || p[n] != '\0')
-        return "port must be a number";
-    if (v > 65535 || (v == 0 && !(allow & ADDR_PORT0)))
-        return range;
-    return NULL;
-}
-
-/* host:port or [v6]:port. Returns NULL if valid, else why not. */
-static const char *config_check_hostport(const char *s, unsigned allow)
-{
-    const char *colon;
-
-    if (s[0] == '[') {
-        const char *end = strchr(s, ']'), *zone;
-        bool has_colon = false;
-
-        if (end == NULL || end == s + 1)
-            return "unterminated or empty [v6] address";
-        for (const char *p = s + 1; p < end; p++) {
-            unsigned char c = (unsigned char)*p;
-
-            if (c == '%') /* zone id: the rest is an interface name */
-                break;
-            if (c == ':')
-                has_colon = true;
-            else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                       (c >= 'A' && c <= 'F') || c == '.'))
-                return "bad character in [v6] address";
-        }
-        if (!has_colon)
-            return "bad [v6] address";
-        zone = memchr(s, '%', (size_t)(end - s));
-        if (zone != NULL && zone + 1 == end)
-            return "empty zone in [v6] address";
-        for (const char *q = zone != NULL ? zone + 1 : end; q < end; q++)
-            if (!config_host_char((unsigned char)*q))
-                return "bad zone in [v6] address";
-        if (end[1] != ':')
-            return "missing :port";
-        return config_check_port(end + 2, allow);
-    }
-    colon = strrchr(s, ':');
-    if (colon == NULL)
-        return "missing :port";
-    if (colon == s)
-        return "missing host";
-    for (const char *p = s; p < colon; p++) {
-        if (*p == ':')
-            return "IPv6 addresses need brackets, as in [::1]:7700";
-        if (!config_host_char((unsigned char)*p))
-            return "bad character in host";
-    }
-    return config_check_port(colon + 1, allow);
-}
-
-static const char *config_check_addr(const char *s, unsigned allow)
-{
-    if (strncmp(s, "unix:", 5) == 0) {
-        size_t n = strlen(s + 5);
-
-        if (!(allow & ADDR_UNIX))
-            return "unix sockets are not allowed here";
-        if (s[5] != '/')
-            return "unix socket path must be absolute";
-        if (n > UNIX_PATH_MAX)
-            return "unix socket path is longer than 107 bytes";
-        return NULL;
-    }
-    if (strncmp(s, "tls://", 6) == 0) {
-        if (!(allow & ADDR_TLS))
-            return "tls:// is not allowed here";
-        return config_check_hostport(s + 6, allow);
-    }
-    return config_check_hostport(s, allow);
 }
 
 /* ------------------------------------------------------------------ */
@@ -717,6 +617,7 @@ static int config_set_addr(config_parser_t *p, const config_field_t *f, yaml_nod
     char q[QUOTE_MAX * 4 + 8];
     const char *s = config_scalar(p, f, val, "an address");
     const char *why;
+    addr_t a;
 
     if (s == NULL)
         return -1;
@@ -724,7 +625,7 @@ static int config_set_addr(config_parser_t *p, const config_field_t *f, yaml_nod
         s = "";
     if (*s == '\0' && empty_ok)
         return config_store_string(p, f, base, s);
-    why = *s == '\0' ? "empty" : config_check_addr(s, allow);
+    why = addr_parse(s, allow, &a);
     if (why != NULL)
         return config_fail(p, val->start_mark, "bad address '%s' for %s: %s (use %s)",
                            config_quote(q, sizeof(q), s, strlen(s)), f->key, why, forms);
@@ -734,14 +635,14 @@ static int config_set_addr(config_parser_t *p, const config_field_t *f, yaml_nod
 static int config_set_admin_listen(config_parser_t *p, const config_field_t *f,
                                    yaml_node_t *val, void *base)
 {
-    return config_set_addr(p, f, val, base, ADDR_TCP | ADDR_PORT0, true,
+    return config_set_addr(p, f, val, base, ADDR_ADMIN, true,
                            "host:port, [v6]:port, or \"\" for off");
 }
 
 static int config_set_redis_addr(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
                                  void *base)
 {
-    return config_set_addr(p, f, val, base, ADDR_TCP | ADDR_UNIX, false,
+    return config_set_addr(p, f, val, base, ADDR_REDIS, false,
                            "host:port, [v6]:port or unix:/path");
 }
 
@@ -811,11 +712,11 @@ static const char *config_check_listen(config_parser_t *p, yaml_node_t *it)
 {
     char q[QUOTE_MAX * 4 + 8];
     const char *s = (const char *)it->data.scalar.value;
-    unsigned allow = ADDR_TCP | ADDR_UNIX | ADDR_TLS | ADDR_PORT0;
-    const char *why = *s == '\0' ? "empty" : config_check_addr(s, allow);
+    addr_t a;
+    const char *why = addr_parse(s, ADDR_LISTEN, &a);
 
     if (why == NULL) {
-        if (strncmp(s, "tls://", 6) == 0 && p->tls_listen == NULL)
+        if (a.tls && p->tls_listen == NULL)
             p->tls_listen = it;
         return NULL;
     }

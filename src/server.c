@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
@@ -215,56 +216,6 @@ static void server_on_accept_error(struct evconnlistener *l, void *arg)
 
 /* ---- listening ---- */
 
-/* Parse "host:port", "[v6]:port" or "unix:/path" into a sockaddr. */
-static int server_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
-{
-    char host[256];
-    const char *colon;
-    char *end;
-    long port;
-
-    memset(ss, 0, sizeof *ss);
-    if (strncmp(addr, "unix:", 5) == 0) {
-        struct sockaddr_un *un = (struct sockaddr_un *)ss;
-        if (strlen(addr + 5) >= sizeof un->sun_path)
-            return -1;
-        un->sun_family = AF_UNIX;
-        strcpy(un->sun_path, addr + 5);
-        *len = sizeof *un;
-        return 0;
-    }
-    colon = strrchr(addr, ':');
-    if (colon == NULL || (size_t)(colon - addr) >= sizeof host)
-        return -1;
-    port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || end == colon + 1 || port < 0 || port > 65535)
-        return -1;
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
-    if (host[0] == '[') {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-        size_t hl = strlen(host);
-        if (hl < 2 || host[hl - 1] != ']')
-            return -1;
-        host[hl - 1] = '\0';
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET6, host + 1, &in6->sin6_addr) != 1)
-            return -1;
-        *len = sizeof *in6;
-        return 0;
-    }
-    struct sockaddr_in *in = (struct sockaddr_in *)ss;
-    in->sin_family = AF_INET;
-    in->sin_port = htons((uint16_t)port);
-    if (strcmp(host, "localhost") == 0)
-        strcpy(host, "127.0.0.1");
-    if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
-        return -1;
-    *len = sizeof *in;
-    return 0;
-}
-
 /* The address a listener really got (port 0 becomes the kernel's pick). */
 static char *server_bound_name(struct evconnlistener *l, const char *asked)
 {
@@ -287,15 +238,18 @@ static int server_listen_one(server_t *s, const char *addr)
     socklen_t len;
     struct evconnlistener *l;
     unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE;
-    bool tls = strncmp(addr, "tls://", 6) == 0;
+    addr_t a;
+    bool tls;
 
-    if (server_parse_addr(tls ? addr + 6 : addr, &ss, &len) != 0 ||
-        (tls && ss.ss_family == AF_UNIX)) {
+    /* sluiced -l has always taken a relative socket path; the file does not. */
+    if (addr_parse(addr, ADDR_LISTEN | ADDR_REL_PATH, &a) != NULL ||
+        addr_sockaddr(&a, &ss, &len) != 0) {
         log_error("cannot listen on %s: not an address (host:port, [v6]:port, unix:/path or "
                   "tls://host:port)",
                   addr);
         return -1;
     }
+    tls = a.tls;
     if (tls && s->tls == NULL && (s->tls = tls_server_new(s, s->cfg)) == NULL) {
         log_error("cannot listen on %s: no usable TLS certificate", addr);
         return -1;
