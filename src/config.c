@@ -1,32 +1,29 @@
-/* config.c: loads sluiced.yaml with libyaml into a validated config_t.
+/* config.c: loads sluiced.yaml with libyaml into a validated config_t:
+ * the key tables, the check of each value, the merge of topics over
+ * `defaults`, the cross-checks, and the config.h API.
  *
  * The file is read as one YAML document (libyaml's document API keeps node
  * marks, so every error can name FILE:LINE:COL). Each mapping is walked
- * against a table of known keys; unknown keys, duplicates, wrong node kinds,
- * bad units and out-of-range values are errors, never clamped. Per-topic
- * entries are merged over `defaults` only once the whole file has been read,
- * because `defaults` may come after `topics`.
+ * (config_yaml.c) against a table of known keys; unknown keys, duplicates,
+ * wrong node kinds, bad units (config_units.c), bad addresses (addr.c) and
+ * out-of-range values are errors, never clamped. Per-topic entries are
+ * merged over `defaults` only once the whole file has been read, because
+ * `defaults` may come after `topics`.
  *
- * Only the C library, libyaml and addr.c (addresses) are used, so the fuzzer
- * can build these files on their own.
+ * Only the C library, libyaml and libevent (addr.c's sockaddr helper) are
+ * used, so the fuzzer can build these files on their own.
  */
 #include "config.h"
 #include "addr.h"
+#include "config_units.h"
+#include "config_yaml.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <yaml.h>
-
-#define KIB ((uint64_t)1024)
-#define MIB (KIB * 1024)
-#define GIB (MIB * 1024)
-#define MS_PER_S ((uint64_t)1000)
-#define MS_PER_M (MS_PER_S * 60)
-#define MS_PER_H (MS_PER_M * 60)
 
 /* Durations stop at a year so that every module can add one to a
  * microsecond clock without thinking about overflow. */
@@ -34,129 +31,6 @@
 #define TOPIC_NAME_MAX 255
 #define USER_NAME_MAX 255
 #define FILE_MAX (64 * MIB)
-#define QUOTE_MAX 64      /* longest value echoed back in an error */
-
-/* ------------------------------------------------------------------ */
-/* Small helpers                                                       */
-
-static char *config_strndup(const char *s, size_t n)
-{
-    char *d = malloc(n + 1);
-
-    if (d == NULL)
-        return NULL;
-    memcpy(d, s, n);
-    d[n] = '\0';
-    return d;
-}
-
-static char *config_strdup(const char *s)
-{
-    return config_strndup(s, strlen(s));
-}
-
-/* Copy s into out for an error message: control bytes escaped (a message is
- * one line whatever the file holds) and long values cut short. */
-static const char *config_quote(char *out, size_t outlen, const char *s, size_t len)
-{
-    size_t o = 0;
-
-    for (size_t i = 0; i < len && o + 8 < outlen; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (i == QUOTE_MAX) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (c < 0x20 || c == 0x7f) {
-            snprintf(out + o, outlen - o, "\\x%02x", c);
-            o += 4;
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/* ------------------------------------------------------------------ */
-/* Numbers with units                                                  */
-
-typedef struct config_unit {
-    const char *suffix;
-    uint64_t mult;
-} config_unit_t;
-
-static const config_unit_t config_size_units[] = {
-    {"", 1}, {"B", 1}, {"KiB", KIB}, {"MiB", MIB}, {"GiB", GIB}, {NULL, 0},
-};
-
-static const config_unit_t config_duration_units[] = {
-    {"", 1}, {"ms", 1}, {"s", MS_PER_S}, {"m", MS_PER_M}, {"h", MS_PER_H}, {NULL, 0},
-};
-
-static const config_unit_t config_count_units[] = {
-    {"", 1}, {NULL, 0},
-};
-
-enum { PARSE_OK = 0, PARSE_SYNTAX = -1, PARSE_OVERFLOW = -2 };
-
-/* Digits, then one of `units` (exact, case-sensitive). Nothing else: no sign,
- * no blanks, no fraction. */
-static int config_parse_units(const char *s, const config_unit_t *units, uint64_t *out)
-{
-    uint64_t v = 0;
-    bool overflow = false;
-    const char *p = s;
-
-    if (s == NULL || *p < '0' || *p > '9')
-        return PARSE_SYNTAX;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        unsigned d = (unsigned)(*p - '0');
-
-        if (v > (UINT64_MAX - d) / 10)
-            overflow = true;
-        else
-            v = v * 10 + d;
-    }
-    for (const config_unit_t *u = units; u->suffix != NULL; u++) {
-        if (strcmp(p, u->suffix) != 0)
-            continue;
-        if (overflow || (u->mult > 1 && v > UINT64_MAX / u->mult))
-            return PARSE_OVERFLOW;
-        *out = v * u->mult;
-        return PARSE_OK;
-    }
-    return PARSE_SYNTAX;
-}
-
-int config_parse_size(const char *s, uint64_t *out)
-{
-    return config_parse_units(s, config_size_units, out) == PARSE_OK ? 0 : -1;
-}
-
-int config_parse_duration(const char *s, uint64_t *out_ms)
-{
-    return config_parse_units(s, config_duration_units, out_ms) == PARSE_OK ? 0 : -1;
-}
-
-/* The largest unit that divides v, for range messages ("64B..1MiB"). */
-static void config_fmt_units(char *out, size_t outlen, uint64_t v, const config_unit_t *units)
-{
-    const config_unit_t *best = NULL;
-
-    for (const config_unit_t *u = units; u->suffix != NULL && v != 0; u++) {
-        if (u->suffix[0] == '\0')
-            continue;
-        if (v % u->mult == 0 && (best == NULL || u->mult >= best->mult))
-            best = u;
-    }
-    if (best == NULL)
-        snprintf(out, outlen, "%llu", (unsigned long long)v);
-    else
-        snprintf(out, outlen, "%llu%s", (unsigned long long)(v / best->mult), best->suffix);
-}
 
 /* ------------------------------------------------------------------ */
 /* Names                                                               */
@@ -286,149 +160,7 @@ config_t *config_default(void)
 }
 
 /* ------------------------------------------------------------------ */
-/* The loader's state and its one error                                */
-
-typedef struct config_parser {
-    const char *name;       /* FILE in messages */
-    const char *text;       /* the input, to place reader errors */
-    size_t len;
-    yaml_document_t *doc;
-    config_t *cfg;
-    char *err;
-    size_t errlen;
-    yaml_node_t *tls_listen; /* first tls:// listener, checked against tls.* */
-    yaml_node_t **topic_keys; /* parallel to cfg->topics until they are sorted */
-    yaml_node_t **topic_vals;
-    uint32_t *topic_set;     /* which fields each topic gave itself */
-    char why[CONFIG_ERR_MAX]; /* a list checker's complaint */
-} config_parser_t;
-
-static int config_fail(config_parser_t *p, yaml_mark_t m, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Record "FILE:LINE:COL: message" (libyaml marks are 0-based). Returns -1 so
- * callers can `return config_fail(...)`. */
-static int config_fail(config_parser_t *p, yaml_mark_t m, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (p->err == NULL || p->errlen == 0)
-        return -1;
-    n = snprintf(p->err, p->errlen, "%s:%zu:%zu: ", p->name, m.line + 1, m.column + 1);
-    if (n < 0 || (size_t)n >= p->errlen)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-/* An error with no place in the file (cannot open, out of memory). */
-static void config_fail_file(const char *name, char *err, size_t errlen, const char *what)
-{
-    if (err != NULL && errlen > 0)
-        snprintf(err, errlen, "%s: %s", name, what);
-}
-
-static int config_oom(config_parser_t *p)
-{
-    config_fail_file(p->name, p->err, p->errlen, "out of memory");
-    return -1;
-}
-
-static yaml_node_t *config_node(config_parser_t *p, int id)
-{
-    return yaml_document_get_node(p->doc, id);
-}
-
-static const char *config_kind(const yaml_node_t *n)
-{
-    switch (n->type) {
-    case YAML_MAPPING_NODE:
-        return "a mapping";
-    case YAML_SEQUENCE_NODE:
-        return "a list";
-    default:
-        return "a scalar";
-    }
-}
-
-/* A plain `~`, `null` or nothing at all: YAML's null. */
-static bool config_is_null(const yaml_node_t *n)
-{
-    const char *v;
-
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return false;
-    v = (const char *)n->data.scalar.value;
-    return n->data.scalar.length == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
-           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
-}
-
-static bool config_key_is(const yaml_node_t *k, const char *name)
-{
-    return k->type == YAML_SCALAR_NODE && k->data.scalar.length == strlen(name) &&
-           memcmp(k->data.scalar.value, name, k->data.scalar.length) == 0;
-}
-
-/* ------------------------------------------------------------------ */
 /* Field tables                                                        */
-
-typedef struct config_field config_field_t;
-typedef struct config_table config_table_t;
-
-/* Parses `val` for field f into the struct at `base`. 0 or -1 (error set). */
-typedef int (*config_set_fn)(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
-                             void *base);
-
-struct config_field {
-    const char *key;
-    config_set_fn set;
-    size_t off;                 /* the field inside base */
-    size_t width;               /* its size, for merging topic fields */
-    size_t off2;                /* a list's count, for list fields */
-    uint64_t min, max;          /* inclusive range of numeric fields */
-    const config_table_t *sub;  /* the table of a nested section */
-};
-
-struct config_table {
-    const char *where;          /* "limits", "topics.orders": for messages */
-    const config_field_t *fields;
-    size_t n;
-};
-
-#define FIELD_AT(base, f, type) ((type *)(void *)((char *)(base) + (f)->off))
-
-/* Returns the scalar's text, or NULL with an error if val is not a scalar or
- * holds a NUL byte (every value ends up in a C string). */
-static const char *config_scalar(config_parser_t *p, const config_field_t *f,
-                                 const yaml_node_t *val, const char *what)
-{
-    if (val->type != YAML_SCALAR_NODE) {
-        config_fail(p, val->start_mark, "%s must be %s, not %s", f->key, what,
-                    config_kind(val));
-        return NULL;
-    }
-    if (strlen((const char *)val->data.scalar.value) != val->data.scalar.length) {
-        config_fail(p, val->start_mark, "%s must not contain a NUL byte", f->key);
-        return NULL;
-    }
-    return (const char *)val->data.scalar.value;
-}
-
-/* A scalar that must not be null (sizes, numbers, booleans, names). */
-static const char *config_value(config_parser_t *p, const config_field_t *f,
-                                const yaml_node_t *val, const char *what)
-{
-    const char *s = config_scalar(p, f, val, what);
-
-    if (s != NULL && config_is_null(val)) {
-        config_fail(p, val->start_mark, "missing value for %s (expected %s)", f->key, what);
-        return NULL;
-    }
-    return s;
-}
 
 static void config_store_uint(const config_field_t *f, void *base, uint64_t v)
 {
@@ -456,7 +188,7 @@ static const config_numkind_t config_kind_count = {
 static int config_set_number(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
                              void *base, const config_numkind_t *k)
 {
-    char q[QUOTE_MAX * 4 + 8], lo[32], hi[32];
+    char q[QUOTE_CAP], lo[32], hi[32];
     const char *s = config_value(p, f, val, k->what);
     uint64_t v = 0;
     int rc;
@@ -507,7 +239,7 @@ static int config_set_count(config_parser_t *p, const config_field_t *f, yaml_no
 static int config_set_bool(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
                            void *base)
 {
-    char q[QUOTE_MAX * 4 + 8];
+    char q[QUOTE_CAP];
     const char *s = config_value(p, f, val, "true or false");
 
     if (s == NULL)
@@ -563,7 +295,7 @@ static int config_set_choice(config_parser_t *p, const config_field_t *f, yaml_n
                              void *base, const char *const *names, const char *noun,
                              const char *hint)
 {
-    char q[QUOTE_MAX * 4 + 8];
+    char q[QUOTE_CAP];
     const char *s = config_value(p, f, val, hint);
 
     if (s == NULL)
@@ -614,7 +346,7 @@ static int config_set_durability(config_parser_t *p, const config_field_t *f, ya
 static int config_set_addr(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
                            void *base, unsigned allow, bool empty_ok, const char *forms)
 {
-    char q[QUOTE_MAX * 4 + 8];
+    char q[QUOTE_CAP];
     const char *s = config_scalar(p, f, val, "an address");
     const char *why;
     addr_t a;
@@ -649,7 +381,7 @@ static int config_set_redis_addr(config_parser_t *p, const config_field_t *f, ya
 static int config_set_dead_letter(config_parser_t *p, const config_field_t *f,
                                   yaml_node_t *val, void *base)
 {
-    char q[QUOTE_MAX * 4 + 8];
+    char q[QUOTE_CAP];
     const char *s = config_scalar(p, f, val, "a topic name");
 
     if (s == NULL)
@@ -710,7 +442,7 @@ static int config_set_strlist(config_parser_t *p, const config_field_t *f, yaml_
 
 static const char *config_check_listen(config_parser_t *p, yaml_node_t *it)
 {
-    char q[QUOTE_MAX * 4 + 8];
+    char q[QUOTE_CAP];
     const char *s = (const char *)it->data.scalar.value;
     addr_t a;
     const char *why = addr_parse(s, ADDR_LISTEN, &a);
@@ -729,7 +461,7 @@ static const char *config_check_listen(config_parser_t *p, yaml_node_t *it)
 
 static const char *config_check_glob(config_parser_t *p, yaml_node_t *it)
 {
-    char q[QUOTE_MAX * 4 + 8];
+    char q[QUOTE_CAP];
     const char *s = (const char *)it->data.scalar.value;
 
     if (config_valid_token(s, it->data.scalar.length, SIZE_MAX))
@@ -770,9 +502,6 @@ static int config_set_password(config_parser_t *p, const config_field_t *f, yaml
                            "password must be non-empty, without blanks or control characters");
     return config_store_string(p, f, base, s);
 }
-
-static int config_walk(config_parser_t *p, yaml_node_t *map, const char *key,
-                       const config_table_t *t, void *base, uint32_t *seen);
 
 static int config_set_section(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
                               void *base)
@@ -881,192 +610,11 @@ static const config_field_t config_root_fields[] = {
 static const config_table_t config_root_table = TABLE("the top level", config_root_fields);
 
 /* ------------------------------------------------------------------ */
-/* Walking mappings                                                    */
-
-/* Edit distance, to suggest the key that was probably meant. Keys are short;
- * anything long is not worth a guess. */
-static size_t config_distance(const char *a, size_t la, const char *b)
-{
-    size_t lb = strlen(b), row[33];
-
-    if (la > 32 || lb > 32)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-static int config_unknown_key(config_parser_t *p, const config_table_t *t, yaml_node_t *k)
-{
-    char q[QUOTE_MAX * 4 + 8];
-    const char *s = (const char *)k->data.scalar.value;
-    const char *guess = NULL;
-    size_t best = 3;
-
-    for (size_t i = 0; i < t->n; i++) {
-        size_t d = config_distance(s, k->data.scalar.length, t->fields[i].key);
-
-        if (d < best) {
-            best = d;
-            guess = t->fields[i].key;
-        }
-    }
-    config_quote(q, sizeof(q), s, k->data.scalar.length);
-    if (guess != NULL)
-        return config_fail(p, k->start_mark, "unknown key '%s' in %s (did you mean '%s'?)", q,
-                           t->where, guess);
-    return config_fail(p, k->start_mark, "unknown key '%s' in %s", q, t->where);
-}
-
-/* Mapping keys must be scalars; the message names what they are instead. */
-static int config_check_key(config_parser_t *p, yaml_node_t *k, const char *where)
-{
-    if (k->type != YAML_SCALAR_NODE)
-        return config_fail(p, k->start_mark, "keys in %s must be strings, not %s", where,
-                           config_kind(k));
-    return 0;
-}
-
-/* Walk `map` (the value of `key`) against table t, writing into base. Null is
- * an empty mapping. `seen` (may be NULL) gets a bit per key present. */
-static int config_walk(config_parser_t *p, yaml_node_t *map, const char *key,
-                       const config_table_t *t, void *base, uint32_t *seen)
-{
-    uint32_t got = 0;
-
-    if (config_is_null(map))
-        goto done;
-    if (map->type != YAML_MAPPING_NODE)
-        return config_fail(p, map->start_mark, "%s must be a mapping, not %s", key,
-                           config_kind(map));
-    for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
-         pr < map->data.mapping.pairs.top; pr++) {
-        yaml_node_t *k = config_node(p, pr->key);
-        yaml_node_t *v = config_node(p, pr->value);
-        size_t i;
-
-        if (config_check_key(p, k, t->where) < 0)
-            return -1;
-        for (i = 0; i < t->n && !config_key_is(k, t->fields[i].key); i++)
-            ;
-        if (i == t->n)
-            return config_unknown_key(p, t, k);
-        if (got & (1u << i))
-            return config_fail(p, k->start_mark, "duplicate key '%s' in %s", t->fields[i].key,
-                               t->where);
-        got |= 1u << i;
-        if (t->fields[i].set(p, &t->fields[i], v, base) < 0)
-            return -1;
-    }
-done:
-    if (seen != NULL)
-        *seen = got;
-    return 0;
-}
-
-/* ------------------------------------------------------------------ */
 /* Named entries: topics and users                                     */
-
-typedef struct config_name_ref {
-    const char *s;
-    size_t len;
-    size_t idx;
-} config_name_ref_t;
-
-static int config_name_cmp(const void *a, const void *b)
-{
-    const config_name_ref_t *x = a, *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->s, y->s, n);
-
-    if (c != 0)
-        return c;
-    if (x->len != y->len)
-        return x->len < y->len ? -1 : 1;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-/* Check the keys of a name -> entry mapping: scalars, each valid, none twice.
- * Sorting finds duplicates in n log n (configs may list thousands of topics);
- * the first duplicate in file order is the one reported. */
-static int config_check_names(config_parser_t *p, yaml_node_t *map, const char *where,
-                              bool (*valid)(const char *, size_t), const char *rule)
-{
-    yaml_node_pair_t *pairs = map->data.mapping.pairs.start;
-    size_t n = (size_t)(map->data.mapping.pairs.top - pairs), dup = SIZE_MAX;
-    config_name_ref_t *refs;
-    char q[QUOTE_MAX * 4 + 8];
-
-    for (size_t i = 0; i < n; i++) {
-        yaml_node_t *k = config_node(p, pairs[i].key);
-
-        if (config_check_key(p, k, where) < 0)
-            return -1;
-        if (!valid((const char *)k->data.scalar.value, k->data.scalar.length))
-            return config_fail(p, k->start_mark, "bad name '%s' in %s (%s)",
-                               config_quote(q, sizeof(q), (const char *)k->data.scalar.value,
-                                            k->data.scalar.length),
-                               where, rule);
-    }
-    if (n < 2)
-        return 0;
-    refs = malloc(n * sizeof(*refs));
-    if (refs == NULL)
-        return config_oom(p);
-    for (size_t i = 0; i < n; i++) {
-        yaml_node_t *k = config_node(p, pairs[i].key);
-
-        refs[i] = (config_name_ref_t){(const char *)k->data.scalar.value, k->data.scalar.length,
-                                      i};
-    }
-    qsort(refs, n, sizeof(*refs), config_name_cmp);
-    for (size_t i = 1; i < n; i++)
-        if (refs[i].len == refs[i - 1].len && memcmp(refs[i].s, refs[i - 1].s, refs[i].len) == 0 &&
-            refs[i].idx < dup)
-            dup = refs[i].idx;
-    free(refs);
-    if (dup != SIZE_MAX) {
-        yaml_node_t *k = config_node(p, pairs[dup].key);
-
-        return config_fail(p, k->start_mark, "duplicate key '%s' in %s",
-                           config_quote(q, sizeof(q), (const char *)k->data.scalar.value,
-                                        k->data.scalar.length),
-                           where);
-    }
-    return 0;
-}
 
 static bool config_valid_user(const char *s, size_t len)
 {
     return config_valid_token(s, len, USER_NAME_MAX);
-}
-
-/* Returns the number of pairs, or -1 with an error if `val` is not a
- * mapping (null counts as an empty one). */
-static long config_entries(config_parser_t *p, yaml_node_t *val, const char *key)
-{
-    if (config_is_null(val))
-        return 0;
-    if (val->type != YAML_MAPPING_NODE)
-        return config_fail(p, val->start_mark, "%s must be a mapping, not %s", key,
-                           config_kind(val));
-    return (long)(val->data.mapping.pairs.top - val->data.mapping.pairs.start);
 }
 
 static int config_set_topics(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
@@ -1148,17 +696,6 @@ static int config_set_users(config_parser_t *p, const config_field_t *f, yaml_no
 /* ------------------------------------------------------------------ */
 /* After the whole file: merge topics over defaults, cross-checks       */
 
-static yaml_node_t *config_find(config_parser_t *p, yaml_node_t *map, const char *key)
-{
-    if (map == NULL || map->type != YAML_MAPPING_NODE)
-        return NULL;
-    for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
-         pr < map->data.mapping.pairs.top; pr++)
-        if (config_key_is(config_node(p, pr->key), key))
-            return config_node(p, pr->value);
-    return NULL;
-}
-
 /* Every field a topic did not give itself comes from `defaults`. */
 static int config_merge_topic(config_parser_t *p, topic_conf_t *c, uint32_t set)
 {
@@ -1225,44 +762,6 @@ static int config_check_tls(config_parser_t *p, yaml_node_t *root)
 
 /* ------------------------------------------------------------------ */
 /* Loading                                                             */
-
-/* libyaml's reader errors carry a byte offset, not a mark. */
-static yaml_mark_t config_offset_mark(const config_parser_t *p, size_t off)
-{
-    yaml_mark_t m = {0, 0, 0};
-
-    for (size_t i = 0; i < off && i < p->len; i++) {
-        if (p->text[i] == '\n') {
-            m.line++;
-            m.column = 0;
-        } else {
-            m.column++;
-        }
-    }
-    m.index = off;
-    return m;
-}
-
-static int config_syntax_error(config_parser_t *p, const yaml_parser_t *y)
-{
-    const char *problem = y->problem != NULL ? y->problem : "unknown error";
-
-    switch (y->error) {
-    case YAML_MEMORY_ERROR:
-        return config_oom(p);
-    case YAML_READER_ERROR:
-        if (y->problem_value != -1)
-            return config_fail(p, config_offset_mark(p, y->problem_offset), "%s (#%X)", problem,
-                               (unsigned)y->problem_value);
-        return config_fail(p, config_offset_mark(p, y->problem_offset), "%s", problem);
-    default:
-        break;
-    }
-    if (y->context != NULL)
-        return config_fail(p, y->problem_mark, "%s (%s at %zu:%zu)", problem, y->context,
-                           y->context_mark.line + 1, y->context_mark.column + 1);
-    return config_fail(p, y->problem_mark, "%s", problem);
-}
 
 /* Fill p->cfg from the loaded document. */
 static int config_apply(config_parser_t *p, yaml_node_t *root)
