@@ -1,0 +1,216 @@
+/* broker_internal.h: what the broker core's own files (broker.c and
+ * broker_*.c) share and nothing else sees: the broker and client
+ * structures, and the helpers that cross from one of them to another.
+ * The core's API is broker.h; this header is not part of it.
+ *
+ * The small helpers of the hot path (the topic lookup, marking a topic for
+ * dispatch, the observer calls, arming a topic's timer) are inline here so
+ * that splitting the core into files costs no calls per message (measured
+ * with callgrind: docs/benchmarks.md).
+ */
+#ifndef SLUICE_BROKER_INTERNAL_H
+#define SLUICE_BROKER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "idtab.h"
+#include "topic.h"
+
+/* The one operation a client may have pending (the network layer does not
+ * read a client while it waits, so there is never a second one). Held
+ * (confirm mode) PUBs are not waits: a client may have many, see `held`. */
+enum client_wait {
+    WAIT_NONE = 0,
+    WAIT_PUB,  /* parked PUB: `wmsg` waits for room in `wtopic` */
+    WAIT_GET,  /* in wtopic->gets */
+    WAIT_JOIN, /* in wtopic->joins */
+};
+
+struct client {
+    broker_t *b;
+    client_ops_t ops;
+    void *ctx;
+    dlink_t link;           /* broker's client list */
+    msg_t *ihead, *itail;   /* messages it owns, in delivery order (cnext/cprev) */
+    msg_t *held;            /* its held PUBs' messages (cnext/cprev; they are never in flight) */
+    sub_t **subs;           /* sorted by topic address: O(log n) lookup on ACK */
+    size_t nsubs, subs_cap;
+    bool paused;            /* deliver() said its output is full: no SUB pushes */
+    int wait;               /* enum client_wait */
+    topic_t *wtopic;
+    msg_t *wmsg;
+    uint64_t wdelay;        /* WAIT_PUB: the PUB's delay, counted from acceptance */
+    dlink_t wlink;          /* wtopic->parked, ->gets or ->joins */
+    tnode_t timer;          /* in the timer heap while the wait has a timeout */
+};
+
+struct broker {
+    const config_t *cfg;
+    uint64_t start;
+    uint64_t next_id;
+    idtab_t ids;              /* in-flight and held messages by id */
+
+    topic_t **buckets;        /* name -> topic, chained through hnext */
+    size_t nbuckets;          /* power of two */
+    size_t ntopics;
+
+    dlink_t clients;
+    uint64_t nclients;
+
+    uint64_t count, bytes;    /* all topics: messages and payload bytes */
+    uint64_t nparked;
+    br_counters_t totals;
+
+    broker_observer_t obs;
+    void *obs_ctx;
+    bool confirm;
+
+    /* Timers: each topic with in-flight or delayed messages (keyed by a
+     * lower bound of its next deadline, fixed lazily when it fires) and
+     * each client waiting with a timeout. Capacity is kept at
+     * ntopics + nclients, so pushing never fails. */
+    tnode_t **heap;
+    size_t nheap, heap_cap;
+
+    topic_t *dhead, *dtail;   /* topics that may have pushes to do */
+    topic_t *joinq;           /* topics that became empty while JOINs wait */
+    dlink_t parked_topics;    /* topics with parked producers, in parking order */
+    bool retry_parked;        /* something left a topic or a parked head went */
+};
+
+#define BR_COUNT(b, t, field) ((t)->totals.field++, (b)->totals.field++)
+
+static inline uint64_t broker_sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* ---- broker_timer.c: the timer heap, and what fires from it ---- */
+
+/* Room for `want` nodes (0 or -1): kept at ntopics + nclients. */
+int broker_heap_reserve(broker_t *b, size_t want);
+void broker_heap_push(broker_t *b, tnode_t *n);
+void broker_heap_up(broker_t *b, size_t i);
+void broker_heap_remove(broker_t *b, tnode_t *n);
+
+/* c's wait ends at `due` unless something completes it first. */
+void broker_wait_timer(client_t *c, uint64_t due);
+
+/* The topic has something due at `due`: make sure it fires by then. */
+static inline void broker_arm(broker_t *b, topic_t *t, uint64_t due)
+{
+    if (t->timer.idx == TNODE_NONE) {
+        t->timer.due = due;
+        broker_heap_push(b, &t->timer);
+    } else if (due < t->timer.due) {
+        t->timer.due = due;
+        broker_heap_up(b, t->timer.idx);
+    }
+}
+
+/* ---- broker_topics.c: the topic registry and what reads all of it ---- */
+
+/* The name table (0 or -1 when out of memory), and its end with every topic. */
+int broker_topics_init(broker_t *b);
+void broker_topics_free(broker_t *b);
+/* Every topic takes its limits from the current b->cfg. */
+void broker_topics_reconf(broker_t *b);
+
+topic_t *broker_find(const broker_t *b, const char *name, size_t len);
+/* Create a topic with no limit checks. NULL when out of memory. */
+topic_t *broker_create(broker_t *b, const char *name, size_t len);
+/* A new topic if auto-creation is on and max_topics allows. NULL: BR_NOTOPIC. */
+topic_t *broker_autocreate(broker_t *b, const char *name, size_t len);
+
+/* An existing topic, or a new one if `create`, auto-creation is on and
+ * max_topics allows. NULL: BR_NOTOPIC. (Inline: every PUB asks.) */
+static inline topic_t *broker_topic_for(broker_t *b, const char *name, size_t len, bool create)
+{
+    topic_t *t = broker_find(b, name, len);
+
+    if (t != NULL || !create)
+        return t;
+    return broker_autocreate(b, name, len);
+}
+/* Topics named in the config, and their dead-letter topics, always exist. */
+int broker_create_configured(broker_t *b);
+
+/* ---- broker_deliver.c: subscriptions, credit, delivery ---- */
+
+void broker_sub_drop(client_t *c, sub_t *s);
+/* Take m out of flight: topic list, owner's list, id index, credit. */
+void broker_unflight(broker_t *b, msg_t *m);
+
+/* ---- broker.c: bounds, waits, returns ---- */
+
+void broker_wait(client_t *c, int kind, topic_t *t, dlink_t *list);
+/* End c's wait (any kind) without completing it. The caller keeps wmsg. */
+void broker_unwait(client_t *c);
+/* A PUB answered -FULL: counted, message freed. */
+br_status_t broker_refuse(broker_t *b, topic_t *t, msg_t *m);
+/* m left flight without an ack. Dead, or redelivered: true if it should go
+ * back (the caller puts it where it belongs). */
+bool broker_returns(broker_t *b, topic_t *t, msg_t *m, uint64_t now);
+/* Finish what frees caused: JOINs on topics that became empty, then
+ * parked producers (of any topic: the blocker may have been max_memory). */
+void broker_settle(broker_t *b, uint64_t now);
+
+static inline void broker_complete(client_t *c, br_op_t op, br_status_t st, const topic_t *t,
+                                   uint64_t id)
+{
+    if (c->ops.complete != NULL)
+        c->ops.complete(c->ctx, op, st, t, id);
+}
+
+/* ---- the observer ---- */
+
+static inline void broker_obs_enqueued(broker_t *b, const topic_t *t, const msg_t *m)
+{
+    if (b->obs.enqueued != NULL)
+        b->obs.enqueued(b->obs_ctx, t, m);
+}
+
+static inline void broker_obs_attempted(broker_t *b, const topic_t *t, const msg_t *m)
+{
+    if (b->obs.attempted != NULL)
+        b->obs.attempted(b->obs_ctx, t, m);
+}
+
+static inline void broker_obs_removed(broker_t *b, const topic_t *t, const msg_t *m,
+                                      br_removal_t why)
+{
+    if (b->obs.removed != NULL)
+        b->obs.removed(b->obs_ctx, t, m, why);
+}
+
+/* ---- the dispatch queue: topics that may have pushes to do ---- */
+
+static inline void broker_mark(broker_t *b, topic_t *t)
+{
+    if (t->in_dispatch)
+        return;
+    t->in_dispatch = true;
+    t->dnext = NULL;
+    if (b->dtail != NULL)
+        b->dtail->dnext = t;
+    else
+        b->dhead = t;
+    b->dtail = t;
+}
+
+static inline void broker_ready_tail(broker_t *b, topic_t *t, msg_t *m)
+{
+    topic_ready_push_tail(t, m);
+    broker_mark(b, t);
+}
+
+static inline void broker_ready_head(broker_t *b, topic_t *t, msg_t *m)
+{
+    topic_ready_push_head(t, m);
+    broker_mark(b, t);
+}
+
+#endif
