@@ -36,10 +36,9 @@ static void broker_account_sub(broker_t *b, topic_t *t, const msg_t *m)
     b->count--;
     b->bytes -= m->len;
     b->retry_parked = true;
-    if (t->count == 0 && !dlink_empty(&t->joins) && !t->in_joinq) {
+    if (t->count == 0 && !TAILQ_EMPTY(&t->joins) && !t->in_joinq) {
         t->in_joinq = true;
-        t->jnext = b->joinq;
-        b->joinq = t;
+        SLIST_INSERT_HEAD(&b->joinq, t, jlink);
     }
 }
 
@@ -152,12 +151,26 @@ br_status_t broker_refuse(broker_t *b, topic_t *t, msg_t *m)
 
 /* ---- clients: waits ---- */
 
-void broker_wait(client_t *c, int kind, topic_t *t, dlink_t *list)
+/* The list of t's clients waiting as `kind` does. */
+static struct topic_waits *broker_waiters(topic_t *t, int kind)
+{
+    switch (kind) {
+    case WAIT_PUB:
+        return &t->parked;
+    case WAIT_GET:
+        return &t->gets;
+    default:
+        assert(kind == WAIT_JOIN);
+        return &t->joins;
+    }
+}
+
+void broker_wait(client_t *c, int kind, topic_t *t)
 {
     assert(c->wait == WAIT_NONE);
     c->wait = kind;
     c->wtopic = t;
-    dlink_push_tail(list, &c->wlink);
+    TAILQ_INSERT_TAIL(broker_waiters(t, kind), c, wlink);
 }
 
 /* End c's wait (any kind) without completing it. The caller keeps wmsg. */
@@ -166,16 +179,16 @@ void broker_unwait(client_t *c)
     broker_t *b = c->b;
     topic_t *t = c->wtopic;
 
+    assert(c->wait != WAIT_NONE);
     if (c->wait == WAIT_PUB) {
         t->nparked--;
         b->nparked--;
-        if (t->parked.next == &c->wlink)
+        if (TAILQ_FIRST(&t->parked) == c)
             b->retry_parked = true; /* the head went: the next one may fit */
     }
-    if (dlink_linked(&c->wlink))
-        dlink_remove(&c->wlink);
-    if (c->wait == WAIT_PUB && dlink_empty(&t->parked))
-        dlink_remove(&t->plink);
+    TAILQ_REMOVE(broker_waiters(t, c->wait), c, wlink);
+    if (c->wait == WAIT_PUB && TAILQ_EMPTY(&t->parked))
+        TAILQ_REMOVE(&b->parked_topics, t, plink);
     if (c->timer.idx != TNODE_NONE)
         broker_heap_remove(b, &c->timer);
     c->wait = WAIT_NONE;
@@ -187,9 +200,9 @@ static void broker_park(client_t *c, topic_t *t, msg_t *m, uint64_t delay, uint6
 {
     broker_t *b = c->b;
 
-    if (dlink_empty(&t->parked))
-        dlink_push_tail(&b->parked_topics, &t->plink);
-    broker_wait(c, WAIT_PUB, t, &t->parked);
+    if (TAILQ_EMPTY(&t->parked))
+        TAILQ_INSERT_TAIL(&b->parked_topics, t, plink);
+    broker_wait(c, WAIT_PUB, t);
     c->wmsg = m;
     c->wdelay = delay;
     t->nparked++;
@@ -203,22 +216,12 @@ static void broker_park(client_t *c, topic_t *t, msg_t *m, uint64_t delay, uint6
 static void broker_hold(client_t *c, msg_t *m)
 {
     m->owner = c;
-    m->cprev = NULL;
-    m->cnext = c->held;
-    if (c->held != NULL)
-        c->held->cprev = m;
-    c->held = m;
+    TAILQ_INSERT_HEAD(&c->held, m, olink);
 }
 
 static void broker_unhold(client_t *c, msg_t *m)
 {
-    if (m->cprev != NULL)
-        m->cprev->cnext = m->cnext;
-    else
-        c->held = m->cnext;
-    if (m->cnext != NULL)
-        m->cnext->cprev = m->cprev;
-    m->cnext = m->cprev = NULL;
+    TAILQ_REMOVE(&c->held, m, olink);
     m->owner = NULL;
 }
 
@@ -227,8 +230,9 @@ static void broker_unhold(client_t *c, msg_t *m)
  * policy (after a reload), or if it can never fit now, it gets -FULL. */
 static void broker_unpark_topic(broker_t *b, topic_t *t, uint64_t now)
 {
-    while (!dlink_empty(&t->parked)) {
-        client_t *c = DLINK_ENTRY(t->parked.next, client_t, wlink);
+    client_t *c;
+
+    while ((c = TAILQ_FIRST(&t->parked)) != NULL) {
         msg_t *m = c->wmsg;
         uint64_t delay = c->wdelay;
         br_status_t st;
@@ -253,8 +257,9 @@ static void broker_unpark_topic(broker_t *b, topic_t *t, uint64_t now)
 
 static void broker_finish_joins(topic_t *t)
 {
-    while (!dlink_empty(&t->joins)) {
-        client_t *c = DLINK_ENTRY(t->joins.next, client_t, wlink);
+    client_t *c;
+
+    while ((c = TAILQ_FIRST(&t->joins)) != NULL) {
         broker_unwait(c);
         broker_complete(c, BR_OP_JOIN, BR_OK, t, 0);
     }
@@ -264,19 +269,19 @@ static void broker_finish_joins(topic_t *t)
  * parked producers (of any topic: the blocker may have been max_memory). */
 void broker_settle(broker_t *b, uint64_t now)
 {
-    topic_t *t;
+    topic_t *t, *next;
 
-    while ((t = b->joinq) != NULL) {
-        b->joinq = t->jnext;
+    while ((t = SLIST_FIRST(&b->joinq)) != NULL) {
+        SLIST_REMOVE_HEAD(&b->joinq, jlink);
         t->in_joinq = false;
         if (t->count == 0)
             broker_finish_joins(t);
     }
     while (b->retry_parked) {
         b->retry_parked = false;
-        for (dlink_t *l = b->parked_topics.next, *next; l != &b->parked_topics; l = next) {
-            next = l->next; /* unparking may unlink this topic, never another */
-            broker_unpark_topic(b, DLINK_ENTRY(l, topic_t, plink), now);
+        for (t = TAILQ_FIRST(&b->parked_topics); t != NULL; t = next) {
+            next = TAILQ_NEXT(t, plink); /* unparking may unlink this topic, never another */
+            broker_unpark_topic(b, t, now);
         }
     }
 }
@@ -346,8 +351,10 @@ broker_t *broker_new(const config_t *cfg, uint64_t now)
     b->cfg = cfg;
     b->start = now;
     b->next_id = 1;
-    dlink_init(&b->clients);
-    dlink_init(&b->parked_topics);
+    LIST_INIT(&b->clients);
+    STAILQ_INIT(&b->dispatchq);
+    SLIST_INIT(&b->joinq);
+    TAILQ_INIT(&b->parked_topics);
     if (broker_topics_init(b) < 0 || idtab_init(&b->ids) < 0 || broker_create_configured(b) < 0) {
         broker_free(b);
         return NULL;
@@ -368,11 +375,12 @@ static void broker_client_destroy(client_t *c)
 
 void broker_free(broker_t *b)
 {
+    client_t *c;
+
     if (b == NULL)
         return;
-    while (!dlink_empty(&b->clients)) {
-        client_t *c = DLINK_ENTRY(b->clients.next, client_t, link);
-        dlink_remove(&c->link);
+    while ((c = LIST_FIRST(&b->clients)) != NULL) {
+        LIST_REMOVE(c, link);
         broker_client_destroy(c);
     }
     broker_topics_free(b);
@@ -428,7 +436,9 @@ client_t *broker_client_new(broker_t *b, const client_ops_t *ops, void *ctx)
     c->ctx = ctx;
     c->timer.idx = TNODE_NONE;
     c->timer.kind = TNODE_CLIENT;
-    dlink_push_tail(&b->clients, &c->link);
+    TAILQ_INIT(&c->owned);
+    TAILQ_INIT(&c->held);
+    LIST_INSERT_HEAD(&b->clients, c, link);
     b->nclients++;
     return c;
 }
@@ -436,13 +446,14 @@ client_t *broker_client_new(broker_t *b, const client_ops_t *ops, void *ctx)
 void broker_client_free(client_t *c, uint64_t now)
 {
     broker_t *b;
+    msg_t *m;
 
     if (c == NULL)
         return;
     b = c->b;
     /* Held messages stay held; broker_confirm settles them. */
-    while (c->held != NULL)
-        broker_unhold(c, c->held);
+    while ((m = TAILQ_FIRST(&c->held)) != NULL)
+        broker_unhold(c, m);
     if (c->wait != WAIT_NONE) {
         msg_t *parked = c->wait == WAIT_PUB ? c->wmsg : NULL;
         broker_unwait(c);
@@ -451,8 +462,7 @@ void broker_client_free(client_t *c, uint64_t now)
     /* Paused, so returning credit does not put its subs back in rooms. */
     c->paused = true;
     /* From the tail, each to the head: they keep their original order. */
-    while (c->itail != NULL) {
-        msg_t *m = c->itail;
+    while ((m = TAILQ_LAST(&c->owned, msg_list)) != NULL) {
         topic_t *t = m->topic;
         broker_unflight(b, m);
         if (broker_returns(b, t, m, now))
@@ -460,7 +470,7 @@ void broker_client_free(client_t *c, uint64_t now)
     }
     while (c->nsubs > 0)
         broker_sub_drop(c, c->subs[c->nsubs - 1]);
-    dlink_remove(&c->link);
+    LIST_REMOVE(c, link);
     b->nclients--;
     broker_client_destroy(c);
     broker_dispatch(b, now);
@@ -483,7 +493,7 @@ br_status_t broker_publish(client_t *c, const char *topic, size_t tlen, msg_t *m
     if (broker_never_fits(b, t, m->len))
         return broker_refuse(b, t, m);
     /* Parked producers go first: a new PUB queues behind them. */
-    if (!dlink_empty(&t->parked) || !broker_fits(b, t, m->len)) {
+    if (!TAILQ_EMPTY(&t->parked) || !broker_fits(b, t, m->len)) {
         if (t->conf->overflow == OVERFLOW_BLOCK) {
             broker_park(c, t, m, delay_ms, now);
             return BR_PENDING;
@@ -576,7 +586,7 @@ br_status_t broker_join(client_t *c, const char *topic, size_t tlen, int64_t tim
         return BR_OK;
     if (timeout_ms == 0)
         return BR_TIMEOUT;
-    broker_wait(c, WAIT_JOIN, t, &t->joins);
+    broker_wait(c, WAIT_JOIN, t);
     if (timeout_ms > 0)
         broker_wait_timer(c, broker_sat_add(now, (uint64_t)timeout_ms));
     return BR_PENDING;

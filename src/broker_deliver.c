@@ -15,13 +15,11 @@
 
 static topic_t *broker_unmark(broker_t *b)
 {
-    topic_t *t = b->dhead;
+    topic_t *t = STAILQ_FIRST(&b->dispatchq);
 
     if (t == NULL)
         return NULL;
-    b->dhead = t->dnext;
-    if (b->dhead == NULL)
-        b->dtail = NULL;
+    STAILQ_REMOVE_HEAD(&b->dispatchq, dlink);
     t->in_dispatch = false;
     return t;
 }
@@ -72,12 +70,14 @@ static void broker_sub_refresh(broker_t *b, sub_t *s)
 {
     bool room = s->inflight < s->credit && !s->client->paused;
 
-    if (room && !dlink_linked(&s->rlink)) {
-        dlink_push_tail(&s->topic->room, &s->rlink);
+    if (room && !s->in_room) {
+        s->in_room = true;
+        TAILQ_INSERT_TAIL(&s->topic->room, s, rlink);
         if (s->topic->ready.n > 0)
             broker_mark(b, s->topic);
-    } else if (!room && dlink_linked(&s->rlink)) {
-        dlink_remove(&s->rlink);
+    } else if (!room && s->in_room) {
+        s->in_room = false;
+        TAILQ_REMOVE(&s->topic->room, s, rlink);
     }
 }
 
@@ -85,9 +85,8 @@ void broker_sub_drop(client_t *c, sub_t *s)
 {
     size_t i = broker_sub_pos(c, s->topic);
 
-    if (dlink_linked(&s->rlink))
-        dlink_remove(&s->rlink);
-    dlink_remove(&s->tlink);
+    if (s->in_room)
+        TAILQ_REMOVE(&s->topic->room, s, rlink);
     s->topic->nsubs--;
     memmove(&c->subs[i], &c->subs[i + 1], (c->nsubs - i - 1) * sizeof(*c->subs));
     c->nsubs--;
@@ -101,30 +100,6 @@ static void broker_client_pause(client_t *c)
         broker_sub_refresh(c->b, c->subs[i]);
 }
 /* ---- delivery ---- */
-
-static void broker_owned_append(client_t *c, msg_t *m)
-{
-    m->cnext = NULL;
-    m->cprev = c->itail;
-    if (c->itail != NULL)
-        c->itail->cnext = m;
-    else
-        c->ihead = m;
-    c->itail = m;
-}
-
-static void broker_owned_unlink(client_t *c, msg_t *m)
-{
-    if (m->cprev != NULL)
-        m->cprev->cnext = m->cnext;
-    else
-        c->ihead = m->cnext;
-    if (m->cnext != NULL)
-        m->cnext->cprev = m->cprev;
-    else
-        c->itail = m->cprev;
-    m->cnext = m->cprev = NULL;
-}
 
 /* Push m (just popped from t's ready queue) to c, under sub s (NULL for a
  * GET). -1 when out of memory for the id index: m is back at the head. */
@@ -143,7 +118,7 @@ static int broker_deliver(client_t *c, topic_t *t, msg_t *m, sub_t *s, uint64_t 
         m->attempt++;
     m->deadline = broker_sat_add(now, t->conf->ack_timeout_ms);
     topic_inflight_add(t, m);
-    broker_owned_append(c, m);
+    TAILQ_INSERT_TAIL(&c->owned, m, olink);
     if (s != NULL) {
         m->flags |= MSG_F_CREDITED;
         s->inflight++;
@@ -162,8 +137,9 @@ static int broker_deliver(client_t *c, topic_t *t, msg_t *m, sub_t *s, uint64_t 
 /* Waiting GETs come before SUB consumers. */
 static void broker_serve_gets(topic_t *t, uint64_t now)
 {
-    while (t->ready.n > 0 && !dlink_empty(&t->gets)) {
-        client_t *c = DLINK_ENTRY(t->gets.next, client_t, wlink);
+    client_t *c;
+
+    while (t->ready.n > 0 && (c = TAILQ_FIRST(&t->gets)) != NULL) {
         msg_t *m = topic_ready_pop(t);
         if (broker_deliver(c, t, m, NULL, now) < 0)
             return;
@@ -174,15 +150,16 @@ static void broker_serve_gets(topic_t *t, uint64_t now)
 
 static void broker_dispatch_topic(topic_t *t, uint64_t now)
 {
+    sub_t *s;
+
     broker_serve_gets(t, now);
-    while (t->ready.n > 0 && !dlink_empty(&t->room) && dlink_empty(&t->gets)) {
-        sub_t *s = DLINK_ENTRY(t->room.next, sub_t, rlink);
+    while (t->ready.n > 0 && (s = TAILQ_FIRST(&t->room)) != NULL && TAILQ_EMPTY(&t->gets)) {
         if (broker_deliver(s->client, t, topic_ready_pop(t), s, now) < 0)
             return;
         /* Round-robin: a consumer that still has room goes to the back. */
-        if (dlink_linked(&s->rlink)) {
-            dlink_remove(&s->rlink);
-            dlink_push_tail(&t->room, &s->rlink);
+        if (s->in_room) {
+            TAILQ_REMOVE(&t->room, s, rlink);
+            TAILQ_INSERT_TAIL(&t->room, s, rlink);
         }
     }
 }
@@ -204,7 +181,7 @@ void broker_unflight(broker_t *b, msg_t *m)
     client_t *c = m->owner;
 
     topic_inflight_remove(t, m);
-    broker_owned_unlink(c, m);
+    TAILQ_REMOVE(&c->owned, m, olink);
     idtab_remove(&b->ids, m->id);
     if (m->flags & MSG_F_CREDITED) {
         sub_t *s = broker_find_sub(c, t);
@@ -242,7 +219,6 @@ br_status_t broker_subscribe(client_t *c, const char *topic, size_t tlen, int64_
             free(s);
             return BR_NOTOPIC;
         }
-        dlink_push_tail(&t->subs, &s->tlink);
         t->nsubs++;
     }
     if (credit < 0)
@@ -257,11 +233,12 @@ br_status_t broker_unsubscribe(client_t *c, const char *topic, size_t tlen)
 {
     topic_t *t = broker_find(c->b, topic, tlen);
     sub_t *s = t != NULL ? broker_find_sub(c, t) : NULL;
+    msg_t *m;
 
     if (s == NULL)
         return BR_OK;
     /* Its messages stay owned but no longer count against a credit. */
-    for (msg_t *m = c->ihead; m != NULL; m = m->cnext)
+    TAILQ_FOREACH(m, &c->owned, olink)
         if (m->topic == t)
             m->flags &= (uint8_t)~MSG_F_CREDITED;
     broker_sub_drop(c, s);
@@ -283,7 +260,7 @@ br_status_t broker_get(client_t *c, const char *topic, size_t tlen, uint64_t tim
         return BR_OK;
     if (timeout_ms == 0)
         return BR_TIMEOUT;
-    broker_wait(c, WAIT_GET, t, &t->gets);
+    broker_wait(c, WAIT_GET, t);
     broker_wait_timer(c, broker_sat_add(now, timeout_ms));
     return BR_PENDING;
 }

@@ -33,9 +33,9 @@ struct client {
     broker_t *b;
     client_ops_t ops;
     void *ctx;
-    dlink_t link;           /* broker's client list */
-    msg_t *ihead, *itail;   /* messages it owns, in delivery order (cnext/cprev) */
-    msg_t *held;            /* its held PUBs' messages (cnext/cprev; they are never in flight) */
+    LIST_ENTRY(client) link;  /* broker's client list */
+    struct msg_list owned;  /* messages it owns, in delivery order (msg->olink) */
+    struct msg_list held;   /* its held PUBs' messages (msg->olink; never in flight) */
     sub_t **subs;           /* sorted by topic address: O(log n) lookup on ACK */
     size_t nsubs, subs_cap;
     bool paused;            /* deliver() said its output is full: no SUB pushes */
@@ -43,7 +43,7 @@ struct client {
     topic_t *wtopic;
     msg_t *wmsg;
     uint64_t wdelay;        /* WAIT_PUB: the PUB's delay, counted from acceptance */
-    dlink_t wlink;          /* wtopic->parked, ->gets or ->joins */
+    TAILQ_ENTRY(client) wlink; /* wtopic->parked, ->gets or ->joins */
     tnode_t timer;          /* in the timer heap while the wait has a timeout */
 };
 
@@ -57,7 +57,7 @@ struct broker {
     size_t nbuckets;          /* power of two */
     size_t ntopics;
 
-    dlink_t clients;
+    LIST_HEAD(broker_clients, client) clients;
     uint64_t nclients;
 
     uint64_t count, bytes;    /* all topics: messages and payload bytes */
@@ -75,9 +75,10 @@ struct broker {
     tnode_t **heap;
     size_t nheap, heap_cap;
 
-    topic_t *dhead, *dtail;   /* topics that may have pushes to do */
-    topic_t *joinq;           /* topics that became empty while JOINs wait */
-    dlink_t parked_topics;    /* topics with parked producers, in parking order */
+    STAILQ_HEAD(broker_dispatchq, topic) dispatchq; /* topics that may have pushes to do */
+    SLIST_HEAD(broker_joinq, topic) joinq; /* topics that became empty while JOINs wait */
+    TAILQ_HEAD(broker_parked, topic) parked_topics; /* topics with parked producers,
+                                                       in parking order */
     bool retry_parked;        /* something left a topic or a parked head went */
 };
 
@@ -146,7 +147,8 @@ void broker_unflight(broker_t *b, msg_t *m);
 
 /* ---- broker.c: bounds, waits, returns ---- */
 
-void broker_wait(client_t *c, int kind, topic_t *t, dlink_t *list);
+/* c waits (enum client_wait) on t, at the tail of the list of its kind. */
+void broker_wait(client_t *c, int kind, topic_t *t);
 /* End c's wait (any kind) without completing it. The caller keeps wmsg. */
 void broker_unwait(client_t *c);
 /* A PUB answered -FULL: counted, message freed. */
@@ -193,12 +195,7 @@ static inline void broker_mark(broker_t *b, topic_t *t)
     if (t->in_dispatch)
         return;
     t->in_dispatch = true;
-    t->dnext = NULL;
-    if (b->dtail != NULL)
-        b->dtail->dnext = t;
-    else
-        b->dhead = t;
-    b->dtail = t;
+    STAILQ_INSERT_TAIL(&b->dispatchq, t, dlink);
 }
 
 static inline void broker_ready_tail(broker_t *b, topic_t *t, msg_t *m)

@@ -96,10 +96,11 @@ void broker_wait_timer(client_t *c, uint64_t due)
 /* Ack deadlines passed: back to the head of ready, earliest first. */
 static void broker_expire_inflight(broker_t *b, topic_t *t, uint64_t now)
 {
-    msgq_t chain = {0};
+    msgq_t chain;
     msg_t *m;
 
-    while ((m = t->inflight.head) != NULL && m->deadline <= now) {
+    topic_q_init(&chain);
+    while ((m = TAILQ_FIRST(&t->inflight.list)) != NULL && m->deadline <= now) {
         broker_unflight(b, m);
         if (broker_returns(b, t, m, now))
             topic_q_push_tail(&chain, m);
@@ -113,9 +114,10 @@ static void broker_expire_inflight(broker_t *b, topic_t *t, uint64_t now)
 /* Delayed messages due: to the head of ready, the earliest due first. */
 static void broker_release_delayed(broker_t *b, topic_t *t, uint64_t now)
 {
-    msgq_t chain = {0};
+    msgq_t chain;
     msg_t *m;
 
+    topic_q_init(&chain);
     while ((m = topic_delay_peek(t)) != NULL && m->deadline <= now)
         topic_q_push_tail(&chain, topic_delay_pop(t));
     if (chain.n > 0) {
@@ -169,9 +171,9 @@ uint64_t broker_tick(broker_t *b, uint64_t now)
     while (b->nheap > 0 && b->heap[0]->due <= now) {
         tnode_t *n = b->heap[0];
         if (n->kind == TNODE_TOPIC)
-            broker_fire_topic(b, DLINK_ENTRY(n, topic_t, timer), now);
+            broker_fire_topic(b, TNODE_OWNER(n, topic_t, timer), now);
         else
-            broker_fire_wait(DLINK_ENTRY(n, client_t, timer));
+            broker_fire_wait(TNODE_OWNER(n, client_t, timer));
     }
     broker_dispatch(b, now);
     return broker_next_deadline(b);

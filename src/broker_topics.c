@@ -203,7 +203,9 @@ static void broker_visit_queue(const msgq_t *q, const topic_t *t,
                                void (*fn)(void *ctx, const topic_t *t, const msg_t *m),
                                void *ctx)
 {
-    for (const msg_t *m = q->head; m != NULL; m = m->next)
+    const msg_t *m;
+
+    TAILQ_FOREACH(m, &q->list, link)
         fn(ctx, t, m);
 }
 

@@ -46,7 +46,7 @@ msg_t *msg_new(uint32_t len)
         size_t k = msg_class(len);
         m = msg_cache[k];
         if (m != NULL) {
-            msg_cache[k] = m->next;
+            msg_cache[k] = m->link.tqe_next;
             msg_cached--;
         } else {
             /* Room for the whole class, so any of its sizes may reuse it. */
@@ -81,7 +81,7 @@ void msg_free(msg_t *m)
         return;
     }
     size_t k = msg_class(m->len);
-    m->next = msg_cache[k];
+    m->link.tqe_next = msg_cache[k]; /* the queue link is free: m is in no queue */
     msg_cache[k] = m;
     msg_cached++;
 }
@@ -91,7 +91,7 @@ void msg_cache_release(void)
     for (size_t k = 0; k < sizeof msg_cache / sizeof msg_cache[0]; k++) {
         while (msg_cache[k] != NULL) {
             msg_t *m = msg_cache[k];
-            msg_cache[k] = m->next;
+            msg_cache[k] = m->link.tqe_next;
             free(m);
         }
     }

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 struct topic;
 struct client;
@@ -25,10 +26,15 @@ typedef enum msg_state {
 /* Flags. */
 #define MSG_F_CREDITED 0x01 /* in flight under a SUB: counts against that credit */
 
+/* A list of messages (<sys/queue.h>'s TAILQ: O(1) at both ends and for
+ * removal, and walkable from the tail). */
+TAILQ_HEAD(msg_list, msg);
+
 typedef struct msg {
-    struct msg *next, *prev;   /* topic's ready list, or topic's in-flight list */
-    struct msg *cnext, *cprev; /* owner's in-flight list (MSG_INFLIGHT only) */
-    struct client *owner;      /* MSG_INFLIGHT only */
+    TAILQ_ENTRY(msg) link;     /* topic's ready, in-flight or held queue; msg.c's
+                                  cache of freed blocks (tqe_next only) */
+    TAILQ_ENTRY(msg) olink;    /* owner's in-flight or held list */
+    struct client *owner;      /* MSG_INFLIGHT, and MSG_HELD while its producer lives */
     struct topic *topic;       /* set once enqueued */
     uint64_t id;               /* 0 until enqueued */
     uint64_t deadline;         /* ms: ack deadline (in flight) or due time (delayed) */

@@ -6,47 +6,33 @@
 
 #include "topic.h"
 
+void topic_q_init(msgq_t *q)
+{
+    TAILQ_INIT(&q->list);
+    q->n = 0;
+}
+
 void topic_q_push_tail(msgq_t *q, msg_t *m)
 {
-    m->next = NULL;
-    m->prev = q->tail;
-    if (q->tail != NULL)
-        q->tail->next = m;
-    else
-        q->head = m;
-    q->tail = m;
+    TAILQ_INSERT_TAIL(&q->list, m, link);
     q->n++;
 }
 
 void topic_q_push_head(msgq_t *q, msg_t *m)
 {
-    m->prev = NULL;
-    m->next = q->head;
-    if (q->head != NULL)
-        q->head->prev = m;
-    else
-        q->tail = m;
-    q->head = m;
+    TAILQ_INSERT_HEAD(&q->list, m, link);
     q->n++;
 }
 
 void topic_q_remove(msgq_t *q, msg_t *m)
 {
-    if (m->prev != NULL)
-        m->prev->next = m->next;
-    else
-        q->head = m->next;
-    if (m->next != NULL)
-        m->next->prev = m->prev;
-    else
-        q->tail = m->prev;
-    m->next = m->prev = NULL;
+    TAILQ_REMOVE(&q->list, m, link);
     q->n--;
 }
 
 msg_t *topic_q_pop_head(msgq_t *q)
 {
-    msg_t *m = q->head;
+    msg_t *m = TAILQ_FIRST(&q->list);
 
     if (m != NULL)
         topic_q_remove(q, m);
@@ -63,11 +49,13 @@ topic_t *topic_new(const char *name, size_t len, const topic_conf_t *conf)
     t->name[len] = '\0';
     t->name_len = len;
     t->conf = conf;
-    dlink_init(&t->subs);
-    dlink_init(&t->room);
-    dlink_init(&t->parked);
-    dlink_init(&t->gets);
-    dlink_init(&t->joins);
+    topic_q_init(&t->ready);
+    topic_q_init(&t->inflight);
+    topic_q_init(&t->held);
+    TAILQ_INIT(&t->room);
+    TAILQ_INIT(&t->parked);
+    TAILQ_INIT(&t->gets);
+    TAILQ_INIT(&t->joins);
     t->timer.idx = TNODE_NONE;
     t->timer.kind = TNODE_TOPIC;
     return t;
@@ -128,20 +116,16 @@ msg_t *topic_ready_pop(topic_t *t)
 
 void topic_ready_splice_head(topic_t *t, msgq_t *chain)
 {
-    if (chain->head == NULL)
-        return;
-    for (msg_t *m = chain->head; m != NULL; m = m->next) {
+    msg_t *m;
+
+    TAILQ_FOREACH(m, &chain->list, link) {
         m->state = MSG_READY;
         t->ready_bytes += m->len;
     }
-    chain->tail->next = t->ready.head;
-    if (t->ready.head != NULL)
-        t->ready.head->prev = chain->tail;
-    else
-        t->ready.tail = chain->tail;
-    t->ready.head = chain->head;
+    /* chain + ready into chain (ready left empty), then all of it back. */
+    TAILQ_CONCAT(&chain->list, &t->ready.list, link);
+    TAILQ_CONCAT(&t->ready.list, &chain->list, link);
     t->ready.n += chain->n;
-    chain->head = chain->tail = NULL;
     chain->n = 0;
 }
 
@@ -150,23 +134,16 @@ void topic_ready_splice_head(topic_t *t, msgq_t *chain)
 void topic_inflight_add(topic_t *t, msg_t *m)
 {
     msgq_t *q = &t->inflight;
-    msg_t *after = q->tail;
+    msg_t *after = TAILQ_LAST(&q->list, msg_list);
 
     /* The ack timeout is one value per topic, so a new deadline is almost
      * always the latest; only a reload that shortens it makes us walk. */
     while (after != NULL && after->deadline > m->deadline)
-        after = after->prev;
-    if (after == NULL) {
-        topic_q_push_head(q, m);
-        return;
-    }
-    m->prev = after;
-    m->next = after->next;
-    if (after->next != NULL)
-        after->next->prev = m;
+        after = TAILQ_PREV(after, msg_list, link);
+    if (after == NULL)
+        TAILQ_INSERT_HEAD(&q->list, m, link);
     else
-        q->tail = m;
-    after->next = m;
+        TAILQ_INSERT_AFTER(&q->list, after, m, link);
     q->n++;
 }
 
@@ -268,8 +245,8 @@ uint64_t topic_next_due(const topic_t *t)
 {
     uint64_t due = UINT64_MAX;
 
-    if (t->inflight.head != NULL)
-        due = t->inflight.head->deadline;
+    if (!TAILQ_EMPTY(&t->inflight.list))
+        due = TAILQ_FIRST(&t->inflight.list)->deadline;
     if (t->ndelayed > 0 && t->delayed[0]->deadline < due)
         due = t->delayed[0]->deadline;
     return due;

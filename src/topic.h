@@ -11,56 +11,25 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "broker.h"
 #include "config.h"
 #include "msg.h"
 
-/* An intrusive circular doubly-linked list. A head is empty when it points
- * at itself; a node is unlinked when its `next` is NULL. */
-typedef struct dlink {
-    struct dlink *prev, *next;
-} dlink_t;
+/* The lists are <sys/queue.h>'s (glibc's BSD lists), linked through their
+ * members: a message, subscription or client is in a list without an
+ * allocation, and leaves it in O(1). */
 
-#define DLINK_ENTRY(ptr, type, member) \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
-static inline void dlink_init(dlink_t *head)
-{
-    head->prev = head->next = head;
-}
-
-static inline bool dlink_empty(const dlink_t *head)
-{
-    return head->next == head;
-}
-
-static inline bool dlink_linked(const dlink_t *node)
-{
-    return node->next != NULL;
-}
-
-static inline void dlink_push_tail(dlink_t *head, dlink_t *node)
-{
-    node->prev = head->prev;
-    node->next = head;
-    head->prev->next = node;
-    head->prev = node;
-}
-
-static inline void dlink_remove(dlink_t *node)
-{
-    node->prev->next = node->next;
-    node->next->prev = node->prev;
-    node->prev = node->next = NULL;
-}
-
-/* A FIFO of messages linked through msg->next/prev (NULL-terminated). */
+/* A queue of messages linked through msg->link, and its length. A head
+ * points into itself, so an msgq_t is initialised (topic_q_init) and never
+ * copied. */
 typedef struct msgq {
-    msg_t *head, *tail;
+    struct msg_list list;
     uint64_t n;
 } msgq_t;
 
+void topic_q_init(msgq_t *q);
 void topic_q_push_tail(msgq_t *q, msg_t *m);
 void topic_q_push_head(msgq_t *q, msg_t *m);
 msg_t *topic_q_pop_head(msgq_t *q);
@@ -76,18 +45,27 @@ typedef struct tnode {
     int kind;      /* TNODE_* */
 } tnode_t;
 
+/* The topic or client whose `member` node n is. */
+#define TNODE_OWNER(n, type, member) \
+    ((type *)(void *)((char *)(n) - offsetof(type, member)))
+
 /* One client's subscription to one topic. */
 typedef struct sub {
     struct client *client;
     struct topic *topic;
     uint32_t credit;   /* pushes allowed in flight at once */
     uint32_t inflight; /* MSG_F_CREDITED messages of this topic the client holds */
-    dlink_t tlink;     /* topic->subs */
-    dlink_t rlink;     /* topic->room while inflight < credit and not paused */
+    bool in_room;      /* linked in topic->room */
+    TAILQ_ENTRY(sub) rlink; /* topic->room while inflight < credit and not paused */
 } sub_t;
 
+/* Clients waiting on a topic (linked through client->wlink, broker.c's). */
+TAILQ_HEAD(topic_waits, client);
+
 struct topic {
-    struct topic *hnext;        /* broker's name table bucket chain */
+    /* The broker's name table bucket chain: hand-written, as a bucket is a
+     * bare pointer and a topic never leaves the table. */
+    struct topic *hnext;
     const topic_conf_t *conf;   /* limits: points into the broker's current config */
 
     msgq_t ready;               /* FIFO of first deliveries; returns go to the head */
@@ -100,23 +78,22 @@ struct topic {
     uint64_t count;             /* ready + delayed + in flight + held: max_messages */
     uint64_t bytes;             /* their payload bytes: max_bytes */
 
-    dlink_t subs;               /* every sub_t of the topic */
-    uint64_t nsubs;
-    dlink_t room;               /* subs that can take a push; round-robin from the head */
-    dlink_t parked;             /* clients with a parked PUB, FIFO */
+    uint64_t nsubs;             /* SUBs of the topic (each client's sub_t is in its own array) */
+    TAILQ_HEAD(topic_room, sub) room; /* subs that can take a push; round-robin from the head */
+    struct topic_waits parked;  /* clients with a parked PUB, FIFO */
     uint64_t nparked;
-    dlink_t gets;               /* clients with a waiting GET, FIFO */
-    dlink_t joins;              /* clients with a waiting JOIN */
+    struct topic_waits gets;    /* clients with a waiting GET, FIFO */
+    struct topic_waits joins;   /* clients with a waiting JOIN */
 
     br_counters_t totals;
 
     /* broker bookkeeping */
     tnode_t timer;              /* in the timer heap while it may have a deadline */
-    struct topic *dnext;        /* dispatch queue */
+    STAILQ_ENTRY(topic) dlink;  /* dispatch queue */
     bool in_dispatch;
-    struct topic *jnext;        /* topics to check for finished JOINs */
+    SLIST_ENTRY(topic) jlink;   /* topics to check for finished JOINs */
     bool in_joinq;
-    dlink_t plink;              /* broker's list of topics with parked producers */
+    TAILQ_ENTRY(topic) plink;   /* broker's list of topics with parked producers */
 
     size_t name_len;
     char name[];                /* NUL-terminated */

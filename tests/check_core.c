@@ -611,6 +611,40 @@ START_TEST(test_max_memory_across_topics)
 }
 END_TEST
 
+/* Freed memory goes to the parked producers topic by topic, in the order
+ * the topics got their first parked producer; JOINs finish in the order
+ * they came. */
+START_TEST(test_parked_topics_and_joins_in_order)
+{
+    tcfg.cfg.limits.max_memory = 10;
+    start();
+    fake_t *p = fake(), *q = fake(), *x = fake(), *y = fake(), *c = fake();
+    fake_t *j1 = fake(), *j2 = fake();
+
+    pub_ok(p, "a", "1234567890");
+    ck_assert_int_eq(pub(q, "b", "12345"), BR_PENDING);
+    ck_assert_int_eq(pub(x, "c", "12345"), BR_PENDING);
+    ck_assert_int_eq(pub(y, "b", "123"), BR_PENDING);
+    ck_assert_int_eq(join(j1, "a", -1), BR_PENDING);
+    ck_assert_int_eq(join(j2, "a", -1), BR_PENDING);
+    ck_assert_uint_eq(get_ok(c, "a")->id, 1);
+    ck_assert(broker_ack(c->c, 1, now));
+    /* b parked first: both of its producers fit (8 bytes), c's does not. */
+    assert_done(q, 0, BR_OP_PUB, BR_OK, 2);
+    assert_done(y, 0, BR_OP_PUB, BR_OK, 3);
+    ck_assert_uint_eq(x->ndone, 0);
+    ck_assert_uint_eq(ss().blocked_producers, 1);
+    assert_done(j1, 0, BR_OP_JOIN, BR_OK, 0);
+    assert_done(j2, 0, BR_OP_JOIN, BR_OK, 0);
+    ck_assert_int_lt(done(j1, 0)->seq, done(j2, 0)->seq);
+    /* b's messages leave: c's producer, the last parked topic, goes on. */
+    ck_assert_uint_eq(get_ok(c, "b")->id, 2);
+    ck_assert(broker_ack(c->c, 2, now));
+    assert_done(x, 0, BR_OP_PUB, BR_OK, 4);
+    ck_assert_uint_eq(ss().blocked_producers, 0);
+}
+END_TEST
+
 START_TEST(test_memory_returns_to_zero)
 {
     tcfg.cfg.defaults.max_deliveries = 2;
@@ -2069,6 +2103,7 @@ static Suite *broker_suite(void)
     tcase_add_test(tc, test_drop_oldest_full);
     tcase_add_test(tc, test_never_fits);
     tcase_add_test(tc, test_max_memory_across_topics);
+    tcase_add_test(tc, test_parked_topics_and_joins_in_order);
     tcase_add_test(tc, test_memory_returns_to_zero);
     suite_add_tcase(s, tc);
 

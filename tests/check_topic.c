@@ -65,19 +65,37 @@ START_TEST(test_ready_fifo_and_head)
 }
 END_TEST
 
+/* q holds exactly ids want[0..n-1], linked the same both ways. */
+static void assert_queue(msgq_t *q, const uint64_t *want, size_t n)
+{
+    msg_t *m;
+    size_t i = 0;
+
+    ck_assert_uint_eq(q->n, n);
+    TAILQ_FOREACH(m, &q->list, link) {
+        ck_assert_uint_lt(i, n);
+        ck_assert_uint_eq(m->id, want[i++]);
+    }
+    ck_assert_uint_eq(i, n);
+    TAILQ_FOREACH_REVERSE(m, &q->list, msg_list, link)
+        ck_assert_uint_eq(m->id, want[--i]);
+    ck_assert_uint_eq(i, 0);
+}
+
 START_TEST(test_ready_splice_head)
 {
-    msgq_t chain = {0};
+    msgq_t chain;
 
+    topic_q_init(&chain);
     topic_ready_push_tail(t, mk(10, 1, 0));
     topic_q_push_tail(&chain, mk(1, 2, 0));
     topic_q_push_tail(&chain, mk(2, 3, 0));
     topic_ready_splice_head(t, &chain);
-    ck_assert_ptr_null(chain.head);
+    ck_assert(TAILQ_EMPTY(&chain.list));
     ck_assert_uint_eq(chain.n, 0);
-    ck_assert_uint_eq(t->ready.n, 3);
     ck_assert_uint_eq(t->ready_bytes, 6);
     uint64_t want[] = {1, 2, 10};
+    assert_queue(&t->ready, want, 3);
     for (int i = 0; i < 3; i++) {
         msg_t *m = topic_ready_pop(t);
         ck_assert_uint_eq(m->id, want[i]);
@@ -87,8 +105,14 @@ START_TEST(test_ready_splice_head)
     topic_ready_splice_head(t, &chain);
     topic_q_push_tail(&chain, mk(5, 1, 0));
     topic_ready_splice_head(t, &chain);
-    ck_assert_ptr_eq(t->ready.head, t->ready.tail);
-    ck_assert_uint_eq(t->ready.head->id, 5);
+    ck_assert_ptr_eq(TAILQ_FIRST(&t->ready.list), TAILQ_LAST(&t->ready.list, msg_list));
+    ck_assert_uint_eq(TAILQ_FIRST(&t->ready.list)->id, 5);
+    /* The chain is reusable and the queue's tail right: both take more. */
+    topic_q_push_tail(&chain, mk(6, 1, 0));
+    topic_ready_push_tail(t, mk(7, 1, 0));
+    topic_ready_splice_head(t, &chain);
+    uint64_t after[] = {6, 5, 7};
+    assert_queue(&t->ready, after, 3);
 }
 END_TEST
 
@@ -136,19 +160,15 @@ START_TEST(test_inflight_ordered)
     topic_inflight_add(t, b);
     topic_inflight_add(t, c); /* a shortened ack timeout: goes between */
     topic_inflight_add(t, d); /* earliest: goes to the head */
-    ck_assert_ptr_eq(t->inflight.head, d);
-    ck_assert_ptr_eq(d->next, a);
-    ck_assert_ptr_eq(a->next, c);
-    ck_assert_ptr_eq(c->next, b);
-    ck_assert_ptr_eq(t->inflight.tail, b);
+    uint64_t order[] = {4, 1, 3, 2};
+    assert_queue(&t->inflight, order, 4);
     ck_assert_uint_eq(topic_next_due(t), 50);
     /* TOUCH-like move to the tail */
     topic_inflight_remove(t, d);
     d->deadline = 300;
     topic_inflight_add(t, d);
-    ck_assert_ptr_eq(t->inflight.tail, d);
-    ck_assert_ptr_eq(t->inflight.head, a);
-    ck_assert_uint_eq(t->inflight.n, 4);
+    uint64_t touched[] = {1, 3, 2, 4};
+    assert_queue(&t->inflight, touched, 4);
     ck_assert_uint_eq(topic_next_due(t), 100);
     /* next due is the earlier of in flight and delayed */
     ck_assert_int_eq(topic_delay_push(t, mk(9, 1, 70)), 0);
@@ -190,7 +210,7 @@ START_TEST(test_msg_alloc)
     ck_assert_uint_eq(m->id, 0);
     ck_assert_uint_eq(m->attempt, 0);
     ck_assert_int_eq(m->state, MSG_NEW);
-    ck_assert_ptr_null(m->next);
+    ck_assert_ptr_null(TAILQ_NEXT(m, link));
     msg_free(m);
     msg_free(NULL);
     m = msg_new_copy(NULL, 0);
