@@ -1,6 +1,6 @@
 /* sluice.c: the `sluice` command-line client: publish, consume, inspect and
  * benchmark a sluice broker from a shell. One function per subcommand; the
- * connection code is in client.c and the load generator in bench.c.
+ * connection code is in client.c and the load generator in src/bench/.
  *
  * Exit status: 0 success, 1 failure (cannot connect, refused by the server,
  * I/O error), 2 usage error, 3 nothing arrived in time (GET/JOIN -TIMEOUT),
@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "bench/bench.h"
 #include "client.h"
 #include "clock.h"
 #include "proto.h"

@@ -1,6 +1,7 @@
-/* check_bench.c: `sluice bench`: its histogram, payload format and RESP
- * framing on their own; a short run against the real daemon that must
- * report no loss and no duplicate; runs against a fake sluice server (a
+/* check_bench.c: `sluice bench`: its histogram, payload format and the
+ * Redis reply reader (hiredis's parser feeding the bench) on their own; a
+ * short run against the real daemon that must report no loss and no
+ * duplicate; runs against a fake sluice server (a
  * thread here) that loses, duplicates or corrupts one message, which must
  * fail loudly; and runs against real Redis and beanstalkd servers started
  * by the test (a missing one fails: build.sh installs both).
@@ -8,6 +9,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -19,7 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "bench/bench.h"
+#include "bench/bench_int.h"
 #include "harness.h"
 #include "proto.h"
 
@@ -129,38 +132,149 @@ START_TEST(test_payload_roundtrip_and_corruption)
 }
 END_TEST
 
-/* ---- RESP ---- */
+/* ---- Redis replies: hiredis's parser, the bench's sink ---- */
 
-START_TEST(test_resp_scan)
+typedef struct walk_rec {
+    char got[512];          /* "id;" per id, "=value;" per value, "-;" per deleted entry */
+    size_t len;
+    int fail_id;            /* make the id sink fail at this id (1-based), 0: never */
+    int nid;
+} walk_rec_t;
+
+static int walk_id(void *arg, const char *id, size_t n)
 {
-    static const struct { const char *s; int want; size_t end; } cases[] = {
-        { "+OK\r\n", 1, 5 },
-        { "-ERR no\r\n", 1, 9 },
-        { ":42\r\n", 1, 5 },
-        { "$3\r\nabc\r\n", 1, 9 },
-        { "$-1\r\n", 1, 5 },
-        { "*-1\r\n", 1, 5 },
-        { "*0\r\n", 1, 4 },
-        { "*2\r\n$1\r\na\r\n*1\r\n:1\r\n+extra\r\n", 1, 19 },  /* stops before +extra */
-        { "$5\r\na\r\nbc\r\n", 1, 11 },     /* binary-safe: CRLF inside */
-        { "", 0, 0 },
-        { "+OK", 0, 0 },
-        { "$3\r\nab", 0, 0 },
-        { "$3\r\nabc\r", 0, 0 },
-        { "*2\r\n:1\r\n", 0, 0 },
-        { "?\r\n", -1, 0 },
-        { "$3\r\nabcd\r\n", -1, 0 },
-        { ":x\r\n", -1, 0 },
-        { "+OK\n", -1, 0 },
+    walk_rec_t *w = arg;
+    if (++w->nid == w->fail_id)
+        return -1;
+    w->len += (size_t)snprintf(w->got + w->len, sizeof w->got - w->len, "%.*s;", (int)n, id);
+    return 0;
+}
+
+static void walk_value(void *arg, const char *p, size_t n)
+{
+    walk_rec_t *w = arg;
+    if (!p)
+        w->len += (size_t)snprintf(w->got + w->len, sizeof w->got - w->len, "-;");
+    else
+        w->len += (size_t)snprintf(w->got + w->len, sizeof w->got - w->len, "=%.*s;", (int)n, p);
+}
+
+/* Feed s to a fresh reader (byte by byte when split): the reply's
+ * REDIS_REPLY_* type, or -1 when the reader calls its shape bad. */
+static int walk(const char *s, walk_rec_t *rec, bool split)
+{
+    brd_sink_t sink = { walk_id, walk_value, rec };
+    brd_rd_t *rd = brd_rd_new(&sink);
+    size_t n = strlen(s);
+
+    ck_assert_ptr_nonnull(rd);
+    if (split) {
+        for (size_t i = 0; i + 1 < n; i++) {
+            ck_assert_int_eq(brd_rd_feed(rd, s + i, 1), 0);
+            ck_assert_msg(brd_rd_get(rd) == 0, "a reply before byte %zu of %zu", i + 1, n);
+        }
+        ck_assert_int_eq(brd_rd_feed(rd, s + n - 1, 1), 0);
+    } else {
+        ck_assert_int_eq(brd_rd_feed(rd, s, n), 0);
+    }
+    ck_assert_int_eq(brd_rd_get(rd), 1);
+    ck_assert_int_eq(brd_rd_get(rd), 0);   /* exactly one reply */
+    int type = rd->bad ? -1 : rd->type;
+    brd_rd_free(rd);
+    return type;
+}
+
+static const char xread_reply[] =
+    "*1\r\n*2\r\n$5\r\nbench\r\n*3\r\n"
+    "*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nd\r\n$5\r\nhello\r\n"
+    "*2\r\n$3\r\n1-1\r\n*-1\r\n"                          /* deleted under us */
+    "*2\r\n$3\r\n1-2\r\n*2\r\n$1\r\nd\r\n$4\r\na\r\nb\r\n";  /* binary-safe */
+
+START_TEST(test_redis_reply_entries)
+{
+    walk_rec_t rec = { 0 };
+
+    ck_assert_int_eq(walk(xread_reply, &rec, true), REDIS_REPLY_ARRAY);
+    ck_assert_str_eq(rec.got, "1-0;=hello;1-1;-;1-2;=a\r\nb;");
+    memset(&rec, 0, sizeof rec);
+    ck_assert_int_eq(walk(xread_reply, &rec, false), REDIS_REPLY_ARRAY);
+    ck_assert_str_eq(rec.got, "1-0;=hello;1-1;-;1-2;=a\r\nb;");
+
+    /* BLOCK timed out: nil (or no stream), nothing to take */
+    memset(&rec, 0, sizeof rec);
+    ck_assert_int_eq(walk("*-1\r\n", &rec, false), REDIS_REPLY_NIL);
+    ck_assert_int_eq(walk("*0\r\n", &rec, false), REDIS_REPLY_ARRAY);
+    ck_assert_int_eq(walk("*1\r\n*2\r\n$1\r\ns\r\n*-1\r\n", &rec, false), REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(rec.len, 0);
+
+    /* a failing id sink (out of memory) makes the reply bad */
+    memset(&rec, 0, sizeof rec);
+    rec.fail_id = 2;
+    ck_assert_int_eq(walk(xread_reply, &rec, false), -1);
+}
+END_TEST
+
+START_TEST(test_redis_reply_pipeline)
+{
+    walk_rec_t rec = { 0 };
+    brd_sink_t sink = { walk_id, walk_value, &rec };
+    brd_rd_t *rd = brd_rd_new(&sink);
+    char buf[1024];
+
+    /* XACK's answer, an error, then XREADGROUP's, read in one go */
+    int n = snprintf(buf, sizeof buf, ":64\r\n-NOGROUP no such key\r\n%s+OK\r\n", xread_reply);
+    ck_assert_int_eq(brd_rd_feed(rd, buf, (size_t)n), 0);
+    ck_assert_int_eq(brd_rd_get(rd), 1);
+    ck_assert_int_eq(rd->type, REDIS_REPLY_INTEGER);
+    ck_assert_uint_eq(rec.len, 0);
+    ck_assert_int_eq(brd_rd_get(rd), 1);
+    ck_assert_int_eq(rd->type, REDIS_REPLY_ERROR);
+    ck_assert_str_eq(rd->err, "-NOGROUP no such key");
+    ck_assert_int_eq(brd_rd_get(rd), 1);
+    ck_assert_int_eq(rd->type, REDIS_REPLY_ARRAY);
+    ck_assert(!rd->bad);
+    ck_assert_str_eq(rec.got, "1-0;=hello;1-1;-;1-2;=a\r\nb;");
+    ck_assert_int_eq(brd_rd_get(rd), 1);
+    ck_assert_int_eq(rd->type, REDIS_REPLY_STATUS);
+    ck_assert_str_eq(rd->err, "");
+    ck_assert_int_eq(brd_rd_get(rd), 0);
+    brd_rd_free(rd);
+
+    /* no sink (a producer): an XADD id, the entries of an array ignored */
+    rd = brd_rd_new(NULL);
+    ck_assert_int_eq(brd_rd_feed(rd, "$3\r\n1-0\r\n", 9), 0);
+    ck_assert_int_eq(brd_rd_get(rd), 1);
+    ck_assert_int_eq(rd->type, REDIS_REPLY_STRING);
+    ck_assert_int_eq(brd_rd_feed(rd, xread_reply, strlen(xread_reply)), 0);
+    ck_assert_int_eq(brd_rd_get(rd), 1);
+    ck_assert_int_eq(rd->type, REDIS_REPLY_ARRAY);
+    brd_rd_free(rd);
+}
+END_TEST
+
+START_TEST(test_redis_reply_rejects)
+{
+    static const char *const bad[] = {
+        "*1\r\n*1\r\n$5\r\nbench\r\n",                       /* stream is not [name, entries] */
+        "*1\r\n$5\r\nbench\r\n",                             /* stream is not an array */
+        "*1\r\n*2\r\n$1\r\ns\r\n:3\r\n",                     /* entries not an array */
+        "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n:1\r\n*0\r\n",   /* id not a string */
+        "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$-1\r\n*0\r\n",  /* id nil */
+        "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*1\r\n$3\r\n1-0\r\n",  /* entry is not [id, fields] */
+        "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-0\r\n:7\r\n",                 /* fields */
+        "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nd\r\n:5\r\n", /* value */
     };
 
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        size_t end = 0;
-        int k = bench_resp_scan(cases[i].s, strlen(cases[i].s), &end);
-        ck_assert_msg(k == cases[i].want, "case %zu: got %d", i, k);
-        if (k == 1)
-            ck_assert_msg(end == cases[i].end, "case %zu: end %zu", i, end);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        walk_rec_t rec = { 0 };
+        ck_assert_msg(walk(bad[i], &rec, false) == -1, "case %zu accepted", i);
     }
+    /* not RESP at all: the reader says so, and stays failed */
+    brd_rd_t *rd = brd_rd_new(NULL);
+    ck_assert_int_eq(brd_rd_feed(rd, "?x\r\n", 4), 0);
+    ck_assert_int_eq(brd_rd_get(rd), -1);
+    ck_assert_int_eq(brd_rd_feed(rd, "+OK\r\n", 5), -1);
+    brd_rd_free(rd);
 }
 END_TEST
 
@@ -616,7 +730,9 @@ static Suite *bench_suite(void)
     tcase_add_test(u, test_hist_buckets_cover_values);
     tcase_add_test(u, test_hist_quantiles);
     tcase_add_test(u, test_payload_roundtrip_and_corruption);
-    tcase_add_test(u, test_resp_scan);
+    tcase_add_test(u, test_redis_reply_entries);
+    tcase_add_test(u, test_redis_reply_pipeline);
+    tcase_add_test(u, test_redis_reply_rejects);
     suite_add_tcase(s, u);
 
     tcase_set_timeout(r, 60);

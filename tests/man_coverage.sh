@@ -45,17 +45,19 @@ check_opts() {
     shift 2
     tags "$man/$page" >"$tmp/tags"
     for f in "$@"; do
-        [[ -f $f ]] || continue
+        [[ -f $f ]] || { fail "$f is missing (moved? update this list)"; continue; }
         longs=$(grep -oE '\{ *"[a-z][a-z0-9-]*", *(no|required|optional)_argument' "$f" |
             sed -E 's/\{ *"([^"]*)".*/\1/' | sort -u)
         n=$(grep -oE '\{ *"[a-z][a-z0-9-]*", *(no|required|optional)_argument' "$f" | wc -l)
         want=$(grep -oE '(no|required|optional)_argument' "$f" | wc -l)
         ((n == want)) || fail "$f: read $n option entries, but $want *_argument in it"
-        shorts=$(grep -oE 'getopt_long\([^,]+, *[^,]+, *"[^"]*"' "$f" |
+        # getopt_long(argc, argv, "..."), sluice_getopt(cli, argc, argv, "..." ...)
+        # and the shared connection letters, #define SLUICE_CONN_SHORT "..."
+        shorts=$(grep -oE '((getopt_long\(argc, *[^,]+|sluice_getopt\(&?cli, *[^,]+, *[^,]+), *|SLUICE_CONN_SHORT )"[^"]*"' "$f" |
             sed -E 's/.*"([^"]*)"$/\1/' | tr -d '+:' | fold -w1 | sort -u)
-        n=$(grep -oE 'getopt_long\([^,]+, *[^,]+, *"[^"]*"' "$f" | wc -l)
-        want=$(grep -o 'getopt_long(' "$f" | wc -l)
-        ((n == want)) || fail "$f: read $n getopt_long option strings, but $want calls"
+        n=$(grep -oE '(getopt_long\(argc, *[^,]+|sluice_getopt\(&?cli, *[^,]+, *[^,]+), *("[^"]*"|SLUICE_CONN_SHORT)' "$f" | wc -l)
+        want=$(grep -oE '(getopt_long\(argc|sluice_getopt\(&?cli),' "$f" | wc -l)
+        ((n == want)) || fail "$f: read $n getopt option strings, but $want calls"
         for opt in $longs; do
             total=$((total + 1))
             grep -qE -- "(^|[ ,\[])--$opt([ ,=]|$)" "$tmp/tags" ||
@@ -72,7 +74,7 @@ check_opts() {
 }
 
 check_opts sluiced.8 10 "$src/src/sluiced.c"
-check_opts sluice.1 40 "$src/src/sluice.c" "$src/src/bench.c"
+check_opts sluice.1 40 "$src/src/sluice.c" "$src/src/bench/bench_opts.c"
 
 # ---- subcommands: each `strcmp(cli.cmd, "NAME")` is a subsection ----
 render "$man/sluice.1" >"$tmp/sluice.txt"

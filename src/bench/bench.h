@@ -1,9 +1,10 @@
 /* bench.h: `sluice bench`, a load generator that drives sluice, Redis
  * Streams or beanstalkd with the same workload, each in its own protocol,
- * and checks that every message arrives exactly once and intact.
+ * and checks that every message arrives exactly once and intact. The
+ * public entry of src/bench/ (bench_int.h is its inside).
  *
- * The pieces that do not need a server (latency histogram, payload format,
- * RESP framing) are exposed for unit tests.
+ * The pieces that do not need a server (latency histogram, payload
+ * format) are exposed for unit tests.
  */
 #ifndef SLUICE_BENCH_H
 #define SLUICE_BENCH_H
@@ -62,10 +63,5 @@ void bench_payload_stamp(char *buf, uint64_t pad_sum, const bench_stamp_t *st);
 /* True if buf[0..len) is a whole, intact payload of `size` bytes; *st gets
  * its header. */
 bool bench_payload_check(const char *buf, size_t len, size_t size, bench_stamp_t *st);
-
-/* ---- RESP (Redis protocol) framing ----
- * Find the end of one whole RESP value in buf[0..len): 1 with *end set,
- * 0 if more bytes are needed, -1 if it is not RESP. */
-int bench_resp_scan(const char *buf, size_t len, size_t *end);
 
 #endif
