@@ -74,7 +74,9 @@ check_opts() {
 }
 
 check_opts sluiced.8 10 "$src/src/sluiced.c"
-check_opts sluice.1 40 "$src/src/sluice.c" "$src/src/bench/bench_opts.c"
+check_opts sluice.1 40 "$src/src/sluice.c" "$src/src/sluice_cli.h" "$src/src/sluice_pub.c" \
+    "$src/src/sluice_sub.c" "$src/src/sluice_stats.c" "$src/src/sluice_cmds.c" \
+    "$src/src/bench/bench_opts.c"
 
 # ---- subcommands: each `strcmp(cli.cmd, "NAME")` is a subsection ----
 render "$man/sluice.1" >"$tmp/sluice.txt"
