@@ -420,6 +420,7 @@ uint64_t broker_next_id(const broker_t *b)
 {
     return b->next_id;
 }
+
 /* ---- clients ---- */
 
 client_t *broker_client_new(broker_t *b, const client_ops_t *ops, void *ctx)
@@ -475,6 +476,7 @@ void broker_client_free(client_t *c, uint64_t now)
     broker_client_destroy(c);
     broker_dispatch(b, now);
 }
+
 /* ---- commands ---- */
 
 br_status_t broker_publish(client_t *c, const char *topic, size_t tlen, msg_t *m,

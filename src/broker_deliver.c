@@ -23,6 +23,7 @@ static topic_t *broker_unmark(broker_t *b)
     t->in_dispatch = false;
     return t;
 }
+
 /* ---- clients: subscriptions ---- */
 
 static size_t broker_sub_pos(const client_t *c, const topic_t *t)
@@ -99,6 +100,7 @@ static void broker_client_pause(client_t *c)
     for (size_t i = 0; i < c->nsubs; i++)
         broker_sub_refresh(c->b, c->subs[i]);
 }
+
 /* ---- delivery ---- */
 
 /* Push m (just popped from t's ready queue) to c, under sub s (NULL for a
@@ -172,6 +174,7 @@ void broker_dispatch(broker_t *b, uint64_t now)
     while ((t = broker_unmark(b)) != NULL)
         broker_dispatch_topic(t, now);
 }
+
 /* ---- leaving flight ---- */
 
 /* Take m out of flight: topic list, owner's list, id index, credit. */

@@ -136,6 +136,7 @@ static inline topic_t *broker_topic_for(broker_t *b, const char *name, size_t le
         return t;
     return broker_autocreate(b, name, len);
 }
+
 /* Topics named in the config, and their dead-letter topics, always exist. */
 int broker_create_configured(broker_t *b);
 

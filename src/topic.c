@@ -1,5 +1,6 @@
 /* topic.c: a topic's message structures (ready FIFO, delay heap, in-flight
- * list, held list) and their counts. No policy lives here: see broker.c.
+ * list, held list) and their counts. No policy lives here: see broker.c and
+ * broker_*.c.
  */
 #include <stdlib.h>
 #include <string.h>

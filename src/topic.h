@@ -3,7 +3,8 @@
  * subscriptions and waiting clients that the broker walks.
  *
  * topic.c only moves messages between these structures and keeps their
- * counts; every decision (bounds, policies, who gets what) is broker.c's.
+ * counts; every decision (bounds, policies, who gets what) is the broker's
+ * (broker.c and broker_*.c).
  */
 #ifndef SLUICE_TOPIC_H
 #define SLUICE_TOPIC_H
