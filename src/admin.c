@@ -28,6 +28,7 @@
 #include "addr.h"
 #include "broker.h"
 #include "clock.h"
+#include "counters.h"
 #include "log.h"
 #include "version.h"
 
@@ -91,23 +92,10 @@ typedef struct admin_family {
     size_t off;       /* offset of the uint64_t field */
 } admin_family_t;
 
-#define ADMIN_TOTALS(T, P)                                                                        \
-    {P "messages_published_total", "counter", "Messages accepted (PUB answered +OK).",          \
-     offsetof(T, totals.published)},                                                             \
-    {P "messages_delivered_total", "counter",                                                     \
-     "Messages pushed to consumers, redeliveries included.", offsetof(T, totals.delivered)},     \
-    {P "messages_acked_total", "counter", "Messages acknowledged and removed.",                  \
-     offsetof(T, totals.acked)},                                                                 \
-    {P "messages_redelivered_total", "counter",                                                   \
-     "Messages made ready again after a delivery (NACK, ack deadline, disconnect).",             \
-     offsetof(T, totals.redelivered)},                                                           \
-    {P "messages_dead_total", "counter",                                                          \
-     "Messages dropped after max_deliveries with no dead-letter topic to take them.",            \
-     offsetof(T, totals.dead)},                                                                  \
-    {P "messages_dropped_total", "counter", "Messages evicted by the drop-oldest policy.",       \
-     offsetof(T, totals.dropped)},                                                               \
-    {P "messages_rejected_total", "counter",                                                      \
-     "PUBs answered -FULL (reject policy or block timeout).", offsetof(T, totals.rejected)}
+#define ADMIN_COUNTER(T, P, f, help) {P "messages_" #f "_total", "counter", help, offsetof(T, totals.f)},
+#define ADMIN_SERVER_COUNTER(f, help) ADMIN_COUNTER(broker_stats_t, "", f, help)
+#define ADMIN_TOPIC_COUNTER(f, help) ADMIN_COUNTER(topic_stats_t, "topic_", f, help)
+#define ADMIN_TOPIC_GAUGE(f, metric, help) {metric, "gauge", help, offsetof(topic_stats_t, f)},
 
 static const admin_family_t admin_server_families[] = {
     {"topics", "gauge", "Topics that exist.", offsetof(broker_stats_t, topics)},
@@ -117,27 +105,12 @@ static const admin_family_t admin_server_families[] = {
      offsetof(broker_stats_t, bytes)},
     {"blocked_producers", "gauge", "PUBs parked until their topic has room.",
      offsetof(broker_stats_t, blocked_producers)},
-    ADMIN_TOTALS(broker_stats_t, ""),
+    SLUICE_COUNTERS(ADMIN_SERVER_COUNTER)
 };
 
 static const admin_family_t admin_topic_families[] = {
-    {"topic_ready_messages", "gauge", "Messages ready for delivery.",
-     offsetof(topic_stats_t, ready)},
-    {"topic_delayed_messages", "gauge", "Messages waiting out a delay.",
-     offsetof(topic_stats_t, delayed)},
-    {"topic_in_flight_messages", "gauge", "Messages delivered and not yet acknowledged.",
-     offsetof(topic_stats_t, in_flight)},
-    {"topic_message_bytes", "gauge", "Payload bytes held by the topic.",
-     offsetof(topic_stats_t, bytes)},
-    {"topic_consumers", "gauge", "Connections subscribed to the topic.",
-     offsetof(topic_stats_t, consumers)},
-    {"topic_blocked_producers", "gauge", "PUBs parked until the topic has room.",
-     offsetof(topic_stats_t, blocked_producers)},
-    {"topic_max_messages", "gauge", "The topic's max_messages bound.",
-     offsetof(topic_stats_t, max_messages)},
-    {"topic_max_bytes", "gauge", "The topic's max_bytes bound (payload bytes).",
-     offsetof(topic_stats_t, max_bytes)},
-    ADMIN_TOTALS(topic_stats_t, "topic_"),
+    SLUICE_TOPIC_GAUGES(ADMIN_TOPIC_GAUGE)
+    SLUICE_COUNTERS(ADMIN_TOPIC_COUNTER)
 };
 
 static uint64_t admin_field(const void *base, size_t off)
@@ -232,25 +205,23 @@ static void admin_json_string(struct evbuffer *b, const char *s, size_t n)
 
 static void admin_json_totals(struct evbuffer *b, const br_counters_t *c)
 {
-    evbuffer_add_printf(b,
-                        "\"published\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"acked\":%" PRIu64
-                        ",\"redelivered\":%" PRIu64 ",\"dead\":%" PRIu64 ",\"dropped\":%" PRIu64
-                        ",\"rejected\":%" PRIu64,
-                        c->published, c->delivered, c->acked, c->redelivered, c->dead,
-                        c->dropped, c->rejected);
+    const char *sep = "";
+
+#define ADMIN_JSON_COUNTER(f, help)                                                               \
+    evbuffer_add_printf(b, "%s\"" #f "\":%" PRIu64, sep, c->f);                                  \
+    sep = ",";
+    SLUICE_COUNTERS(ADMIN_JSON_COUNTER)
+#undef ADMIN_JSON_COUNTER
 }
 
 static void admin_json_topic(struct evbuffer *b, const topic_stats_t *t)
 {
     admin_json_string(b, t->name, t->name_len);
-    evbuffer_add_printf(b,
-                        ":{\"ready\":%" PRIu64 ",\"delayed\":%" PRIu64 ",\"in_flight\":%" PRIu64
-                        ",\"bytes\":%" PRIu64 ",\"consumers\":%" PRIu64
-                        ",\"blocked_producers\":%" PRIu64 ",\"max_messages\":%" PRIu64
-                        ",\"max_bytes\":%" PRIu64 ",\"overflow\":\"%s\",",
-                        t->ready, t->delayed, t->in_flight, t->bytes, t->consumers,
-                        t->blocked_producers, t->max_messages, t->max_bytes,
-                        config_overflow_name(t->overflow));
+    evbuffer_add(b, ":{", 2);
+#define ADMIN_JSON_GAUGE(f, metric, help) evbuffer_add_printf(b, "\"" #f "\":%" PRIu64 ",", t->f);
+    SLUICE_TOPIC_GAUGES(ADMIN_JSON_GAUGE)
+#undef ADMIN_JSON_GAUGE
+    evbuffer_add_printf(b, "\"overflow\":\"%s\",", config_overflow_name(t->overflow));
     admin_json_totals(b, &t->totals);
     evbuffer_add(b, "}", 1);
 }

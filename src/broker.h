@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "counters.h"
 #include "msg.h"
 
 typedef struct broker broker_t;
@@ -70,26 +71,17 @@ typedef struct broker_observer {
 } broker_observer_t;
 
 typedef struct br_counters {
-    uint64_t published;   /* messages accepted (+OK) */
-    uint64_t delivered;   /* every push, redeliveries included */
-    uint64_t acked;
-    uint64_t redelivered; /* returned after a delivery: NACK, deadline, disconnect
-                             (a message that dies instead is not counted here) */
-    uint64_t dead;        /* dropped after max_deliveries with no dead-letter topic,
-                             or when the dead-letter topic had no room (counted in
-                             the source topic) */
-    uint64_t dropped;     /* evicted by drop-oldest */
-    uint64_t rejected;    /* -FULL answers, block timeouts included */
+#define BR_COUNTER_FIELD(f, help) uint64_t f;
+    SLUICE_COUNTERS(BR_COUNTER_FIELD)
+#undef BR_COUNTER_FIELD
 } br_counters_t;
 
 typedef struct topic_stats {
     const char *name;
     size_t name_len;
-    uint64_t ready, delayed, in_flight;
-    uint64_t bytes;             /* payload bytes, held (confirm mode) messages included */
-    uint64_t consumers;         /* current SUBs */
-    uint64_t blocked_producers; /* parked PUBs */
-    uint64_t max_messages, max_bytes;
+#define BR_GAUGE_FIELD(f, metric, help) uint64_t f;
+    SLUICE_TOPIC_GAUGES(BR_GAUGE_FIELD)
+#undef BR_GAUGE_FIELD
     overflow_policy_t overflow;
     br_counters_t totals;
 } topic_stats_t;

@@ -700,7 +700,7 @@ static void conn_after_input(conn_t *c)
     conn_in_trim(c);
     if (evbuffer_get_length(c->out) > 0)
         server_want_flush(c->srv, c);
-    server_arm_timer(c->srv);
+    server_touch(c->srv);
     conn_update_reading(c);
 }
 
@@ -864,7 +864,7 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (conn_flush(c))
-        server_arm_timer(c->srv);
+        server_touch(c->srv);
 }
 
 /* ---- life ---- */
@@ -928,7 +928,7 @@ void conn_free(conn_t *c)
     free(c);
     /* Its messages went back to their topics: other consumers may take them. */
     broker_dispatch(s->broker, clock_ms());
-    server_arm_timer(s);
+    server_touch(s);
 }
 
 /* Stands for a user that a reload removed: authenticated, allowed nothing. */

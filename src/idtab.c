@@ -2,6 +2,7 @@
  * See idtab.h for why only in-flight and held messages live here.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "idtab.h"
 
@@ -80,24 +81,37 @@ static int idtab_resize(idtab_t *t, unsigned bits)
     return 0;
 }
 
-int idtab_insert(idtab_t *t, msg_t *m)
+/* Room for one more entry: 0, or -1 when out of memory. */
+static int idtab_reserve(idtab_t *t)
 {
     size_t slots = t->mask + 1;
 
+    if (t->slots == NULL)
+        return idtab_init(t);
     if ((t->count + 1) * 2 > slots && idtab_resize(t, t->bits + 1) < 0) {
         /* Out of memory: keep going in the old table while it has some
          * slack, since refusing an insert costs the caller a delivery. */
         if ((t->count + 1) * 8 > slots * 7)
             return -1;
     }
+    return 0;
+}
+
+int idtab_insert(idtab_t *t, msg_t *m)
+{
+    if (idtab_reserve(t) < 0)
+        return -1;
     idtab_place(t, m->id, m);
     return 0;
 }
 
 static size_t idtab_slot_of(const idtab_t *t, uint64_t id)
 {
-    size_t i = idtab_hash(id, t->bits);
+    size_t i;
 
+    if (t->count == 0 || id == 0)
+        return SIZE_MAX;
+    i = idtab_hash(id, t->bits);
     while (t->slots[i].id != 0) {
         if (t->slots[i].id == id)
             return i;
@@ -108,11 +122,8 @@ static size_t idtab_slot_of(const idtab_t *t, uint64_t id)
 
 msg_t *idtab_find(const idtab_t *t, uint64_t id)
 {
-    size_t i;
+    size_t i = idtab_slot_of(t, id);
 
-    if (id == 0)
-        return NULL;
-    i = idtab_slot_of(t, id);
     return i == SIZE_MAX ? NULL : t->slots[i].msg;
 }
 
@@ -137,17 +148,9 @@ static void idtab_shift_back(idtab_t *t, size_t hole)
     t->slots[hole].msg = NULL;
 }
 
-msg_t *idtab_remove(idtab_t *t, uint64_t id)
+/* Empty slot i, and shrink when the table got sparse. */
+static void idtab_vacate(idtab_t *t, size_t i)
 {
-    size_t i;
-    msg_t *m;
-
-    if (id == 0)
-        return NULL;
-    i = idtab_slot_of(t, id);
-    if (i == SIZE_MAX)
-        return NULL;
-    m = t->slots[i].msg;
     idtab_shift_back(t, i);
     t->count--;
     /* Give memory back after a burst, with a wide margin so a table whose
@@ -155,5 +158,53 @@ msg_t *idtab_remove(idtab_t *t, uint64_t id)
      * time; a failed shrink is harmless. */
     if (t->mask + 1 > IDTAB_MIN_SLOTS && t->count * 16 < t->mask + 1)
         (void)idtab_resize(t, t->bits - 1);
+}
+
+msg_t *idtab_remove(idtab_t *t, uint64_t id)
+{
+    size_t i = idtab_slot_of(t, id);
+    msg_t *m;
+
+    if (i == SIZE_MAX)
+        return NULL;
+    m = t->slots[i].msg;
+    idtab_vacate(t, i);
     return m;
+}
+
+int idtab_add(idtab_t *t, uint64_t id)
+{
+    if (idtab_has(t, id))
+        return 0;
+    if (idtab_reserve(t) < 0)
+        return -1;
+    idtab_place(t, id, NULL);
+    return 0;
+}
+
+bool idtab_has(const idtab_t *t, uint64_t id)
+{
+    return idtab_slot_of(t, id) != SIZE_MAX;
+}
+
+bool idtab_del(idtab_t *t, uint64_t id)
+{
+    size_t i = idtab_slot_of(t, id);
+
+    if (i == SIZE_MAX)
+        return false;
+    idtab_vacate(t, i);
+    return true;
+}
+
+void idtab_clear(idtab_t *t)
+{
+    if (t->count == 0)
+        return;
+    if (t->mask + 1 > IDTAB_MIN_SLOTS) {
+        idtab_destroy(t); /* the next add allocates the minimum again */
+        return;
+    }
+    memset(t->slots, 0, (t->mask + 1) * sizeof *t->slots);
+    t->count = 0;
 }

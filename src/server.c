@@ -67,6 +67,8 @@ void server_want_flush(server_t *s, conn_t *c)
 
 /* ---- flushing and timers ---- */
 
+static void server_arm_timer(server_t *s);
+
 static void server_on_flush(evutil_socket_t fd, short what, void *arg)
 {
     server_t *s = arg;
@@ -81,7 +83,14 @@ static void server_on_flush(evutil_socket_t fd, short what, void *arg)
     server_arm_timer(s);
 }
 
-void server_arm_timer(server_t *s)
+void server_touch(server_t *s)
+{
+    event_active(s->flush_ev, EV_TIMEOUT, 0);
+}
+
+/* The one place the broker's timer is re-armed: the end of every turn that
+ * called into the broker, and its own expiry. */
+static void server_arm_timer(server_t *s)
 {
     uint64_t next = broker_next_deadline(s->broker);
     uint64_t now;

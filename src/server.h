@@ -93,7 +93,10 @@ void server_conn_remove(server_t *s, struct conn *c);
 /* For conn.c: queue c to be flushed at the end of this loop turn. */
 void server_want_flush(server_t *s, struct conn *c);
 
-/* For conn.c: the broker may have new deadlines; re-arm the timer if so. */
-void server_arm_timer(server_t *s);
+/* After any broker call outside the server's own timer (a command, a
+ * Redis reply, a closed connection): the broker may have new deadlines.
+ * Its timer is re-armed in one place, the end-of-turn pass that also
+ * flushes the connections. */
+void server_touch(server_t *s);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "counters.h"
 #include "version.h"
 
 /* Append to out, never past cap; returns the new length. */
@@ -34,16 +35,10 @@ static size_t stats_put(char *out, size_t cap, size_t len, const char *fmt, ...)
 
 static size_t stats_put_totals(char *out, size_t cap, size_t len, const br_counters_t *c)
 {
-    return stats_put(out, cap, len,
-                     "published: %" PRIu64 "\n"
-                     "delivered: %" PRIu64 "\n"
-                     "acked: %" PRIu64 "\n"
-                     "redelivered: %" PRIu64 "\n"
-                     "dead: %" PRIu64 "\n"
-                     "dropped: %" PRIu64 "\n"
-                     "rejected: %" PRIu64 "\n",
-                     c->published, c->delivered, c->acked, c->redelivered, c->dead, c->dropped,
-                     c->rejected);
+#define STATS_COUNTER(f, help) len = stats_put(out, cap, len, #f ": %" PRIu64 "\n", c->f);
+    SLUICE_COUNTERS(STATS_COUNTER)
+#undef STATS_COUNTER
+    return len;
 }
 
 size_t stats_yaml_server(char *out, size_t cap, const broker_stats_t *s, const stats_extra_t *x)
@@ -77,19 +72,10 @@ size_t stats_yaml_topic(char *out, size_t cap, const topic_stats_t *t)
     size_t len = 0;
 
     out[0] = '\0';
-    len = stats_put(out, cap, len,
-                    "topic: \"%.*s\"\n"
-                    "ready: %" PRIu64 "\n"
-                    "delayed: %" PRIu64 "\n"
-                    "in_flight: %" PRIu64 "\n"
-                    "bytes: %" PRIu64 "\n"
-                    "consumers: %" PRIu64 "\n"
-                    "blocked_producers: %" PRIu64 "\n"
-                    "max_messages: %" PRIu64 "\n"
-                    "max_bytes: %" PRIu64 "\n"
-                    "overflow: %s\n",
-                    (int)t->name_len, t->name, t->ready, t->delayed, t->in_flight, t->bytes,
-                    t->consumers, t->blocked_producers, t->max_messages, t->max_bytes,
-                    config_overflow_name(t->overflow));
+    len = stats_put(out, cap, len, "topic: \"%.*s\"\n", (int)t->name_len, t->name);
+#define STATS_GAUGE(f, metric, help) len = stats_put(out, cap, len, #f ": %" PRIu64 "\n", t->f);
+    SLUICE_TOPIC_GAUGES(STATS_GAUGE)
+#undef STATS_GAUGE
+    len = stats_put(out, cap, len, "overflow: %s\n", config_overflow_name(t->overflow));
     return stats_put_totals(out, cap, len, &t->totals);
 }

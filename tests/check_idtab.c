@@ -1,5 +1,6 @@
 /* check_idtab.c: unit tests of the id -> message table: insert, find,
- * delete, growth, shrinking, collisions and deletion inside a cluster.
+ * delete, growth, shrinking, collisions and deletion inside a cluster, and
+ * its use as an id set (the mirror's).
  */
 #include <check.h>
 #include <stdbool.h>
@@ -224,6 +225,52 @@ START_TEST(test_random_churn)
 }
 END_TEST
 
+/* The id-set face: a zeroed table allocates on first add; adding twice is
+ * one member; del says whether it was there; clear empties and is reusable;
+ * a churned set agrees with a plain bitmap. */
+START_TEST(test_id_set)
+{
+    idtab_t set = {0};
+    static bool ref[20001];
+
+    ck_assert(!idtab_has(&set, 7));
+    ck_assert(!idtab_del(&set, 7));
+    idtab_clear(&set); /* nothing allocated: a no-op */
+    ck_assert_int_eq(idtab_add(&set, 7), 0);
+    ck_assert_int_eq(idtab_add(&set, 7), 0);
+    ck_assert_uint_eq(set.count, 1);
+    ck_assert(idtab_has(&set, 7));
+    ck_assert(!idtab_has(&set, 0)); /* 0 is never an id */
+    ck_assert(idtab_del(&set, 7));
+    ck_assert(!idtab_del(&set, 7));
+
+    srand(42);
+    memset(ref, 0, sizeof ref);
+    for (int i = 0; i < 200000; i++) {
+        uint64_t id = 1 + (uint64_t)rand() % 20000;
+        if (rand() % 3 == 0) {
+            ck_assert(idtab_del(&set, id) == ref[id]);
+            ref[id] = false;
+        } else {
+            ck_assert_int_eq(idtab_add(&set, id), 0);
+            ref[id] = true;
+        }
+    }
+    for (uint64_t id = 1; id <= 20000; id++)
+        ck_assert(idtab_has(&set, id) == ref[id]);
+
+    idtab_clear(&set); /* large: given back, reallocated on the next add */
+    ck_assert_uint_eq(set.count, 0);
+    ck_assert(!idtab_has(&set, 5));
+    ck_assert_int_eq(idtab_add(&set, 5), 0);
+    ck_assert_uint_eq(idtab_capacity(&set), IDTAB_MIN_SLOTS);
+    idtab_clear(&set); /* small: kept, zeroed */
+    ck_assert_ptr_nonnull(set.slots);
+    ck_assert(!idtab_has(&set, 5));
+    idtab_destroy(&set);
+}
+END_TEST
+
 static Suite *idtab_suite(void)
 {
     Suite *s = suite_create("idtab");
@@ -239,6 +286,7 @@ static Suite *idtab_suite(void)
     tcase_add_test(tc, test_delete_keeps_home_entries);
     tcase_add_test(tc, test_wraparound_cluster);
     tcase_add_test(tc, test_random_churn);
+    tcase_add_test(tc, test_id_set);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,100 @@
+/* mbuf.c: RESP arguments appended to a growable buffer (see mbuf.h). */
+#include "mbuf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+size_t mbuf_u64_dec(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static int mbuf_grow(mbuf_t *b, size_t more)
+{
+    size_t cap = b->cap ? b->cap : 4096;
+    char *p;
+
+    if (b->len + more <= b->cap)
+        return 0;
+    while (cap < b->len + more)
+        cap *= 2;
+    p = realloc(b->p, cap);
+    if (p == NULL)
+        return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+int mbuf_open(mbuf_t *b, size_t room)
+{
+    if (b->nargs > 0)
+        return 0;
+    b->len = 0;
+    if (mbuf_grow(b, room + 256) < 0)
+        return -1;
+    b->len = b->room = room;
+    return 0;
+}
+
+int mbuf_arg(mbuf_t *b, const void *data, size_t n)
+{
+    char num[24];
+    size_t d = mbuf_u64_dec(num, n);
+    char *q;
+
+    if (mbuf_grow(b, n + d + 5) < 0)
+        return -1;
+    q = b->p + b->len;
+    *q++ = '$';
+    memcpy(q, num, d);
+    q += d;
+    *q++ = '\r';
+    *q++ = '\n';
+    if (n > 0)
+        memcpy(q, data, n);
+    q += n;
+    *q++ = '\r';
+    *q++ = '\n';
+    b->len = (size_t)(q - b->p);
+    b->nargs++;
+    return 0;
+}
+
+int mbuf_arg_u64(mbuf_t *b, uint64_t v)
+{
+    char num[24];
+    return mbuf_arg(b, num, mbuf_u64_dec(num, v));
+}
+
+int mbuf_arg_str(mbuf_t *b, const char *s)
+{
+    return mbuf_arg(b, s, strlen(s));
+}
+
+void mbuf_done(mbuf_t *b)
+{
+    b->len = 0;
+    b->nargs = 0;
+    b->room = 0;
+    if (b->cap > MBUF_KEEP) {
+        free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
+}
+
+void mbuf_free(mbuf_t *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}

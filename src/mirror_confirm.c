@@ -1,0 +1,131 @@
+/* mirror_confirm.c: confirm mode. A PUB is held (its +OK not sent) until
+ * the write carrying its message is answered by Redis, or refused with
+ * -ERR mirror unavailable after redis.confirm_timeout.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include <event2/event.h>
+
+#include "clock.h"
+#include "log.h"
+#include "mirror_int.h"
+
+static void mirror_arm_confirm(mirror_t *mi)
+{
+    uint64_t now, due;
+    struct timeval tv;
+
+    if (mi->hcount == 0 || evtimer_pending(mi->confirm_ev, NULL))
+        return;
+    now = clock_ms();
+    due = mi->holds[mi->hhead].due;
+    tv = clock_tv(due > now ? due - now : 0);
+    evtimer_add(mi->confirm_ev, &tv);
+}
+
+static int mirror_hold_push(mirror_t *mi, const hold_t *h)
+{
+    if (mi->hcount == mi->hcap) {
+        size_t cap = mi->hcap ? mi->hcap * 2 : 64;
+        hold_t *n = malloc(cap * sizeof *n);
+        if (n == NULL)
+            return -1;
+        for (size_t i = 0; i < mi->hcount; i++)
+            n[i] = mi->holds[(mi->hhead + i) % mi->hcap];
+        free(mi->holds);
+        mi->holds = n;
+        mi->hcap = cap;
+        mi->hhead = 0;
+    }
+    mi->holds[(mi->hhead + mi->hcount) % mi->hcap] = *h;
+    mi->hcount++;
+    return 0;
+}
+
+/* A PUB is held until Redis has its message, at most confirm_timeout. */
+void mirror_hold(mirror_t *mi, const topic_t *t, uint64_t id)
+{
+    hold_t h = {.id = id, .due = clock_ms() + mi->confirm_timeout_ms, .t = t};
+
+    if (mirror_hold_push(mi, &h) < 0) {
+        log_error("redis mirror: out of memory tracking confirmed PUB %" PRIu64, id);
+        return;
+    }
+    if (idtab_add(&mi->held, id) < 0) {
+        mi->hcount--;
+        log_error("redis mirror: out of memory tracking confirmed PUB %" PRIu64, id);
+        return;
+    }
+    mirror_arm_confirm(mi);
+}
+
+void mirror_confirm_ids(mirror_t *mi, const uint64_t *ids, size_t n)
+{
+    uint64_t now = clock_ms();
+    bool any = false;
+
+    for (size_t i = 0; i < n; i++) {
+        if (idtab_del(&mi->held, ids[i])) {
+            broker_confirm(mi->b, ids[i], true, now);
+            any = true;
+        }
+    }
+    if (any) {
+        broker_dispatch(mi->b, now);
+        server_touch(mi->srv);
+    }
+}
+
+/* Message id of topic t is gone from the broker: delete it from Redis,
+ * and keep a resync from reading its freed msg_t. */
+void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id)
+{
+    mtopic_t *mt;
+
+    if (mi->phase == P_RESYNC && id < mi->resync_upto && idtab_add(&mi->tomb, id) < 0) {
+        /* Without the tombstone the snapshot is unsafe: start over. */
+        mirror_batch_failed(mi);
+        return;
+    }
+    if (!mirror_writable(mi)) {
+        mi->dirty = true;
+        return;
+    }
+    mt = mirror_topic(mi, t);
+    if (mt == NULL || mirror_u64s_push(&mt->dels, id) < 0) {
+        mirror_batch_failed(mi);
+        return;
+    }
+    /* Under confirm an ACK goes out with the turn's PUBs, not 2 ms later,
+     * so a restore after a crash brings back as few acked messages as it can. */
+    mirror_queue(mi, mt, mi->confirm);
+}
+
+void mirror_on_confirm_timer(evutil_socket_t fd, short what, void *arg)
+{
+    mirror_t *mi = arg;
+    uint64_t now = clock_ms(), refused = 0;
+
+    (void)fd;
+    (void)what;
+    while (mi->hcount > 0 && mi->holds[mi->hhead].due <= now) {
+        hold_t h = mi->holds[mi->hhead];
+        mi->hhead = (mi->hhead + 1) % mi->hcap;
+        mi->hcount--;
+        if (!idtab_del(&mi->held, h.id))
+            continue;
+        broker_confirm(mi->b, h.id, false, now);
+        /* Its write may still land: delete it behind that write. */
+        mirror_forget(mi, h.t, h.id);
+        refused++;
+    }
+    if (refused > 0) {
+        if (!mi->refuse_logged)
+            log_warn("redis mirror: confirmed PUBs time out (-ERR mirror unavailable)");
+        mi->refuse_logged = true;
+        broker_dispatch(mi->b, now);
+        server_touch(mi->srv);
+    }
+    mirror_arm_confirm(mi);
+}

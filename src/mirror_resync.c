@@ -1,0 +1,245 @@
+/* mirror_resync.c: full resynchronisation of Redis with the broker.
+ *
+ * It runs on every connection that may have missed changes, and after
+ * falling too far behind, and never leaves Redis without the messages it
+ * had: the whole state is written into separate "resync" keys in chunks,
+ * the live changes of that period go there too, and one Lua script then
+ * swaps them in atomically. A crash at any moment leaves either the old or
+ * the new complete state, never a half-deleted one.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include <event2/event.h>
+
+#include "clock.h"
+#include "log.h"
+#include "mirror_int.h"
+#include "topic.h"
+
+/* Delete what an interrupted resync left, and with ARGV[2] == "1" (a new
+ * connection) the stats hashes of topics from earlier runs. */
+const char mirror_lua_cleanup[] =
+    "local p = ARGV[1]\n"
+    "local t = redis.call('SMEMBERS', p .. ':resync:topics')\n"
+    "for i = 1, #t do\n"
+    "  redis.call('UNLINK', p .. ':resync:messages:' .. t[i], p .. ':resync:attempts:' .. t[i])\n"
+    "end\n"
+    "redis.call('UNLINK', p .. ':resync:topics')\n"
+    "if ARGV[2] == '1' then\n"
+    "  t = redis.call('SMEMBERS', p .. ':topics')\n"
+    "  for i = 1, #t do redis.call('UNLINK', p .. ':topic:' .. t[i]) end\n"
+    "  redis.call('UNLINK', p .. ':topics')\n"
+    "end\n"
+    "return 1\n";
+
+/* Replace every message hash by its resync copy, atomically. */
+const char mirror_lua_swap[] =
+    "local p = ARGV[1]\n"
+    "local old = redis.call('SMEMBERS', p .. ':message_topics')\n"
+    "for i = 1, #old do\n"
+    "  redis.call('UNLINK', p .. ':messages:' .. old[i], p .. ':attempts:' .. old[i])\n"
+    "end\n"
+    "local new = redis.call('SMEMBERS', p .. ':resync:topics')\n"
+    "for i = 1, #new do\n"
+    "  for _, k in ipairs({'messages', 'attempts'}) do\n"
+    "    local src = p .. ':resync:' .. k .. ':' .. new[i]\n"
+    "    if redis.call('EXISTS', src) == 1 then\n"
+    "      redis.call('RENAME', src, p .. ':' .. k .. ':' .. new[i])\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if #new > 0 then\n"
+    "  redis.call('RENAME', p .. ':resync:topics', p .. ':message_topics')\n"
+    "else\n"
+    "  redis.call('UNLINK', p .. ':message_topics')\n"
+    "end\n"
+    "return #new\n";
+/* ---- resync ---- */
+
+void mirror_snapshot_free(mirror_t *mi)
+{
+    free(mi->snap);
+    mi->snap = NULL;
+    mi->nsnap = mi->snap_cap = mi->pos = 0;
+    idtab_destroy(&mi->tomb);
+}
+
+static void mirror_snapshot_add(void *ctx, const topic_t *t, const msg_t *m)
+{
+    mirror_t *mi = ctx;
+
+    (void)t;
+    if (mi->snap_oom)
+        return;
+    if (mi->nsnap == mi->snap_cap) {
+        size_t cap = mi->snap_cap ? mi->snap_cap * 2 : 1024;
+        snap_ent_t *n = realloc(mi->snap, cap * sizeof *n);
+        if (n == NULL) {
+            mi->snap_oom = true;
+            return;
+        }
+        mi->snap = n;
+        mi->snap_cap = cap;
+    }
+    mi->snap[mi->nsnap].m = m;
+    mi->snap[mi->nsnap].id = m->id;
+    mi->nsnap++;
+}
+
+/* Disown everything in flight for the current phase. */
+void mirror_abort(mirror_t *mi)
+{
+    mi->gen++;
+    mirror_discard_batches(mi);
+    mirror_snapshot_free(mi);
+    mi->swap_ids.n = 0;
+}
+
+static void mirror_schedule_resync_in(mirror_t *mi, uint64_t ms)
+{
+    struct timeval tv = clock_tv(ms);
+
+    /* A timer, not event_active: activating itself would run it again in
+     * the same pass and starve the sockets. */
+    evtimer_add(mi->resync_ev, &tv);
+}
+
+void mirror_schedule_resync(mirror_t *mi)
+{
+    mirror_schedule_resync_in(mi, 0);
+}
+
+/* Write one run of same-topic snapshot messages; false when done or failed. */
+static bool mirror_send_chunk(mirror_t *mi, size_t *sent)
+{
+    const topic_t *t = NULL;
+    mtopic_t *mt;
+    size_t n = 0, klen;
+    mreq_t *req;
+
+    mi->chunk_held.n = 0;
+    while (mi->pos < mi->nsnap && n < MIRROR_CHUNK_MSGS && mi->chunk.len < MIRROR_CHUNK_BYTES) {
+        const snap_ent_t *e = &mi->snap[mi->pos];
+        const msg_t *m;
+        if (idtab_has(&mi->tomb, e->id)) {
+            mi->pos++;
+            continue;
+        }
+        m = e->m;
+        if (t != NULL && m->topic != t)
+            break;
+        if (t == NULL) {
+            size_t nlen;
+            t = m->topic;
+            topic_name(t, &nlen);
+            if (mbuf_open(&mi->chunk, mirror_room(mi, nlen)) < 0 ||
+                mbuf_open(&mi->chunk_att, mirror_room(mi, nlen)) < 0)
+                goto oom;
+        }
+        if (mbuf_arg_u64(&mi->chunk, m->id) < 0 || mbuf_arg(&mi->chunk, m->data, m->len) < 0)
+            goto oom;
+        if (m->attempt > 0 &&
+            (mbuf_arg_u64(&mi->chunk_att, m->id) < 0 || mbuf_arg_u64(&mi->chunk_att, m->attempt) < 0))
+            goto oom;
+        if (m->state == MSG_HELD && mirror_u64s_push(&mi->chunk_held, m->id) < 0)
+            goto oom;
+        mi->pos++;
+        n++;
+    }
+    if (t == NULL)
+        return false;
+    mt = mirror_topic(mi, t);
+    if (mt == NULL)
+        goto oom;
+    mirror_announce(mi, mt);
+    *sent += mi->chunk.len + mi->chunk_att.len;
+    req = mirror_req(mi, REQ_CHUNK, mi->chunk_held.v, mi->chunk_held.n);
+    klen = mirror_key(mi, "resync:messages:", mt->name, mt->nlen);
+    mirror_send(mi, "HSET", mi->key, klen, &mi->chunk, req);
+    if (mi->chunk_att.nargs > 0) {
+        klen = mirror_key(mi, "resync:attempts:", mt->name, mt->nlen);
+        mirror_send(mi, "HSET", mi->key, klen, &mi->chunk_att, mirror_req(mi, REQ_WRITE, NULL, 0));
+    }
+    mbuf_done(&mi->chunk);
+    mbuf_done(&mi->chunk_att);
+    return mi->ac != NULL;
+oom:
+    mbuf_done(&mi->chunk);
+    mbuf_done(&mi->chunk_att);
+    mirror_batch_failed(mi);
+    return false;
+}
+
+/* Every snapshot message is on its way: swap the resync keys in. Changes
+ * from now on go to the real keys, behind the swap in the pipeline. */
+static void mirror_resync_finish(mirror_t *mi)
+{
+    mirror_flush_batches(mi);
+    if (mi->phase != P_RESYNC)
+        return;
+    mirror_put_next_id(mi);
+    mirror_eval(mi, REQ_SWAP, mirror_lua_swap, NULL);
+    log_debug("redis mirror: resync of %zu messages sent in %" PRIu64 " ms", mi->nsnap,
+              clock_ms() - mi->resync_t0);
+    mirror_snapshot_free(mi);
+    mi->phase = P_LIVE;
+}
+
+void mirror_on_resync(evutil_socket_t fd, short what, void *arg)
+{
+    mirror_t *mi = arg;
+    size_t sent = 0;
+
+    (void)fd;
+    (void)what;
+    if (mi->ac == NULL)
+        return;
+    if (mi->phase == P_IDLE) {
+        uint64_t now = clock_ms();
+        if (now < mi->resync_after)
+            mirror_schedule_resync_in(mi, mi->resync_after - now);
+        else if (mi->lag_ops == 0)
+            mirror_resync_start(mi);
+        return;
+    }
+    if (mi->phase != P_RESYNC)
+        return;
+    while (mi->pos < mi->nsnap) {
+        if (mi->lag_bytes >= MIRROR_RESYNC_WINDOW)
+            return; /* a chunk's reply schedules the next step */
+        if (mirror_obuf(mi) > MIRROR_OBUF_HIGH) {
+            mirror_schedule_resync_in(mi, MIRROR_COALESCE_MS);
+            return;
+        }
+        if (sent >= MIRROR_RESYNC_TURN) {
+            mirror_schedule_resync(mi);
+            return;
+        }
+        if (!mirror_send_chunk(mi, &sent))
+            break;
+    }
+    if (mi->phase == P_RESYNC && mi->pos >= mi->nsnap && mi->ac != NULL)
+        mirror_resync_finish(mi);
+}
+
+/* Snapshot the broker and start writing it into the resync keys. */
+void mirror_resync_start(mirror_t *mi)
+{
+    mirror_abort(mi);
+    mi->phase = P_RESYNC;
+    mi->dirty = false;
+    mi->resync_t0 = clock_ms();
+    mirror_forget_topics(mi);
+    mirror_eval(mi, REQ_WRITE, mirror_lua_cleanup, "0");
+    mi->snap_oom = false;
+    if (mi->mode == MIRROR_MESSAGES)
+        broker_foreach_message(mi->b, mirror_snapshot_add, mi);
+    if (mi->snap_oom) {
+        mirror_snapshot_free(mi);
+        mirror_batch_failed(mi);
+        return;
+    }
+    mi->resync_upto = broker_next_id(mi->b);
+    mirror_schedule_resync(mi);
+}
