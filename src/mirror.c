@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+#include "addr.h"
 #include "clock.h"
 #include "log.h"
 #include "mirror_int.h"
@@ -146,18 +147,19 @@ static redisReply *mirror_sync_cmd(redisContext *c, int argc, const char **argv,
 static redisContext *mirror_sync_connect(const mirror_t *mi, char *err, size_t errlen)
 {
     struct timeval tv = clock_tv(MIRROR_SYNC_CONNECT_MS), io = clock_tv(MIRROR_SYNC_IO_MS);
-    char host[256], num[24];
-    int port = 0;
-    const char *path, *argv[2];
+    char num[24];
+    const char *argv[2];
+    addr_t a;
     size_t lens[2];
     redisContext *c;
     redisReply *r;
 
-    if (mirror_parse_addr(mi->address, host, sizeof host, &port, &path) < 0) {
+    if (addr_parse(mi->address, ADDR_REDIS, &a) != NULL) {
         snprintf(err, errlen, "bad address");
         return NULL;
     }
-    c = path != NULL ? redisConnectUnixWithTimeout(path, tv) : redisConnectWithTimeout(host, port, tv);
+    c = a.kind == ADDR_KIND_UNIX ? redisConnectUnixWithTimeout(a.path, tv)
+                                 : redisConnectWithTimeout(a.host, a.port, tv);
     if (c == NULL || c->err) {
         snprintf(err, errlen, "%s", c ? c->errstr : "out of memory");
         redisFree(c);

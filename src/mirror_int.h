@@ -233,7 +233,6 @@ int mirror_eval(mirror_t *mi, int kind, const char *script, const char *flag);
 void mirror_on_connect_timeout(evutil_socket_t fd, short what, void *arg);
 void mirror_on_reply(redisAsyncContext *ac, void *reply, void *priv);
 void mirror_on_retry(evutil_socket_t fd, short what, void *arg);
-int mirror_parse_addr(const char *addr, char *host, size_t cap, int *port, const char **path);
 mreq_t *mirror_req(const mirror_t *mi, int kind, const uint64_t *ids, size_t nids);
 void mirror_restore_send(mirror_t *mi);
 void mirror_retry_now(mirror_t *mi);

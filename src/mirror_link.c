@@ -13,6 +13,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "addr.h"
 #include "clock.h"
 #include "log.h"
 #include "mirror_int.h"
@@ -130,39 +131,6 @@ int mirror_eval(mirror_t *mi, int kind, const char *script, const char *flag)
 
 /* ---- the connection ---- */
 
-/* host/port or unix path from "host:port", "[v6]:port", "unix:/path". */
-int mirror_parse_addr(const char *addr, char *host, size_t cap, int *port,
-                             const char **path)
-{
-    const char *colon;
-    size_t hlen;
-
-    *path = NULL;
-    if (strncmp(addr, "unix:", 5) == 0) {
-        *path = addr + 5;
-        return 0;
-    }
-    if (addr[0] == '[') {
-        const char *end = strchr(addr, ']');
-        if (end == NULL || end[1] != ':')
-            return -1;
-        hlen = (size_t)(end - addr - 1);
-        colon = end + 1;
-        addr++;
-    } else {
-        colon = strrchr(addr, ':');
-        if (colon == NULL)
-            return -1;
-        hlen = (size_t)(colon - addr);
-    }
-    if (hlen == 0 || hlen >= cap)
-        return -1;
-    memcpy(host, addr, hlen);
-    host[hlen] = '\0';
-    *port = atoi(colon + 1);
-    return *port > 0 && *port < 65536 ? 0 : -1;
-}
-
 /* No connection any more (hiredis frees or has freed it): retry later. */
 static void mirror_down(mirror_t *mi, const char *why, bool quiet)
 {
@@ -274,20 +242,18 @@ static void mirror_established(mirror_t *mi)
 
 void mirror_connect(mirror_t *mi)
 {
-    char host[256];
-    int port = 0;
-    const char *path;
+    addr_t a;
     redisAsyncContext *ac;
     struct timeval tv = clock_tv(MIRROR_CONNECT_TIMEOUT_MS);
     const char *argv[2];
     size_t lens[2];
     char num[24];
 
-    if (mirror_parse_addr(mi->address, host, sizeof host, &port, &path) < 0) {
+    if (addr_parse(mi->address, ADDR_REDIS, &a) != NULL) {
         mirror_down(mi, "bad address", false);
         return;
     }
-    ac = path != NULL ? redisAsyncConnectUnix(path) : redisAsyncConnect(host, port);
+    ac = a.kind == ADDR_KIND_UNIX ? redisAsyncConnectUnix(a.path) : redisAsyncConnect(a.host, a.port);
     if (ac == NULL) {
         mirror_down(mi, "out of memory", false);
         return;
