@@ -26,7 +26,6 @@ void mirror_restore_apply(mirror_t *mi, mrestore_t *rs)
     server_touch(mi->srv);
 }
 
-
 /* What STATS, /metrics and /healthz show of the mirror (server_mirror_status). */
 static server_mirror_status_t mirror_status_of(const void *arg)
 {

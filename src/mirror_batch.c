@@ -123,21 +123,31 @@ void mirror_put_next_id(mirror_t *mi)
         mi->next_id_sent = n;
 }
 
-/* SADD the topic to the set naming the message hashes (the resync's own
- * set while resynchronising), once per connection or resync. */
+/* Once per connection or resync: SADD the topic to the set naming the
+ * message hashes, and pin its message hash as a hash table (see
+ * MRESTORE_PIN_FIELD); while resynchronising, both go to the resync keys. */
 void mirror_announce(mirror_t *mi, mtopic_t *mt)
 {
-    const char *argv[3] = {"SADD", NULL, mt->name};
-    size_t lens[3] = {4, 0, mt->nlen};
+    bool temp = mi->phase == P_RESYNC;
+    const char *argv[4] = {"SADD", NULL, mt->name, NULL};
+    size_t lens[4] = {4, 0, mt->nlen, 0};
 
     if (mt->announced)
         return;
-    lens[1] = mirror_key(mi, mi->phase == P_RESYNC ? "resync:topics" : "message_topics", NULL, 0);
+    lens[1] = mirror_key(mi, temp ? "resync:topics" : "message_topics", NULL, 0);
     argv[1] = mi->key;
-    if (lens[1] > 0 && mirror_argv(mi, mirror_req(mi, REQ_WRITE, NULL, 0), 3, argv, lens) == 0)
+    if (lens[1] == 0 || mirror_argv(mi, mirror_req(mi, REQ_WRITE, NULL, 0), 3, argv, lens) < 0)
+        return;
+    argv[0] = "HSET";
+    lens[0] = 4;
+    lens[1] = mirror_key(mi, temp ? "resync:messages:" : "messages:", mt->name, mt->nlen);
+    argv[2] = MRESTORE_PIN_FIELD;
+    lens[2] = sizeof MRESTORE_PIN_FIELD - 1;
+    argv[3] = MRESTORE_PIN_VALUE;
+    lens[3] = sizeof MRESTORE_PIN_VALUE - 1;
+    if (lens[1] > 0 && mirror_argv(mi, mirror_req(mi, REQ_WRITE, NULL, 0), 4, argv, lens) == 0)
         mt->announced = true;
 }
-
 
 /* Send "<verb> <prefix>:<part><topic> <args in mi->cmd>" if it has args. */
 static void mirror_send_cmd(mirror_t *mi, const mtopic_t *mt, const char *verb,
@@ -275,7 +285,6 @@ static void mirror_flush_topic(mirror_t *mi, mtopic_t *mt)
     if (err != 0)
         mirror_batch_failed(mi);
 }
-
 
 /* Stop writing: what is not sent yet is dropped, not queued. A resync
  * starts once Redis has answered everything already sent. */

@@ -86,7 +86,6 @@ void mirror_write_stats(mirror_t *mi)
     mirror_put_next_id(mi);
 }
 
-
 void mirror_on_stats(evutil_socket_t fd, short what, void *arg)
 {
     mirror_t *mi = arg;

@@ -198,6 +198,9 @@ static int mrestore_page(mrestore_t *rs, const redisReply *list)
     for (size_t i = 0; i + 1 < list->elements; i += 2) {
         const redisReply *f = list->element[i], *v = list->element[i + 1];
         uint64_t id, att;
+        if (rs->step == RS_MESSAGES && f->type == REDIS_REPLY_STRING &&
+            f->len == sizeof MRESTORE_PIN_FIELD - 1 && memcmp(f->str, MRESTORE_PIN_FIELD, f->len) == 0)
+            continue;
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
             !mrestore_u64(f->str, f->len, UINT64_MAX, &id)) {
             rs->skipped++;
