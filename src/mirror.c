@@ -189,13 +189,88 @@ fail:
     return NULL;
 }
 
+/* The message hashes, pipelined one HSCAN ahead and parsed by the
+ * restore's own reader (mrestore_reader_new). 0 done, or -1 with why in err. */
+static int mirror_restore_stream(redisContext *c, mrestore_t *rs, char *err, size_t errlen)
+{
+    redisReader *rd = mrestore_reader_new(rs);
+    int st = 0;
+
+    if (rd == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    redisReaderFree(c->reader); /* empty: every earlier reply was read */
+    c->reader = rd;
+    while (st == 0) {
+        const char *argv[5];
+        size_t lens[5];
+        void *reply = NULL;
+        int done = 0;
+
+        if (mrestore_may_send(rs)) {
+            int argc = mrestore_command(rs, argv, lens);
+            if (argc < 0 || redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            while (!done)
+                if (redisBufferWrite(c, &done) != REDIS_OK)
+                    goto io;
+            continue;
+        }
+        if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
+            snprintf(err, errlen, "%s", c->reader->err == REDIS_ERR_OOM ? "out of memory"
+                                                                         : c->reader->errstr);
+            return -1;
+        }
+        if (reply != NULL)
+            st = mrestore_page_end(rs);
+        else if (redisBufferRead(c) != REDIS_OK)
+            goto io;
+    }
+    return 0;
+io:
+    snprintf(err, errlen, "%s", c->errstr[0] ? c->errstr : "connection lost");
+    return -1;
+}
+
+/* The next id and the topic set, one command at a time; then the message
+ * hashes (mirror_restore_stream). 0 done, or -1 with why in err. */
+static int mirror_restore_read(redisContext *c, mrestore_t *rs, char *err, size_t errlen)
+{
+    int st = 0;
+
+    while (st == 0 && !mrestore_scanning(rs)) {
+        const char *argv[5];
+        size_t lens[5];
+        int argc = mrestore_command(rs, argv, lens);
+        redisReply *r;
+
+        if (argc < 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        r = mirror_sync_cmd(c, argc, argv, lens, err, errlen);
+        if (r == NULL)
+            return -1;
+        st = mrestore_feed(rs, r);
+        freeReplyObject(r);
+        if (st < 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    return st == 0 ? mirror_restore_stream(c, rs, err, errlen) : 0;
+}
+
 /* 0 restored (maybe nothing), -1 Redis unreachable (logged). */
 static int mirror_restore_sync(mirror_t *mi)
 {
     char err[256];
     redisContext *c = mirror_sync_connect(mi, err, sizeof err);
     mrestore_t *rs;
-    int st = 0;
+    int st;
 
     if (c == NULL) {
         log_warn("redis mirror: cannot restore from %s: %s; serving now, restoring on the "
@@ -209,20 +284,7 @@ static int mirror_restore_sync(mirror_t *mi)
         log_error("redis mirror: out of memory for the restore");
         return -1;
     }
-    while (st == 0) {
-        const char *argv[5];
-        size_t lens[5];
-        int argc = mrestore_command(rs, argv, lens);
-        redisReply *r = argc < 0 ? NULL : mirror_sync_cmd(c, argc, argv, lens, err, sizeof err);
-        if (r == NULL) {
-            st = -1;
-            break;
-        }
-        st = mrestore_feed(rs, r);
-        freeReplyObject(r);
-        if (st < 0)
-            snprintf(err, sizeof err, "out of memory");
-    }
+    st = mirror_restore_read(c, rs, err, sizeof err);
     redisFree(c);
     if (st < 0) {
         log_warn("redis mirror: restore from %s failed: %s; serving now, restoring on the "

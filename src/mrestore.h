@@ -6,6 +6,7 @@
 #ifndef SLUICE_MRESTORE_H
 #define SLUICE_MRESTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,13 +35,26 @@ mrestore_t *mrestore_new(const char *prefix, uint64_t now);
 void mrestore_free(mrestore_t *rs);
 
 /* The next command, in argv/lens (valid until the next call); returns its
- * argument count, or -1 when out of memory. */
+ * argument count, or -1 when out of memory. Only when mrestore_may_send
+ * (always true after mrestore_feed returned 0). */
 int mrestore_command(mrestore_t *rs, const char **argv, size_t *lens);
 
 /* Take the reply to the last command: 0 send the next one, 1 done, -1 out
  * of memory. Unexpected replies are logged and their key skipped: a
  * restore reads what it can, it never gets stuck. */
 int mrestore_feed(mrestore_t *rs, const redisReply *r);
+
+/* The blocking restore's fast path, once the first two replies (next id,
+ * topics) went through mrestore_feed: while mrestore_scanning, replies are
+ * read by a reader from mrestore_reader_new (its functions hand each page
+ * to rs as it is parsed, and build nothing); whenever mrestore_may_send, the
+ * next mrestore_command may be sent, before the page in hand is complete
+ * (at most two in flight); each complete reply is followed by
+ * mrestore_page_end: 0 more to come, 1 done. */
+bool mrestore_scanning(const mrestore_t *rs);
+bool mrestore_may_send(const mrestore_t *rs);
+redisReader *mrestore_reader_new(mrestore_t *rs);
+int mrestore_page_end(mrestore_t *rs);
 
 /* Put what was read into b, in id order (ids ascend in publish order),
  * with attempt counts; messages that could collide with ids b already

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# tests/bench/restore.sh: restore at scale (the durability issue): N queued
+# 64-byte messages (default 10,000,000) written straight into a private
+# Redis in the mirror's key schema, then a broker started with restore: the
+# seconds its log reports for the restore, the wall time until it listens,
+# and its RSS afterwards in bytes per message (RSS after the restore minus
+# the RSS of the same broker started on an empty Redis).
+#
+#   tests/bench/restore.sh                # N=10000000 RUNS=3
+#   N=1000000 RUNS=1 tests/bench/restore.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SLUICED=${SLUICED:-build/src/sluiced}
+N=${N:-10000000}
+RUNS=${RUNS:-3}
+
+. tests/bench/common.sh
+
+redis-server --port 0 --unixsocket "$work/redis.sock" --save '' --appendonly no \
+    --dir "$work" --daemonize no >"$work/redis.log" 2>&1 &
+pids+=("$!")
+for ((i = 0; i < 500; i++)); do redis-cli -s "$work/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.01; done
+
+# The mirror's schema (docs/redis.md): next_id, the topic set, one message
+# hash with its pin; payloads of 64 bytes, in HSETs of 1,000 fields.
+fill() {
+    python3 - "$N" <<'PY' | redis-cli -s "$work/redis.sock" --pipe >/dev/null
+import sys
+n = int(sys.argv[1])
+out = sys.stdout.buffer
+def cmd(*args):
+    b = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(b)
+out.write(cmd(b"SET", b"sluice:next_id", b"%d" % (n + 1)))
+out.write(cmd(b"SADD", b"sluice:message_topics", b"bench"))
+out.write(cmd(b"HSET", b"sluice:messages:bench", b"pin", b"x" * 100))
+pay = b"p" * 64
+for lo in range(1, n + 1, 1000):
+    args = [b"HSET", b"sluice:messages:bench"]
+    for i in range(lo, min(lo + 1000, n + 1)):
+        args += [b"%d" % i, pay]
+    out.write(cmd(*args))
+PY
+}
+
+cat >"$work/sluiced.yaml" <<YAML
+listen: [127.0.0.1:$(free_port)]
+admin: {listen: ""}
+limits: {max_memory: 64GiB}
+defaults: {max_messages: $((N + 1)), max_bytes: 64GiB}
+redis:
+  enabled: true
+  address: unix:$work/redis.sock
+  mirror: messages
+  restore: true
+YAML
+
+# Redis's CPU seconds so far (user + system)
+redis_cpu() {
+    redis-cli -s "$work/redis.sock" info cpu | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { print s }'
+}
+
+# rss PID: resident bytes
+rss() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
+
+# start: a broker on the current Redis; waits for "listening", sets $pid $secs
+start() {
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$SLUICED" -c "$work/sluiced.yaml" 2>"$work/sluiced.log" &
+    pid=$!
+    until grep -q "listening" "$work/sluiced.log"; do
+        kill -0 "$pid" 2>/dev/null || { cat "$work/sluiced.log" >&2; exit 1; }
+        sleep 0.05
+    done
+    t1=$(date +%s.%N)
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+}
+
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+
+# the baseline: the same broker with nothing to restore
+redis-cli -s "$work/redis.sock" flushall >/dev/null
+start
+sleep 0.5
+base=$(rss "$pid")
+stop
+
+for ((r = 1; r <= RUNS; r++)); do
+    redis-cli -s "$work/redis.sock" flushall >/dev/null
+    fill
+    c0=$(redis_cpu)
+    start
+    sleep 0.5
+    got=$(grep -o 'restored [0-9]* messages ([0-9]* topics) in [0-9.]* s' "$work/sluiced.log")
+    rcpu=$(awk -v a="$c0" -v b="$(redis_cpu)" 'BEGIN { printf "%.2f", b - a }')
+    bpm=$(awk -v a="$(rss "$pid")" -v b="$base" -v n="$N" 'BEGIN { printf "%.1f", (a - b) / n }')
+    echo "run $r: $got; listening after ${secs} s (Redis CPU ${rcpu} s); RSS $(($(rss "$pid") >> 20)) MiB, ${bpm} B/msg over the empty broker"
+    # a clean stop rewrites nothing it restored; the next run refills anyway
+    stop
+done

@@ -1,0 +1,315 @@
+/* check_mrestore.c: unit tests of reading the mirror back (mrestore): the
+ * commands it sends, what it makes of every reply (the pin, repeats, error
+ * replies, wrong shapes), the order the broker gets the messages in (dense
+ * and sparse ids), and the blocking restore's streaming reader, fed in
+ * pieces of every size, with its one-command-ahead pipelining. A scripted
+ * Redis answers each command; no sockets.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "broker.h"
+#include "mrestore.h"
+#include "msg.h"
+#include "topic.h"
+
+/* One command the restore must send and the reply the script gives it. */
+typedef struct step {
+    const char *cmd; /* argv joined by spaces */
+    const char *reply;
+} step_t;
+
+static const step_t script_basic[] = {
+    {"GET p:next_id", "$2\r\n10\r\n"},
+    {"SMEMBERS p:message_topics", "*2\r\n$1\r\na\r\n$1\r\nb\r\n"},
+    {"HSCAN p:messages:a 0 COUNT 10000",
+     "*2\r\n$2\r\n17\r\n*6\r\n$1\r\n3\r\n$3\r\nccc\r\n$3\r\npin\r\n$100\r\n"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "\r\n$1\r\n2\r\n$2\r\nbb\r\n"},
+    /* 3 again (HSCAN may repeat a field), and junk that is not an id */
+    {"HSCAN p:messages:a 17 COUNT 10000",
+     "*2\r\n$1\r\n0\r\n*6\r\n$1\r\n1\r\n$1\r\na\r\n$1\r\n3\r\n$3\r\nccc\r\n$3\r\nx-y\r\n$1\r\nz\r\n"},
+    {"HSCAN p:attempts:a 0 COUNT 10000", "*2\r\n$1\r\n0\r\n*4\r\n$1\r\n3\r\n$1\r\n2\r\n$1\r\n9\r\n$1\r\n1\r\n"},
+    {"HSCAN p:messages:b 0 COUNT 10000", "-WRONGTYPE Operation against a key holding the wrong kind\r\n"},
+    {"HSCAN p:attempts:b 0 COUNT 10000", "*2\r\n$1\r\n0\r\n*0\r\n"},
+};
+
+/* A reply that is not an HSCAN's shape in the middle: the key is skipped,
+ * the rest is read. */
+static const step_t script_shapes[] = {
+    {"GET p:next_id", "$-1\r\n"},
+    {"SMEMBERS p:message_topics", "*2\r\n$1\r\nc\r\n$1\r\nd\r\n"},
+    {"HSCAN p:messages:c 0 COUNT 10000", ":42\r\n"},
+    {"HSCAN p:attempts:c 0 COUNT 10000", "*3\r\n$1\r\n0\r\n*0\r\n*0\r\n"},
+    {"HSCAN p:messages:d 0 COUNT 10000", "*2\r\n$1\r\n0\r\n*2\r\n$1\r\n7\r\n$5\r\nseven\r\n"},
+    {"HSCAN p:attempts:d 0 COUNT 10000", "*2\r\n$1\r\n0\r\n$3\r\nbad\r\n"},
+};
+
+static char *join(int argc, const char **argv, const size_t *lens)
+{
+    char *s = calloc(1, 512);
+    size_t n = 0;
+
+    for (int i = 0; i < argc; i++)
+        n += (size_t)snprintf(s + n, 512 - n, i ? " %.*s" : "%.*s", (int)lens[i], argv[i]);
+    return s;
+}
+
+/* The next command, checked against the script. */
+static void expect_command(mrestore_t *rs, const step_t *script, size_t nsteps, size_t *sent)
+{
+    const char *argv[5];
+    size_t lens[5];
+    int argc = mrestore_command(rs, argv, lens);
+    char *got;
+
+    ck_assert_int_gt(argc, 0);
+    ck_assert_uint_lt(*sent, nsteps);
+    got = join(argc, argv, lens);
+    ck_assert_str_eq(got, script[*sent].cmd);
+    free(got);
+    (*sent)++;
+}
+
+/* A reply as a redisReply, through hiredis's own reader. */
+static redisReply *parse_reply(const char *resp)
+{
+    redisReader *r = redisReaderCreate();
+    void *reply = NULL;
+
+    ck_assert_int_eq(redisReaderFeed(r, resp, strlen(resp)), REDIS_OK);
+    ck_assert_int_eq(redisReaderGetReply(r, &reply), REDIS_OK);
+    ck_assert_ptr_nonnull(reply);
+    redisReaderFree(r);
+    return reply;
+}
+
+/* The async connection's way: one command, one redisReply. */
+static void run_feed(mrestore_t *rs, const step_t *script, size_t nsteps)
+{
+    size_t sent = 0;
+    int st = 0;
+
+    while (st == 0) {
+        redisReply *r;
+        expect_command(rs, script, nsteps, &sent);
+        r = parse_reply(script[sent - 1].reply);
+        st = mrestore_feed(rs, r);
+        freeReplyObject(r);
+    }
+    ck_assert_int_eq(st, 1);
+    ck_assert_uint_eq(sent, nsteps);
+}
+
+/* The blocking restore's way: the first two through mrestore_feed, then the
+ * streaming reader, fed `chunk` bytes at a time, sending the next command
+ * whenever it may. Returns how often a command was sent while the reply
+ * before it was still coming. */
+static int run_stream(mrestore_t *rs, const step_t *script, size_t nsteps, size_t chunk)
+{
+    size_t sent = 0, answered = 0, off = 0;
+    redisReader *rd;
+    int st = 0, ahead = 0;
+
+    while (st == 0 && !mrestore_scanning(rs)) {
+        redisReply *r;
+        expect_command(rs, script, nsteps, &sent);
+        r = parse_reply(script[sent - 1].reply);
+        st = mrestore_feed(rs, r);
+        freeReplyObject(r);
+        answered++;
+    }
+    rd = mrestore_reader_new(rs);
+    ck_assert_ptr_nonnull(rd);
+    while (st == 0) {
+        void *reply = NULL;
+        const char *resp;
+        size_t n;
+
+        if (mrestore_may_send(rs)) {
+            if (off > 0)
+                ahead++;
+            expect_command(rs, script, nsteps, &sent);
+            continue;
+        }
+        ck_assert_uint_lt(answered, sent); /* never waiting with nothing asked */
+        ck_assert_int_eq(redisReaderGetReply(rd, &reply), REDIS_OK);
+        if (reply != NULL) {
+            st = mrestore_page_end(rs);
+            answered++;
+            off = 0;
+            continue;
+        }
+        resp = script[answered].reply;
+        ck_assert_uint_lt(off, strlen(resp) + 1);
+        n = strlen(resp) - off < chunk ? strlen(resp) - off : chunk;
+        ck_assert_int_eq(redisReaderFeed(rd, resp + off, n), REDIS_OK);
+        off += n;
+    }
+    redisReaderFree(rd);
+    ck_assert_int_eq(st, 1);
+    ck_assert_uint_eq(sent, nsteps);
+    ck_assert_uint_eq(answered, nsteps);
+    return ahead;
+}
+
+/* ---- what the broker ends up with ---- */
+
+typedef struct seen {
+    char line[64][64];
+    size_t n;
+} seen_t;
+
+static void seen_add(void *ctx, const topic_t *t, const msg_t *m)
+{
+    seen_t *s = ctx;
+    size_t nlen;
+    const char *name = topic_name(t, &nlen);
+
+    ck_assert_uint_lt(s->n, 64);
+    snprintf(s->line[s->n++], 64, "%.*s %llu %u %.*s", (int)nlen, name, (unsigned long long)m->id,
+             (unsigned)m->attempt, (int)m->len, m->data);
+}
+
+static void apply_and_check(mrestore_t *rs, const char *const *want, size_t nwant,
+                            uint64_t next_id)
+{
+    config_t *cfg = config_default();
+    broker_t *b;
+    seen_t seen = {.n = 0};
+
+    ck_assert_ptr_nonnull(cfg);
+    b = broker_new(cfg, 0);
+    ck_assert_ptr_nonnull(b);
+    mrestore_apply(rs, b, 0);
+    broker_foreach_message(b, seen_add, &seen);
+    ck_assert_uint_eq(seen.n, nwant);
+    for (size_t i = 0; i < nwant; i++)
+        ck_assert_str_eq(seen.line[i], want[i]);
+    ck_assert_uint_eq(broker_next_id(b), next_id);
+    broker_free(b);
+    config_free(cfg);
+}
+
+static const char *const want_basic[] = {"a 1 0 a", "a 2 0 bb", "a 3 2 ccc"};
+
+START_TEST(test_feed_basic)
+{
+    mrestore_t *rs = mrestore_new("p", 0);
+
+    run_feed(rs, script_basic, sizeof script_basic / sizeof script_basic[0]);
+    apply_and_check(rs, want_basic, 3, 10);
+    mrestore_free(rs);
+}
+END_TEST
+
+/* Every piece size, from a byte at a time to whole replies: the same
+ * commands, the same messages; with small pieces the next HSCAN goes out
+ * before the page before it is complete. */
+START_TEST(test_stream_basic)
+{
+    for (size_t chunk = 1; chunk <= 400; chunk = chunk < 16 ? chunk + 1 : chunk * 2) {
+        mrestore_t *rs = mrestore_new("p", 0);
+        int ahead = run_stream(rs, script_basic, sizeof script_basic / sizeof script_basic[0], chunk);
+        if (chunk < 16)
+            ck_assert_int_gt(ahead, 0);
+        apply_and_check(rs, want_basic, 3, 10);
+        mrestore_free(rs);
+    }
+}
+END_TEST
+
+static const char *const want_shapes[] = {"d 7 0 seven"};
+
+START_TEST(test_shapes)
+{
+    for (int stream = 0; stream < 2; stream++) {
+        for (size_t chunk = 1; chunk <= 64; chunk *= 4) {
+            mrestore_t *rs = mrestore_new("p", 0);
+            size_t n = sizeof script_shapes / sizeof script_shapes[0];
+            if (stream)
+                run_stream(rs, script_shapes, n, chunk);
+            else
+                run_feed(rs, script_shapes, n);
+            apply_and_check(rs, want_shapes, 1, 8);
+            mrestore_free(rs);
+        }
+    }
+}
+END_TEST
+
+/* Ids far apart are sorted rather than placed; ids in a dense window are
+ * placed; both come out in id order, each once. */
+START_TEST(test_order_sparse_and_dense)
+{
+    static char page[2][4096];
+    const char *ids[2][6] = {{"900000000", "5", "70000", "5", "1", "3000000000"},
+                             {"12", "10", "11", "15", "13", "14"}};
+    const char *const want[2][6] = {{"s 1 0 v", "s 5 0 v", "s 70000 0 v", "s 900000000 0 v",
+                                     "s 3000000000 0 v"},
+                                    {"s 10 0 v", "s 11 0 v", "s 12 0 v", "s 13 0 v", "s 14 0 v",
+                                     "s 15 0 v"}};
+
+    for (int k = 0; k < 2; k++) {
+        size_t len = (size_t)snprintf(page[k], sizeof page[k], "*2\r\n$1\r\n0\r\n*12\r\n");
+        for (int i = 0; i < 6; i++)
+            len += (size_t)snprintf(page[k] + len, sizeof page[k] - len, "$%zu\r\n%s\r\n$1\r\nv\r\n",
+                                    strlen(ids[k][i]), ids[k][i]);
+        const step_t script[] = {
+            {"GET p:next_id", "$1\r\n1\r\n"},
+            {"SMEMBERS p:message_topics", "*1\r\n$1\r\ns\r\n"},
+            {"HSCAN p:messages:s 0 COUNT 10000", page[k]},
+            {"HSCAN p:attempts:s 0 COUNT 10000", "*2\r\n$1\r\n0\r\n*0\r\n"},
+        };
+        mrestore_t *rs = mrestore_new("p", 0);
+        run_stream(rs, script, 4, 7);
+        apply_and_check(rs, want[k], k == 0 ? 5 : 6, k == 0 ? 3000000001u : 16);
+        mrestore_free(rs);
+    }
+}
+END_TEST
+
+/* Nothing mirrored: two commands, nothing restored. */
+START_TEST(test_empty)
+{
+    const step_t script[] = {
+        {"GET p:next_id", "$-1\r\n"},
+        {"SMEMBERS p:message_topics", "*0\r\n"},
+    };
+    mrestore_t *rs = mrestore_new("p", 0);
+
+    ck_assert(!mrestore_scanning(rs));
+    run_stream(rs, script, 2, 3);
+    apply_and_check(rs, NULL, 0, 1);
+    mrestore_free(rs);
+}
+END_TEST
+
+static Suite *mrestore_suite(void)
+{
+    Suite *s = suite_create("mrestore");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_test(tc, test_feed_basic);
+    tcase_add_test(tc, test_stream_basic);
+    tcase_add_test(tc, test_shapes);
+    tcase_add_test(tc, test_order_sparse_and_dense);
+    tcase_add_test(tc, test_empty);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(mrestore_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
