@@ -25,7 +25,7 @@
 #include "proto.h"
 
 #define MRESTORE_SCAN_COUNT "10000"   /* HSCAN page size */
-#define MRESTORE_AHEAD 16             /* messages fetched ahead while linking them */
+#define MRESTORE_AHEAD 64             /* messages fetched ahead while linking them */
 
 enum restore_step { RS_NEXT_ID = 0, RS_TOPICS, RS_MESSAGES, RS_ATTEMPTS, RS_DONE };
 
