@@ -550,11 +550,14 @@ static uint32_t *mrestore_order(mrestore_t *rs, size_t *n)
     uint64_t lo = UINT64_MAX, hi = 0;
     uint32_t *ord = NULL;
 
+    *n = 0;
+    if (rs->nmsgs == 0)
+        return NULL;
     for (size_t i = 0; i < rs->nmsgs; i++) {
         lo = rs->msgs[i].id < lo ? rs->msgs[i].id : lo;
         hi = rs->msgs[i].id > hi ? rs->msgs[i].id : hi;
     }
-    if (rs->nmsgs > 0 && hi - lo < 2 * (uint64_t)rs->nmsgs + 1024)
+    if (hi - lo < 2 * (uint64_t)rs->nmsgs + 1024)
         ord = mrestore_place(rs, lo, hi - lo + 1, n);
     if (ord == NULL)
         mrestore_sort_in_place(rs, n);
