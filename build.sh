@@ -77,8 +77,9 @@ fuzz() {
     local yaml_flags
     yaml_flags=$(pkg-config --cflags --libs yaml-0.1 libevent)
     mkdir -p build-fuzz
-    declare -A srcs=([proto]="src/proto.c" [config]="src/config.c src/config_yaml.c src/config_units.c src/addr.c")
-    for name in proto config; do
+    declare -A srcs=([proto]="src/proto.c" [config]="src/config.c src/config_yaml.c src/config_units.c src/addr.c"
+                     [bproto]="src/bproto.c src/proto.c")
+    for name in proto config bproto; do
         out=build-fuzz/fuzz_$name
         if [[ ! -x $out || -n $(find src tests/fuzz -newer "$out" -name '*.[ch]' -print -quit) ]]; then
             # shellcheck disable=SC2086
