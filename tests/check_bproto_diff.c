@@ -8,6 +8,10 @@
  * sequence must equal what bproto_parse decides for the same bytes. When
  * the parser says it needs more, beanstalkd must stay silent too.
  *
+ * A second test does the same with seeded random cases built from the
+ * pieces the rules care about ($BPROTO_DIFF_SEED picks the seed and runs
+ * 20 rounds of 250; by default a fixed seed and 2 rounds).
+ *
  * Silence is judged by one short wait after the expected replies of all
  * cases (their connections are open at once): on a slow machine an extra reply could arrive late and be missed (a lenient
  * result), but a correct run can never fail because of timing. The YAML
@@ -33,6 +37,7 @@
 #define SILENCE_MS 300      /* how long "no more replies" is watched for */
 #define MAX_CASES 256
 #define SEQ_MAX 1024
+#define RANDOM_CASES 250   /* per round */
 
 /* ---- beanstalkd, socket-activated ---- */
 
@@ -461,15 +466,16 @@ static void show(const dcase_t *k, char *out, size_t cap)
     out[o < cap ? o : cap - 1] = '\0';
 }
 
-START_TEST(test_decisions_match_beanstalkd)
+/* Run every case in cases[] against beanstalkd and the parser; returns
+ * how many differ, with a line each in report. */
+static size_t run_cases(char *report, size_t cap)
 {
-    static char report[1 << 16];
     static char mine[MAX_CASES][SEQ_MAX], theirs[MAX_CASES][SEQ_MAX];
     static size_t replies[MAX_CASES];
     static bool closes[MAX_CASES];
     size_t rl = 0, bad = 0;
 
-    build_cases();
+    report[0] = '\0';
     bs_start();
     bconn_t *conns = calloc(ncases, sizeof *conns);
     ck_assert_ptr_nonnull(conns);
@@ -490,17 +496,159 @@ START_TEST(test_decisions_match_beanstalkd)
             continue;
         bad++;
         show(&cases[i], text, sizeof text);
-        if (rl < sizeof report - 1024)
-            rl += (size_t)snprintf(report + rl, sizeof report - rl,
-                                   "\n  \"%s\": bproto [%s], beanstalkd [%s]", text, mine[i],
-                                   theirs[i]);
+        if (rl < cap - 1024)
+            rl += (size_t)snprintf(report + rl, cap - rl, "\n  \"%s\": bproto [%s], beanstalkd [%s]",
+                                   text, mine[i], theirs[i]);
     }
     free(conns);
     bs_stop();
     for (size_t i = 0; i < ncases; i++)
         free(cases[i].data);
-    ck_assert_msg(bad == 0, "%zu of %zu cases differ:%s", bad, ncases, report);
-    ck_assert_uint_gt(ncases, 200);
+    return bad;
+}
+
+START_TEST(test_decisions_match_beanstalkd)
+{
+    static char report[1 << 16];
+
+    build_cases();
+    size_t n = ncases, bad = run_cases(report, sizeof report);
+    ck_assert_msg(bad == 0, "%zu of %zu cases differ:%s", bad, n, report);
+    ck_assert_uint_gt(n, 200);
+}
+END_TEST
+
+/* ---- random cases ----
+ * Lines put together from the pieces the rules care about (every command
+ * name, with and without its space; numbers at the edges of their ranges;
+ * names good and bad; blanks, tabs, NULs, stray CR and LF; long runs), in a
+ * sequence that $BPROTO_DIFF_SEED picks (a fixed one by default, so make
+ * check is repeatable). Each case first moves to its own tube and puts
+ * jobs there, so a reserve it happens to form finds one at once, and
+ * nothing it pauses or deletes can hold up another case. */
+
+static uint64_t rnd_state;
+
+static unsigned rnd(unsigned n)
+{
+    rnd_state = rnd_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (unsigned)((rnd_state >> 33) % n);
+}
+
+static const char *pick(const char *const *v, size_t n)
+{
+    return v[rnd((unsigned)n)];
+}
+
+#define PICK(v) pick(v, sizeof v / sizeof v[0])
+
+typedef struct rbuf {
+    char b[1500];
+    size_t n;
+} rbuf_t;
+
+static void rb_add(rbuf_t *r, const char *s, size_t n)
+{
+    if (r->n + n > sizeof r->b)
+        n = sizeof r->b - r->n;
+    memcpy(r->b + r->n, s, n);
+    r->n += n;
+}
+
+static void rb_str(rbuf_t *r, const char *s)
+{
+    rb_add(r, s, strlen(s));
+}
+
+static void rb_rep(rbuf_t *r, char c, size_t k)
+{
+    for (size_t i = 0; i < k; i++)
+        rb_add(r, &c, 1);
+}
+
+static void random_line(rbuf_t *r)
+{
+    static const char *const names[] = {
+        "put", "use", "reserve", "reserve-with-timeout", "reserve-job", "delete", "release",
+        "bury", "touch", "watch", "ignore", "peek", "peek-ready", "peek-delayed",
+        "peek-buried", "kick", "kick-job", "stats-job", "stats-tube", "stats", "list-tubes",
+        "list-tube-used", "list-tubes-watched", "pause-tube", "quit", "PUT", "foo", "",
+    };
+    static const char *const args[] = {
+        "0", "1", "7", "00", "4294967295", "4294967296", "18446744073709551615",
+        "18446744073709551616", "9223372036854775808", "-1", "+1", "0x5", "1x", "x", "a",
+        "default", "a*", "-a", "(", "b+c", "a;b$_().", "", " ", "\t", "\n", "\r",
+    };
+    static const char *const seps[] = { " ", " ", " ", "  ", "\t", "" };
+    static const char *const ends[] = { "\r\n", "\r\n", "\r\n", "\r\n", "\r\n", "\n",
+                                        "\r", "\r\r\n", " \r\n", "" };
+    const char *name = PICK(names);
+    unsigned nargs = rnd(5);
+
+    if (rnd(5) == 0) {      /* a put whose body fits its count, or nearly */
+        static const unsigned sizes[] = { 0, 1, 3, 99, 100, 101, 150 };
+        unsigned n = sizes[rnd(sizeof sizes / sizeof sizes[0])];
+        char line[64];
+        snprintf(line, sizeof line, "put %u 0 %u %u%s\r\n", rnd(3), rnd(3), n,
+                 rnd(8) ? "" : PICK(seps));
+        rb_str(r, line);
+        rb_rep(r, 'b', n + rnd(3) - (n && rnd(2) ? 1 : 0));
+        rb_str(r, PICK(ends));
+        return;
+    }
+    if (rnd(20) == 0) {     /* a long run, sometimes over a window */
+        rb_rep(r, 'x', 150 + rnd(400));
+    } else {
+        rb_str(r, name);
+        for (unsigned i = 0; i < nargs; i++) {
+            rb_str(r, i == 0 && rnd(4) ? " " : PICK(seps));
+            if (rnd(30) == 0)
+                rb_rep(r, 'n', 195 + rnd(10));
+            else
+                rb_str(r, PICK(args));
+        }
+    }
+    if (rnd(25) == 0)
+        rb_add(r, "\0", 1);
+    rb_str(r, PICK(ends));
+    /* a body after a put line: sometimes the right size, sometimes not */
+    if (strcmp(name, "put") == 0 && rnd(2)) {
+        rb_rep(r, 'b', rnd(9));
+        rb_str(r, PICK(ends));
+    }
+}
+
+static void build_random_cases(uint64_t seed)
+{
+    ncases = 0;
+    rnd_state = seed;
+    for (size_t i = 0; i < RANDOM_CASES; i++) {
+        rbuf_t r = { .n = 0 };
+        char pre[160];
+
+        /* a tube name the pieces above cannot spell */
+        snprintf(pre, sizeof pre, "use r(%zu)\r\nwatch r(%zu)\r\nignore default\r\n"
+                 "put 0 0 1 1\r\nx\r\nput 0 0 1 1\r\nx\r\nput 0 0 1 1\r\nx\r\n", i, i);
+        rb_str(&r, pre);
+        for (unsigned k = 1 + rnd(4); k > 0; k--)
+            random_line(&r);
+        add_n(r.b, r.n);
+    }
+}
+
+START_TEST(test_random_decisions_match_beanstalkd)
+{
+    static char report[1 << 16];
+    const char *env = getenv("BPROTO_DIFF_SEED");
+    uint64_t seed = env && *env ? strtoull(env, NULL, 10) : 11;
+    int rounds = env && *env ? 20 : 2;
+
+    for (int k = 0; k < rounds; k++) {
+        build_random_cases(seed + (uint64_t)k);
+        size_t n = ncases, bad = run_cases(report, sizeof report);
+        ck_assert_msg(bad == 0, "seed %llu: %zu of %zu cases differ:%s",
+                      (unsigned long long)(seed + (uint64_t)k), bad, n, report);
+    }
 }
 END_TEST
 
@@ -591,9 +739,10 @@ static Suite *diff_suite(void)
     Suite *s = suite_create("bproto_diff");
     TCase *c = tcase_create("beanstalkd");
 
-    /* about 250 cases, two of which wait a second for beanstalkd's timeout */
+    /* about 250 fixed and 500 random cases, all connections at once */
     tcase_set_timeout(c, 120);
     tcase_add_test(c, test_decisions_match_beanstalkd);
+    tcase_add_test(c, test_random_decisions_match_beanstalkd);
     tcase_add_test(c, test_yaml_keys_match_beanstalkd);
     suite_add_tcase(s, c);
     return s;
