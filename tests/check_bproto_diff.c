@@ -12,6 +12,10 @@
  * pieces the rules care about ($BPROTO_DIFF_SEED picks the seed and runs
  * 20 rounds of 250; by default a fixed seed and 2 rounds).
  *
+ * A third compares values: what the parser reads from accepted put, use
+ * and kick lines against what beanstalkd shows it read (stats-job, peek,
+ * USING, the KICKED count).
+ *
  * Silence is judged by one short wait after the expected replies of all
  * cases (their connections are open at once): on a slow machine an extra reply could arrive late and be missed (a lenient
  * result), but a correct run can never fail because of timing. The YAML
@@ -734,6 +738,116 @@ START_TEST(test_yaml_keys_match_beanstalkd)
 }
 END_TEST
 
+/* ---- values ----
+ * What the parser reads out of an accepted command must be what
+ * beanstalkd read: a put's numbers and body as stats-job and peek show
+ * them, a tube name as USING echoes it, and kick's bound as the count it
+ * kicks out of three buried jobs. */
+
+/* One command on c; its reply line into line (body, if any, into body). */
+static void ask(bconn_t *c, const char *cmd, size_t n, char *line, size_t cap, char *body,
+                size_t bcap)
+{
+    bc_send(c, cmd, n);
+    ck_assert_msg(bc_reply(c, REPLY_WAIT_MS, line, cap, body, bcap), "%.*s: no reply",
+                  (int)n, cmd);
+}
+
+/* The parser's one command from s (which must be accepted). */
+static bproto_cmd_t parse_one(const char *s, size_t n)
+{
+    bproto_parser_t p;
+    bproto_cmd_t m;
+    size_t used;
+    const char *err;
+
+    bproto_parser_init(&p, MAXJOB);
+    ck_assert_msg(bproto_parse(&p, s, n, &m, &used, &err) == BPROTO_CMD, "%s: not accepted", s);
+    return m;
+}
+
+static unsigned long long yaml_num(const char *body, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\n%s: ", key);
+    const char *v = strstr(body, k);
+    ck_assert_msg(v != NULL, "no %s in %s", key, body);
+    return strtoull(v + strlen(k), NULL, 10);
+}
+
+START_TEST(test_values_match_beanstalkd)
+{
+    static const char *const puts[] = {
+        "put 1 2 3 5\r\nhello\r\n", "put 0 0 0 1\r\nx\r\n", "put  007  0010  01 2\r\nab\r\n",
+        "put 4294967295 4294967295 4294967295 0\r\n\r\n", "put 1024 1 1 3\r\na\nb\r\n",
+    };
+    static const char *const uses[] = { "use a+/;.$_()-9\r\n", "use (\r\n", "use a-\r\n" };
+    static const char *const kicks[] = { "kick 2\r\n", "kick 4294967296\r\n", "kick 4294967297\r\n",
+                                         "kick -1\r\n", "kick 2abc\r\n", "kick \t+2\r\n",
+                                         "kick 0x5\r\n", "kick 18446744073709551615\r\n" };
+    bconn_t *c = calloc(1, sizeof *c);
+    char line[512], body[4096];
+    unsigned long long id;
+
+    ck_assert_ptr_nonnull(c);
+    bs_start();
+    bc_open(c);
+    ask(c, "use v\r\n", 7, line, sizeof line, NULL, 0);
+    for (size_t i = 0; i < sizeof puts / sizeof puts[0]; i++) {
+        bproto_cmd_t m = parse_one(puts[i], strlen(puts[i]));
+        char cmd[64];
+
+        ask(c, puts[i], strlen(puts[i]), line, sizeof line, NULL, 0);
+        ck_assert_msg(sscanf(line, "INSERTED %llu", &id) == 1, "%s: %s", puts[i], line);
+        snprintf(cmd, sizeof cmd, "stats-job %llu\r\n", id);
+        ask(c, cmd, strlen(cmd), line, sizeof line, body, sizeof body);
+        ck_assert_uint_eq(yaml_num(body, "pri"), m.pri);
+        ck_assert_uint_eq(yaml_num(body, "delay"), m.delay);
+        ck_assert_uint_eq(yaml_num(body, "ttr"), m.ttr);
+        snprintf(cmd, sizeof cmd, "peek %llu\r\n", id);
+        ask(c, cmd, strlen(cmd), line, sizeof line, body, sizeof body);
+        ck_assert_uint_eq(strlen(body), m.body_len);
+        ck_assert_int_eq(memcmp(body, m.body, m.body_len), 0);
+    }
+    for (size_t i = 0; i < sizeof uses / sizeof uses[0]; i++) {
+        bproto_cmd_t m = parse_one(uses[i], strlen(uses[i]));
+        char want[BPROTO_USING_MAX + 1];
+
+        want[bproto_fmt_using(want, m.tube, m.tube_len) - 2] = '\0';
+        ask(c, uses[i], strlen(uses[i]), line, sizeof line, NULL, 0);
+        ck_assert_str_eq(line, want);
+    }
+    close(c->fd);
+
+    /* kick, each in a tube of its own with three buried jobs */
+    for (size_t i = 0; i < sizeof kicks / sizeof kicks[0]; i++) {
+        bproto_cmd_t m = parse_one(kicks[i], strlen(kicks[i]));
+        char cmd[160];
+        int n = snprintf(cmd, sizeof cmd, "use k%zu\r\nwatch k%zu\r\nignore default\r\n", i, i);
+
+        bc_open(c);
+        bc_send(c, cmd, (size_t)n);
+        for (int r = 0; r < 3; r++)
+            ck_assert(bc_reply(c, REPLY_WAIT_MS, line, sizeof line, NULL, 0));
+        for (int j = 0; j < 3; j++) {
+            ask(c, "put 0 0 60 1\r\nx\r\n", 17, line, sizeof line, NULL, 0);
+            ask(c, "reserve\r\n", 9, line, sizeof line, NULL, 0);
+            ck_assert_int_eq(sscanf(line, "RESERVED %llu", &id), 1);
+            n = snprintf(cmd, sizeof cmd, "bury %llu 0\r\n", id);
+            ask(c, cmd, (size_t)n, line, sizeof line, NULL, 0);
+            ck_assert_str_eq(line, "BURIED");
+        }
+        ask(c, kicks[i], strlen(kicks[i]), line, sizeof line, NULL, 0);
+        snprintf(cmd, sizeof cmd, "KICKED %u", m.bound < 3 ? m.bound : 3);
+        ck_assert_msg(strcmp(line, cmd) == 0, "%s: beanstalkd %s, bproto bound %u", kicks[i],
+                      line, m.bound);
+        close(c->fd);
+    }
+    free(c);
+    bs_stop();
+}
+END_TEST
+
 static Suite *diff_suite(void)
 {
     Suite *s = suite_create("bproto_diff");
@@ -744,6 +858,7 @@ static Suite *diff_suite(void)
     tcase_add_test(c, test_decisions_match_beanstalkd);
     tcase_add_test(c, test_random_decisions_match_beanstalkd);
     tcase_add_test(c, test_yaml_keys_match_beanstalkd);
+    tcase_add_test(c, test_values_match_beanstalkd);
     suite_add_tcase(s, c);
     return s;
 }
