@@ -187,3 +187,18 @@ int addr_sockaddr(const addr_t *a, struct sockaddr_storage *ss, socklen_t *len)
     *len = (socklen_t)sslen;
     return 0;
 }
+
+bool addr_loopback(const addr_t *a)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    if (a->kind == ADDR_KIND_UNIX)
+        return true;
+    if (addr_sockaddr(a, &ss, &len) != 0)
+        return false;
+    if (ss.ss_family == AF_INET)
+        return ntohl(((const struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24 == 127;
+    const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+}

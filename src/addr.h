@@ -63,4 +63,9 @@ const char *addr_parse(const char *s, unsigned allow, addr_t *a);
  * address libevent takes (a %zone, for one). */
 int addr_sockaddr(const addr_t *a, struct sockaddr_storage *ss, socklen_t *len);
 
+/* Only this machine can reach it: a unix socket, "localhost", 127.0.0.0/8,
+ * ::1 or ::ffff:127.x.y.z. A name other than localhost is not loopback
+ * (nothing is resolved). */
+bool addr_loopback(const addr_t *a);
+
 #endif

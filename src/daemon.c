@@ -7,9 +7,7 @@
  */
 #include "daemon.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +16,7 @@
 
 #include <event2/event.h>
 
+#include "addr.h"
 #include "admin.h"
 #include "broker.h"
 #include "clock.h"
@@ -96,36 +95,16 @@ static bool daemon_same_listen(const config_t *a, const config_t *b)
     return true;
 }
 
-/* Only this machine can reach it: 127.0.0.0/8, ::1 (or ::ffff:127.x.y.z),
- * a unix socket. */
-static bool daemon_loopback(const char *addr)
+/* Only this machine can reach it (addr_loopback). An address that does not
+ * parse counts as exposed: the warning errs on the side of saying it. */
+static bool daemon_loopback(const char *s, unsigned allow, bool *tls)
 {
-    char host[INET6_ADDRSTRLEN + 2];
-    const char *colon;
-    struct in6_addr a6;
-    struct in_addr a4;
-    size_t n;
+    addr_t a;
 
-    if (strncmp(addr, "tls://", 6) == 0)
-        addr += 6;
-    if (strncmp(addr, "unix:", 5) == 0)
-        return true;
-    colon = strrchr(addr, ':');
-    n = colon ? (size_t)(colon - addr) : strlen(addr);
-    if (n >= sizeof host)
-        return false;
-    memcpy(host, addr, n);
-    host[n] = '\0';
-    if (strcmp(host, "localhost") == 0)
-        return true;
-    if (inet_pton(AF_INET, host, &a4) == 1)
-        return ntohl(a4.s_addr) >> 24 == 127;
-    if (n < 2 || host[0] != '[' || host[n - 1] != ']')
-        return false;
-    host[n - 1] = '\0';
-    if (inet_pton(AF_INET6, host + 1, &a6) != 1)
-        return false;
-    return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    if (addr_parse(s, allow, &a) != NULL)
+        return *tls = false, false;
+    *tls = a.tls;
+    return addr_loopback(&a);
 }
 
 static void daemon_list_add(char *list, size_t cap, const char *item)
@@ -142,12 +121,13 @@ static void daemon_list_add(char *list, size_t cap, const char *item)
 static void daemon_warn_exposed(const config_t *cfg)
 {
     char exposed[256] = "", plain[256] = "";
+    bool tls;
 
     for (size_t i = 0; i < cfg->nlisten; i++) {
-        if (daemon_loopback(cfg->listen[i]))
+        if (daemon_loopback(cfg->listen[i], ADDR_LISTEN, &tls))
             continue;
         daemon_list_add(exposed, sizeof exposed, cfg->listen[i]);
-        if (strncmp(cfg->listen[i], "tls://", 6) != 0)
+        if (!tls)
             daemon_list_add(plain, sizeof plain, cfg->listen[i]);
     }
     if (exposed[0] != '\0' && cfg->nusers == 0)
@@ -158,7 +138,7 @@ static void daemon_warn_exposed(const config_t *cfg)
         log_warn("listening beyond loopback (%s) without TLS: passwords and messages cross the "
                  "network in clear text; see docs/security.md",
                  plain);
-    if (cfg->admin.listen[0] != '\0' && !daemon_loopback(cfg->admin.listen) &&
+    if (cfg->admin.listen[0] != '\0' && !daemon_loopback(cfg->admin.listen, ADDR_ADMIN, &tls) &&
         cfg->admin.token[0] == '\0')
         log_warn("admin endpoint beyond loopback (%s) without admin.token: anyone who can "
                  "connect may read its metrics",

@@ -1,7 +1,7 @@
 /* check_addr.c: unit tests of the address parser (src/addr.c): every form
  * each caller accepts, every reason for refusing one, the sockaddr it fills
- * for bind, and that the config loader still reports a bad address at its
- * FILE:LINE:COL.
+ * for bind, which addresses are loopback, and that the config loader still
+ * reports a bad address at its FILE:LINE:COL.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -253,6 +253,37 @@ START_TEST(test_sockaddr)
 END_TEST
 
 /* The loader words a bad address the same and places it at FILE:LINE:COL. */
+/* s parses under `allow`, and addr_loopback says `want` of it. */
+static void ck_loopback(const char *s, unsigned allow, bool want)
+{
+    addr_t a;
+
+    ck_addr_ok(s, allow, &a);
+    ck_assert_msg(addr_loopback(&a) == want, "'%s': loopback should be %d", s, want);
+}
+
+/* What sluiced's "beyond loopback" warnings are decided on. */
+START_TEST(test_loopback)
+{
+    ck_loopback("127.0.0.1:7700", ADDR_LISTEN, true);
+    ck_loopback("127.1.2.3:0", ADDR_LISTEN, true);
+    ck_loopback("tls://127.0.0.1:7700", ADDR_LISTEN, true);
+    ck_loopback("[::1]:7700", ADDR_LISTEN, true);
+    ck_loopback("[::ffff:127.0.0.9]:7700", ADDR_LISTEN, true);
+    ck_loopback("localhost:7700", ADDR_LISTEN, true);
+    ck_loopback("unix:/run/sluice.sock", ADDR_LISTEN, true);
+    ck_loopback("0.0.0.0:7700", ADDR_LISTEN, false);
+    ck_loopback("tls://0.0.0.0:7700", ADDR_LISTEN, false);
+    ck_loopback("[::]:7700", ADDR_LISTEN, false);
+    ck_loopback("192.168.1.20:7700", ADDR_LISTEN, false);
+    ck_loopback("[fe80::1%lo]:7700", ADDR_LISTEN, false); /* a zone: not an address libevent takes */
+    ck_loopback("[::ffff:10.0.0.1]:7700", ADDR_LISTEN, false);
+    ck_loopback("128.0.0.1:7700", ADDR_LISTEN, false);
+    ck_loopback("broker.example:7700", ADDR_LISTEN, false); /* a name is never resolved */
+    ck_loopback("0.0.0.0:7701", ADDR_ADMIN, false);
+}
+END_TEST
+
 START_TEST(test_config_positions)
 {
     static const struct {
@@ -294,6 +325,7 @@ static Suite *addr_suite(void)
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_client_forms);
     tcase_add_test(tc, test_sockaddr);
+    tcase_add_test(tc, test_loopback);
     tcase_add_test(tc, test_config_positions);
     suite_add_tcase(s, tc);
     return s;
