@@ -226,17 +226,16 @@ static void server_on_accept_error(struct evconnlistener *l, void *arg)
 /* ---- listening ---- */
 
 /* The address a listener really got (port 0 becomes the kernel's pick). */
-static char *server_bound_name(struct evconnlistener *l, const char *asked)
+static char *server_bound_name(struct evconnlistener *l, const char *asked, const addr_t *a)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    bool tls = strncmp(asked, "tls://", 6) == 0;
     char buf[128];
 
-    if (strncmp(asked, "unix:", 5) == 0 ||
+    if (a->kind == ADDR_KIND_UNIX ||
         getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&ss, &len) != 0)
         return strdup(asked);
-    strcpy(buf, tls ? "tls://" : "");
+    strcpy(buf, a->tls ? "tls://" : "");
     server_peer_name((struct sockaddr *)&ss, buf + strlen(buf), sizeof buf - strlen(buf));
     return strdup(buf);
 }
@@ -279,7 +278,7 @@ static int server_listen_one(server_t *s, const char *addr)
     }
     evconnlistener_set_error_cb(l, server_on_accept_error);
     s->listeners[s->nlisteners] = l;
-    s->listen_addrs[s->nlisteners] = server_bound_name(l, addr);
+    s->listen_addrs[s->nlisteners] = server_bound_name(l, addr, &a);
     log_info("listening on %s", s->listen_addrs[s->nlisteners]);
     s->nlisteners++;
     return 0;
@@ -430,6 +429,8 @@ void server_drain(server_t *s, uint64_t timeout_ms)
 
 void server_free(server_t *s)
 {
+    addr_t a;
+
     if (s == NULL)
         return;
     while (!LIST_EMPTY(&s->conns))
@@ -437,8 +438,9 @@ void server_free(server_t *s)
     tls_server_free(s->tls);
     for (size_t i = 0; i < s->nlisteners; i++) {
         evconnlistener_free(s->listeners[i]);
-        if (strncmp(s->listen_addrs[i], "unix:", 5) == 0)
-            unlink(s->listen_addrs[i] + 5);
+        if (addr_parse(s->listen_addrs[i], ADDR_LISTEN | ADDR_REL_PATH, &a) == NULL &&
+            a.kind == ADDR_KIND_UNIX)
+            unlink(a.path);
         free(s->listen_addrs[i]);
     }
     free(s->listeners);

@@ -116,8 +116,13 @@ int sluice_getopt(cli_t *cli, int argc, char **argv, const char *shorts, const s
 client_t *sluice_connect(const cli_t *cli)
 {
     char err[CLIENT_ERR_MAX];
-    bool tls = cli->tls || strncmp(cli->addr, "tls://", 6) == 0;
-    const char *addr = strncmp(cli->addr, "tls://", 6) == 0 ? cli->addr + 6 : cli->addr;
+    /* The prefix is taken off here, not by addr_parse(ADDR_TLS): what
+     * follows is the client's form, shortcuts and "unix:" included, and
+     * client_connect's messages name it without the prefix. */
+    static const char prefix[] = "tls://";
+    bool prefixed = strncmp(cli->addr, prefix, sizeof prefix - 1) == 0;
+    bool tls = cli->tls || prefixed;
+    const char *addr = prefixed ? cli->addr + sizeof prefix - 1 : cli->addr;
 
     if (cli->tls_opt.key && !cli->tls_opt.cert) {
         sluice_err(cli, "--key needs --cert");

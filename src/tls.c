@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -54,13 +55,13 @@ typedef struct tls_relay {
     bool closing;             /* conn is gone (or refused): flush what the client is owed, then free */
     bool broken;              /* the TLS session failed: no close_notify */
     char peer[64];            /* the real TCP peer, for logs */
-    struct tls_relay *next, *prev;
+    LIST_ENTRY(tls_relay) link; /* in owner->relays */
 } tls_relay_t;
 
 struct tls_server {
     struct server *srv;
     SSL_CTX *ctx;             /* for new connections; open ones hold a reference to theirs */
-    tls_relay_t *relays;      /* every relay, handshaking or not */
+    LIST_HEAD(tls_relays, tls_relay) relays; /* every relay, handshaking or not */
     uint64_t nhandshaking;
 };
 
@@ -139,6 +140,7 @@ tls_server_t *tls_server_new(struct server *srv, const config_t *cfg)
         return NULL;
     }
     t->srv = srv;
+    LIST_INIT(&t->relays);
     t->ctx = tls_ctx_new(cfg);
     if (t->ctx == NULL) {
         free(t);
@@ -169,12 +171,7 @@ static void tls_relay_free(tls_relay_t *r)
 
     if (r->handshaking)
         t->nhandshaking--;
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        t->relays = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    LIST_REMOVE(r, link);
     if (r->pair != NULL)
         bufferevent_free(r->pair);
     if (r->net != NULL) {
@@ -449,10 +446,7 @@ void tls_accept(tls_server_t *t, int fd, const char *peer)
     r->handshaking = true;
     t->nhandshaking++;
     snprintf(r->peer, sizeof r->peer, "%s", peer);
-    r->next = t->relays;
-    if (t->relays)
-        t->relays->prev = r;
-    t->relays = r;
+    LIST_INSERT_HEAD(&t->relays, r, link);
     bufferevent_openssl_set_allow_dirty_shutdown(r->net, 1);
     bufferevent_setcb(r->net, tls_on_net_read, tls_on_net_write, tls_on_net_event, r);
     bufferevent_set_timeouts(r->net, &tv, &tv);
@@ -461,9 +455,11 @@ void tls_accept(tls_server_t *t, int fd, const char *peer)
 
 bool tls_server_drained(const tls_server_t *t)
 {
+    const tls_relay_t *r;
+
     if (t == NULL)
         return true;
-    for (const tls_relay_t *r = t->relays; r != NULL; r = r->next) {
+    LIST_FOREACH(r, &t->relays, link) {
         int unread = 0;
         if (r->handshaking)
             continue;
@@ -484,8 +480,8 @@ void tls_server_free(tls_server_t *t)
 {
     if (t == NULL)
         return;
-    while (t->relays != NULL)
-        tls_relay_free(t->relays);
+    while (!LIST_EMPTY(&t->relays))
+        tls_relay_free(LIST_FIRST(&t->relays));
     SSL_CTX_free(t->ctx);
     free(t);
 }
