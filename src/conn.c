@@ -20,7 +20,6 @@
 
 #include "clock.h"
 #include "log.h"
-#include "server.h"
 #include "stats.h"
 
 #define CONN_IN_INITIAL (16 * 1024)
@@ -40,7 +39,16 @@ static const client_ops_t conn_client_ops = {
     .complete = conn_on_complete,
 };
 
-static const config_t *conn_cfg(const conn_t *c) { return c->srv->cfg; }
+static const config_t *conn_cfg(const conn_t *c) { return c->host->cfg; }
+
+/* Output is written once per loop turn, by the owner's flush pass. */
+static void conn_want_flush(conn_t *c)
+{
+    if (!c->flush_queued)
+        c->host->ops->want_flush(c->host, c);
+}
+
+static void conn_touch(const conn_t *c) { c->host->ops->touch(c->host); }
 
 /* Replies (not pushes) go behind any PUB still waiting for the mirror. */
 static struct evbuffer *conn_rbuf(conn_t *c)
@@ -51,7 +59,7 @@ static struct evbuffer *conn_rbuf(conn_t *c)
 static void conn_reply(conn_t *c, const char *s, size_t n)
 {
     evbuffer_add(conn_rbuf(c), s, n);
-    server_want_flush(c->srv, c);
+    conn_want_flush(c);
 }
 
 #define conn_reply_lit(c, lit) conn_reply((c), (lit), sizeof(lit) - 1)
@@ -128,7 +136,7 @@ static size_t conn_in_max(const conn_t *c)
 static void conn_update_reading(conn_t *c)
 {
     bool room = c->in_len - c->in_off + CONN_READ_MIN <= conn_in_max(c);
-    bool want = !c->srv->draining && !c->out_full && !c->peer_eof &&
+    bool want = !c->host->draining && !c->out_full && !c->peer_eof &&
                 (c->state == CONN_READING || (c->state == CONN_WAITING && room) ||
                  (c->state == CONN_CONFIRMING && room && !conn_unconfirmed_full(c)));
 
@@ -285,7 +293,7 @@ static void conn_on_auth_delay(evutil_socket_t fd, short what, void *arg)
     conn_reply_lit(c, "-NOAUTH invalid username or password\r\n");
     conn_set_state(c, CONN_READING);
     conn_update_reading(c);
-    if ((c->in_off < c->in_len || c->peer_eof) && !c->srv->draining)
+    if ((c->in_off < c->in_len || c->peer_eof) && !c->host->draining)
         event_active(c->rev, EV_READ, 0);
 }
 
@@ -300,7 +308,7 @@ static void conn_auth_refuse(conn_t *c, uint64_t started)
     struct timeval tv = clock_tv(left);
 
     if (c->auth_delay == NULL)
-        c->auth_delay = evtimer_new(c->srv->base, conn_on_auth_delay, c);
+        c->auth_delay = evtimer_new(c->host->base, conn_on_auth_delay, c);
     if (c->auth_delay == NULL || evtimer_add(c->auth_delay, &tv) != 0) {
         conn_reply_lit(c, "-NOAUTH invalid username or password\r\n");
         return;
@@ -424,7 +432,7 @@ static void conn_unconfirmed_drain(conn_t *c)
         conn_reply_pub(c, st, id);
         cfifo_release(&c->unconfirmed, c->out);
     }
-    server_want_flush(c->srv, c);
+    conn_want_flush(c);
 }
 
 /* While PUBs wait for the mirror, only commands whose whole answer is a
@@ -505,21 +513,15 @@ static void conn_cmd_stats(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
 
     if (cmd->topic != NULL) {
         topic_stats_t ts;
-        if (!broker_topic_stats(c->srv->broker, cmd->topic, cmd->topic_len, &ts)) {
+        if (!broker_topic_stats(c->host->broker, cmd->topic, cmd->topic_len, &ts)) {
             conn_reply_lit(c, "-ERR unknown topic\r\n");
             return;
         }
         n = stats_yaml_topic(body, sizeof body, &ts);
     } else {
         broker_stats_t bs;
-        server_mirror_status_t ms = server_mirror_status(c->srv);
-        stats_extra_t x = {
-            .connections = c->srv->nconns,
-            .redis_connected = ms.connected,
-            .redis_lag_ops = ms.lag_ops,
-            .max_loop_stall_ms = c->srv->max_loop_stall_ms,
-        };
-        broker_stats(c->srv->broker, now, &bs);
+        stats_extra_t x = c->host->ops->stats(c->host);
+        broker_stats(c->host->broker, now, &bs);
         n = stats_yaml_server(body, sizeof body, &bs, &x);
     }
     memcpy(head, "+STATS ", 7);
@@ -546,7 +548,7 @@ static void conn_cmd_topics(conn_t *c)
         conn_reply_lit(c, "-ERR out of memory\r\n");
         return;
     }
-    broker_foreach_topic(c->srv->broker, conn_topics_add, body);
+    broker_foreach_topic(c->host->broker, conn_topics_add, body);
     memcpy(head, "+TOPICS ", 8);
     h = 8 + proto_u64(head + 8, evbuffer_get_length(body));
     memcpy(head + h, "\r\n", 2);
@@ -652,7 +654,7 @@ static void conn_exec(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
 static bool conn_process(conn_t *c)
 {
     uint64_t now = clock_ms();
-    broker_t *b = c->srv->broker;
+    broker_t *b = c->host->broker;
     int budget = CONN_BUDGET;
 
     while (c->state == CONN_READING && !c->out_full && c->in_off < c->in_len) {
@@ -699,8 +701,8 @@ static void conn_after_input(conn_t *c)
 {
     conn_in_trim(c);
     if (evbuffer_get_length(c->out) > 0)
-        server_want_flush(c->srv, c);
-    server_touch(c->srv);
+        conn_want_flush(c);
+    conn_touch(c);
     conn_update_reading(c);
 }
 
@@ -780,7 +782,7 @@ static bool conn_on_deliver(void *ctx, const topic_t *t, const msg_t *m)
         evbuffer_add(c->out, m->data, m->len);
         evbuffer_add(c->out, "\r\n", 2);
     }
-    server_want_flush(c->srv, c);
+    conn_want_flush(c);
     if (conn_out_over(c)) {
         c->out_full = true;
         return false;
@@ -864,29 +866,29 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (conn_flush(c))
-        server_touch(c->srv);
+        conn_touch(c);
 }
 
 /* ---- life ---- */
 
-conn_t *conn_new(server_t *srv, int fd, const char *peer)
+conn_t *conn_new(connhost_t *host, int fd, const char *peer)
 {
     conn_t *c = calloc(1, sizeof *c);
 
     if (c == NULL)
         goto fail;
-    c->srv = srv;
+    c->host = host;
     c->fd = fd;
     c->state = CONN_READING; /* the start, not a change */
-    proto_parser_init(&c->parser, srv->cfg->limits.max_line, srv->cfg->limits.max_message);
+    proto_parser_init(&c->parser, host->cfg->limits.max_line, host->cfg->limits.max_message);
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->out = evbuffer_new();
-    c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
-    c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
-    c->client = broker_client_new(srv->broker, &conn_client_ops, c);
+    c->rev = event_new(host->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
+    c->wev = event_new(host->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+    c->client = broker_client_new(host->broker, &conn_client_ops, c);
     if (c->out == NULL || c->rev == NULL || c->wev == NULL || c->client == NULL)
         goto fail;
-    server_conn_add(srv, c);
+    host->ops->conn_add(host, c);
     conn_update_reading(c);
     log_debug("connection from %s", peer);
     return c;
@@ -909,11 +911,11 @@ fail:
 
 void conn_free(conn_t *c)
 {
-    server_t *s = c->srv;
+    connhost_t *host = c->host;
 
     log_debug("closing connection from %s", c->peer);
     broker_client_free(c->client, clock_ms());
-    server_conn_remove(s, c);
+    host->ops->conn_remove(host, c);
     event_free(c->rev);
     event_free(c->wev);
     if (c->auth_delay)
@@ -927,8 +929,8 @@ void conn_free(conn_t *c)
     free(c->in);
     free(c);
     /* Its messages went back to their topics: other consumers may take them. */
-    broker_dispatch(s->broker, clock_ms());
-    server_touch(s);
+    broker_dispatch(host->broker, clock_ms());
+    host->ops->touch(host);
 }
 
 /* Stands for a user that a reload removed: authenticated, allowed nothing. */

@@ -10,9 +10,8 @@
 
 #include "broker.h"
 #include "cfifo.h"
+#include "connhost.h"
 #include "proto.h"
-
-struct server;
 
 typedef enum conn_state {
     CONN_READING, /* normal: commands are parsed as they arrive */
@@ -26,7 +25,7 @@ typedef enum conn_state {
 } conn_state_t;
 
 typedef struct conn {
-    struct server *srv;
+    connhost_t *host;               /* the server, as connhost.h shows it */
     int fd;
     conn_state_t state;
     client_t *client;
@@ -47,8 +46,8 @@ typedef struct conn {
     cfifo_t unconfirmed;            /* confirm mode: held PUBs and the replies behind them */
     bool out_full;                  /* output passed limits.output_buffer: no reads, no pushes */
 
-    /* The server's lists: written only by server.c (server_conn_add,
-     * server_conn_remove, server_want_flush). */
+    /* The server's lists: written only by their owner, through host->ops
+     * (server.c's server_conn_add, server_conn_remove, server_want_flush). */
     LIST_ENTRY(conn) link;        /* every connection */
     TAILQ_ENTRY(conn) flush_link; /* output to write this loop turn */
     bool flush_queued;
@@ -56,7 +55,7 @@ typedef struct conn {
 } conn_t;
 
 /* Take over an accepted socket. NULL (and fd closed) on failure. */
-conn_t *conn_new(struct server *srv, int fd, const char *peer);
+conn_t *conn_new(connhost_t *host, int fd, const char *peer);
 
 /* Close now: the broker gets the client's in-flight messages back. */
 void conn_free(conn_t *c);

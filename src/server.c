@@ -175,7 +175,7 @@ static void server_accept(server_t *s, evutil_socket_t fd, struct sockaddr *sa, 
     }
     if (sa->sa_family != AF_UNIX)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    conn_new(s, fd, peer);
+    conn_new(&s->host, fd, peer);
 }
 
 static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -258,7 +258,7 @@ static int server_listen_one(server_t *s, const char *addr)
         return -1;
     }
     tls = a.tls;
-    if (tls && s->tls == NULL && (s->tls = tls_server_new(s, s->cfg)) == NULL) {
+    if (tls && s->tls == NULL && (s->tls = tls_server_new(&s->host, s->cfg)) == NULL) {
         log_error("cannot listen on %s: no usable TLS certificate", addr);
         return -1;
     }
@@ -330,6 +330,40 @@ server_mirror_status_t server_mirror_status(const server_t *s)
     return s->mirror_status != NULL ? s->mirror_status(s->mirror_arg) : none;
 }
 
+/* ---- what connections see (connhost.h) ---- */
+
+/* host is the first member of server_t's leading union. */
+static server_t *server_of(const connhost_t *h) { return (server_t *)h; }
+
+static void server_host_add(connhost_t *h, conn_t *c) { server_conn_add(server_of(h), c); }
+
+static void server_host_remove(connhost_t *h, conn_t *c) { server_conn_remove(server_of(h), c); }
+
+static void server_host_want_flush(connhost_t *h, conn_t *c) { server_want_flush(server_of(h), c); }
+
+static void server_host_touch(connhost_t *h) { server_touch(server_of(h)); }
+
+static stats_extra_t server_host_stats(const connhost_t *h)
+{
+    const server_t *s = server_of(h);
+    server_mirror_status_t ms = server_mirror_status(s);
+
+    return (stats_extra_t){
+        .connections = s->nconns,
+        .redis_connected = ms.connected,
+        .redis_lag_ops = ms.lag_ops,
+        .max_loop_stall_ms = s->max_loop_stall_ms,
+    };
+}
+
+static const connhost_ops_t server_host_ops = {
+    .conn_add = server_host_add,
+    .conn_remove = server_host_remove,
+    .want_flush = server_host_want_flush,
+    .touch = server_host_touch,
+    .stats = server_host_stats,
+};
+
 /* ---- life ---- */
 
 server_t *server_new(struct event_base *base, broker_t *broker, const config_t *cfg)
@@ -344,6 +378,7 @@ server_t *server_new(struct event_base *base, broker_t *broker, const config_t *
     s->base = base;
     s->broker = broker;
     s->cfg = cfg;
+    s->ops = &server_host_ops;
     s->timer_at = UINT64_MAX;
     s->flush_ev = event_new(base, -1, 0, server_on_flush, s);
     s->timer_ev = evtimer_new(base, server_on_timer, s);

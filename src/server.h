@@ -12,6 +12,7 @@
 
 #include "broker.h"
 #include "config.h"
+#include "connhost.h"
 
 struct conn;
 
@@ -25,9 +26,15 @@ typedef struct server_mirror_status {
 typedef server_mirror_status_t (*server_mirror_status_fn)(const void *arg);
 
 typedef struct server {
-    struct event_base *base;
-    broker_t *broker;
-    const config_t *cfg;          /* current config; owned by the daemon */
+    /* What connections see of the server (connhost.h): base, broker, cfg,
+     * draining, nconns and ops, also under their own names (s->cfg) for the
+     * daemon, the admin endpoint and the mirror. One copy: a union. */
+    union {
+        connhost_t host;
+        struct {
+            CONNHOST_FIELDS
+        };
+    };
 
     struct evconnlistener **listeners;
     char **listen_addrs;          /* what each listener is bound to, for logs and the port file */
@@ -37,7 +44,6 @@ typedef struct server {
     struct tls_server *tls;       /* TLS context and relays; NULL without tls:// listeners */
 
     LIST_HEAD(server_conns, conn) conns;    /* every live connection */
-    uint64_t nconns;
     TAILQ_HEAD(server_flushq, conn) flushq; /* output to write this loop turn, in the
                                                order the connections got it */
     struct event *flush_ev;       /* runs after all I/O callbacks of a turn */
@@ -45,7 +51,6 @@ typedef struct server {
     struct event *timer_ev;       /* the broker's next deadline */
     uint64_t timer_at;            /* when timer_ev fires; UINT64_MAX if not armed */
 
-    bool draining;                /* shutting down: no reads, flush, then stop (/healthz: 503) */
     struct event *drain_ev;       /* polls until every output is written */
     struct event *drain_deadline; /* gives up on clients that do not read */
 

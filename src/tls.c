@@ -36,8 +36,8 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "connhost.h"
 #include "log.h"
-#include "server.h"
 #include "sslerr.h"
 
 #define TLS_RELAY_HIGH (256 * 1024) /* output past this: stop reading the other side */
@@ -59,7 +59,7 @@ typedef struct tls_relay {
 } tls_relay_t;
 
 struct tls_server {
-    struct server *srv;
+    connhost_t *host;         /* the server: the loop, limits, the connection count */
     SSL_CTX *ctx;             /* for new connections; open ones hold a reference to theirs */
     LIST_HEAD(tls_relays, tls_relay) relays; /* every relay, handshaking or not */
     uint64_t nhandshaking;
@@ -131,7 +131,7 @@ static SSL_CTX *tls_ctx_new(const config_t *cfg)
     return ctx;
 }
 
-tls_server_t *tls_server_new(struct server *srv, const config_t *cfg)
+tls_server_t *tls_server_new(connhost_t *host, const config_t *cfg)
 {
     tls_server_t *t = calloc(1, sizeof *t);
 
@@ -139,7 +139,7 @@ tls_server_t *tls_server_new(struct server *srv, const config_t *cfg)
         log_error("tls: out of memory");
         return NULL;
     }
-    t->srv = srv;
+    t->host = host;
     LIST_INIT(&t->relays);
     t->ctx = tls_ctx_new(cfg);
     if (t->ctx == NULL) {
@@ -323,20 +323,20 @@ static void tls_log_session(tls_relay_t *r)
 /* The handshake is done: create the socketpair and the connection. */
 static void tls_relay_start(tls_relay_t *r)
 {
-    server_t *srv = r->owner->srv;
+    connhost_t *host = r->owner->host;
     int sp[2];
 
     r->handshaking = false;
     r->owner->nhandshaking--;
     bufferevent_set_timeouts(r->net, NULL, NULL);
     tls_log_session(r);
-    if (srv->draining) {
+    if (host->draining) {
         tls_relay_close(r);
         return;
     }
-    if (srv->nconns >= srv->cfg->limits.max_connections) {
+    if (host->nconns >= host->cfg->limits.max_connections) {
         log_warn("refusing %s: max_connections (%llu) reached", r->peer,
-                 (unsigned long long)srv->cfg->limits.max_connections);
+                 (unsigned long long)host->cfg->limits.max_connections);
         bufferevent_write(r->net, "-BUSY too many connections\r\n", 28);
         tls_relay_close(r);
         return;
@@ -346,7 +346,7 @@ static void tls_relay_start(tls_relay_t *r)
         tls_relay_close(r);
         return;
     }
-    r->pair = bufferevent_socket_new(srv->base, sp[0], BEV_OPT_CLOSE_ON_FREE);
+    r->pair = bufferevent_socket_new(host->base, sp[0], BEV_OPT_CLOSE_ON_FREE);
     if (r->pair == NULL) {
         close(sp[0]);
         close(sp[1]);
@@ -354,7 +354,7 @@ static void tls_relay_start(tls_relay_t *r)
         tls_relay_close(r);
         return;
     }
-    if (conn_new(srv, sp[1], r->peer) == NULL) {
+    if (conn_new(host, sp[1], r->peer) == NULL) {
         tls_relay_close(r);
         return;
     }
@@ -409,7 +409,7 @@ static void tls_on_net_event(struct bufferevent *bev, short what, void *arg)
 
 void tls_accept(tls_server_t *t, int fd, const char *peer)
 {
-    server_t *srv = t->srv;
+    connhost_t *host = t->host;
     struct timeval tv = clock_tv(TLS_HANDSHAKE_MS);
     tls_relay_t *r;
     SSL *ssl;
@@ -418,9 +418,9 @@ void tls_accept(tls_server_t *t, int fd, const char *peer)
      * refusal can be read; meanwhile handshakes in progress have a bound
      * of their own (the same number), or a flood of half-open sessions
      * could grow without one. */
-    if (t->nhandshaking >= srv->cfg->limits.max_connections) {
+    if (t->nhandshaking >= host->cfg->limits.max_connections) {
         log_warn("refusing %s: too many TLS handshakes in progress (max_connections %llu)", peer,
-                 (unsigned long long)srv->cfg->limits.max_connections);
+                 (unsigned long long)host->cfg->limits.max_connections);
         close(fd);
         return;
     }
@@ -433,7 +433,7 @@ void tls_accept(tls_server_t *t, int fd, const char *peer)
         close(fd);
         return;
     }
-    r->net = bufferevent_openssl_socket_new(srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+    r->net = bufferevent_openssl_socket_new(host->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                             BEV_OPT_CLOSE_ON_FREE);
     if (r->net == NULL) {
         log_error("tls: cannot set up a connection from %s: out of memory", peer);

@@ -12,13 +12,13 @@
 
 #include "config.h"
 
-struct server;
+struct connhost;
 
 typedef struct tls_server tls_server_t;
 
 /* Build the TLS context from cfg->tls (certificate chain, key, and with
  * verify_clients the CA bundle). NULL after logging why. */
-tls_server_t *tls_server_new(struct server *srv, const config_t *cfg);
+tls_server_t *tls_server_new(struct connhost *host, const config_t *cfg);
 
 /* A reload: build a new context from cfg and use it for new connections;
  * connections already open keep theirs. If the new files do not load, the

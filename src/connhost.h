@@ -1,0 +1,55 @@
+/* connhost.h: the server as its connections see it.
+ *
+ * conn.c, and tls.c which hands conn.c its TLS connections, need a little
+ * of whoever owns the connection set: the loop, the broker, the live config,
+ * whether it is draining, how many connections there are, and a way to say
+ * "add me", "remove me", "flush me this turn", "I called the broker" and
+ * "what does STATS say beyond the core". That is this header.
+ * server.c fills it in (server_t starts with one), so the includes point one
+ * way: server -> tls -> conn -> connhost, and neither conn.c nor tls.c knows
+ * server_t. A second listener type can own connections the same way.
+ */
+#ifndef SLUICE_CONNHOST_H
+#define SLUICE_CONNHOST_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "config.h"
+#include "stats.h"
+
+struct conn;
+typedef struct connhost connhost_t;
+
+typedef struct connhost_ops {
+    /* c joins the owner's set (counted in nconns), or leaves it and the
+     * flush queue. */
+    void (*conn_add)(connhost_t *h, struct conn *c);
+    void (*conn_remove)(connhost_t *h, struct conn *c);
+    /* Write c's output once every I/O callback of this loop turn has run.
+     * Called only while c->flush_queued is false. */
+    void (*want_flush)(connhost_t *h, struct conn *c);
+    /* After a broker call (a command, a closed connection): the broker may
+     * have new deadlines; the owner re-arms its timer at the end of the turn. */
+    void (*touch)(connhost_t *h);
+    /* What the STATS body says beyond the core's counters. */
+    stats_extra_t (*stats)(const connhost_t *h);
+} connhost_ops_t;
+
+/* The fields, as a macro so that server_t can also offer them under their
+ * own names (see server.h) without a second copy of any of them. */
+#define CONNHOST_FIELDS                                                         \
+    struct event_base *base;                                                    \
+    broker_t *broker;                                                           \
+    const config_t *cfg;        /* the live config; owned by the daemon */      \
+    bool draining;              /* shutting down: no reads (/healthz: 503) */   \
+    uint64_t nconns;            /* live connections, against max_connections */ \
+    const connhost_ops_t *ops;
+
+struct connhost {
+    CONNHOST_FIELDS
+};
+
+#endif
