@@ -70,21 +70,7 @@ typedef struct broker_observer {
     void (*removed)(void *ctx, const topic_t *t, const msg_t *m, br_removal_t why);
 } broker_observer_t;
 
-typedef struct br_counters {
-#define BR_COUNTER_FIELD(f, help) uint64_t f;
-    SLUICE_COUNTERS(BR_COUNTER_FIELD)
-#undef BR_COUNTER_FIELD
-} br_counters_t;
-
-typedef struct topic_stats {
-    const char *name;
-    size_t name_len;
-#define BR_GAUGE_FIELD(f, metric, help) uint64_t f;
-    SLUICE_TOPIC_GAUGES(BR_GAUGE_FIELD)
-#undef BR_GAUGE_FIELD
-    overflow_policy_t overflow;
-    br_counters_t totals;
-} topic_stats_t;
+/* br_counters_t and topic_stats_t are counters.h's, generated from its lists. */
 
 typedef struct broker_stats {
     uint64_t uptime_ms;

@@ -19,6 +19,14 @@ static size_t broker_hash(const char *s, size_t len)
     return (size_t)h;
 }
 
+/* broker.h's: a topic is opaque outside the core, but its name is not. */
+const char *topic_name(const topic_t *t, size_t *len)
+{
+    if (len != NULL)
+        *len = t->name_len;
+    return t->name;
+}
+
 topic_t *broker_find(const broker_t *b, const char *name, size_t len)
 {
     topic_t *t = b->buckets[broker_hash(name, len) & (b->nbuckets - 1)];

@@ -1,7 +1,7 @@
 /* counters.h: every message counter and every per-topic gauge, listed once.
  *
- * Each list is an X-macro. The struct fields (br_counters_t and
- * topic_stats_t in broker.h), the STATS bodies (stats.c), /metrics and
+ * Each list is an X-macro. The structs (br_counters_t and topic_stats_t,
+ * below, so that topic.h needs them and not broker.h), the STATS bodies (stats.c), /metrics and
  * /stats (admin.c) and the Redis stats hashes (mirror_stats.c) are all
  * generated from these lists, in this order, so a new counter is one line
  * here plus the code in the core that counts it. Names are the protocol's
@@ -9,6 +9,11 @@
  */
 #ifndef SLUICE_COUNTERS_H
 #define SLUICE_COUNTERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
 
 /* X(field, help): a uint64_t that only grows, per topic and summed for the
  * server; /metrics calls it sluice_messages_<field>_total (per topic
@@ -43,5 +48,21 @@
     X(blocked_producers, "topic_blocked_producers", "PUBs parked until the topic has room.")      \
     X(max_messages, "topic_max_messages", "The topic's max_messages bound.")                      \
     X(max_bytes, "topic_max_bytes", "The topic's max_bytes bound (payload bytes).")
+
+typedef struct br_counters {
+#define BR_COUNTER_FIELD(f, help) uint64_t f;
+    SLUICE_COUNTERS(BR_COUNTER_FIELD)
+#undef BR_COUNTER_FIELD
+} br_counters_t;
+
+typedef struct topic_stats {
+    const char *name;
+    size_t name_len;
+#define BR_GAUGE_FIELD(f, metric, help) uint64_t f;
+    SLUICE_TOPIC_GAUGES(BR_GAUGE_FIELD)
+#undef BR_GAUGE_FIELD
+    overflow_policy_t overflow;
+    br_counters_t totals;
+} topic_stats_t;
 
 #endif

@@ -83,13 +83,6 @@ void topic_free(topic_t *t)
     free(t);
 }
 
-const char *topic_name(const topic_t *t, size_t *len)
-{
-    if (len != NULL)
-        *len = t->name_len;
-    return t->name;
-}
-
 /* ---- ready ---- */
 
 void topic_ready_push_tail(topic_t *t, msg_t *m)

@@ -14,9 +14,11 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include "broker.h"
 #include "config.h"
+#include "counters.h"
 #include "msg.h"
+
+typedef struct topic topic_t; /* broker.h names it too */
 
 /* The lists are <sys/queue.h>'s (glibc's BSD lists), linked through their
  * members: a message, subscription or client is in a list without an

@@ -5,6 +5,7 @@
 #include <check.h>
 #include <stdlib.h>
 
+#include "broker.h" /* topic_name */
 #include "topic.h"
 
 static topic_conf_t conf = {
