@@ -528,16 +528,25 @@ bool broker_owns(const client_t *c, uint64_t id)
     return broker_owned(c, id) != NULL;
 }
 
+/* ACK and NACK: the message c holds under id, out of flight; NULL if none. */
+static msg_t *broker_take_owned(client_t *c, uint64_t id)
+{
+    msg_t *m = broker_owned(c, id);
+
+    if (m != NULL)
+        broker_unflight(c->b, m);
+    return m;
+}
+
 bool broker_ack(client_t *c, uint64_t id, uint64_t now)
 {
     broker_t *b = c->b;
-    msg_t *m = broker_owned(c, id);
+    msg_t *m = broker_take_owned(c, id);
     topic_t *t;
 
     if (m == NULL)
         return false;
     t = m->topic;
-    broker_unflight(b, m);
     BR_COUNT(b, t, acked);
     broker_obs_removed(b, t, m, BR_REMOVED_ACKED);
     broker_account_sub(b, t, m);
@@ -549,13 +558,12 @@ bool broker_ack(client_t *c, uint64_t id, uint64_t now)
 br_status_t broker_nack(client_t *c, uint64_t id, uint64_t delay_ms, uint64_t now)
 {
     broker_t *b = c->b;
-    msg_t *m = broker_owned(c, id);
+    msg_t *m = broker_take_owned(c, id);
     topic_t *t;
 
     if (m == NULL)
         return BR_NOTFOUND;
     t = m->topic;
-    broker_unflight(b, m);
     if (broker_returns(b, t, m, now))
         broker_place(b, t, m, delay_ms > 0 ? broker_sat_add(now, delay_ms) : 0, true, now);
     broker_settle(b, now);
