@@ -90,12 +90,14 @@ void server_drain(server_t *s, uint64_t timeout_ms);
 /* Free listeners and close every connection. */
 void server_free(server_t *s);
 
-/* For conn.c: a new connection joins the server's list (counted against
- * limits.max_connections), and a closing one leaves it and the flush list. */
+/* For conn.c, through connhost.h's ops: a new connection joins the server's
+ * list (counted against limits.max_connections), and a closing one leaves
+ * it and the flush list. */
 void server_conn_add(server_t *s, struct conn *c);
 void server_conn_remove(server_t *s, struct conn *c);
 
-/* For conn.c: queue c to be flushed at the end of this loop turn. */
+/* For conn.c, through connhost.h's ops: queue c to be flushed at the end of
+ * this loop turn. */
 void server_want_flush(server_t *s, struct conn *c);
 
 /* After any broker call outside the server's own timer (a command, a
