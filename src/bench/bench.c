@@ -327,27 +327,28 @@ static bool bench_wait_ready(bench_t *b, unsigned n)
     return true;
 }
 
-static int bench_start(bench_t *b)
+/* Start n workers running fn; -1 (noted) if a thread cannot start. */
+static int bench_spawn(bench_t *b, bench_worker_t *ws, unsigned n, void *(*fn)(void *))
 {
-    for (unsigned i = 0; i < b->o.consumers; i++) {
-        bench_worker_t *w = &b->cons[i];
-        if (pthread_create(&w->th, NULL, bench_consumer_main, w) != 0) {
+    for (unsigned i = 0; i < n; i++) {
+        if (pthread_create(&ws[i].th, NULL, fn, &ws[i]) != 0) {
             bench_note(b, true, "cannot start a thread");
             return -1;
         }
-        w->started = true;
+        ws[i].started = true;
     }
+    return 0;
+}
+
+static int bench_start(bench_t *b)
+{
+    if (bench_spawn(b, b->cons, b->o.consumers, bench_consumer_main) < 0)
+        return -1;
     /* consumers first, so the group exists / SUB is in place before data */
     if (!bench_wait_ready(b, b->o.consumers))
         return -1;
-    for (unsigned i = 0; i < b->o.producers; i++) {
-        bench_worker_t *w = &b->prod[i];
-        if (pthread_create(&w->th, NULL, bench_producer_main, w) != 0) {
-            bench_note(b, true, "cannot start a thread");
-            return -1;
-        }
-        w->started = true;
-    }
+    if (bench_spawn(b, b->prod, b->o.producers, bench_producer_main) < 0)
+        return -1;
     if (!bench_wait_ready(b, b->o.consumers + b->o.producers))
         return -1;
     b->t_start = clock_ns();
