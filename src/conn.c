@@ -969,6 +969,17 @@ bool conn_drained(const conn_t *c)
     return evbuffer_get_length(c->out) == 0 && c->unconfirmed.n == 0;
 }
 
+static bool conn_open(connhost_t *host, int fd, const char *peer)
+{
+    return conn_new(host, fd, peer) != NULL;
+}
+
+const connproto_t conn_proto = {
+    .label = "",
+    .busy = "-BUSY too many connections\r\n",
+    .open = conn_open,
+};
+
 void conn_refuse(int fd, const char *line)
 {
     ssize_t n = write(fd, line, strlen(line));

@@ -57,6 +57,9 @@ typedef struct conn {
 /* Take over an accepted socket. NULL (and fd closed) on failure. */
 conn_t *conn_new(connhost_t *host, int fd, const char *peer);
 
+/* The native protocol, for server_listen. */
+extern const connproto_t conn_proto;
+
 /* Close now: the broker gets the client's in-flight messages back. */
 void conn_free(conn_t *c);
 

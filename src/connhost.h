@@ -52,4 +52,16 @@ struct connhost {
     CONNHOST_FIELDS
 };
 
+/* A protocol served on listeners: what an accepted connection becomes.
+ * The server (and TLS) know protocols only through this, so a second one
+ * (beanstalkd's, say) is a connproto_t of its own handed to server_listen;
+ * server.c does not change. */
+typedef struct connproto {
+    const char *label; /* after "listening on ADDR" in the log; "" for the native one */
+    const char *busy;  /* the line a connection refused at max_connections gets */
+    /* Serve fd (nonblocking, connected to `peer`); false when it could not
+     * (fd is then closed). */
+    bool (*open)(connhost_t *h, int fd, const char *peer);
+} connproto_t;
+
 #endif

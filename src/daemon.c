@@ -21,6 +21,7 @@
 #include "broker.h"
 #include "clock.h"
 #include "config.h"
+#include "conn.h"
 #include "log.h"
 #include "mirror.h"
 #include "msg.h"
@@ -321,7 +322,7 @@ static int daemon_start(daemon_t *d)
         log_error("cannot set up signal handling");
         return 1;
     }
-    if (server_listen(d->server, d->cfg->listen, d->cfg->nlisten) != 0)
+    if (server_listen(d->server, d->cfg->listen, d->cfg->nlisten, &conn_proto) != 0)
         return 1;
     if (d->cfg->admin.listen[0] != '\0') {
         if ((d->admin = admin_new(d->server, d->cfg->admin.listen)) == NULL)

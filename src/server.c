@@ -150,48 +150,46 @@ static void server_peer_name(const struct sockaddr *sa, char *out, size_t cap)
     }
 }
 
-static void server_accept(server_t *s, evutil_socket_t fd, struct sockaddr *sa, bool tls)
+/* One bound address and the protocol it serves. */
+typedef struct server_listener {
+    server_t *s;
+    struct evconnlistener *l;
+    char *addr;               /* what it is bound to, for logs and the port file */
+    const connproto_t *proto;
+    bool tls;
+} server_listener_t;
+
+static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                             int salen, void *arg)
 {
+    server_listener_t *sl = arg;
+    server_t *s = sl->s;
     char peer[64];
     int one = 1;
 
+    (void)l;
+    (void)salen;
     server_peer_name(sa, peer, sizeof peer);
     if (s->draining) {
         close(fd);
         return;
     }
-    if (tls) {
+    if (sl->tls) {
         /* Refusals too must be spoken in TLS: tls.c checks the limit after
          * the handshake. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        tls_accept(s->tls, fd, peer);
+        tls_accept(s->tls, fd, peer, sl->proto);
         return;
     }
     if (s->nconns >= s->cfg->limits.max_connections) {
         log_warn("refusing %s: max_connections (%llu) reached", peer,
                  (unsigned long long)s->cfg->limits.max_connections);
-        conn_refuse(fd, "-BUSY too many connections\r\n");
+        conn_refuse(fd, sl->proto->busy);
         return;
     }
     if (sa->sa_family != AF_UNIX)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    conn_new(&s->host, fd, peer);
-}
-
-static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                             int salen, void *arg)
-{
-    (void)l;
-    (void)salen;
-    server_accept(arg, fd, sa, false);
-}
-
-static void server_on_accept_tls(struct evconnlistener *l, evutil_socket_t fd,
-                                 struct sockaddr *sa, int salen, void *arg)
-{
-    (void)l;
-    (void)salen;
-    server_accept(arg, fd, sa, true);
+    sl->proto->open(&s->host, fd, peer);
 }
 
 static void server_on_accept_retry(evutil_socket_t fd, short what, void *arg)
@@ -201,14 +199,14 @@ static void server_on_accept_retry(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     for (size_t i = 0; i < s->nlisteners; i++)
-        evconnlistener_enable(s->listeners[i]);
+        evconnlistener_enable(s->listeners[i]->l);
 }
 
 /* Out of descriptors: stop accepting for a moment instead of spinning on a
  * listener that is always readable. */
 static void server_on_accept_error(struct evconnlistener *l, void *arg)
 {
-    server_t *s = arg;
+    server_t *s = ((server_listener_t *)arg)->s;
     int err = EVUTIL_SOCKET_ERROR();
     struct timeval tv = clock_tv(SERVER_ACCEPT_BACKOFF_MS);
 
@@ -219,7 +217,7 @@ static void server_on_accept_error(struct evconnlistener *l, void *arg)
     }
     log_warn("accept: %s; pausing accepts for %d ms", strerror(err), SERVER_ACCEPT_BACKOFF_MS);
     for (size_t i = 0; i < s->nlisteners; i++)
-        evconnlistener_disable(s->listeners[i]);
+        evconnlistener_disable(s->listeners[i]->l);
     evtimer_add(s->accept_retry, &tv);
 }
 
@@ -240,14 +238,13 @@ static char *server_bound_name(struct evconnlistener *l, const char *asked, cons
     return strdup(buf);
 }
 
-static int server_listen_one(server_t *s, const char *addr)
+static int server_listen_one(server_t *s, const char *addr, const connproto_t *proto)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    struct evconnlistener *l;
+    server_listener_t *sl;
     unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE;
     addr_t a;
-    bool tls;
 
     /* sluiced -l has always taken a relative socket path; the file does not. */
     if (addr_parse(addr, ADDR_LISTEN | ADDR_REL_PATH, &a) != NULL ||
@@ -257,8 +254,7 @@ static int server_listen_one(server_t *s, const char *addr)
                   addr);
         return -1;
     }
-    tls = a.tls;
-    if (tls && s->tls == NULL && (s->tls = tls_server_new(&s->host, s->cfg)) == NULL) {
+    if (a.tls && s->tls == NULL && (s->tls = tls_server_new(&s->host, s->cfg)) == NULL) {
         log_error("cannot listen on %s: no usable TLS certificate", addr);
         return -1;
     }
@@ -270,28 +266,33 @@ static int server_listen_one(server_t *s, const char *addr)
             unlink(path);
         flags &= ~(unsigned)LEV_OPT_REUSEABLE;
     }
-    l = evconnlistener_new_bind(s->base, tls ? server_on_accept_tls : server_on_accept, s, flags,
-                                1024, (struct sockaddr *)&ss, (int)len);
-    if (l == NULL) {
+    sl = calloc(1, sizeof *sl);
+    if (sl == NULL)
+        return -1;
+    *sl = (server_listener_t){.s = s, .proto = proto, .tls = a.tls};
+    sl->l = evconnlistener_new_bind(s->base, server_on_accept, sl, flags, 1024,
+                                    (struct sockaddr *)&ss, (int)len);
+    if (sl->l == NULL) {
         log_error("cannot listen on %s: %s", addr, strerror(errno));
+        free(sl);
         return -1;
     }
-    evconnlistener_set_error_cb(l, server_on_accept_error);
-    s->listeners[s->nlisteners] = l;
-    s->listen_addrs[s->nlisteners] = server_bound_name(l, addr, &a);
-    log_info("listening on %s", s->listen_addrs[s->nlisteners]);
-    s->nlisteners++;
+    evconnlistener_set_error_cb(sl->l, server_on_accept_error);
+    sl->addr = server_bound_name(sl->l, addr, &a);
+    s->listeners[s->nlisteners++] = sl;
+    log_info("listening on %s%s", sl->addr, proto->label);
     return 0;
 }
 
-int server_listen(server_t *s, char *const *addrs, size_t naddrs)
+int server_listen(server_t *s, char *const *addrs, size_t naddrs, const connproto_t *proto)
 {
-    s->listeners = calloc(naddrs ? naddrs : 1, sizeof *s->listeners);
-    s->listen_addrs = calloc(naddrs ? naddrs : 1, sizeof *s->listen_addrs);
-    if (s->listeners == NULL || s->listen_addrs == NULL)
+    server_listener_t **v = realloc(s->listeners, (s->nlisteners + naddrs + 1) * sizeof *v);
+
+    if (v == NULL)
         return -1;
+    s->listeners = v;
     for (size_t i = 0; i < naddrs; i++)
-        if (server_listen_one(s, addrs[i]) != 0)
+        if (server_listen_one(s, addrs[i], proto) != 0)
             return -1;
     return 0;
 }
@@ -307,7 +308,7 @@ int server_write_port_file(const server_t *s, const char *path)
     if (f == NULL)
         return -1;
     for (size_t i = 0; i < s->nlisteners; i++)
-        fprintf(f, "%s\n", s->listen_addrs[i]);
+        fprintf(f, "%s\n", s->listeners[i]->addr);
     if (s->admin_addr != NULL)
         fprintf(f, "admin %s\n", s->admin_addr);
     if (fclose(f) != 0)
@@ -448,7 +449,7 @@ void server_drain(server_t *s, uint64_t timeout_ms)
         return;
     s->draining = true;
     for (size_t i = 0; i < s->nlisteners; i++)
-        evconnlistener_disable(s->listeners[i]);
+        evconnlistener_disable(s->listeners[i]->l);
     LIST_FOREACH(c, &s->conns, link)
         conn_stop_reading(c);
     s->drain_ev = evtimer_new(s->base, server_on_drain, s);
@@ -472,14 +473,15 @@ void server_free(server_t *s)
         conn_free(LIST_FIRST(&s->conns));
     tls_server_free(s->tls);
     for (size_t i = 0; i < s->nlisteners; i++) {
-        evconnlistener_free(s->listeners[i]);
-        if (addr_parse(s->listen_addrs[i], ADDR_LISTEN | ADDR_REL_PATH, &a) == NULL &&
+        server_listener_t *sl = s->listeners[i];
+        evconnlistener_free(sl->l);
+        if (addr_parse(sl->addr, ADDR_LISTEN | ADDR_REL_PATH, &a) == NULL &&
             a.kind == ADDR_KIND_UNIX)
             unlink(a.path);
-        free(s->listen_addrs[i]);
+        free(sl->addr);
+        free(sl);
     }
     free(s->listeners);
-    free(s->listen_addrs);
     if (s->flush_ev)
         event_free(s->flush_ev);
     if (s->timer_ev)

@@ -36,8 +36,7 @@ typedef struct server {
         };
     };
 
-    struct evconnlistener **listeners;
-    char **listen_addrs;          /* what each listener is bound to, for logs and the port file */
+    struct server_listener **listeners; /* every listener, of every protocol */
     size_t nlisteners;
     const char *admin_addr;       /* the admin endpoint's bound address, for the port file */
     struct event *accept_retry;   /* accept backs off on EMFILE/ENFILE */
@@ -73,8 +72,10 @@ server_mirror_status_t server_mirror_status(const server_t *s);
 /* Create a server on base; nothing listens yet. NULL on failure. */
 server_t *server_new(struct event_base *base, broker_t *broker, const config_t *cfg);
 
-/* Bind every address of `addrs`. On failure logs why and returns -1. */
-int server_listen(server_t *s, char *const *addrs, size_t naddrs);
+/* Bind every address of `addrs`, serving `proto` (conn_proto, the native
+ * protocol, or another) on each; may be called again for another protocol.
+ * On failure logs why and returns -1. */
+int server_listen(server_t *s, char *const *addrs, size_t naddrs, const connproto_t *proto);
 
 /* Write "ADDR\n" for every bound listener to path, then "admin ADDR\n"
  * if admin_addr is set. 0 or -1. */

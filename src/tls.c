@@ -13,7 +13,7 @@
  * reading the socketpair) stops the relay reading its TLS socket, and the
  * producer's TCP window closes just as it does on a plain listener.
  *
- * The connection is handed to conn_new only after the handshake, so a
+ * The connection is handed to its protocol only after the handshake, so a
  * client that never completes one costs no broker state.
  */
 #include "tls.h"
@@ -35,7 +35,6 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "conn.h"
 #include "connhost.h"
 #include "log.h"
 #include "sslerr.h"
@@ -55,6 +54,7 @@ typedef struct tls_relay {
     bool closing;             /* conn is gone (or refused): flush what the client is owed, then free */
     bool broken;              /* the TLS session failed: no close_notify */
     char peer[64];            /* the real TCP peer, for logs */
+    const connproto_t *proto; /* what the plain end becomes */
     LIST_ENTRY(tls_relay) link; /* in owner->relays */
 } tls_relay_t;
 
@@ -337,7 +337,7 @@ static void tls_relay_start(tls_relay_t *r)
     if (host->nconns >= host->cfg->limits.max_connections) {
         log_warn("refusing %s: max_connections (%llu) reached", r->peer,
                  (unsigned long long)host->cfg->limits.max_connections);
-        bufferevent_write(r->net, "-BUSY too many connections\r\n", 28);
+        bufferevent_write(r->net, r->proto->busy, strlen(r->proto->busy));
         tls_relay_close(r);
         return;
     }
@@ -354,7 +354,7 @@ static void tls_relay_start(tls_relay_t *r)
         tls_relay_close(r);
         return;
     }
-    if (conn_new(host, sp[1], r->peer) == NULL) {
+    if (!r->proto->open(host, sp[1], r->peer)) {
         tls_relay_close(r);
         return;
     }
@@ -407,7 +407,7 @@ static void tls_on_net_event(struct bufferevent *bev, short what, void *arg)
     tls_relay_free(r);
 }
 
-void tls_accept(tls_server_t *t, int fd, const char *peer)
+void tls_accept(tls_server_t *t, int fd, const char *peer, const connproto_t *proto)
 {
     connhost_t *host = t->host;
     struct timeval tv = clock_tv(TLS_HANDSHAKE_MS);
@@ -443,6 +443,7 @@ void tls_accept(tls_server_t *t, int fd, const char *peer)
         return;
     }
     r->owner = t;
+    r->proto = proto;
     r->handshaking = true;
     t->nhandshaking++;
     snprintf(r->peer, sizeof r->peer, "%s", peer);

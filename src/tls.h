@@ -13,6 +13,7 @@
 #include "config.h"
 
 struct connhost;
+struct connproto;
 
 typedef struct tls_server tls_server_t;
 
@@ -26,9 +27,10 @@ tls_server_t *tls_server_new(struct connhost *host, const config_t *cfg);
 int tls_server_configure(tls_server_t *t, const config_t *cfg);
 
 /* Take over an accepted TCP socket (closed on failure) and start the
- * handshake; once it succeeds the connection is handed to conn_new with
- * `peer` as its name. */
-void tls_accept(tls_server_t *t, int fd, const char *peer);
+ * handshake; once it succeeds the plain end is handed to proto's open with
+ * `peer` as its name (or refused with proto's busy line at
+ * max_connections). */
+void tls_accept(tls_server_t *t, int fd, const char *peer, const struct connproto *proto);
 
 /* True when no relay holds bytes owed to a client (for the shutdown drain). */
 bool tls_server_drained(const tls_server_t *t);

@@ -1,11 +1,19 @@
 /* check_server.c: the server's connection and flush lists, which only
  * server.c writes (server_conn_add, server_conn_remove, server_want_flush;
  * <sys/queue.h> lists): order kept, a connection leaves from the head, the
- * middle or the tail, and the count follows. Connections here are bare structs: nothing
- * is read or written, the loop never runs. */
+ * middle or the tail, and the count follows (connections there are bare
+ * structs: nothing is read or written, the loop never runs). And a second
+ * protocol on listeners of its own beside the native one, through nothing
+ * but a connproto_t and server_listen. */
+#include <arpa/inet.h>
 #include <check.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "clock.h"
@@ -106,6 +114,112 @@ START_TEST(test_removed_unqueued_connection_leaves_flush_list_alone)
 }
 END_TEST
 
+/* ---- a second protocol ---- */
+
+static int toy_opened;
+
+/* The toy protocol greets and hangs up: it owns the socket, as a real one
+ * would, without a conn_t. */
+static bool toy_open(connhost_t *h, int fd, const char *peer)
+{
+    ssize_t n = write(fd, "TOY\r\n", 5);
+
+    (void)h;
+    (void)peer;
+    (void)n;
+    close(fd);
+    toy_opened++;
+    return true;
+}
+
+static const connproto_t toy_proto = {.label = " (toy)", .busy = "TOYBUSY\r\n", .open = toy_open};
+
+/* The port of the i-th listener, from the port file. */
+static int bound_port(size_t i)
+{
+    char path[] = "/tmp/check_server_portsXXXXXX", line[128];
+    int fd = mkstemp(path), port = -1;
+    FILE *f;
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(server_write_port_file(srv, path), 0);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    for (size_t k = 0; k <= i && fgets(line, sizeof line, f) != NULL; k++)
+        if (k == i)
+            port = atoi(strrchr(line, ':') + 1);
+    fclose(f);
+    unlink(path);
+    ck_assert_int_gt(port, 0);
+    return port;
+}
+
+static int dial(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    ck_assert_int_ge(fd, 0);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+/* Run the loop until `want` came back on fd (bounded, not timed). */
+static void expect_reply(int fd, const char *want)
+{
+    char buf[64] = {0};
+    size_t got = 0;
+
+    for (int i = 0; i < 2000 && got < strlen(want); i++) {
+        ssize_t n;
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        n = recv(fd, buf + got, sizeof buf - 1 - got, MSG_DONTWAIT);
+        if (n > 0)
+            got += (size_t)n;
+        else
+            usleep(2000);
+    }
+    ck_assert_str_eq(buf, want);
+}
+
+START_TEST(test_second_protocol)
+{
+    char *addr[] = {"127.0.0.1:0"};
+    int toy, native, fd;
+
+    ck_assert_int_eq(server_listen(srv, addr, 1, &toy_proto), 0);
+    ck_assert_int_eq(server_listen(srv, addr, 1, &conn_proto), 0);
+    toy = bound_port(0);
+    native = bound_port(1);
+
+    fd = dial(toy);
+    expect_reply(fd, "TOY\r\n");
+    close(fd);
+    ck_assert_int_eq(toy_opened, 1);
+
+    fd = dial(native);
+    ck_assert_int_eq(send(fd, "PING\r\n", 6, 0), 6);
+    expect_reply(fd, "+PONG\r\n");
+    close(fd);
+    for (int i = 0; i < 2000 && !LIST_EMPTY(&srv->conns); i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        usleep(2000);
+    }
+
+    /* Each protocol refuses in its own words. */
+    cfg->limits.max_connections = 0;
+    fd = dial(toy);
+    expect_reply(fd, "TOYBUSY\r\n");
+    close(fd);
+    fd = dial(native);
+    expect_reply(fd, "-BUSY too many connections\r\n");
+    close(fd);
+    ck_assert_int_eq(toy_opened, 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("server");
@@ -116,6 +230,7 @@ int main(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_lists_keep_order_and_unlink_anywhere);
     tcase_add_test(t, test_removed_unqueued_connection_leaves_flush_list_alone);
+    tcase_add_test(t, test_second_protocol);
     suite_add_tcase(s, t);
     r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
