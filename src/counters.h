@@ -1,10 +1,12 @@
 /* counters.h: every message counter and every per-topic gauge, listed once.
  *
  * Each list is an X-macro. The structs (br_counters_t and topic_stats_t,
- * below, so that topic.h needs them and not broker.h), the STATS bodies (stats.c), /metrics and
- * /stats (admin.c) and the Redis stats hashes (mirror_stats.c) are all
- * generated from these lists, in this order, so a new counter is one line
- * here plus the code in the core that counts it. Names are the protocol's
+ * below, so that topic.h needs them and not broker.h), the STATS bodies
+ * (stats.c), /metrics and /stats (admin.c), the Redis stats hashes
+ * (mirror_stats.c), and what `sluice top` and `sluice stats` read back
+ * (topview.c, sluice_stats.c) are all generated from these lists, in this
+ * order, so a new counter is one line here plus the code in the core that
+ * counts it. Names are the protocol's
  * (docs/protocol.md, STATS) and must not change: dashboards read them.
  */
 #ifndef SLUICE_COUNTERS_H

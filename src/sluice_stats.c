@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "counters.h"
 #include "sluice_cli.h"
 #include "topview.h"
 
@@ -62,10 +63,12 @@ typedef struct topic_row {
     size_t len;
 } topic_row_t;
 
+/* The table's columns: the queue's state, then every counter (counters.h). */
+#define STATS_COL(f, help) #f,
 static const char *const stats_cols[] = {
-    "ready", "delayed", "in_flight", "bytes", "consumers", "published",
-    "delivered", "acked", "redelivered", "dead", "dropped", "rejected",
+    "ready", "delayed", "in_flight", "bytes", "consumers", SLUICE_COUNTERS(STATS_COL)
 };
+#undef STATS_COL
 #define STATS_NCOLS (sizeof stats_cols / sizeof stats_cols[0])
 
 /* One row per topic, one column per counter, each as wide as it needs. */

@@ -74,11 +74,8 @@ typedef struct tv_field {
     size_t off;
 } tv_field_t;
 
-#define TV_COUNTERS(T)                                                                            \
-    {"published", offsetof(T, c.published)}, {"delivered", offsetof(T, c.delivered)},            \
-        {"acked", offsetof(T, c.acked)}, {"redelivered", offsetof(T, c.redelivered)},            \
-        {"dead", offsetof(T, c.dead)}, {"dropped", offsetof(T, c.dropped)},                      \
-        {"rejected", offsetof(T, c.rejected)}
+#define TV_TOPIC_COUNTER(f, help) {#f, offsetof(tv_topic_t, c.f)},
+#define TV_SERVER_COUNTER(f, help) {#f, offsetof(tv_server_t, c.f)},
 
 static const tv_field_t tv_topic_fields[] = {
     {"ready", offsetof(tv_topic_t, ready)},
@@ -89,7 +86,7 @@ static const tv_field_t tv_topic_fields[] = {
     {"blocked_producers", offsetof(tv_topic_t, blocked)},
     {"max_messages", offsetof(tv_topic_t, max_messages)},
     {"max_bytes", offsetof(tv_topic_t, max_bytes)},
-    TV_COUNTERS(tv_topic_t),
+    SLUICE_COUNTERS(TV_TOPIC_COUNTER)
 };
 
 static const tv_field_t tv_server_fields[] = {
@@ -101,7 +98,7 @@ static const tv_field_t tv_server_fields[] = {
     {"blocked_producers", offsetof(tv_server_t, blocked)},
     {"max_loop_stall_ms", offsetof(tv_server_t, max_loop_stall_ms)},
     {"redis.lag_ops", offsetof(tv_server_t, redis_lag_ops)},
-    TV_COUNTERS(tv_server_t),
+    SLUICE_COUNTERS(TV_SERVER_COUNTER)
 };
 
 #define TV_NFIELDS(a) (sizeof(a) / sizeof((a)[0]))

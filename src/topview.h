@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "counters.h"
 #include "proto.h"
 
 /* One "key: value" line of a STATS body; nested keys (two-space indent)
@@ -25,10 +26,8 @@ typedef struct tv_line {
  * end. Also what `sluice stats` prints its table from. */
 bool tv_line_next(const char **p, const char *end, char *parent, size_t plen, tv_line_t *l);
 
-/* The monotonic counters every STATS body ends with. */
-typedef struct tv_counters {
-    uint64_t published, delivered, acked, redelivered, dead, dropped, rejected;
-} tv_counters_t;
+/* The monotonic counters every STATS body ends with (counters.h's list). */
+typedef br_counters_t tv_counters_t;
 
 /* One topic, from `STATS <topic>`. */
 typedef struct tv_topic {
