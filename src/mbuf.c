@@ -81,6 +81,30 @@ int mbuf_arg_str(mbuf_t *b, const char *s)
     return mbuf_arg(b, s, strlen(s));
 }
 
+/* A RESP length line: c, the number, CRLF. */
+static size_t mbuf_len_line(char *out, char c, size_t n)
+{
+    size_t d;
+
+    out[0] = c;
+    d = mbuf_u64_dec(out + 1, n);
+    out[1 + d] = '\r';
+    out[2 + d] = '\n';
+    return d + 3;
+}
+
+size_t mbuf_head(char *out, size_t nargs, const char *verb, size_t klen)
+{
+    size_t vlen = strlen(verb), n = mbuf_len_line(out, '*', nargs + 2);
+
+    n += mbuf_len_line(out + n, '$', vlen);
+    memcpy(out + n, verb, vlen);
+    n += vlen;
+    out[n++] = '\r';
+    out[n++] = '\n';
+    return n + mbuf_len_line(out + n, '$', klen);
+}
+
 void mbuf_done(mbuf_t *b)
 {
     b->len = 0;

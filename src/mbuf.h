@@ -33,6 +33,13 @@ int mbuf_arg(mbuf_t *b, const void *data, size_t n);
 int mbuf_arg_u64(mbuf_t *b, uint64_t v);
 int mbuf_arg_str(mbuf_t *b, const char *s);
 
+/* The head of a command of nargs arguments after verb and key:
+ * "*<nargs+2>\r\n$<verb len>\r\n<verb>\r\n$<klen>\r\n", into out (at
+ * least MBUF_HEAD_MAX bytes; verb at most 16 bytes); its length. The key
+ * and its "\r\n" follow it. */
+#define MBUF_HEAD_MAX 80
+size_t mbuf_head(char *out, size_t nargs, const char *verb, size_t klen);
+
 /* The command was sent (or dropped): empty it, and let a big one go. */
 void mbuf_done(mbuf_t *b);
 

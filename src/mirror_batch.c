@@ -280,7 +280,10 @@ static void mirror_flush_topic(mirror_t *mi, mtopic_t *mt)
     if (err == 0)
         err = mirror_flush_dels(mi, mt, kmsg, katt, room);
     mbuf_done(&mi->cmd);
-    idtab_clear(&mi->gone);
+    /* Only this batch's removals are in the set: taking them out again is
+     * O(batch), where clearing would wipe the whole table every turn. */
+    for (size_t i = 0; i < mt->dels.n; i++)
+        idtab_del(&mi->gone, mt->dels.v[i]);
     mirror_topic_clear(mi, mt);
     if (err != 0)
         mirror_batch_failed(mi);

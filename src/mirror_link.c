@@ -65,20 +65,19 @@ static int mirror_raw(mirror_t *mi, const char *cmd, size_t len, mreq_t *req)
 int mirror_send(mirror_t *mi, const char *verb, const char *key, size_t klen, mbuf_t *b,
                        mreq_t *req)
 {
-    char fixed[64];
-    int n = snprintf(fixed, sizeof fixed, "*%zu\r\n$%zu\r\n%s\r\n$%zu\r\n", b->nargs + 2,
-                     strlen(verb), verb, klen);
-    size_t hlen = (size_t)n + klen + 2, body = b->len - b->room;
+    char fixed[MBUF_HEAD_MAX];
+    size_t n = mbuf_head(fixed, b->nargs, verb, klen);
+    size_t hlen = n + klen + 2, body = b->len - b->room;
     char *cmd;
     int rc;
 
-    if (n < 0 || (size_t)n >= sizeof fixed || klen == 0) {
+    if (klen == 0) {
         free(req);
         return -1;
     }
     if (hlen <= b->room) {
         cmd = b->p + b->room - hlen;
-        memcpy(cmd, fixed, (size_t)n);
+        memcpy(cmd, fixed, n);
         memcpy(cmd + n, key, klen);
         memcpy(cmd + n + klen, "\r\n", 2);
         return mirror_raw(mi, cmd, hlen + body, req);
@@ -89,7 +88,7 @@ int mirror_send(mirror_t *mi, const char *verb, const char *key, size_t klen, mb
         free(req);
         return -1;
     }
-    memcpy(cmd, fixed, (size_t)n);
+    memcpy(cmd, fixed, n);
     memcpy(cmd + n, key, klen);
     memcpy(cmd + n + klen, "\r\n", 2);
     memcpy(cmd + hlen, b->p + b->room, body);
