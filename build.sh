@@ -17,7 +17,13 @@ jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 build_pkgs=(build-essential autoconf automake libtool pkg-config
             libevent-dev libhiredis-dev libyaml-dev libssl-dev check)
 test_pkgs=(redis-server beanstalkd valgrind clang libclang-rt-14-dev systemd openssl prometheus
+           nodejs iproute2
            groff dpkg-dev debhelper fakeroot lintian tmux python3 gnuplot-nox)
+
+# fivebeans' suite (tests/fivebeans.sh) needs Node and npm. Debian's npm
+# package unless the installed nodejs brings its own (NodeSource's provides
+# and conflicts with it, so asking apt for npm there would fail).
+command -v npm >/dev/null 2>&1 || test_pkgs+=(npm)
 
 need_pkgs() {
     local missing=() p
