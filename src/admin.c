@@ -74,7 +74,7 @@ static void admin_topics_add(void *ctx, const topic_stats_t *ts)
 static bool admin_topics_get(const server_t *s, admin_topics_t *t)
 {
     memset(t, 0, sizeof *t);
-    broker_foreach_topic(s->broker, admin_topics_add, t);
+    broker_foreach_topic(s->broker, clock_ms(), admin_topics_add, t);
     if (t->oom) {
         free(t->v);
         return false;

@@ -33,6 +33,8 @@ typedef enum br_status {
     BR_UNAVAILABLE, /* confirm mode: the mirror did not take the message: -ERR mirror unavailable */
     BR_HELD,      /* confirm mode: accepted with an id, held for the mirror; the PUB's
                      outcome (BR_OK or BR_UNAVAILABLE) comes later through complete() */
+    BR_DEADLINE_SOON, /* RESERVE: a message the client holds is within soon_ms of its
+                         deadline and nothing is ready (beanstalk's DEADLINE_SOON) */
 } br_status_t;
 
 /* Which operation a completion finishes. */
@@ -42,6 +44,8 @@ typedef enum br_op {
                       was accepted into held: id set, its outcome follows later) */
     BR_OP_GET,     /* a waiting GET: BR_OK (message already pushed via deliver) or BR_TIMEOUT */
     BR_OP_JOIN,    /* a waiting JOIN: BR_OK or BR_TIMEOUT */
+    BR_OP_RESERVE, /* a waiting RESERVE: BR_OK (pushed via deliver), BR_TIMEOUT or
+                      BR_DEADLINE_SOON */
 } br_op_t;
 
 typedef struct client_ops {
@@ -68,6 +72,9 @@ typedef struct broker_observer {
     void (*enqueued)(void *ctx, const topic_t *t, const msg_t *m);  /* accepted, id assigned */
     void (*attempted)(void *ctx, const topic_t *t, const msg_t *m); /* delivered: attempt changed */
     void (*removed)(void *ctx, const topic_t *t, const msg_t *m, br_removal_t why);
+    /* Its state, priority or due time changed outside a delivery: buried,
+     * kicked, released with a delay or a new priority (may be NULL). */
+    void (*changed)(void *ctx, const topic_t *t, const msg_t *m);
 } broker_observer_t;
 
 /* br_counters_t and topic_stats_t are counters.h's, generated from its lists. */
@@ -158,6 +165,84 @@ br_status_t broker_nack(client_t *c, uint64_t id, uint64_t delay_ms, uint64_t no
 /* TOUCH: the ack deadline starts again from now. */
 br_status_t broker_touch(client_t *c, uint64_t id, uint64_t now);
 
+/* ---- beanstalk's commands (the native protocol has BURY, KICK, PAUSE) ---- */
+
+/* RESERVE from the first of several topics (beanstalk's watch list) that
+ * has a message: of the unpaused topics with a ready message, the most
+ * urgent head (lowest priority, then lowest id) is delivered through
+ * deliver() and BR_OK is returned. Otherwise, if soon_ms > 0 and a message
+ * the client holds is due within soon_ms, BR_DEADLINE_SOON; else with
+ * timeout_ms 0 BR_TIMEOUT; else BR_PENDING: the client waits in every one
+ * of the topics (completion BR_OP_RESERVE), until a message, timeout_ms
+ * (< 0: no limit) or soon_ms before its earliest held deadline. Missing
+ * topics are created as SUB creates them: BR_NOTOPIC if one cannot be,
+ * BR_FULL when out of memory. */
+typedef struct br_reserve {
+    const char *const *names;
+    const size_t *lens;
+    size_t n;
+    int64_t timeout_ms;
+    uint64_t soon_ms;
+} br_reserve_t;
+br_status_t broker_reserve(client_t *c, const br_reserve_t *r, uint64_t now);
+
+/* Deliver message `id` to c whatever its topic, if it is ready, delayed or
+ * buried (beanstalk's reserve-job): BR_OK (pushed) or BR_NOTFOUND. */
+br_status_t broker_reserve_id(client_t *c, uint64_t id, uint64_t now);
+
+/* Remove message `id`: one c holds, or one that is ready, delayed or
+ * buried (observer: removed ACKED; counted as acked). BR_OK, BR_NOTFOUND. */
+br_status_t broker_delete(client_t *c, uint64_t id, uint64_t now);
+
+/* c's message `id` back, with priority `pri` (kept only by a message with
+ * an ext block), after delay_ms (0: ready now, in priority order).
+ * Counts a release; max_deliveries applies as for NACK. */
+br_status_t broker_release(client_t *c, uint64_t id, uint32_t pri, uint64_t delay_ms,
+                           uint64_t now);
+
+/* c's message `id` to its topic's buried list, with priority `pri` (as for
+ * release). It stays there, counted in the bounds, until kicked or deleted. */
+br_status_t broker_bury(client_t *c, uint64_t id, uint32_t pri, uint64_t now);
+
+/* Up to n buried messages of the topic back to ready, oldest burial first;
+ * if it has none buried, up to n delayed ones, soonest first. *kicked is
+ * how many. BR_NOTOPIC for an unknown topic. */
+br_status_t broker_kick(broker_t *b, const char *topic, size_t tlen, uint64_t n, uint64_t now,
+                        uint64_t *kicked);
+
+/* One buried or delayed message back to ready: BR_OK or BR_NOTFOUND. */
+br_status_t broker_kick_id(broker_t *b, uint64_t id, uint64_t now);
+
+/* No deliveries from the topic for ms (0 ends a pause). BR_NOTOPIC if it
+ * does not exist. */
+br_status_t broker_pause(broker_t *b, const char *topic, size_t tlen, uint64_t ms, uint64_t now);
+
+/* Peeks: the message (valid until the next broker call) or NULL. By id: in
+ * any state but held. Ready: the next one delivered; delayed: the soonest;
+ * buried: the oldest burial. */
+const msg_t *broker_peek_id(const broker_t *b, uint64_t id);
+const msg_t *broker_peek_ready(const broker_t *b, const char *topic, size_t tlen);
+const msg_t *broker_peek_delayed(const broker_t *b, const char *topic, size_t tlen);
+const msg_t *broker_peek_buried(const broker_t *b, const char *topic, size_t tlen);
+
+/* What stats-job prints about message `id` (not held); false if none. */
+typedef struct br_job_info {
+    uint64_t id;
+    const topic_t *topic;
+    msg_state_t state;   /* MSG_READY, MSG_DELAYED, MSG_INFLIGHT or MSG_BURIED */
+    uint32_t pri;
+    uint64_t age_ms;     /* 0 without an ext block (no creation time kept) */
+    uint64_t delay_ms;
+    uint64_t ttr_ms;     /* its own, or the topic's ack_timeout */
+    uint64_t left_ms;    /* delayed or in flight: until its due time; else 0 */
+    uint32_t reserves;   /* deliveries (the native attempt count) */
+    uint32_t timeouts, releases, buries, kicks;
+} br_job_info_t;
+bool broker_job_info(const broker_t *b, uint64_t id, uint64_t now, br_job_info_t *out);
+
+/* The topic exists (created as SUB would create it). false: BR_NOTOPIC. */
+bool broker_ensure_topic(broker_t *b, const char *topic, size_t tlen);
+
 /* JOIN. timeout_ms < 0 waits as long as it takes; 0 does not wait.
  * BR_OK when the topic holds no ready, delayed or in-flight message
  * (an unknown topic is empty). */
@@ -213,12 +298,14 @@ uint64_t broker_next_deadline(const broker_t *b);
 
 void broker_stats(const broker_t *b, uint64_t now, broker_stats_t *out);
 
-/* Stats of one topic; false if it does not exist. */
-bool broker_topic_stats(const broker_t *b, const char *name, size_t len, topic_stats_t *out);
+/* Stats of one topic; false if it does not exist. `now` is for
+ * pause_left_ms. */
+bool broker_topic_stats(const broker_t *b, const char *name, size_t len, uint64_t now,
+                        topic_stats_t *out);
 
 /* Visit every topic in name order; `fn` gets its stats. */
-void broker_foreach_topic(const broker_t *b, void (*fn)(void *ctx, const topic_stats_t *ts),
-                          void *ctx);
+void broker_foreach_topic(const broker_t *b, uint64_t now,
+                          void (*fn)(void *ctx, const topic_stats_t *ts), void *ctx);
 
 const char *topic_name(const topic_t *t, size_t *len);
 

@@ -161,13 +161,14 @@ void broker_stats(const broker_t *b, uint64_t now, broker_stats_t *out)
     out->totals = b->totals;
 }
 
-bool broker_topic_stats(const broker_t *b, const char *name, size_t len, topic_stats_t *out)
+bool broker_topic_stats(const broker_t *b, const char *name, size_t len, uint64_t now,
+                        topic_stats_t *out)
 {
     const topic_t *t = broker_find(b, name, len);
 
     if (t == NULL)
         return false;
-    topic_fill_stats(t, out);
+    topic_fill_stats(t, now, out);
     return true;
 }
 
@@ -182,8 +183,8 @@ static int broker_cmp_topics(const void *x, const void *y)
     return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
 }
 
-void broker_foreach_topic(const broker_t *b, void (*fn)(void *ctx, const topic_stats_t *ts),
-                          void *ctx)
+void broker_foreach_topic(const broker_t *b, uint64_t now,
+                          void (*fn)(void *ctx, const topic_stats_t *ts), void *ctx)
 {
     topic_t **all;
     size_t n = 0;
@@ -199,7 +200,7 @@ void broker_foreach_topic(const broker_t *b, void (*fn)(void *ctx, const topic_s
             all[n++] = t;
     qsort(all, n, sizeof(*all), broker_cmp_topics);
     for (size_t i = 0; i < n; i++) {
-        topic_fill_stats(all[i], &ts);
+        topic_fill_stats(all[i], now, &ts);
         fn(ctx, &ts);
     }
     free(all);

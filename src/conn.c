@@ -513,7 +513,7 @@ static void conn_cmd_stats(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
 
     if (cmd->topic != NULL) {
         topic_stats_t ts;
-        if (!broker_topic_stats(c->host->broker, cmd->topic, cmd->topic_len, &ts)) {
+        if (!broker_topic_stats(c->host->broker, cmd->topic, cmd->topic_len, now, &ts)) {
             conn_reply_lit(c, "-ERR unknown topic\r\n");
             return;
         }
@@ -548,7 +548,7 @@ static void conn_cmd_topics(conn_t *c)
         conn_reply_lit(c, "-ERR out of memory\r\n");
         return;
     }
-    broker_foreach_topic(c->host->broker, conn_topics_add, body);
+    broker_foreach_topic(c->host->broker, clock_ms(), conn_topics_add, body);
     memcpy(head, "+TOPICS ", 8);
     h = 8 + proto_u64(head + 8, evbuffer_get_length(body));
     memcpy(head + h, "\r\n", 2);

@@ -34,7 +34,12 @@
     X(dead, "Messages dropped after max_deliveries with no dead-letter topic to take them.")     \
     X(dropped, "Messages evicted by the drop-oldest policy.")                                    \
     /* -FULL answers, block timeouts included */                                                  \
-    X(rejected, "PUBs answered -FULL (reject policy or block timeout).")
+    X(rejected, "PUBs answered -FULL (reject policy or block timeout).")                        \
+    /* deliveries whose ack deadline (or TTR) passed */                                           \
+    X(timeouts, "Deliveries whose ack deadline passed before an ack.")                            \
+    X(buries, "Messages buried (BURY, beanstalk bury).")                                          \
+    X(kicks, "Buried or delayed messages kicked back to ready.")                                  \
+    X(pauses, "PAUSE commands (beanstalk pause-tube) on the topic.")
 
 /* X(field, metric, help): a uint64_t that says how a topic is now; metric
  * is its /metrics name after "sluice_". STATS, /stats and Redis print
@@ -49,7 +54,14 @@
     /* parked PUBs */                                                                             \
     X(blocked_producers, "topic_blocked_producers", "PUBs parked until the topic has room.")      \
     X(max_messages, "topic_max_messages", "The topic's max_messages bound.")                      \
-    X(max_bytes, "topic_max_bytes", "The topic's max_bytes bound (payload bytes).")
+    X(max_bytes, "topic_max_bytes", "The topic's max_bytes bound (payload bytes).")               \
+    X(buried, "topic_buried_messages", "Messages buried, waiting for a kick.")                    \
+    /* ready with a priority below 1024 */                                                        \
+    X(urgent, "topic_urgent_messages", "Ready messages with a priority below 1024.")              \
+    /* clients waiting in a RESERVE (beanstalk's current-waiting) */                               \
+    X(waiting, "topic_waiting_clients", "Clients waiting in a reserve.")                          \
+    X(pause_ms, "topic_pause_ms", "The pause given to the topic (ms), 0 when not paused.")        \
+    X(pause_left_ms, "topic_pause_left_ms", "Time left of the topic's pause (ms).")
 
 typedef struct br_counters {
 #define BR_COUNTER_FIELD(f, help) uint64_t f;

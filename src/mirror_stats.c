@@ -70,7 +70,7 @@ void mirror_write_stats(mirror_t *mi)
         mirror_send(mi, "HSET", mi->key, klen, b, mirror_req(mi, REQ_WRITE, NULL, 0));
     mbuf_done(b);
 
-    broker_foreach_topic(mi->b, mirror_stats_topic, mi);
+    broker_foreach_topic(mi->b, clock_ms(), mirror_stats_topic, mi);
     if (mi->names.nargs > 0) {
         klen = mirror_key(mi, "topics", NULL, 0);
         mirror_send(mi, "SADD", mi->key, klen, &mi->names, mirror_req(mi, REQ_WRITE, NULL, 0));

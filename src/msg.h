@@ -21,10 +21,18 @@ typedef enum msg_state {
     MSG_INFLIGHT, /* delivered; owned by `owner` until ack/nack/deadline/close */
     MSG_HELD,     /* confirm mode: accepted (has an id, counts against bounds) but
                      waiting for the mirror; `owner` is the producer or NULL */
+    MSG_BURIED,   /* in its topic's buried list until kicked or deleted */
 } msg_state_t;
 
 /* Flags. */
 #define MSG_F_CREDITED 0x01 /* in flight under a SUB: counts against that credit */
+#define MSG_F_EXT 0x02      /* carries a msg_ext_t after its payload (msg_ext) */
+#define MSG_F_INDEXED 0x04  /* in the broker's id index */
+
+/* The priority of a message without an ext block (beanstalkd's default:
+ * lower is more urgent; below 1024 is "urgent" in its stats). */
+#define MSG_PRI_DEFAULT 1024u
+#define MSG_PRI_URGENT 1024u
 
 /* A list of messages (<sys/queue.h>'s TAILQ: O(1) at both ends and for
  * removal, and walkable from the tail). */
@@ -45,9 +53,44 @@ typedef struct msg {
     char data[];               /* payload: len bytes, NOT NUL-terminated */
 } msg_t;
 
+/* What a beanstalk job carries beyond a native message: its priority, its
+ * own TTR, and the numbers stats-job prints. Kept in the same allocation,
+ * after the payload, and only for messages that need it (a put over the
+ * beanstalk listener, a native PUB with pri= or ttr=), so a plain message
+ * stays as small as before. */
+typedef struct msg_ext {
+    uint64_t created;   /* ms, the broker's clock: stats-job's age */
+    uint64_t ttr_ms;    /* ack deadline after a delivery; 0 = the topic's ack_timeout */
+    uint64_t delay_ms;  /* the last delay it was given: stats-job's delay */
+    uint32_t pri;       /* lower first */
+    uint32_t timeouts;  /* deliveries that ran out of time */
+    uint32_t releases;  /* returned by release (beanstalk) or NACK */
+    uint32_t buries;
+    uint32_t kicks;
+} msg_ext_t;
+
 /* Allocate a message with room for `len` payload bytes (uninitialised).
  * Returns NULL when out of memory. */
 msg_t *msg_new(uint32_t len);
+
+/* The same with an ext block: pri MSG_PRI_DEFAULT, everything else 0. */
+msg_t *msg_new_ext(uint32_t len);
+
+/* m's ext block, or NULL when it has none. */
+static inline msg_ext_t *msg_ext(const msg_t *m)
+{
+    if (!(m->flags & MSG_F_EXT))
+        return NULL;
+    return (msg_ext_t *)(void *)((char *)(uintptr_t)m->data +
+                                 (((size_t)m->len + 7) & ~(size_t)7));
+}
+
+static inline uint32_t msg_pri(const msg_t *m)
+{
+    const msg_ext_t *x = msg_ext(m);
+
+    return x != NULL ? x->pri : MSG_PRI_DEFAULT;
+}
 
 /* Allocate a message holding a copy of `len` bytes at `data`. */
 msg_t *msg_new_copy(const void *data, uint32_t len);

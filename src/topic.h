@@ -65,14 +65,30 @@ typedef struct sub {
 /* Clients waiting on a topic (linked through client->wlink, broker.c's). */
 TAILQ_HEAD(topic_waits, client);
 
+/* A client's place in one topic's RESERVE waiters: a reserve waits in
+ * every topic it reads from at once, so it needs a node per topic. */
+typedef struct rwait {
+    struct client *client;
+    struct topic *topic;
+    TAILQ_ENTRY(rwait) link;
+} rwait_t;
+TAILQ_HEAD(topic_rwaits, rwait);
+
 struct topic {
     /* The broker's name table bucket chain: hand-written, as a bucket is a
      * bare pointer and a topic never leaves the table. */
     struct topic *hnext;
     const topic_conf_t *conf;   /* limits: points into the broker's current config */
 
-    msgq_t ready;               /* FIFO of first deliveries; returns go to the head */
+    /* Ready messages by priority (msg_pri, lower first). Within one
+     * priority: first deliveries FIFO, native returns at the head, and
+     * beanstalk's releases and kicks by id (topic_ready_insert). */
+    msgq_t ready;
     uint64_t ready_bytes;       /* payload bytes of `ready`: what drop-oldest can free */
+    uint64_t ready_urgent;      /* of them with a priority below MSG_PRI_DEFAULT */
+    uint64_t ready_low;         /* of them with a priority above it */
+    uint64_t ready_unindexed;   /* of them not in the id index (found by walking) */
+    msgq_t buried;              /* FIFO of burials */
     msgq_t inflight;            /* ordered by deadline, earliest at the head */
     msgq_t held;                /* confirm mode: accepted, waiting for the mirror */
     msg_t **delayed;            /* binary min-heap by (deadline, id) */
@@ -87,6 +103,10 @@ struct topic {
     uint64_t nparked;
     struct topic_waits gets;    /* clients with a waiting GET, FIFO */
     struct topic_waits joins;   /* clients with a waiting JOIN */
+    struct topic_rwaits reservers; /* clients waiting in a RESERVE, FIFO */
+    uint64_t nreservers;
+    uint64_t pause_ms;          /* PAUSE given; 0 when not paused */
+    uint64_t pause_until;       /* ms: no deliveries before this */
 
     br_counters_t totals;
 
@@ -109,13 +129,29 @@ topic_t *topic_new(const char *name, size_t len, const topic_conf_t *conf);
  * clients belong to the broker and must be gone or abandoned already. */
 void topic_free(topic_t *t);
 
-/* Ready queue. The push functions set the message state. */
+/* Ready queue. The push functions set the message state. push_tail: last
+ * of its priority; push_head: first of its priority; insert: by (priority,
+ * id), as beanstalkd orders its ready jobs. Only a queue that mixes
+ * priorities walks (from the end it pushes at); one priority is O(1). */
 void topic_ready_push_tail(topic_t *t, msg_t *m);
 void topic_ready_push_head(topic_t *t, msg_t *m);
+void topic_ready_insert(topic_t *t, msg_t *m);
 msg_t *topic_ready_pop(topic_t *t);
-/* Put a whole chain (built with topic_q_push_tail) before the current head,
- * keeping its order. The chain is left empty. */
+void topic_ready_remove(topic_t *t, msg_t *m);
+/* Put a whole chain (built with topic_q_push_tail) before the current head
+ * of its priority, keeping its order. The chain is left empty. */
 void topic_ready_splice_head(topic_t *t, msgq_t *chain);
+
+/* Buried list: a burial goes to the tail, kicks take the head. */
+void topic_bury(topic_t *t, msg_t *m);
+void topic_unbury(topic_t *t, msg_t *m);
+
+/* Paused at `now`? (A pause past its end is over even before the timer
+ * clears it.) */
+static inline bool topic_paused(const topic_t *t, uint64_t now)
+{
+    return t->pause_ms > 0 && now < t->pause_until;
+}
 
 /* In-flight list: insert by m->deadline (from the tail: usually O(1)). */
 void topic_inflight_add(topic_t *t, msg_t *m);
@@ -131,9 +167,13 @@ msg_t *topic_delay_pop(topic_t *t);
 void topic_held_add(topic_t *t, msg_t *m);
 void topic_held_remove(topic_t *t, msg_t *m);
 
-/* Earliest in-flight deadline or delayed due time; UINT64_MAX if none. */
+/* Remove one message from the delay heap, wherever it is. */
+void topic_delay_remove(topic_t *t, msg_t *m);
+
+/* Earliest in-flight deadline, delayed due time or pause end; UINT64_MAX
+ * if none. */
 uint64_t topic_next_due(const topic_t *t);
 
-void topic_fill_stats(const topic_t *t, topic_stats_t *out);
+void topic_fill_stats(const topic_t *t, uint64_t now, topic_stats_t *out);
 
 #endif

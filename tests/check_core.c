@@ -233,7 +233,7 @@ static void ob_removed(void *ctx, const topic_t *t, const msg_t *m, br_removal_t
     ob_record('R', t, m, why);
 }
 
-static const broker_observer_t observer = {ob_enqueued, ob_attempted, ob_removed};
+static const broker_observer_t observer = {ob_enqueued, ob_attempted, ob_removed, NULL};
 
 /* ---- shortcuts ---- */
 
@@ -317,7 +317,7 @@ static topic_stats_t ts(const char *topic)
 {
     topic_stats_t s;
 
-    ck_assert_msg(broker_topic_stats(b, topic, strlen(topic), &s), "no topic %s", topic);
+    ck_assert_msg(broker_topic_stats(b, topic, strlen(topic), 0, &s), "no topic %s", topic);
     return s;
 }
 
@@ -333,7 +333,7 @@ static bool has_topic(const char *topic)
 {
     topic_stats_t s;
 
-    return broker_topic_stats(b, topic, strlen(topic), &s);
+    return broker_topic_stats(b, topic, strlen(topic), 0, &s);
 }
 
 /* ================= publishing and bounds ================= */
@@ -1778,7 +1778,7 @@ START_TEST(test_auto_create_off)
     fake_t *p = fake(), *c = fake();
 
     nseen = 0;
-    broker_foreach_topic(b, collect, NULL);
+    broker_foreach_topic(b, 0, collect, NULL);
     ck_assert_uint_eq(nseen, 4);
     ck_assert_str_eq(seen[0], "all.dead");
     ck_assert_str_eq(seen[1], "b");
@@ -1840,7 +1840,7 @@ START_TEST(test_stats_numbers)
     ck_assert_uint_eq(s.totals.acked, 1);
     ck_assert_uint_eq(s.totals.dead, 1);
     ck_assert_uint_eq(s.totals.rejected, 1);
-    ck_assert(!broker_topic_stats(b, "zz", 2, &q));
+    ck_assert(!broker_topic_stats(b, "zz", 2, 0, &q));
 }
 END_TEST
 
@@ -1891,7 +1891,7 @@ static void rnd_obs_removed(void *ctx, const topic_t *t, const msg_t *m, br_remo
 }
 
 static const client_ops_t rnd_ops = {rnd_deliver, rnd_complete};
-static const broker_observer_t rnd_observer = {rnd_obs_enqueued, NULL, rnd_obs_removed};
+static const broker_observer_t rnd_observer = {rnd_obs_enqueued, NULL, rnd_obs_removed, NULL};
 
 static void rnd_check(void)
 {

@@ -187,7 +187,7 @@ START_TEST(test_held_and_stats)
     topic_ready_push_tail(t, mk(2, 3, 0));
     t->count = 2;
     t->bytes = 10;
-    topic_fill_stats(t, &ts);
+    topic_fill_stats(t, 0, &ts);
     ck_assert_str_eq(ts.name, "t1");
     ck_assert_uint_eq(ts.ready, 1);
     ck_assert_uint_eq(ts.delayed, 0);
