@@ -69,7 +69,9 @@ typedef enum br_removal {
 
 /* Optional watcher of every message's life (set by the Redis mirror). */
 typedef struct broker_observer {
-    void (*enqueued)(void *ctx, const topic_t *t, const msg_t *m);  /* accepted, id assigned */
+    /* accepted, id assigned; m->state says where it went (MSG_DELAYED:
+     * m->deadline is its due time, MSG_HELD: it waits for the mirror) */
+    void (*enqueued)(void *ctx, const topic_t *t, const msg_t *m);
     void (*attempted)(void *ctx, const topic_t *t, const msg_t *m); /* delivered: attempt changed */
     void (*removed)(void *ctx, const topic_t *t, const msg_t *m, br_removal_t why);
     /* Its state, priority or due time changed outside a delivery: buried,
@@ -275,7 +277,17 @@ void broker_confirm(broker_t *b, uint64_t id, bool ok, uint64_t now);
 br_status_t broker_restore(broker_t *b, const char *topic, size_t tlen, msg_t *m,
                            uint64_t id, uint16_t attempt);
 
-/* Visit every message the broker holds (ready, delayed, in flight, held),
+/* broker_restore for a message in any state a mirror keeps: MSG_READY as
+ * broker_restore (but in priority order), MSG_DELAYED until `due` (ms on
+ * the broker's clock; a due time already passed is ready at once), or
+ * MSG_BURIED (at the tail of the buried list: restore buried messages in
+ * the order they were buried). m may carry an ext block (msg_new_ext) with
+ * its priority, TTR and counts. Other states: as MSG_READY. */
+br_status_t broker_restore_as(broker_t *b, const char *topic, size_t tlen, msg_t *m,
+                              uint64_t id, uint16_t attempt, msg_state_t state, uint64_t due);
+
+/* Visit every message the broker holds (ready, delayed, in flight, held,
+ * buried),
  * topic by topic, for a mirror's full resynchronisation. */
 void broker_foreach_message(const broker_t *b,
                             void (*fn)(void *ctx, const topic_t *t, const msg_t *m), void *ctx);
