@@ -62,6 +62,19 @@ typedef struct connproto {
     /* Serve fd (nonblocking, connected to `peer`); false when it could not
      * (fd is then closed). */
     bool (*open)(connhost_t *h, int fd, const char *peer);
+
+    /* For a protocol that keeps its own connections (the server keeps the
+     * native ones, whose hooks are NULL): the server calls each of these
+     * once per protocol it listens for. */
+    const char *port_key;   /* its lines in the port file: "KEY ADDR"; NULL: "ADDR" */
+    /* A new config is live (called before the old one is freed). */
+    void (*configure)(connhost_t *h, const config_t *cfg);
+    /* Shutdown: stop reading every connection for good. */
+    void (*stop_reading)(connhost_t *h);
+    /* Shutdown: true once no connection has output left to write. */
+    bool (*drained)(const connhost_t *h);
+    /* The server is freed: close every connection. */
+    void (*close_all)(connhost_t *h);
 } connproto_t;
 
 #endif
