@@ -199,6 +199,7 @@ static bool bconn_process(bconn_t *c)
             bconn_exec(c, &cmd, now);
             broker_dispatch(c->host->broker, now);
         } else if (r == BPROTO_ERROR) {
+            bconn_put_refused(c, err);
             bconn_reply(c, err, strlen(err));
         }
         c->in_off += used;

@@ -122,6 +122,28 @@ static void bconn_reply_if(bconn_t *c, br_status_t st, const char *ok, size_t ok
 
 /* ---- put ---- */
 
+/* stats' current-producers: a connection that put (its line parsed). */
+static void bconn_mark_producer(bconn_t *c)
+{
+    if (!c->producer) {
+        c->producer = true;
+        c->set->producers++;
+    }
+}
+
+/* beanstalkd counts a put (cmd-put) once its line parses, before its body
+ * is read, and makes a producer of a connection whose put was not too big. */
+void bconn_put_refused(bconn_t *c, const char *err)
+{
+    bool crlf = strcmp(err, BPROTO_R_EXPECTED_CRLF) == 0;
+
+    if (!crlf && strcmp(err, BPROTO_R_JOB_TOO_BIG) != 0)
+        return;
+    c->set->cmds[BCMD_PUT]++;
+    if (crlf)
+        bconn_mark_producer(c);
+}
+
 static void bconn_cmd_put(bconn_t *c, const bproto_cmd_t *cmd, uint64_t now)
 {
     msg_t *m;
@@ -137,10 +159,7 @@ static void bconn_cmd_put(bconn_t *c, const bproto_cmd_t *cmd, uint64_t now)
         bconn_reply_lit(c, BPROTO_R_NOT_FOUND);
         return;
     }
-    if (!c->producer) {
-        c->producer = true;
-        c->set->producers++;
-    }
+    bconn_mark_producer(c);
     m = msg_new_ext((uint32_t)cmd->body_len);
     if (m == NULL) {
         bconn_reply_lit(c, BPROTO_R_OUT_OF_MEMORY);
@@ -173,6 +192,15 @@ static void bconn_reserve_status(bconn_t *c, br_status_t st)
         bconn_reply_status(c, st);
 }
 
+/* stats' current-workers: a connection that reserved (or reserve-job'd). */
+static void bconn_mark_worker(bconn_t *c)
+{
+    if (!c->worker) {
+        c->worker = true;
+        c->set->workers++;
+    }
+}
+
 static void bconn_cmd_reserve(bconn_t *c, int64_t timeout_ms, uint64_t now)
 {
     const char *snames[BCONN_WATCH_STACK];
@@ -181,10 +209,7 @@ static void bconn_cmd_reserve(bconn_t *c, int64_t timeout_ms, uint64_t now)
     size_t *lens = slens, n = 0;
     br_reserve_t r;
 
-    if (!c->worker) {
-        c->worker = true;
-        c->set->workers++;
-    }
+    bconn_mark_worker(c);
     if (c->nwatch > BCONN_WATCH_STACK) {
         names = malloc(c->nwatch * sizeof *names);
         lens = malloc(c->nwatch * sizeof *lens);
@@ -321,7 +346,9 @@ static void bconn_cmd_job(bconn_t *c, const bproto_cmd_t *cmd, uint64_t now)
     case BCMD_RESERVE_JOB:
         st = bconn_may_job(c, id, BCONN_READ) ? broker_reserve_id(c->client, id, now)
                                                : BR_NOTFOUND;
-        if (st != BR_OK)
+        if (st == BR_OK) /* as beanstalkd: a worker once it got one */
+            bconn_mark_worker(c);
+        else
             bconn_reply_status(c, st);
         break;
     case BCMD_DELETE:

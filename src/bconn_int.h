@@ -20,13 +20,18 @@
 #define BCONN_SOON_MS 1000        /* DEADLINE_SOON: a second before a TTR ends */
 #define BCONN_TUBE_BUCKETS 256    /* the use/watch count table's chains */
 
-/* A tube that some beanstalk connection uses or watches. Tubes live in the
- * core as topics of the same name; this only counts who points at them, for
- * list-tubes, stats-tube's current-using/current-watching, and for which
- * tubes "exist" (beanstalkd drops a tube nobody uses, watches or fills). */
+/* A tube that some beanstalk connection uses or watches, or did while its
+ * topic exists. Tubes live in the core as topics of the same name; this
+ * counts who points at them, for list-tubes, stats-tube's current-using and
+ * current-watching, and for which tubes "exist" (beanstalkd drops a tube
+ * nobody uses, watches or fills). An entry nobody points at is kept only
+ * while its topic exists (so at most limits.max_topics of them). */
 typedef struct bconn_tube {
     struct bconn_tube *next;      /* its hash chain */
     uint32_t using, watching;     /* connections */
+    /* The topic's counters when this tube was last born: stats-tube counts
+     * from there, as a beanstalkd tube starts from zero each time. */
+    uint64_t base_published, base_acked, base_pauses;
     uint8_t len;
     char name[BPROTO_TUBE_MAX + 1]; /* NUL-terminated */
 } bconn_tube_t;
@@ -93,6 +98,9 @@ void bconn_reply_body(bconn_t *c, const char *head, size_t hlen, const char *bod
 
 /* bconn_cmd.c: run one parsed command. */
 void bconn_exec(bconn_t *c, const bproto_cmd_t *cmd, uint64_t now);
+/* A parse error: if it refused a put's body, count the put as beanstalkd
+ * does. */
+void bconn_put_refused(bconn_t *c, const char *err);
 /* A waiting or parked command finished (client_ops.complete). */
 void bconn_completed(bconn_t *c, br_op_t op, br_status_t st, uint64_t id);
 /* What a command does to a tube, for the listener's user's globs. */
@@ -107,6 +115,11 @@ bool bconn_may(const bconn_t *c, const char *tube, size_t len, bconn_right_t rig
 bconn_tube_t *bconn_tube_ref(bconn_set_t *s, const char *name, size_t len);
 void bconn_tube_unref(bconn_set_t *s, bconn_tube_t *t);
 bconn_tube_t *bconn_tube_find(const bconn_set_t *s, const char *name, size_t len);
+/* Someone uses or watches it. */
+static inline bool bconn_tube_held(const bconn_tube_t *t)
+{
+    return t != NULL && (t->using > 0 || t->watching > 0);
+}
 bool bconn_use(bconn_t *c, const char *name, size_t len);
 /* Watch a tube (false: out of memory); how many are watched. */
 bool bconn_watch(bconn_t *c, const char *name, size_t len);

@@ -75,7 +75,7 @@ static void bconn_walk_topic(void *ctx, const topic_stats_t *ts)
     if (!bproto_tube_valid(ts->name, ts->name_len) ||
         !bconn_may(w->c, ts->name, ts->name_len, BCONN_LOOK))
         return;
-    if (bconn_jobs(ts) == 0 && bconn_tube_find(s, ts->name, ts->name_len) == NULL &&
+    if (bconn_jobs(ts) == 0 && !bconn_tube_held(bconn_tube_find(s, ts->name, ts->name_len)) &&
         !bconn_is_default(ts->name, ts->name_len))
         return;
     w->seen_default |= bconn_is_default(ts->name, ts->name_len);
@@ -219,10 +219,10 @@ void bconn_stats_tube(bconn_t *c, const char *name, size_t len, uint64_t now)
         out.current_jobs_reserved = ts.in_flight;
         out.current_jobs_delayed = ts.delayed;
         out.current_jobs_buried = ts.buried;
-        out.total_jobs = ts.totals.published;
+        out.total_jobs = ts.totals.published - (t ? t->base_published : 0);
         out.current_waiting = ts.waiting;
-        out.cmd_delete = ts.totals.acked;
-        out.cmd_pause_tube = ts.totals.pauses;
+        out.cmd_delete = ts.totals.acked - (t ? t->base_acked : 0);
+        out.cmd_pause_tube = ts.totals.pauses - (t ? t->base_pauses : 0);
         out.pause = ts.pause_ms / 1000;
         out.pause_time_left = ts.pause_left_ms / 1000;
     }

@@ -7,9 +7,13 @@
  * counts users and watchers per name (a chained hash table of entries that
  * are freed at zero), and a tube exists if it has an entry here or its topic
  * holds a job. `use` and `watch` create nothing in the core: a client that
- * watches a thousand names costs entries here, never topics.
+ * watches a thousand names costs entries here, never topics. Topics outlive
+ * their tubes, so each entry keeps its topic's counters at the tube's last
+ * birth, and stats-tube counts from there.
  */
 #include "bconn_int.h"
+
+#include "clock.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,19 +36,39 @@ bconn_tube_t *bconn_tube_find(const bconn_set_t *s, const char *name, size_t len
     return NULL;
 }
 
+/* Nobody pointed at the tube and its topic holds no job: for beanstalkd it
+ * did not exist, and it is born now, its counts from zero. (A tube that
+ * jobs kept alive meanwhile keeps its counts.) `default` is never born. */
+static void bconn_tube_born(const bconn_set_t *s, bconn_tube_t *t)
+{
+    topic_stats_t ts;
+
+    if (bconn_tube_held(t) || (t->len == 7 && memcmp(t->name, "default", 7) == 0) ||
+        !broker_topic_stats(s->host->broker, t->name, t->len, clock_ms(), &ts) ||
+        ts.ready + ts.delayed + ts.in_flight + ts.buried > 0)
+        return;
+    t->base_published = ts.totals.published;
+    t->base_acked = ts.totals.acked;
+    t->base_pauses = ts.totals.pauses;
+}
+
 /* The entry for name, made if needed; the caller counts itself in. */
 bconn_tube_t *bconn_tube_ref(bconn_set_t *s, const char *name, size_t len)
 {
     bconn_tube_t *t = bconn_tube_find(s, name, len);
     uint32_t h;
 
-    if (t != NULL || len == 0 || len > BPROTO_TUBE_MAX)
+    if (t != NULL || len == 0 || len > BPROTO_TUBE_MAX) {
+        if (t != NULL)
+            bconn_tube_born(s, t);
         return t;
+    }
     t = calloc(1, sizeof *t);
     if (t == NULL)
         return NULL;
     memcpy(t->name, name, len);
     t->len = (uint8_t)len;
+    bconn_tube_born(s, t);
     h = bconn_tube_hash(name, len);
     t->next = s->tubes[h];
     s->tubes[h] = t;
@@ -52,12 +76,15 @@ bconn_tube_t *bconn_tube_ref(bconn_set_t *s, const char *name, size_t len)
     return t;
 }
 
-/* Free the entry once nobody uses or watches it. */
+/* Free the entry once nobody uses or watches it, unless its topic exists
+ * (its counts' base is kept for the next birth). */
 void bconn_tube_unref(bconn_set_t *s, bconn_tube_t *t)
 {
     bconn_tube_t **pp;
+    topic_stats_t ts;
 
-    if (t == NULL || t->using > 0 || t->watching > 0)
+    if (t == NULL || bconn_tube_held(t) ||
+        broker_topic_stats(s->host->broker, t->name, t->len, clock_ms(), &ts))
         return;
     for (pp = &s->tubes[bconn_tube_hash(t->name, t->len)]; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == t) {
@@ -124,9 +151,9 @@ int bconn_ignore(bconn_t *c, const char *name, size_t len)
     if (c->nwatch == 1)
         return 0;
     t = c->watch[i];
-    /* The order of the rest is kept: list-tubes-watched prints it. */
-    memmove(&c->watch[i], &c->watch[i + 1], (c->nwatch - (size_t)i - 1) * sizeof *c->watch);
-    c->nwatch--;
+    /* The last takes its place, as in beanstalkd (list-tubes-watched
+     * prints this order). */
+    c->watch[i] = c->watch[--c->nwatch];
     t->watching--;
     bconn_tube_unref(c->set, t);
     return 1;
@@ -152,7 +179,8 @@ bool bconn_tube_exists(const bconn_set_t *s, const char *name, size_t len, uint6
 {
     topic_stats_t ts;
 
-    if (bconn_tube_find(s, name, len) != NULL || (len == 7 && memcmp(name, "default", 7) == 0))
+    if (bconn_tube_held(bconn_tube_find(s, name, len)) ||
+        (len == 7 && memcmp(name, "default", 7) == 0))
         return true;
     if (!broker_topic_stats(s->host->broker, name, len, now, &ts))
         return false;
