@@ -147,6 +147,8 @@ START_TEST(test_example_file)
     ck_assert_uint_eq(t->ack_timeout_ms, 30000);
     ck_assert_uint_eq(t->max_deliveries, 5);
     ck_assert_ptr_eq(config_topic(c, "orders.dead", 11), &c->defaults);
+    ck_assert_uint_eq(c->beanstalk.nlisten, 0);
+    ck_assert_str_eq(c->beanstalk.user, "");
     config_free(c);
 }
 END_TEST
