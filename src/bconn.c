@@ -249,6 +249,13 @@ static void bconn_on_read(evutil_socket_t fd, short what, void *arg)
                 c->in_len += (size_t)n;
             } else if (n == 0) {
                 c->peer_eof = true;
+                /* A worker gone while it waits in reserve: as beanstalkd,
+                 * the wait ends with the connection, so no job is handed
+                 * to nobody. */
+                if (c->state == BCONN_WAITING) {
+                    bconn_free(c);
+                    return;
+                }
             } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                 bconn_free(c);
                 return;
