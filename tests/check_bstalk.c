@@ -744,6 +744,55 @@ START_TEST(test_listener_user_rights)
 }
 END_TEST
 
+/* Rewrite the config, SIGHUP, wait for the log to say how it went. */
+static void bs_reload(sd_t *d, const char *yaml, const char *said)
+{
+    int before = sd_log_count(d, said);
+
+    ck_assert_int_eq(sd_write_conf(d, yaml), 0);
+    sd_signal(d, SIGHUP);
+    for (int i = 0; i < 1500 && sd_log_count(d, said) == before; i++)
+        usleep(10000);
+    ck_assert_msg(sd_log_count(d, said) > before, "the log never said '%s'", said);
+}
+
+START_TEST(test_reload_rights_and_listeners)
+{
+    sd_t d;
+    char yaml[1024];
+
+    ck_start(&d, users_yaml);
+    tc_t *c = bs_open(&d);
+    bs_cmd(c, "use jobs.a", "USING jobs.a");
+    bs_put(c, 0, 0, 60, "one");
+    /* worker may no longer publish: the next put is refused. */
+    snprintf(yaml, sizeof yaml,
+             "listen: [127.0.0.1:%d]\n"
+             "users:\n  worker: {password: secret-w, subscribe: [\"jobs.*\"]}\n"
+             "beanstalk: {listen: [127.0.0.1:%d], user: worker}\n",
+             d.port, d.bport);
+    bs_reload(&d, yaml, "reloaded");
+    bs_send(c, "put 0 0 60 3\r\ntwo\r\n");
+    bs_expect(c, "NOT_FOUND");
+    bs_cmd(c, "watch jobs.a", "WATCHING 2");
+    /* Users without beanstalk.user: rejected whole, the rights stay. */
+    bs_reload(&d, "users:\n  worker: {password: p}\nbeanstalk: {listen: [127.0.0.1:0]}\n",
+              "reload rejected");
+    ck_assert(sd_log_has(&d, "beanstalk needs user: when users are configured"));
+    bs_cmd(c, "watch jobs.b", "WATCHING 3");
+    /* Another beanstalk address applies at the next restart; the old one stays. */
+    snprintf(yaml, sizeof yaml,
+             "listen: [127.0.0.1:%d]\nbeanstalk: {listen: [127.0.0.1:0]}\n", d.port);
+    bs_reload(&d, yaml, "listen addresses changed");
+    tc_t *c2 = bs_open(&d);
+    bs_cmd(c2, "use open", "USING open"); /* no users now: anything goes */
+    bs_put(c2, 0, 0, 60, "free");
+    tc_close(c);
+    tc_close(c2);
+    ck_assert_int_eq(sd_stop(&d), 0);
+}
+END_TEST
+
 static Suite *bstalk_suite(void)
 {
     Suite *s = suite_create("bstalk");
@@ -764,6 +813,7 @@ static Suite *bstalk_suite(void)
     tcase_add_test(tc, test_native_and_beanstalk_share_queues);
     tcase_add_test(tc, test_listener_user_rights);
     tcase_add_test(tc, test_confirm_mode_waits_for_redis);
+    tcase_add_test(tc, test_reload_rights_and_listeners);
     suite_add_tcase(s, tc);
     return s;
 }
