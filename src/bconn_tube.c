@@ -63,6 +63,10 @@ bconn_tube_t *bconn_tube_ref(bconn_set_t *s, const char *name, size_t len)
             bconn_tube_born(s, t);
         return t;
     }
+    /* Bounded: entries kept for topics are at most max_topics, and as many
+     * again may be names only used or watched (OUT_OF_MEMORY beyond). */
+    if (s->ntubes / 2 >= s->host->cfg->limits.max_topics)
+        return NULL;
     t = calloc(1, sizeof *t);
     if (t == NULL)
         return NULL;

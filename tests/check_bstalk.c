@@ -312,6 +312,29 @@ START_TEST(test_tubes_use_watch_ignore)
 }
 END_TEST
 
+START_TEST(test_tube_names_are_bounded)
+{
+    sd_t d;
+    bs_start(&d, "limits: {max_topics: 3}\n");
+    tc_t *c = bs_open(&d);
+    char cmd[32], want[32];
+
+    /* default and five more names: twice max_topics, then no more. */
+    for (int i = 1; i <= 5; i++) {
+        snprintf(cmd, sizeof cmd, "watch w%d", i);
+        snprintf(want, sizeof want, "WATCHING %d", i + 1);
+        bs_cmd(c, cmd, want);
+    }
+    bs_cmd(c, "watch w6", "OUT_OF_MEMORY");
+    bs_cmd(c, "use w6", "OUT_OF_MEMORY");
+    bs_cmd(c, "list-tube-used", "USING default");
+    bs_cmd(c, "ignore w1", "WATCHING 5");
+    bs_cmd(c, "watch w6", "WATCHING 6"); /* w1's entry went with its last watcher */
+    tc_close(c);
+    ck_assert_int_eq(sd_stop(&d), 0);
+}
+END_TEST
+
 /* ---- reserving ---- */
 
 START_TEST(test_reserve_watched_tubes_by_priority)
@@ -803,6 +826,7 @@ static Suite *bstalk_suite(void)
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_timed_out_and_deadline_soon);
     tcase_add_test(tc, test_tubes_use_watch_ignore);
+    tcase_add_test(tc, test_tube_names_are_bounded);
     tcase_add_test(tc, test_reserve_watched_tubes_by_priority);
     tcase_add_test(tc, test_closed_connection_job_comes_back);
     tcase_add_test(tc, test_release_bury_kick);
