@@ -29,18 +29,25 @@ typedef enum proto_cmd_type {
     CMD_AUTH,
     CMD_PING,
     CMD_QUIT,
+    CMD_BURY,
+    CMD_KICK,
+    CMD_PAUSE,
 } proto_cmd_type_t;
 
 /* One parsed command. Every pointer points into the caller's buffer and is
  * valid only until that buffer changes. */
 typedef struct proto_cmd {
     proto_cmd_type_t type;
-    const char *topic;      /* PUB SUB UNSUB GET JOIN STATS; NULL if absent */
+    const char *topic;      /* PUB SUB UNSUB GET JOIN STATS KICK PAUSE; NULL if absent */
     size_t topic_len;
     bool has_num;           /* the optional number was given */
-    uint64_t num;           /* PUB byte count, SUB credit, GET/JOIN timeout ms, NACK delay ms */
-    uint64_t id;            /* NACK TOUCH; ACK: the first id */
+    uint64_t num;           /* PUB byte count, SUB credit, GET/JOIN timeout ms, NACK delay ms,
+                               BURY priority, KICK count, PAUSE ms */
+    uint64_t id;            /* NACK TOUCH BURY; ACK: the first id */
     uint64_t delay_ms;      /* PUB delay=<ms>; 0 if absent */
+    bool has_pri;           /* PUB pri=<n> given */
+    uint32_t pri;           /* PUB pri=<n> */
+    uint64_t ttr_ms;        /* PUB ttr=<ms>; 0 if absent */
     const char *ids;        /* ACK: the validated id list ("1 2 3"); walk with proto_ids_next */
     size_t ids_len;
     size_t nids;            /* ACK: how many ids */

@@ -387,6 +387,7 @@ void topic_fill_stats(const topic_t *t, uint64_t now, topic_stats_t *out)
     out->urgent = t->ready_urgent;
     out->waiting = t->nreservers;
     if (topic_paused(t, now)) {
+        out->paused = 1;
         out->pause_ms = t->pause_ms;
         out->pause_left_ms = t->pause_until - now;
     }
