@@ -625,6 +625,10 @@ static void conn_cmd_waiting(conn_t *c, br_status_t st, const char *topic, size_
         conn_reply_topic_error(c, st, topic, tlen);
 }
 
+/* The commands a user needs a right on their topic for (ACLs), as bits. */
+#define CONN_TOPIC_RIGHTS                                                                     \
+    (1u << CMD_PUB | 1u << CMD_SUB | 1u << CMD_GET | 1u << CMD_KICK | 1u << CMD_PAUSE)
+
 static void conn_exec(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
 {
     br_status_t st;
@@ -634,9 +638,7 @@ static void conn_exec(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
         conn_reply_lit(c, "-NOAUTH authentication required\r\n");
         return;
     }
-    if ((cmd->type == CMD_PUB || cmd->type == CMD_SUB || cmd->type == CMD_GET ||
-         cmd->type == CMD_KICK || cmd->type == CMD_PAUSE) &&
-        !conn_may(c, cmd->type, cmd->topic, cmd->topic_len)) {
+    if ((CONN_TOPIC_RIGHTS >> cmd->type & 1) && !conn_may(c, cmd->type, cmd->topic, cmd->topic_len)) {
         conn_reply_code(c, "-DENIED", cmd->topic, cmd->topic_len);
         return;
     }

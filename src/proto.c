@@ -358,9 +358,9 @@ static void proto_skip_payload(proto_parser_t *p, uint64_t n)
 
 /* ---- command lines ---- */
 
-/* Split s[0..len) on runs of blanks. Stores up to TOK_MAX tokens and
- * returns how many it found, or TOK_MAX + 1 if there are more. */
-static size_t proto_tokens(const char *s, size_t len, proto_tok_t *t)
+/* Split s[0..len) on runs of blanks. Stores up to cap (<= TOK_MAX)
+ * tokens and returns how many it found, or cap + 1 if there are more. */
+static size_t proto_tokens(const char *s, size_t len, proto_tok_t *t, size_t cap)
 {
     size_t n = 0, i = 0;
 
@@ -369,8 +369,8 @@ static size_t proto_tokens(const char *s, size_t len, proto_tok_t *t)
             i++;
         if (i == len)
             return n;
-        if (n == TOK_MAX)
-            return TOK_MAX + 1;
+        if (n == cap)
+            return cap + 1;
         size_t start = i;
         while (i < len && !proto_blank(s[i]))
             i++;
@@ -403,6 +403,12 @@ static bool proto_pub_tokens(const char *s, size_t len, proto_tok_t *t)
     t[0] = (proto_tok_t){s, 3};
     t[2] = (proto_tok_t){s + start, i - start};
     return true;
+}
+
+static bool proto_is_ack(const char *s, size_t len)
+{
+    return len > 4 && ((unsigned char)s[0] | 0x20) == 'a' && ((unsigned char)s[1] | 0x20) == 'c' &&
+           ((unsigned char)s[2] | 0x20) == 'k' && proto_blank(s[3]);
 }
 
 static const proto_cmd_def_t *proto_lookup(const proto_tok_t *t)
@@ -542,6 +548,9 @@ static proto_result_t proto_pub_check(const proto_parser_t *p, const proto_cmd_d
     if (!proto_topic_valid(t[1].p, t[1].n))
         return proto_err(err, PROTO_ERROR, "-ERR bad topic\r\n");
     unsigned seen = 0;
+    cmd->has_pri = false;
+    cmd->pri = 0;
+    cmd->ttr_ms = 0;
     for (size_t i = 3; i < nt; i++)
         if ((bad = proto_pub_option(&t[i], &seen, cmd)) != NULL)
             return proto_err(err, PROTO_ERROR, bad);
@@ -724,7 +733,9 @@ proto_result_t proto_parse(proto_parser_t *p, const char *buf, size_t len,
         const proto_cmd_def_t *d = &proto_cmds[0];   /* pub */
         size_t nt = 3;
         if (!proto_pub_tokens(line, content, t)) {
-            nt = proto_tokens(line, content, t);
+            /* ACK reads its ids from the rest of the line: the name and
+             * "there is more" are all it needs of the tokens. */
+            nt = proto_tokens(line, content, t, proto_is_ack(line, content) ? 1 : TOK_MAX);
             if (nt == 0) {      /* empty or blank line: no reply */
                 off += total;
                 continue;
@@ -736,7 +747,7 @@ proto_result_t proto_parse(proto_parser_t *p, const char *buf, size_t len,
             }
         }
 
-        memset(cmd, 0, offsetof(proto_cmd_t, idv));
+        memset(cmd, 0, offsetof(proto_cmd_t, has_pri));
         if (d->type == CMD_PUB) {
             size_t used;
             proto_result_t r = proto_pub(p, d, t, nt, line, avail, total, cmd, &used, err);

@@ -81,9 +81,9 @@ static void log_cmd(conn_t *c, const proto_cmd_t *cmd)
         log_u64(c, "id", cmd->id);
     if (cmd->delay_ms)
         log_u64(c, "delay", cmd->delay_ms);
-    if (cmd->has_pri)
+    if (cmd->type == CMD_PUB && cmd->has_pri)
         log_u64(c, "pri", cmd->pri);
-    if (cmd->ttr_ms)
+    if (cmd->type == CMD_PUB && cmd->ttr_ms)
         log_u64(c, "ttr", cmd->ttr_ms);
     if (cmd->type == CMD_ACK) {
         size_t pos = 0;
