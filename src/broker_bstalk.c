@@ -35,7 +35,7 @@ msg_t *broker_lookup(const broker_t *b, uint64_t id)
         return m;
     for (size_t i = 0; i < b->nbuckets; i++)
         for (const topic_t *t = b->buckets[i]; t != NULL; t = t->hnext)
-            if (t->ready_unindexed > 0 && (m = broker_walk_ready(t, id)) != NULL)
+            if (t->ready.n > t->ready_indexed && (m = broker_walk_ready(t, id)) != NULL)
                 return m;
     return NULL;
 }

@@ -159,7 +159,8 @@ static void broker_dispatch_topic(topic_t *t, uint64_t now)
     if (topic_paused(t, now))
         return;
     broker_serve_gets(t, now);
-    broker_serve_reserves(t, now);
+    if (!TAILQ_EMPTY(&t->reservers))
+        broker_serve_reserves(t, now);
     while (t->ready.n > 0 && (s = TAILQ_FIRST(&t->room)) != NULL && TAILQ_EMPTY(&t->gets) &&
            TAILQ_EMPTY(&t->reservers)) {
         if (broker_deliver(s->client, t, topic_ready_pop(t), s, now) < 0)

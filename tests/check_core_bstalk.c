@@ -405,6 +405,7 @@ START_TEST(test_pause)
     uint64_t id = put(p, "t", "x", 1, 0);
     ck_assert_int_eq(broker_pause(b, "t", 1, 4000, now), BR_OK);
     ck_assert_uint_eq(ts("t").pause_ms, 4000);
+    ck_assert_uint_eq(ts("t").paused, 1);
     ck_assert_uint_eq(ts("t").totals.pauses, 1);
     topic_stats_t st;
     ck_assert(broker_topic_stats(b, "t", 1, now + 1500, &st));
