@@ -257,6 +257,14 @@ START_TEST(test_timed_out_and_deadline_soon)
     ck_assert_int_eq(bs_num(b, "reserves"), 2);
     ck_assert_int_eq(bs_num(b, "timeouts"), 1);
     free(b);
+    bs_cmd(c, bs_id_cmd("delete", id), "DELETED");
+    /* A reserve already waiting is ended by DEADLINE_SOON too, once a held
+     * job comes within a second of its TTR. */
+    id = bs_put(c, 0, 0, 3, "y");
+    bs_send(c, "reserve\r\n");
+    ck_assert_uint_eq(bs_job(c, "RESERVED", "y"), id);
+    bs_cmd(c, "reserve-with-timeout 30", "DEADLINE_SOON");
+    bs_cmd(c, bs_id_cmd("touch", id), "TOUCHED");
     tc_close(c);
     ck_assert_int_eq(sd_stop(&d), 0);
 }
