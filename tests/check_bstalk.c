@@ -9,6 +9,7 @@
  * are checked by what comes back, not by when.
  */
 #include <check.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -606,6 +607,19 @@ START_TEST(test_full_block_tube_parks_put)
     unsigned long long first = bs_put(p, 0, 0, 60, "one");
     /* The second put parks; the command behind it waits its turn. */
     bs_send(p, "put 0 0 60 3\r\ntwo\r\nlist-tube-used\r\n");
+    /* It is parked: the native STATS says so, and no reply came. */
+    tc_t *n = ck_open(&d);
+    for (int i = 0;; i++) {
+        ck_send(n, "STATS full\r\n");
+        ck_assert_int_eq(tc_reply(n), 0);
+        if (memmem(n->r.body, n->r.body_len, "\nblocked_producers: 1\n", 22) != NULL)
+            break;
+        ck_assert_int_lt(i, 500);
+        usleep(10000);
+    }
+    struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pfd, 1, 200), 0); /* no INSERTED yet */
+    tc_close(n);
     bs_cmd(w, "watch full", "WATCHING 2");
     bs_cmd(w, "ignore default", "WATCHING 1");
     bs_send(w, "reserve\r\n");
