@@ -54,8 +54,8 @@ struct connhost {
 
 /* A protocol served on listeners: what an accepted connection becomes.
  * The server (and TLS) know protocols only through this, so a second one
- * (beanstalkd's, say) is a connproto_t of its own handed to server_listen;
- * server.c does not change. */
+ * (beanstalkd's: bconn.h's bconn_proto) is a connproto_t of its own handed
+ * to server_listen, and server.c knows nothing of it. */
 typedef struct connproto {
     const char *label; /* after "listening on ADDR" in the log; "" for the native one */
     const char *busy;  /* the line a connection refused at max_connections gets */
