@@ -45,7 +45,7 @@ typedef struct connhost_ops {
     broker_t *broker;                                                           \
     const config_t *cfg;        /* the live config; owned by the daemon */      \
     bool draining;              /* shutting down: no reads (/healthz: 503) */   \
-    uint64_t nconns;            /* live connections, against max_connections */ \
+    uint64_t nconns;            /* live connections of every protocol, vs max_connections */ \
     const connhost_ops_t *ops;
 
 struct connhost {
