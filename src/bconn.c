@@ -24,7 +24,6 @@
 #define BCONN_IN_KEEP (64 * 1024) /* larger idle input buffers are freed */
 #define BCONN_READ_MIN 4096       /* read only into at least this much room */
 #define BCONN_BUDGET 1024         /* commands per read event, for fairness */
-#define BCONN_INLINE_BODY 4096    /* bodies up to this size are one evbuffer_add */
 
 static bool bconn_on_deliver(void *ctx, const topic_t *t, const msg_t *m);
 static void bconn_on_complete(void *ctx, br_op_t op, br_status_t st, const topic_t *t,
@@ -54,26 +53,55 @@ static void bconn_want_flush(bconn_t *c)
     event_active(s->flush_ev, EV_TIMEOUT, 0);
 }
 
+/* Small replies collect in c->stage and go into the evbuffer together (an
+ * evbuffer_add costs more than the reply it carries); anything that does
+ * not fit goes after what is staged, so the order is kept. */
+static void bconn_stage_flush(bconn_t *c)
+{
+    if (c->nstage == 0)
+        return;
+    evbuffer_add(c->out, c->stage, c->nstage);
+    c->nstage = 0;
+}
+
+static size_t bconn_out_len(const bconn_t *c)
+{
+    return evbuffer_get_length(c->out) + c->nstage;
+}
+
 static bool bconn_out_over(const bconn_t *c)
 {
-    return evbuffer_get_length(c->out) > bconn_cfg(c)->limits.output_buffer;
+    return bconn_out_len(c) > bconn_cfg(c)->limits.output_buffer;
+}
+
+/* Room for n more staged bytes, or false (then it was all flushed). */
+static bool bconn_stage_room(bconn_t *c, size_t n)
+{
+    if (sizeof c->stage - c->nstage >= n)
+        return true;
+    bconn_stage_flush(c);
+    return n <= sizeof c->stage;
 }
 
 void bconn_reply(bconn_t *c, const char *s, size_t n)
 {
-    evbuffer_add(c->out, s, n);
+    if (bconn_stage_room(c, n)) {
+        memcpy(c->stage + c->nstage, s, n);
+        c->nstage += n;
+    } else {
+        evbuffer_add(c->out, s, n);
+    }
     bconn_want_flush(c);
 }
 
 void bconn_reply_body(bconn_t *c, const char *head, size_t hlen, const char *body, size_t blen)
 {
-    char buf[BPROTO_REPLY_MAX + BCONN_INLINE_BODY + 2];
-
-    if (blen <= BCONN_INLINE_BODY && hlen <= BPROTO_REPLY_MAX) {
-        memcpy(buf, head, hlen);
-        memcpy(buf + hlen, body, blen);
-        memcpy(buf + hlen + blen, "\r\n", 2);
-        evbuffer_add(c->out, buf, hlen + blen + 2);
+    if (bconn_stage_room(c, hlen + blen + 2)) {
+        char *o = c->stage + c->nstage;
+        memcpy(o, head, hlen);
+        memcpy(o + hlen, body, blen);
+        memcpy(o + hlen + blen, "\r\n", 2);
+        c->nstage += hlen + blen + 2;
     } else {
         evbuffer_add(c->out, head, hlen);
         evbuffer_add(c->out, body, blen);
@@ -215,7 +243,7 @@ static bool bconn_process(bconn_t *c)
 static void bconn_after_input(bconn_t *c)
 {
     bconn_in_trim(c);
-    if (evbuffer_get_length(c->out) > 0)
+    if (bconn_out_len(c) > 0)
         bconn_want_flush(c);
     c->host->ops->touch(c->host);
     bconn_update_reading(c);
@@ -268,7 +296,7 @@ static void bconn_on_read(evutil_socket_t fd, short what, void *arg)
     if (bconn_finished(c, more))
         bconn_set_state(c, BCONN_CLOSING);
     /* quit, or the peer's end: what is owed goes out first. */
-    if (c->state == BCONN_CLOSING && evbuffer_get_length(c->out) == 0) {
+    if (c->state == BCONN_CLOSING && bconn_out_len(c) == 0) {
         bconn_free(c);
         return;
     }
@@ -309,6 +337,7 @@ static void bconn_on_complete(void *ctx, br_op_t op, br_status_t st, const topic
 /* false: the connection was closed. */
 static bool bconn_flush(bconn_t *c)
 {
+    bconn_stage_flush(c);
     while (evbuffer_get_length(c->out) > 0) {
         int n = evbuffer_write(c->out, c->fd);
         if (n > 0)
@@ -523,7 +552,7 @@ static bool bconn_drained(const connhost_t *h)
     if (s == NULL || s->host != h)
         return true;
     LIST_FOREACH(c, &s->conns, link)
-        if (evbuffer_get_length(c->out) > 0)
+        if (bconn_out_len(c) > 0)
             return false;
     return true;
 }

@@ -19,6 +19,7 @@
 
 #define BCONN_SOON_MS 1000        /* DEADLINE_SOON: a second before a TTR ends */
 #define BCONN_TUBE_BUCKETS 256    /* the use/watch count table's chains */
+#define BCONN_STAGE 1024          /* small replies collected per connection */
 
 /* A tube that some beanstalk connection uses or watches, or did while its
  * topic exists. Tubes live in the core as topics of the same name; this
@@ -82,6 +83,8 @@ struct bconn {
     char *in;                     /* in[in_off .. in_len) is unparsed */
     size_t in_off, in_len, in_cap;
     struct evbuffer *out;
+    char stage[BCONN_STAGE];      /* replies not yet in out (written to it in one go) */
+    size_t nstage;
 
     LIST_ENTRY(bconn) link;
     TAILQ_ENTRY(bconn) flush_link;

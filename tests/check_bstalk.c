@@ -652,6 +652,45 @@ START_TEST(test_full_reject_tube_out_of_memory)
 }
 END_TEST
 
+/* A client that sends and never reads: its replies stop at output_buffer
+ * (and so do its reads), the server's memory does not follow it. */
+START_TEST(test_unread_replies_are_bounded)
+{
+    static char body[64 * 1024], cmds[8 * 4000];
+    sd_t d;
+    bs_start(&d, "limits: {output_buffer: 1MiB}\n");
+    tc_t *p = bs_open(&d), *hog = bs_open(&d);
+    char head[64];
+    uint64_t base, rss = 0;
+
+    memset(body, 'j', sizeof body);
+    snprintf(head, sizeof head, "put 0 0 60 %zu\r\n", sizeof body);
+    bs_send(p, head);
+    ck_assert_int_eq(tc_send(p, body, sizeof body), 0);
+    bs_send(p, "\r\n");
+    bs_expect(p, "INSERTED 1");
+    base = sd_rss_kib(d.pid);
+    for (size_t i = 0; i < 4000; i++)
+        memcpy(cmds + 8 * i, "peek 1\r\n", 8);
+    /* 4000 peeks ask for 256 MB of replies. */
+    ck_assert_int_eq(tc_send(hog, cmds, sizeof cmds), 0);
+    for (int i = 0; i < 20; i++) {
+        usleep(50000);
+        uint64_t now = sd_rss_kib(d.pid);
+        rss = now > rss ? now : rss;
+    }
+    ck_assert_msg(rss < base + 16 * 1024, "RSS grew from %llu to %llu KiB",
+                  (unsigned long long)base, (unsigned long long)rss);
+    /* The others are served all along. */
+    bs_cmd(p, "list-tube-used", "USING default");
+    bs_cmd(p, "peek 1", "FOUND 1 65536");
+    free(bs_body(p, sizeof body));
+    tc_close(hog);
+    tc_close(p);
+    ck_assert_int_eq(sd_stop(&d), 0);
+}
+END_TEST
+
 /* ---- one queue, two protocols ---- */
 
 START_TEST(test_native_and_beanstalk_share_queues)
@@ -856,6 +895,7 @@ static Suite *bstalk_suite(void)
     tcase_add_test(tc, test_stats_bodies);
     tcase_add_test(tc, test_full_block_tube_parks_put);
     tcase_add_test(tc, test_full_reject_tube_out_of_memory);
+    tcase_add_test(tc, test_unread_replies_are_bounded);
     tcase_add_test(tc, test_native_and_beanstalk_share_queues);
     tcase_add_test(tc, test_listener_user_rights);
     tcase_add_test(tc, test_confirm_mode_waits_for_redis);
