@@ -263,7 +263,10 @@ static void bconn_on_read(evutil_socket_t fd, short what, void *arg)
     ssize_t n;
 
     (void)what;
-    if (!c->peer_eof && c->state != BCONN_PARKED && c->state != BCONN_CLOSING) {
+    /* Shutting down: what is buffered still runs (a put gets DRAINING),
+     * nothing more is read. */
+    if (!c->peer_eof && !c->host->draining && c->state != BCONN_PARKED &&
+        c->state != BCONN_CLOSING) {
         if (!bconn_in_reserve(c)) {
             if (c->in_off == c->in_len) {
                 log_error("closing beanstalk %s: cannot grow its input buffer", c->peer);
