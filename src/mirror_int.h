@@ -50,6 +50,9 @@
 /* Lua scripts (mirror_resync.c). */
 extern const char mirror_lua_cleanup[];
 extern const char mirror_lua_swap[];
+extern const char mirror_lua_drop[];
+
+#define MIRROR_DROP_MAX 64 /* shards one drop script call looks at */
 
 typedef struct u64vec {
     uint64_t *v;
@@ -98,6 +101,10 @@ typedef struct mtopic {
     const char *name;
     size_t nlen;
     bool announced;       /* added to the current topic set on this connection */
+    u64vec_t shards;      /* shards written on this connection (or resync), so in
+                           * its shard set and pinned; sorted */
+    u64vec_t checks;      /* shards with HDELs since their last look: dropped once
+                           * empty and no new id can fall in them */
     bool queued;          /* in mirror->qhead */
     struct mtopic *qnext;
     mrefv_t puts;         /* enqueued: HSET messages id payload */
@@ -199,6 +206,8 @@ extern const broker_observer_t mirror_observer;
 
 /* mirror.c */
 size_t mirror_key(mirror_t *mi, const char *part, const char *name, size_t nlen);
+size_t mirror_shard_key(mirror_t *mi, const char *part, uint64_t shard, const char *name,
+                        size_t nlen);
 size_t mirror_obuf(const mirror_t *mi);
 int mirror_refs_push(mrefv_t *v, const msg_t *m);
 void mirror_restore_apply(mirror_t *mi, mrestore_t *rs);
@@ -208,6 +217,12 @@ bool mirror_writable(const mirror_t *mi);
 
 /* mirror_batch.c */
 void mirror_announce(mirror_t *mi, mtopic_t *mt);
+int mirror_announce_shard(mirror_t *mi, mtopic_t *mt, uint64_t shard);
+void mirror_check_all(mirror_t *mi);
+void mirror_check_open(mirror_t *mi);
+void mirror_check_shards(mirror_t *mi, mtopic_t *mt);
+int mirror_drop_shards(mirror_t *mi, const char *name, size_t nlen, const uint64_t *shards,
+                       size_t n);
 void mirror_batch_failed(mirror_t *mi);
 void mirror_discard_batches(mirror_t *mi);
 void mirror_flush_batches(mirror_t *mi);

@@ -16,14 +16,32 @@
 
 typedef struct mrestore mrestore_t;
 
-/* Every P:messages:T hash carries this one field besides the message ids
- * (the mirror writes it when it first names the topic on a connection).
- * Its value is longer than Redis's hash-max-listpack-value (64), so Redis
- * keeps the hash as a hash table, and the hash never empties, so it stays
- * one. A small hash is a listpack, where every HSET and HDEL field is a
- * linear scan: with the hundred or so messages a confirm window keeps in
- * Redis, that cost Redis 2.5 us of CPU per confirmed message instead of
- * 0.75 (docs/redis.md). A restore skips it. */
+/* A topic's messages are spread over hashes of 65,536 ids each (a shard:
+ * id >> MRESTORE_SHARD_BITS), so that a restore can read each one whole
+ * with HGETALL: one small reply at a time instead of one scan of a hash
+ * of millions (docs/redis.md, "Restore at scale"). The keys, under the
+ * prefix P, for topic T and shard S (decimal):
+ *   P:shards:T     set of the shard numbers T has
+ *   P:msg:S:T      id -> payload, and the pin
+ *   P:att:S:T      id -> deliveries so far
+ * The topic is always the last part of a key (names may hold ':'). */
+#define MRESTORE_SHARD_BITS 16
+
+static inline uint64_t mrestore_shard(uint64_t id)
+{
+    return id >> MRESTORE_SHARD_BITS;
+}
+
+/* Every P:msg:S:T hash carries this one field besides the message ids
+ * (the mirror writes it when it first writes to the shard on a
+ * connection). Its value is longer than Redis's hash-max-listpack-value
+ * (64), so Redis keeps the hash as a hash table, and the hash never
+ * empties, so it stays one. A small hash is a listpack, where every HSET
+ * and HDEL field is a linear scan: with the hundred or so messages a
+ * confirm window keeps in Redis, that cost Redis 2.5 us of CPU per
+ * confirmed message instead of 0.75 (docs/redis.md). A restore skips it;
+ * the mirror deletes a shard whose only field is the pin once no new id
+ * can fall in it. */
 #define MRESTORE_PIN_FIELD "pin"
 #define MRESTORE_PIN_VALUE                                                                        \
     "sluice keeps this field so that Redis stores this hash as a hash table, "                   \
@@ -35,22 +53,27 @@ mrestore_t *mrestore_new(const char *prefix, uint64_t now);
 void mrestore_free(mrestore_t *rs);
 
 /* The next command, in argv/lens (valid until the next call); returns its
- * argument count, or -1 when out of memory. Only when mrestore_may_send
- * (always true after mrestore_feed returned 0). */
+ * argument count (at most MRESTORE_MAX_ARGS), or -1 when out of memory.
+ * Only when mrestore_may_send (always true after mrestore_feed returned
+ * 0). */
+#define MRESTORE_MAX_ARGS 5
 int mrestore_command(mrestore_t *rs, const char **argv, size_t *lens);
 
-/* Take the reply to the last command: 0 send the next one, 1 done, -1 out
- * of memory. Unexpected replies are logged and their key skipped: a
- * restore reads what it can, it never gets stuck. */
+/* Take the reply to the oldest command sent: 0 send the next one, 1 done,
+ * -1 out of memory. Unexpected replies are logged and their key skipped:
+ * a restore reads what it can, it never gets stuck. */
 int mrestore_feed(mrestore_t *rs, const redisReply *r);
 
-/* The blocking restore's fast path, once the first two replies (next id,
- * topics) went through mrestore_feed: while mrestore_scanning, replies are
- * read by a reader from mrestore_reader_new (its functions hand each page
- * to rs as it is parsed, and build nothing); whenever mrestore_may_send, the
- * next mrestore_command may be sent, before the page in hand is complete
- * (at most two in flight); each complete reply is followed by
- * mrestore_page_end: 0 more to come, 1 done. */
+/* The blocking restore's fast path. First the small replies (next id, the
+ * topic set, each topic's shard set) go through mrestore_feed, one command
+ * at a time; then, while mrestore_scanning, the shards (HGETALL) and any
+ * old-schema hash (HSCAN) are read by a reader from mrestore_reader_new,
+ * whose functions hand each reply to rs as it is parsed and build nothing.
+ * Whenever mrestore_may_send, the next mrestore_command may be sent before
+ * the reply in hand is complete (at most MRESTORE_WINDOW in flight; an
+ * HSCAN's next page only once its cursor is in); each complete reply is
+ * followed by mrestore_page_end: 0 more to come, 1 done. */
+#define MRESTORE_WINDOW 4
 bool mrestore_scanning(const mrestore_t *rs);
 bool mrestore_may_send(const mrestore_t *rs);
 redisReader *mrestore_reader_new(mrestore_t *rs);
@@ -60,5 +83,13 @@ int mrestore_page_end(mrestore_t *rs);
  * with attempt counts; messages that could collide with ids b already
  * handed out (a late restore) get fresh ids. The caller dispatches. */
 void mrestore_apply(mrestore_t *rs, broker_t *b, uint64_t now);
+
+/* Something was read from the single-hash schema of before the shards
+ * (P:messages:T, P:attempts:T): Redis should be rewritten (a resync). */
+bool mrestore_found_old(const mrestore_t *rs);
+
+/* The i-th shard that was read and held no message (only the pin, or no
+ * hash at all): its topic and number. false past the last. */
+bool mrestore_empty_shard(const mrestore_t *rs, size_t i, const char **topic, uint64_t *shard);
 
 #endif
