@@ -232,20 +232,22 @@ static bool mirror_cmd_full(const mbuf_t *b)
     return b->len - b->room >= MIRROR_CHUNK_BYTES || b->nargs >= 2 * MIRROR_CHUNK_MSGS;
 }
 
-/* A new command of a batch is due: nothing is open, or the shard changed,
- * or the open command is full (it is sent first). */
-static bool mirror_cmd_turn(mirror_t *mi, const mtopic_t *mt, const char *verb,
-                            const char *part, uint64_t cur, uint64_t shard)
+/* A batch's next argument needs a new command: the open one (if any) is
+ * sent, the shard announced, a new command opened. 0, or -1 when out of
+ * memory. Called only when the shard changes or the command is full, so
+ * the loops over a batch stay two compares an element. */
+static int mirror_cmd_next(mirror_t *mi, mtopic_t *mt, const char *verb, const char *part,
+                           uint64_t cur, uint64_t shard, size_t room)
 {
     mbuf_t *b = &mi->cmd;
 
-    if (b->nargs == 0)
-        return true;
-    if (shard == cur && !mirror_cmd_full(b))
-        return false;
-    mirror_send_shard(mi, mt, verb, part, cur, mirror_req(mi, REQ_WRITE, NULL, 0));
-    mbuf_done(b);
-    return true;
+    if (b->nargs > 0) {
+        mirror_send_shard(mi, mt, verb, part, cur, mirror_req(mi, REQ_WRITE, NULL, 0));
+        mbuf_done(b);
+    }
+    if (mirror_announce_shard(mi, mt, shard) < 0 || mbuf_open(b, room) < 0)
+        return -1;
+    return 0;
 }
 
 static int mirror_cmp_ref(const void *a, const void *b)
@@ -260,39 +262,25 @@ static int mirror_cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Deliveries and removals come in any order; one command per shard wants
- * them grouped. Almost always they already are (one shard). */
-static void mirror_refs_group(mrefv_t *v)
-{
-    for (size_t i = 1; i < v->n; i++)
-        if (mrestore_shard(v->v[i].id) < mrestore_shard(v->v[i - 1].id)) {
-            qsort(v->v, v->n, sizeof *v->v, mirror_cmp_ref);
-            return;
-        }
-}
-
-static void mirror_ids_group(u64vec_t *v)
-{
-    for (size_t i = 1; i < v->n; i++)
-        if (mrestore_shard(v->v[i]) < mrestore_shard(v->v[i - 1])) {
-            qsort(v->v, v->n, sizeof *v->v, mirror_cmp_u64);
-            return;
-        }
-}
-
+/* Deliveries and removals come in any order, and one command per shard
+ * wants them grouped. Almost always they are (one shard, ids rising): the
+ * rest of a batch is sorted only when a lower shard turns up. */
 static int mirror_flush_atts(mirror_t *mi, mtopic_t *mt, const char *katt, size_t room)
 {
     mbuf_t *b = &mi->cmd;
     uint64_t cur = 0;
 
-    mirror_refs_group(&mt->atts);
     for (size_t i = 0; i < mt->atts.n; i++) {
         const mref_t *r = &mt->atts.v[i];
         uint64_t s = mrestore_shard(r->id);
+        if (s < cur) {
+            qsort(&mt->atts.v[i], mt->atts.n - i, sizeof *r, mirror_cmp_ref);
+            s = mrestore_shard(r->id);
+        }
         if (idtab_has(&mi->gone, r->id))
             continue;
-        if (mirror_cmd_turn(mi, mt, "HSET", katt, cur, s)) {
-            if (mirror_announce_shard(mi, mt, s) < 0 || mbuf_open(b, room) < 0)
+        if (s != cur || b->nargs == 0 || mirror_cmd_full(b)) {
+            if (mirror_cmd_next(mi, mt, "HSET", katt, cur, s, room) < 0)
                 return -1;
             cur = s;
         }
@@ -319,8 +307,8 @@ static int mirror_flush_puts(mirror_t *mi, mtopic_t *mt, const char *kmsg, size_
         uint64_t s = mrestore_shard(r->id);
         if (idtab_del(&mi->gone, r->id))
             continue; /* came and went: nothing to write, nothing to delete */
-        if (mirror_cmd_turn(mi, mt, "HSET", kmsg, cur, s)) {
-            if (mirror_announce_shard(mi, mt, s) < 0 || mbuf_open(b, room) < 0)
+        if (s != cur || b->nargs == 0 || mirror_cmd_full(b)) {
+            if (mirror_cmd_next(mi, mt, "HSET", kmsg, cur, s, room) < 0)
                 return -1;
             cur = s;
         }
@@ -359,9 +347,13 @@ static int mirror_flush_dels(mirror_t *mi, mtopic_t *mt, const char *kmsg, const
     mbuf_t *b = &mi->cmd;
     uint64_t cur = 0;
 
-    mirror_ids_group(&mt->dels);
     for (size_t i = 0; i < mt->dels.n; i++) {
         uint64_t id = mt->dels.v[i], s = mrestore_shard(id);
+        if (s < cur) { /* as in mirror_flush_atts */
+            qsort(&mt->dels.v[i], mt->dels.n - i, sizeof id, mirror_cmp_u64);
+            id = mt->dels.v[i];
+            s = mrestore_shard(id);
+        }
         if (!idtab_has(&mi->gone, id))
             continue;
         if (b->nargs > 0 && (s != cur || mirror_cmd_full(b)))
@@ -416,8 +408,6 @@ static void mirror_flush_topic(mirror_t *mi, mtopic_t *mt)
     mirror_topic_clear(mi, mt);
     if (err != 0)
         mirror_batch_failed(mi);
-    else
-        mirror_check_shards(mi, mt);
 }
 
 /* ---- emptied shards ---- */
@@ -439,10 +429,14 @@ int mirror_drop_shards(mirror_t *mi, const char *name, size_t nlen, const uint64
 }
 
 /* Shards of mt that had HDELs and that no new id can fall in any more
- * (below the one the next id is in) are dropped if only the pin is left;
- * behind the batch's HDELs in the pipeline. Ids only grow, so once a
- * shard is below, nothing is ever written to it again but attempts and
- * HDELs of messages it still has (which it then has, so it is kept). */
+ * (below the one the next id is in) are dropped if only the pin is left.
+ * Ids only grow, so once a shard is below, nothing is written to it again
+ * but the attempts and HDELs of messages it still has (and then it is not
+ * empty), or the write of a message still waiting in a batch: such a
+ * write finds the shard no longer in mt->shards and pins it again first.
+ * Called from the stats timer, not per batch: a backlog being drained
+ * has HDELs in a lower shard in every batch, and one look a flush
+ * interval is enough. */
 void mirror_check_shards(mirror_t *mi, mtopic_t *mt)
 {
     uint64_t open = mrestore_shard(broker_next_id(mi->b)), drop[MIRROR_DROP_MAX];
@@ -473,17 +467,25 @@ void mirror_check_all(mirror_t *mi)
             mirror_check_shards(mi, mi->tslot[i]);
 }
 
-/* A resync's swap dropped the empty shards below the open one; the open
- * ones it kept are looked at again once they are below. */
+/* A resync's swap dropped the empty shards below the open one (they
+ * leave mt->shards, so any later write pins them again); the open ones it
+ * kept are looked at again once they are below. */
 void mirror_check_open(mirror_t *mi)
 {
     uint64_t open = mrestore_shard(broker_next_id(mi->b));
 
     for (size_t i = 0; mi->tslot != NULL && i <= mi->tmask; i++) {
         mtopic_t *mt = mi->tslot[i];
-        for (size_t j = 0; mt != NULL && j < mt->shards.n; j++)
-            if (mt->shards.v[j] >= open && mirror_check_add(mt, mt->shards.v[j]) < 0)
-                return; /* out of memory: the next resync drops it */
+        size_t k = 0;
+        for (size_t j = 0; mt != NULL && j < mt->shards.n; j++) {
+            if (mt->shards.v[j] < open)
+                continue;
+            mt->shards.v[k++] = mt->shards.v[j];
+            if (mirror_check_add(mt, mt->shards.v[j]) < 0)
+                break; /* out of memory: the next resync drops it */
+        }
+        if (mt != NULL)
+            mt->shards.n = k;
     }
 }
 
