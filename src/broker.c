@@ -29,7 +29,7 @@ static void broker_account_add(broker_t *b, topic_t *t, const msg_t *m)
 }
 
 /* A message left t for good: room for parked producers, maybe JOINs done. */
-static void broker_account_sub(broker_t *b, topic_t *t, const msg_t *m)
+void broker_account_sub(broker_t *b, topic_t *t, const msg_t *m)
 {
     t->count--;
     t->bytes -= m->len;
@@ -72,6 +72,7 @@ static void broker_evict(broker_t *b, topic_t *t, uint32_t len)
         assert(m != NULL);
         BR_COUNT(b, t, dropped);
         broker_obs_removed(b, t, m, BR_REMOVED_DROPPED);
+        broker_unindex(b, m);
         broker_account_sub(b, t, m);
         msg_free(m);
     }
@@ -93,12 +94,12 @@ static bool broker_make_room(broker_t *b, topic_t *t, uint32_t len)
 
 /* An accepted message becomes available: delayed until `due` if that is
  * in the future, else ready (at the head for a returned message). */
-static void broker_place(broker_t *b, topic_t *t, msg_t *m, uint64_t due, bool head,
-                         uint64_t now)
+void broker_place(broker_t *b, topic_t *t, msg_t *m, uint64_t due, bool head, uint64_t now)
 {
     /* Without memory for the heap the delay is dropped, not the message. */
     m->deadline = due;
     if (due > now && topic_delay_push(t, m) == 0) {
+        (void)broker_index(b, m);
         broker_arm(b, t, due);
         return;
     }
@@ -122,7 +123,7 @@ static br_status_t broker_accept(broker_t *b, topic_t *t, msg_t *m, uint64_t del
     m->id = b->next_id;
     m->topic = t;
     if (hold) {
-        if (idtab_insert(&b->ids, m) < 0) {
+        if (broker_index(b, m) < 0) {
             m->id = 0;
             return BR_FULL;
         }
@@ -136,8 +137,8 @@ static br_status_t broker_accept(broker_t *b, topic_t *t, msg_t *m, uint64_t del
     b->next_id++;
     broker_account_add(b, t, m);
     BR_COUNT(b, t, published);
-    broker_obs_enqueued(b, t, m);
     broker_place(b, t, m, due, false, now);
+    broker_obs_enqueued(b, t, m);
     return BR_OK;
 }
 
@@ -180,13 +181,16 @@ void broker_unwait(client_t *c)
     topic_t *t = c->wtopic;
 
     assert(c->wait != WAIT_NONE);
-    if (c->wait == WAIT_PUB) {
+    if (c->wait == WAIT_RESERVE) {
+        broker_reserve_unwait(c);
+    } else if (c->wait == WAIT_PUB) {
         t->nparked--;
         b->nparked--;
         if (TAILQ_FIRST(&t->parked) == c)
             b->retry_parked = true; /* the head went: the next one may fit */
     }
-    TAILQ_REMOVE(broker_waiters(t, c->wait), c, wlink);
+    if (c->wait != WAIT_RESERVE)
+        TAILQ_REMOVE(broker_waiters(t, c->wait), c, wlink);
     if (c->wait == WAIT_PUB && TAILQ_EMPTY(&t->parked))
         TAILQ_REMOVE(&b->parked_topics, t, plink);
     if (c->timer.idx != TNODE_NONE)
@@ -516,7 +520,7 @@ br_status_t broker_publish(client_t *c, const char *topic, size_t tlen, msg_t *m
     return st;
 }
 
-static msg_t *broker_owned(const client_t *c, uint64_t id)
+msg_t *broker_owned(const client_t *c, uint64_t id)
 {
     msg_t *m = idtab_find(&c->b->ids, id);
 
@@ -564,6 +568,8 @@ br_status_t broker_nack(client_t *c, uint64_t id, uint64_t delay_ms, uint64_t no
     if (m == NULL)
         return BR_NOTFOUND;
     t = m->topic;
+    if (msg_ext(m) != NULL)
+        msg_ext(m)->releases++;
     if (broker_returns(b, t, m, now))
         broker_place(b, t, m, delay_ms > 0 ? broker_sat_add(now, delay_ms) : 0, true, now);
     broker_settle(b, now);
@@ -579,7 +585,7 @@ br_status_t broker_touch(client_t *c, uint64_t id, uint64_t now)
         return BR_NOTFOUND;
     t = m->topic;
     topic_inflight_remove(t, m);
-    m->deadline = broker_sat_add(now, t->conf->ack_timeout_ms);
+    m->deadline = broker_sat_add(now, broker_ttr(t, m));
     topic_inflight_add(t, m);
     broker_arm(c->b, t, m->deadline);
     return BR_OK;
@@ -619,7 +625,7 @@ void broker_confirm(broker_t *b, uint64_t id, bool ok, uint64_t now)
         return;
     t = m->topic;
     c = m->owner;
-    idtab_remove(&b->ids, id);
+    broker_unindex(b, m);
     topic_held_remove(t, m);
     if (c != NULL)
         broker_unhold(c, m);
@@ -639,6 +645,12 @@ void broker_confirm(broker_t *b, uint64_t id, bool ok, uint64_t now)
 br_status_t broker_restore(broker_t *b, const char *topic, size_t tlen, msg_t *m, uint64_t id,
                            uint16_t attempt)
 {
+    return broker_restore_as(b, topic, tlen, m, id, attempt, MSG_READY, 0);
+}
+
+br_status_t broker_restore_as(broker_t *b, const char *topic, size_t tlen, msg_t *m,
+                              uint64_t id, uint16_t attempt, msg_state_t state, uint64_t due)
+{
     topic_t *t = broker_find(b, topic, tlen);
 
     if (t == NULL)
@@ -655,6 +667,21 @@ br_status_t broker_restore(broker_t *b, const char *topic, size_t tlen, msg_t *m
     if (id >= b->next_id)
         b->next_id = id + 1;
     broker_account_add(b, t, m);
-    broker_ready_tail(b, t, m);
+    if (state == MSG_BURIED) {
+        (void)broker_index(b, m);
+        topic_bury(t, m);
+    } else if (state == MSG_DELAYED && due > 0) {
+        /* A due time that passed while the broker was down fires at the
+         * first tick. */
+        m->deadline = due;
+        if (topic_delay_push(t, m) == 0) {
+            (void)broker_index(b, m);
+            broker_arm(b, t, due);
+        } else {
+            broker_ready_tail(b, t, m);
+        }
+    } else {
+        broker_ready_tail(b, t, m);
+    }
     return BR_OK;
 }

@@ -103,14 +103,15 @@ static void broker_client_pause(client_t *c)
 
 /* ---- delivery ---- */
 
-/* Push m (just popped from t's ready queue) to c, under sub s (NULL for a
- * GET). -1 when out of memory for the id index: m is back at the head. */
-static int broker_deliver(client_t *c, topic_t *t, msg_t *m, sub_t *s, uint64_t now)
+/* Push m (just out of t's ready queue, or any other by id) to c, under
+ * sub s (NULL for a GET or a reserve). -1 when out of memory for the id
+ * index: m is back at the head of ready. */
+int broker_deliver(client_t *c, topic_t *t, msg_t *m, sub_t *s, uint64_t now)
 {
     broker_t *b = c->b;
     bool ok;
 
-    if (idtab_insert(&b->ids, m) < 0) {
+    if (broker_index(b, m) < 0) {
         topic_ready_push_head(t, m);
         return -1;
     }
@@ -118,7 +119,7 @@ static int broker_deliver(client_t *c, topic_t *t, msg_t *m, sub_t *s, uint64_t 
     m->owner = c;
     if (m->attempt < UINT16_MAX)
         m->attempt++;
-    m->deadline = broker_sat_add(now, t->conf->ack_timeout_ms);
+    m->deadline = broker_sat_add(now, broker_ttr(t, m));
     topic_inflight_add(t, m);
     TAILQ_INSERT_TAIL(&c->owned, m, olink);
     if (s != NULL) {
@@ -154,8 +155,14 @@ static void broker_dispatch_topic(topic_t *t, uint64_t now)
 {
     sub_t *s;
 
+    /* A paused topic is marked again when its pause ends. */
+    if (topic_paused(t, now))
+        return;
     broker_serve_gets(t, now);
-    while (t->ready.n > 0 && (s = TAILQ_FIRST(&t->room)) != NULL && TAILQ_EMPTY(&t->gets)) {
+    if (!TAILQ_EMPTY(&t->reservers))
+        broker_serve_reserves(t, now);
+    while (t->ready.n > 0 && (s = TAILQ_FIRST(&t->room)) != NULL && TAILQ_EMPTY(&t->gets) &&
+           TAILQ_EMPTY(&t->reservers)) {
         if (broker_deliver(s->client, t, topic_ready_pop(t), s, now) < 0)
             return;
         /* Round-robin: a consumer that still has room goes to the back. */
@@ -185,7 +192,7 @@ void broker_unflight(broker_t *b, msg_t *m)
 
     topic_inflight_remove(t, m);
     TAILQ_REMOVE(&c->owned, m, olink);
-    idtab_remove(&b->ids, m->id);
+    broker_unindex(b, m);
     if (m->flags & MSG_F_CREDITED) {
         sub_t *s = broker_find_sub(c, t);
         assert(s != NULL && s->inflight > 0);
@@ -196,7 +203,8 @@ void broker_unflight(broker_t *b, msg_t *m)
     m->owner = NULL;
     m->state = MSG_NEW;
     /* Nothing left to time: leave the heap now rather than wake for nothing. */
-    if (t->inflight.n == 0 && t->ndelayed == 0 && t->timer.idx != TNODE_NONE)
+    if (t->inflight.n == 0 && t->ndelayed == 0 && t->pause_ms == 0 &&
+        t->timer.idx != TNODE_NONE)
         broker_heap_remove(b, &t->timer);
 }
 
@@ -258,9 +266,11 @@ br_status_t broker_get(client_t *c, const char *topic, size_t tlen, uint64_t tim
     t = broker_topic_for(b, topic, tlen, true);
     if (t == NULL)
         return BR_NOTOPIC;
-    broker_serve_gets(t, now);
-    if (t->ready.n > 0 && broker_deliver(c, t, topic_ready_pop(t), NULL, now) == 0)
-        return BR_OK;
+    if (!topic_paused(t, now)) {
+        broker_serve_gets(t, now);
+        if (t->ready.n > 0 && broker_deliver(c, t, topic_ready_pop(t), NULL, now) == 0)
+            return BR_OK;
+    }
     if (timeout_ms == 0)
         return BR_TIMEOUT;
     broker_wait(c, WAIT_GET, t);

@@ -27,6 +27,7 @@ enum client_wait {
     WAIT_PUB,  /* parked PUB: `wmsg` waits for room in `wtopic` */
     WAIT_GET,  /* in wtopic->gets */
     WAIT_JOIN, /* in wtopic->joins */
+    WAIT_RESERVE, /* in the reservers of every topic of rwaits */
 };
 
 struct client {
@@ -43,6 +44,9 @@ struct client {
     topic_t *wtopic;
     msg_t *wmsg;
     uint64_t wdelay;        /* WAIT_PUB: the PUB's delay, counted from acceptance */
+    rwait_t *rwaits;        /* WAIT_RESERVE: one node per topic it reads from */
+    size_t nrwaits;
+    uint64_t wsoon;         /* WAIT_RESERVE: the DEADLINE_SOON margin (ms) */
     TAILQ_ENTRY(client) wlink; /* wtopic->parked, ->gets or ->joins */
     tnode_t timer;          /* in the timer heap while the wait has a timeout */
 };
@@ -51,7 +55,9 @@ struct broker {
     const config_t *cfg;
     uint64_t start;
     uint64_t next_id;
-    idtab_t ids;              /* in-flight and held messages by id */
+    idtab_t ids;              /* messages by id: every one in flight, held, delayed
+                                 or buried, and ready ones with an ext block
+                                 (MSG_F_INDEXED says which; see broker_lookup) */
 
     topic_t **buckets;        /* name -> topic, chained through hnext */
     size_t nbuckets;          /* power of two */
@@ -83,6 +89,40 @@ struct broker {
 };
 
 #define BR_COUNT(b, t, field) ((t)->totals.field++, (b)->totals.field++)
+
+/* A delivery's time to ack: the message's own TTR, or the topic's. */
+static inline uint64_t broker_ttr(const topic_t *t, const msg_t *m)
+{
+    const msg_ext_t *x = msg_ext(m);
+
+    return x != NULL && x->ttr_ms > 0 ? x->ttr_ms : t->conf->ack_timeout_ms;
+}
+
+/* ---- the id index ---- */
+
+/* Best effort outside flight: a message the index could not take is still
+ * found by broker_lookup's walk (ready) or only misses lookups by id. */
+static inline int broker_index(broker_t *b, msg_t *m)
+{
+    if (m->flags & MSG_F_INDEXED)
+        return 0;
+    if (idtab_insert(&b->ids, m) < 0)
+        return -1;
+    m->flags |= MSG_F_INDEXED;
+    return 0;
+}
+
+static inline void broker_unindex(broker_t *b, msg_t *m)
+{
+    if (!(m->flags & MSG_F_INDEXED))
+        return;
+    idtab_remove(&b->ids, m->id);
+    m->flags &= (uint8_t)~MSG_F_INDEXED;
+}
+
+/* The message with this id in any state (broker_bstalk.c): the index, or
+ * a walk of the ready queues that hold messages it lacks. */
+msg_t *broker_lookup(const broker_t *b, uint64_t id);
 
 static inline uint64_t broker_sat_add(uint64_t a, uint64_t b)
 {
@@ -145,8 +185,28 @@ int broker_create_configured(broker_t *b);
 void broker_sub_drop(client_t *c, sub_t *s);
 /* Take m out of flight: topic list, owner's list, id index, credit. */
 void broker_unflight(broker_t *b, msg_t *m);
+/* Push m (out of every queue) to c: -1 when out of memory for the index
+ * (m is then ready again). s: the SUB it counts against, or NULL. */
+int broker_deliver(client_t *c, topic_t *t, msg_t *m, sub_t *s, uint64_t now);
+/* c holds message id in flight: the message, or NULL. */
+msg_t *broker_owned(const client_t *c, uint64_t id);
+
+/* ---- broker_bstalk.c ---- */
+
+/* A reserve's wait: its timer's due time (timeout or DEADLINE_SOON), and
+ * what ends it when the timer fires. */
+void broker_reserve_unwait(client_t *c);
+br_status_t broker_reserve_expired(client_t *c, uint64_t now);
+/* Serve t's waiting reserves from its ready queue (after its GETs). */
+void broker_serve_reserves(topic_t *t, uint64_t now);
 
 /* ---- broker.c: bounds, waits, returns ---- */
+
+/* m, out of every queue, leaves the broker for good (freed). */
+void broker_account_sub(broker_t *b, topic_t *t, const msg_t *m);
+/* m becomes available: delayed until `due` if that is in the future, else
+ * ready (`head`: as a return, see broker_ready_head). */
+void broker_place(broker_t *b, topic_t *t, msg_t *m, uint64_t due, bool head, uint64_t now);
 
 /* c waits (enum client_wait) on t, at the tail of the list of its kind. */
 void broker_wait(client_t *c, int kind, topic_t *t);
@@ -199,15 +259,25 @@ static inline void broker_mark(broker_t *b, topic_t *t)
     STAILQ_INSERT_TAIL(&b->dispatchq, t, dlink);
 }
 
+/* A ready message with an ext block is a beanstalk job: found by id. */
 static inline void broker_ready_tail(broker_t *b, topic_t *t, msg_t *m)
 {
+    if (m->flags & MSG_F_EXT)
+        (void)broker_index(b, m);
     topic_ready_push_tail(t, m);
     broker_mark(b, t);
 }
 
+/* A message back from flight: a plain one to the head of its priority
+ * (the native rule), a job in (priority, id) order (beanstalkd's). */
 static inline void broker_ready_head(broker_t *b, topic_t *t, msg_t *m)
 {
-    topic_ready_push_head(t, m);
+    if (m->flags & MSG_F_EXT) {
+        (void)broker_index(b, m);
+        topic_ready_insert(t, m);
+    } else {
+        topic_ready_push_head(t, m);
+    }
     broker_mark(b, t);
 }
 

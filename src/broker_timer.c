@@ -93,7 +93,8 @@ void broker_wait_timer(client_t *c, uint64_t due)
 
 /* ---- timers ---- */
 
-/* Ack deadlines passed: back to the head of ready, earliest first. */
+/* Ack deadlines passed: back to the head of ready, earliest first (jobs
+ * with an ext block in their (priority, id) place, as beanstalkd does). */
 static void broker_expire_inflight(broker_t *b, topic_t *t, uint64_t now)
 {
     msgq_t chain;
@@ -102,7 +103,14 @@ static void broker_expire_inflight(broker_t *b, topic_t *t, uint64_t now)
     topic_q_init(&chain);
     while ((m = TAILQ_FIRST(&t->inflight.list)) != NULL && m->deadline <= now) {
         broker_unflight(b, m);
-        if (broker_returns(b, t, m, now))
+        BR_COUNT(b, t, timeouts);
+        if (m->flags & MSG_F_EXT)
+            msg_ext(m)->timeouts++;
+        if (!broker_returns(b, t, m, now))
+            continue;
+        if (m->flags & MSG_F_EXT)
+            broker_ready_head(b, t, m);
+        else
             topic_q_push_tail(&chain, m);
     }
     if (chain.n > 0) {
@@ -118,8 +126,15 @@ static void broker_release_delayed(broker_t *b, topic_t *t, uint64_t now)
     msg_t *m;
 
     topic_q_init(&chain);
-    while ((m = topic_delay_peek(t)) != NULL && m->deadline <= now)
-        topic_q_push_tail(&chain, topic_delay_pop(t));
+    while ((m = topic_delay_peek(t)) != NULL && m->deadline <= now) {
+        topic_delay_pop(t);
+        if (m->flags & MSG_F_EXT) {
+            broker_ready_head(b, t, m);
+            continue;
+        }
+        broker_unindex(b, m);
+        topic_q_push_tail(&chain, m);
+    }
     if (chain.n > 0) {
         topic_ready_splice_head(t, &chain);
         broker_mark(b, t);
@@ -132,6 +147,10 @@ static void broker_fire_topic(broker_t *b, topic_t *t, uint64_t now)
 
     broker_expire_inflight(b, t, now);
     broker_release_delayed(b, t, now);
+    if (t->pause_ms > 0 && t->pause_until <= now) {
+        t->pause_ms = 0;
+        broker_mark(b, t);
+    }
     /* Expiries may have taken it out of the heap already. */
     if (t->timer.idx != TNODE_NONE)
         broker_heap_remove(b, &t->timer);
@@ -142,12 +161,14 @@ static void broker_fire_topic(broker_t *b, topic_t *t, uint64_t now)
     }
 }
 
-static void broker_fire_wait(client_t *c)
+static void broker_fire_wait(client_t *c, uint64_t now)
 {
     broker_t *b = c->b;
     topic_t *t = c->wtopic;
     msg_t *m = c->wmsg;
     int kind = c->wait;
+    /* Asked before the wait ends: it looks at what c holds. */
+    br_status_t st = kind == WAIT_RESERVE ? broker_reserve_expired(c, now) : BR_TIMEOUT;
 
     broker_unwait(c);
     switch (kind) {
@@ -161,6 +182,9 @@ static void broker_fire_wait(client_t *c)
     case WAIT_JOIN:
         broker_complete(c, BR_OP_JOIN, BR_TIMEOUT, t, 0);
         break;
+    case WAIT_RESERVE:
+        broker_complete(c, BR_OP_RESERVE, st, NULL, 0);
+        break;
     default:
         assert(!"timer on a wait without timeout");
     }
@@ -173,7 +197,7 @@ uint64_t broker_tick(broker_t *b, uint64_t now)
         if (n->kind == TNODE_TOPIC)
             broker_fire_topic(b, TNODE_OWNER(n, topic_t, timer), now);
         else
-            broker_fire_wait(TNODE_OWNER(n, client_t, timer));
+            broker_fire_wait(TNODE_OWNER(n, client_t, timer), now);
     }
     broker_dispatch(b, now);
     return broker_next_deadline(b);

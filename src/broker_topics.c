@@ -229,6 +229,7 @@ void broker_foreach_message(const broker_t *b,
                 fn(ctx, t, t->delayed[j]);
             broker_visit_queue(&t->inflight, t, fn, ctx);
             broker_visit_queue(&t->held, t, fn, ctx);
+            broker_visit_queue(&t->buried, t, fn, ctx);
         }
     }
 }

@@ -445,6 +445,9 @@ static bool conn_may_pass_unconfirmed(proto_cmd_type_t type)
     case CMD_ACK:
     case CMD_NACK:
     case CMD_TOUCH:
+    case CMD_BURY:
+    case CMD_KICK:
+    case CMD_PAUSE:
     case CMD_UNSUB:
     case CMD_STATS:
     case CMD_TOPICS:
@@ -464,6 +467,28 @@ static bool conn_may_hold(const conn_t *c)
     return cfg->redis.enabled && cfg->redis.confirm && cfg->redis.mirror == MIRROR_MESSAGES;
 }
 
+/* The PUB's message: plain, or with an ext block for pri= and ttr=. */
+static msg_t *conn_pub_msg(const proto_cmd_t *cmd, uint64_t now)
+{
+    uint32_t len = (uint32_t)cmd->payload_len;
+    msg_t *m;
+    msg_ext_t *x;
+
+    if (!cmd->has_pri && cmd->ttr_ms == 0)
+        return msg_new_copy(cmd->payload, len);
+    m = msg_new_ext(len);
+    if (m == NULL)
+        return NULL;
+    memcpy(m->data, cmd->payload, len);
+    x = msg_ext(m);
+    if (cmd->has_pri)
+        x->pri = cmd->pri;
+    x->ttr_ms = cmd->ttr_ms;
+    x->delay_ms = cmd->delay_ms;
+    x->created = now;
+    return m;
+}
+
 static void conn_cmd_pub(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
 {
     msg_t *m;
@@ -473,7 +498,7 @@ static void conn_cmd_pub(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
     /* Room first: a held PUB must always find its place in the FIFO. */
     if ((conn_may_hold(c) &&
          cfifo_reserve(&c->unconfirmed, conn_cfg(c)->redis.max_unconfirmed) < 0) ||
-        (m = msg_new_copy(cmd->payload, (uint32_t)cmd->payload_len)) == NULL) {
+        (m = conn_pub_msg(cmd, now)) == NULL) {
         conn_reply_lit(c, "-ERR out of memory\r\n");
         return;
     }
@@ -558,6 +583,40 @@ static void conn_cmd_topics(conn_t *c)
     conn_reply_lit(c, "\r\n");
 }
 
+/* BURY id [pri]: without a priority the message keeps its own. */
+static void conn_cmd_bury(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
+{
+    br_job_info_t j;
+    uint32_t pri = MSG_PRI_DEFAULT;
+
+    if (cmd->has_num)
+        pri = (uint32_t)cmd->num;
+    else if (broker_job_info(c->host->broker, cmd->id, now, &j))
+        pri = j.pri;
+    if (broker_bury(c->client, cmd->id, pri, now) == BR_OK)
+        conn_reply_lit(c, "+OK\r\n");
+    else
+        conn_reply_notfound(c, cmd->id);
+}
+
+static void conn_cmd_kick(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
+{
+    uint64_t n = 0;
+
+    if (broker_kick(c->host->broker, cmd->topic, cmd->topic_len, cmd->num, now, &n) == BR_OK)
+        conn_reply_u64(c, n);
+    else
+        conn_reply_lit(c, "-ERR unknown topic\r\n");
+}
+
+static void conn_cmd_pause(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
+{
+    if (broker_pause(c->host->broker, cmd->topic, cmd->topic_len, cmd->num, now) == BR_OK)
+        conn_reply_lit(c, "+OK\r\n");
+    else
+        conn_reply_lit(c, "-ERR unknown topic\r\n");
+}
+
 static void conn_cmd_waiting(conn_t *c, br_status_t st, const char *topic, size_t tlen)
 {
     if (st == BR_PENDING)
@@ -565,6 +624,10 @@ static void conn_cmd_waiting(conn_t *c, br_status_t st, const char *topic, size_
     else if (st != BR_OK)
         conn_reply_topic_error(c, st, topic, tlen);
 }
+
+/* The commands a user needs a right on their topic for (ACLs), as bits. */
+#define CONN_TOPIC_RIGHTS                                                                     \
+    (1u << CMD_PUB | 1u << CMD_SUB | 1u << CMD_GET | 1u << CMD_KICK | 1u << CMD_PAUSE)
 
 static void conn_exec(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
 {
@@ -575,8 +638,7 @@ static void conn_exec(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
         conn_reply_lit(c, "-NOAUTH authentication required\r\n");
         return;
     }
-    if ((cmd->type == CMD_PUB || cmd->type == CMD_SUB || cmd->type == CMD_GET) &&
-        !conn_may(c, cmd->type, cmd->topic, cmd->topic_len)) {
+    if ((CONN_TOPIC_RIGHTS >> cmd->type & 1) && !conn_may(c, cmd->type, cmd->topic, cmd->topic_len)) {
         conn_reply_code(c, "-DENIED", cmd->topic, cmd->topic_len);
         return;
     }
@@ -627,6 +689,15 @@ static void conn_exec(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
             conn_reply_lit(c, "+OK\r\n");
         else
             conn_cmd_waiting(c, st, cmd->topic, cmd->topic_len);
+        break;
+    case CMD_BURY:
+        conn_cmd_bury(c, cmd, now);
+        break;
+    case CMD_KICK:
+        conn_cmd_kick(c, cmd, now);
+        break;
+    case CMD_PAUSE:
+        conn_cmd_pause(c, cmd, now);
         break;
     case CMD_STATS:
         conn_cmd_stats(c, cmd, now);

@@ -60,8 +60,7 @@
     X(urgent, "topic_urgent_messages", "Ready messages with a priority below 1024.")              \
     /* clients waiting in a RESERVE (beanstalk's current-waiting) */                               \
     X(waiting, "topic_waiting_clients", "Clients waiting in a reserve.")                          \
-    X(pause_ms, "topic_pause_ms", "The pause given to the topic (ms), 0 when not paused.")        \
-    X(pause_left_ms, "topic_pause_left_ms", "Time left of the topic's pause (ms).")
+    X(paused, "topic_paused", "1 while the topic is paused (PAUSE, beanstalk pause-tube).")
 
 typedef struct br_counters {
 #define BR_COUNTER_FIELD(f, help) uint64_t f;
@@ -77,6 +76,9 @@ typedef struct topic_stats {
 #undef BR_GAUGE_FIELD
     overflow_policy_t overflow;
     br_counters_t totals;
+    /* Not printed (beanstalk's stats-tube shows them in seconds): the
+     * pause given, and what is left of it; 0 when not paused. */
+    uint64_t pause_ms, pause_left_ms;
 } topic_stats_t;
 
 #endif

@@ -1,8 +1,9 @@
 /* idtab.h: an open-addressing hash table from message id to message, for
- * the messages that need a lookup by id (in flight, or held for the mirror).
+ * the messages that need a lookup by id (in flight, held for the mirror,
+ * delayed, buried, and ready beanstalk jobs).
  *
- * Ready and delayed messages are never in it, which keeps a queued message
- * at one allocation and no index entry. The same table, with no message in
+ * A plain ready message is never in it, which keeps a queued message at
+ * one allocation and no index entry. The same table, with no message in
  * its slots, is the id set the mirror keeps (idtab_add/has/del). Linear probing over a power-of-two
  * array of (id, msg) pairs; deletion shifts the following cluster back, so
  * there are no tombstones and lookups never slow down with churn.

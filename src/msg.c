@@ -63,6 +63,25 @@ msg_t *msg_new(uint32_t len)
     return m;
 }
 
+msg_t *msg_new_ext(uint32_t len)
+{
+    size_t at = ((size_t)len + 7) & ~(size_t)7;
+    msg_t *m = malloc(sizeof(*m) + at + sizeof(msg_ext_t));
+    msg_ext_t *x;
+
+    /* Never cached: msg_free sends blocks with an ext back to malloc, so
+     * the cache's size classes stay those of plain messages. */
+    if (m == NULL)
+        return NULL;
+    memset(m, 0, sizeof(*m));
+    m->len = len;
+    m->flags = MSG_F_EXT;
+    x = msg_ext(m);
+    memset(x, 0, sizeof(*x));
+    x->pri = MSG_PRI_DEFAULT;
+    return m;
+}
+
 msg_t *msg_new_copy(const void *data, uint32_t len)
 {
     msg_t *m = msg_new(len);
@@ -76,7 +95,7 @@ void msg_free(msg_t *m)
 {
     if (m == NULL)
         return;
-    if (m->len > MSG_CACHE_LEN || msg_cached == MSG_CACHE_MAX) {
+    if (m->len > MSG_CACHE_LEN || (m->flags & MSG_F_EXT) || msg_cached == MSG_CACHE_MAX) {
         free(m);
         return;
     }

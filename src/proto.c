@@ -24,9 +24,10 @@ enum {
     SK_RESYNC_CR,   /* as SK_RESYNC, and the last byte discarded was "\r" */
 };
 
-/* Enough tokens for the longest fixed form (PUB t n delay=ms) plus one, so
- * that "too many arguments" is known without scanning the rest. */
-#define TOK_MAX 5
+/* Enough tokens for the longest fixed form (PUB t n delay=ms pri=n ttr=ms)
+ * plus one, so that "too many arguments" is known without scanning the
+ * rest. */
+#define TOK_MAX 7
 
 typedef struct proto_tok {
     const char *p;
@@ -43,7 +44,7 @@ typedef struct proto_cmd_def {
 
 /* Most frequent first: the lookup is a linear scan. */
 static const proto_cmd_def_t proto_cmds[] = {
-    { "pub", 3, CMD_PUB, 3, 4 },
+    { "pub", 3, CMD_PUB, 3, 6 },
     { "ack", 3, CMD_ACK, 2, SIZE_MAX },
     { "sub", 3, CMD_SUB, 2, 3 },
     { "get", 3, CMD_GET, 2, 3 },
@@ -56,6 +57,9 @@ static const proto_cmd_def_t proto_cmds[] = {
     { "topics", 6, CMD_TOPICS, 1, 1 },
     { "auth", 4, CMD_AUTH, 3, 3 },
     { "quit", 4, CMD_QUIT, 1, 1 },
+    { "bury", 4, CMD_BURY, 2, 3 },
+    { "kick", 4, CMD_KICK, 3, 3 },
+    { "pause", 5, CMD_PAUSE, 3, 3 },
 };
 
 /* Printable ASCII without the space: what a command-line token may hold. */
@@ -354,9 +358,9 @@ static void proto_skip_payload(proto_parser_t *p, uint64_t n)
 
 /* ---- command lines ---- */
 
-/* Split s[0..len) on runs of blanks. Stores up to TOK_MAX tokens and
- * returns how many it found, or TOK_MAX + 1 if there are more. */
-static size_t proto_tokens(const char *s, size_t len, proto_tok_t *t)
+/* Split s[0..len) on runs of blanks. Stores up to cap (<= TOK_MAX)
+ * tokens and returns how many it found, or cap + 1 if there are more. */
+static size_t proto_tokens(const char *s, size_t len, proto_tok_t *t, size_t cap)
 {
     size_t n = 0, i = 0;
 
@@ -365,8 +369,8 @@ static size_t proto_tokens(const char *s, size_t len, proto_tok_t *t)
             i++;
         if (i == len)
             return n;
-        if (n == TOK_MAX)
-            return TOK_MAX + 1;
+        if (n == cap)
+            return cap + 1;
         size_t start = i;
         while (i < len && !proto_blank(s[i]))
             i++;
@@ -399,6 +403,12 @@ static bool proto_pub_tokens(const char *s, size_t len, proto_tok_t *t)
     t[0] = (proto_tok_t){s, 3};
     t[2] = (proto_tok_t){s + start, i - start};
     return true;
+}
+
+static bool proto_is_ack(const char *s, size_t len)
+{
+    return len > 4 && ((unsigned char)s[0] | 0x20) == 'a' && ((unsigned char)s[1] | 0x20) == 'c' &&
+           ((unsigned char)s[2] | 0x20) == 'k' && proto_blank(s[3]);
 }
 
 static const proto_cmd_def_t *proto_lookup(const proto_tok_t *t)
@@ -484,21 +494,44 @@ bool proto_cmd_next_id(const proto_cmd_t *cmd, size_t *pos, uint64_t *id)
     return true;
 }
 
-/* PUB's only option: delay=<ms> (the key is case-insensitive). */
-static const char *proto_pub_option(const proto_tok_t *t, uint64_t *delay)
+/* Does token t start with `key` ("delay=", ...), letters in any case? */
+static bool proto_opt_is(const proto_tok_t *t, const char *key, size_t k)
 {
-    static const char key[] = "delay=";
-    const size_t k = sizeof key - 1;
-
     if (t->n < k || t->p[k - 1] != '=')
-        return "-ERR bad option\r\n";
+        return false;
     /* Fold the letters only: 0x1d | 0x20 would pass for '='. */
     for (size_t i = 0; i < k - 1; i++)
         if (((unsigned char)t->p[i] | 0x20) != (unsigned char)key[i])
-            return "-ERR bad option\r\n";
-    if (!proto_parse_u64(t->p + k, t->n - k, delay))
-        return "-ERR bad delay\r\n";
-    return NULL;
+            return false;
+    return true;
+}
+
+/* One of PUB's options, each at most once (keys case-insensitive):
+ * delay=<ms>, pri=<0..4294967295> (lower first), ttr=<ms> (its own ack
+ * timeout, at least 1). `seen` holds the options met so far. */
+static const char *proto_pub_option(const proto_tok_t *t, unsigned *seen, proto_cmd_t *cmd)
+{
+    uint64_t v;
+
+    if (proto_opt_is(t, "delay=", 6) && !(*seen & 1)) {
+        *seen |= 1;
+        return proto_parse_u64(t->p + 6, t->n - 6, &cmd->delay_ms) ? NULL : "-ERR bad delay\r\n";
+    }
+    if (proto_opt_is(t, "pri=", 4) && !(*seen & 2)) {
+        *seen |= 2;
+        if (!proto_parse_u64(t->p + 4, t->n - 4, &v) || v > UINT32_MAX)
+            return "-ERR bad priority\r\n";
+        cmd->has_pri = true;
+        cmd->pri = (uint32_t)v;
+        return NULL;
+    }
+    if (proto_opt_is(t, "ttr=", 4) && !(*seen & 4)) {
+        *seen |= 4;
+        if (!proto_parse_u64(t->p + 4, t->n - 4, &cmd->ttr_ms) || cmd->ttr_ms == 0)
+            return "-ERR bad ttr\r\n";
+        return NULL;
+    }
+    return "-ERR bad option\r\n";
 }
 
 /* Check a PUB line whose byte count n is usable: syntax first, then the
@@ -514,8 +547,13 @@ static proto_result_t proto_pub_check(const proto_parser_t *p, const proto_cmd_d
         return proto_err_nargs(err, d);
     if (!proto_topic_valid(t[1].p, t[1].n))
         return proto_err(err, PROTO_ERROR, "-ERR bad topic\r\n");
-    if (nt == 4 && (bad = proto_pub_option(&t[3], &cmd->delay_ms)))
-        return proto_err(err, PROTO_ERROR, bad);
+    unsigned seen = 0;
+    cmd->has_pri = false;
+    cmd->pri = 0;
+    cmd->ttr_ms = 0;
+    for (size_t i = 3; i < nt; i++)
+        if ((bad = proto_pub_option(&t[i], &seen, cmd)) != NULL)
+            return proto_err(err, PROTO_ERROR, bad);
     if (n > p->max_message)
         return proto_err_toobig(err, n, p->max_message);
     return PROTO_CMD;
@@ -550,14 +588,26 @@ static proto_result_t proto_simple(const proto_cmd_def_t *d, const proto_tok_t *
             cmd->has_num = true;
         }
         break;
-    case CMD_NACK: case CMD_TOUCH:
+    case CMD_NACK: case CMD_TOUCH: case CMD_BURY:
         if (!proto_parse_u64(t[1].p, t[1].n, &cmd->id))
             return proto_err(err, PROTO_ERROR, "-ERR bad id\r\n");
         if (nt == 3) {
-            if (!proto_parse_u64(t[2].p, t[2].n, &cmd->num))
-                return proto_err(err, PROTO_ERROR, "-ERR bad delay\r\n");
+            bool bury = d->type == CMD_BURY;
+            if (!proto_parse_u64(t[2].p, t[2].n, &cmd->num) || (bury && cmd->num > UINT32_MAX))
+                return proto_err(err, PROTO_ERROR,
+                                 bury ? "-ERR bad priority\r\n" : "-ERR bad delay\r\n");
             cmd->has_num = true;
         }
+        break;
+    case CMD_KICK: case CMD_PAUSE:
+        if (!proto_topic_valid(t[1].p, t[1].n))
+            return proto_err(err, PROTO_ERROR, "-ERR bad topic\r\n");
+        cmd->topic = t[1].p;
+        cmd->topic_len = t[1].n;
+        if (!proto_parse_u64(t[2].p, t[2].n, &cmd->num))
+            return proto_err(err, PROTO_ERROR, d->type == CMD_KICK ? "-ERR bad count\r\n"
+                                                                   : "-ERR bad duration\r\n");
+        cmd->has_num = true;
         break;
     case CMD_ACK:
         if (!proto_ack_ids(rest, rest_len, cmd))
@@ -683,7 +733,9 @@ proto_result_t proto_parse(proto_parser_t *p, const char *buf, size_t len,
         const proto_cmd_def_t *d = &proto_cmds[0];   /* pub */
         size_t nt = 3;
         if (!proto_pub_tokens(line, content, t)) {
-            nt = proto_tokens(line, content, t);
+            /* ACK reads its ids from the rest of the line: the name and
+             * "there is more" are all it needs of the tokens. */
+            nt = proto_tokens(line, content, t, proto_is_ack(line, content) ? 1 : TOK_MAX);
             if (nt == 0) {      /* empty or blank line: no reply */
                 off += total;
                 continue;
@@ -695,7 +747,7 @@ proto_result_t proto_parse(proto_parser_t *p, const char *buf, size_t len,
             }
         }
 
-        memset(cmd, 0, offsetof(proto_cmd_t, idv));
+        memset(cmd, 0, offsetof(proto_cmd_t, has_pri));
         if (d->type == CMD_PUB) {
             size_t used;
             proto_result_t r = proto_pub(p, d, t, nt, line, avail, total, cmd, &used, err);

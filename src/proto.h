@@ -29,17 +29,21 @@ typedef enum proto_cmd_type {
     CMD_AUTH,
     CMD_PING,
     CMD_QUIT,
+    CMD_BURY,
+    CMD_KICK,
+    CMD_PAUSE,
 } proto_cmd_type_t;
 
 /* One parsed command. Every pointer points into the caller's buffer and is
  * valid only until that buffer changes. */
 typedef struct proto_cmd {
     proto_cmd_type_t type;
-    const char *topic;      /* PUB SUB UNSUB GET JOIN STATS; NULL if absent */
+    const char *topic;      /* PUB SUB UNSUB GET JOIN STATS KICK PAUSE; NULL if absent */
     size_t topic_len;
     bool has_num;           /* the optional number was given */
-    uint64_t num;           /* PUB byte count, SUB credit, GET/JOIN timeout ms, NACK delay ms */
-    uint64_t id;            /* NACK TOUCH; ACK: the first id */
+    uint64_t num;           /* PUB byte count, SUB credit, GET/JOIN timeout ms, NACK delay ms,
+                               BURY priority, KICK count, PAUSE ms */
+    uint64_t id;            /* NACK TOUCH BURY; ACK: the first id */
     uint64_t delay_ms;      /* PUB delay=<ms>; 0 if absent */
     const char *ids;        /* ACK: the validated id list ("1 2 3"); walk with proto_ids_next */
     size_t ids_len;
@@ -50,8 +54,13 @@ typedef struct proto_cmd {
     size_t pass_len;
     const char *payload;    /* PUB: the payload bytes (trailer excluded) */
     size_t payload_len;
-    /* Last, and not cleared per command: ACK's ids as numbers when there
-     * are at most PROTO_IDS_INLINE of them. Walk with proto_cmd_next_id. */
+    /* Last, and not cleared per command (so the hot path clears no more
+     * than it did before they came): set for every PUB and only for PUB. */
+    bool has_pri;           /* PUB pri=<n> given */
+    uint32_t pri;           /* PUB pri=<n> */
+    uint64_t ttr_ms;        /* PUB ttr=<ms>; 0 if absent */
+    /* ACK's ids as numbers when there are at most PROTO_IDS_INLINE of
+     * them. Walk with proto_cmd_next_id. */
     uint64_t idv[PROTO_IDS_INLINE];
 } proto_cmd_t;
 

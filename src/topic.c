@@ -88,22 +88,25 @@ void topic_free(topic_t *t)
 
 /* ---- ready ---- */
 
-/* The counts a ready message is part of; sign +1 on entry, -1 on exit. */
-static void topic_ready_count(topic_t *t, const msg_t *m, int sign)
+/* The counts a ready message is part of; sign +1 on entry, -1 on exit.
+ * A plain message (the hot path) is only bytes: no priority to look at. */
+static inline void topic_ready_count(topic_t *t, const msg_t *m, int sign)
 {
-    uint32_t pri = msg_pri(m);
     uint64_t d = (uint64_t)(int64_t)sign;
 
     t->ready_bytes += d * m->len;
+    if (!(m->flags & (MSG_F_EXT | MSG_F_INDEXED)))
+        return;
+    uint32_t pri = msg_pri(m);
     if (pri < MSG_PRI_DEFAULT)
         t->ready_urgent += d;
     else if (pri > MSG_PRI_DEFAULT)
         t->ready_low += d;
-    if (!(m->flags & MSG_F_INDEXED))
-        t->ready_unindexed += d;
+    if (m->flags & MSG_F_INDEXED)
+        t->ready_indexed += d;
 }
 
-static void topic_ready_link(topic_t *t, msg_t *m, msg_t *after)
+static inline void topic_ready_link(topic_t *t, msg_t *m, msg_t *after)
 {
     m->state = MSG_READY;
     if (after == NULL)
@@ -114,15 +117,13 @@ static void topic_ready_link(topic_t *t, msg_t *m, msg_t *after)
     topic_ready_count(t, m, +1);
 }
 
-void topic_ready_push_tail(topic_t *t, msg_t *m)
+void topic_ready_place_tail(topic_t *t, msg_t *m)
 {
     uint32_t pri = msg_pri(m);
     msg_t *after = TAILQ_LAST(&t->ready.list, msg_list);
 
-    /* The common case, nothing less urgent queued, touches no neighbour. */
-    if (t->ready_low > 0 || pri < MSG_PRI_DEFAULT)
-        while (after != NULL && msg_pri(after) > pri)
-            after = TAILQ_PREV(after, msg_list, link);
+    while (after != NULL && msg_pri(after) > pri)
+        after = TAILQ_PREV(after, msg_list, link);
     topic_ready_link(t, m, after);
 }
 
@@ -169,7 +170,7 @@ void topic_ready_remove(topic_t *t, msg_t *m)
     topic_ready_count(t, m, -1);
 }
 
-msg_t *topic_ready_pop(topic_t *t)
+msg_t *topic_ready_take_head(topic_t *t)
 {
     msg_t *m = TAILQ_FIRST(&t->ready.list);
 
@@ -387,6 +388,7 @@ void topic_fill_stats(const topic_t *t, uint64_t now, topic_stats_t *out)
     out->urgent = t->ready_urgent;
     out->waiting = t->nreservers;
     if (topic_paused(t, now)) {
+        out->paused = 1;
         out->pause_ms = t->pause_ms;
         out->pause_left_ms = t->pause_until - now;
     }

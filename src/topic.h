@@ -87,7 +87,7 @@ struct topic {
     uint64_t ready_bytes;       /* payload bytes of `ready`: what drop-oldest can free */
     uint64_t ready_urgent;      /* of them with a priority below MSG_PRI_DEFAULT */
     uint64_t ready_low;         /* of them with a priority above it */
-    uint64_t ready_unindexed;   /* of them not in the id index (found by walking) */
+    uint64_t ready_indexed;     /* of them in the id index (the rest are found by walking) */
     msgq_t buried;              /* FIFO of burials */
     msgq_t inflight;            /* ordered by deadline, earliest at the head */
     msgq_t held;                /* confirm mode: accepted, waiting for the mirror */
@@ -133,14 +133,43 @@ void topic_free(topic_t *t);
  * of its priority; push_head: first of its priority; insert: by (priority,
  * id), as beanstalkd orders its ready jobs. Only a queue that mixes
  * priorities walks (from the end it pushes at); one priority is O(1). */
-void topic_ready_push_tail(topic_t *t, msg_t *m);
 void topic_ready_push_head(topic_t *t, msg_t *m);
 void topic_ready_insert(topic_t *t, msg_t *m);
-msg_t *topic_ready_pop(topic_t *t);
 void topic_ready_remove(topic_t *t, msg_t *m);
+/* push_tail and pop for any message (the inline ones below take the
+ * plain ones' path themselves). */
+void topic_ready_place_tail(topic_t *t, msg_t *m);
+msg_t *topic_ready_take_head(topic_t *t);
 /* Put a whole chain (built with topic_q_push_tail) before the current head
  * of its priority, keeping its order. The chain is left empty. */
 void topic_ready_splice_head(topic_t *t, msgq_t *chain);
+
+/* Inline, so the plain FIFO path costs no more than it did before
+ * priorities: a plain message (no ext block, not indexed) onto a queue
+ * with nothing less urgent than 1024 in it. */
+static inline void topic_ready_push_tail(topic_t *t, msg_t *m)
+{
+    if ((m->flags & (MSG_F_EXT | MSG_F_INDEXED)) || t->ready_low > 0) {
+        topic_ready_place_tail(t, m);
+        return;
+    }
+    m->state = MSG_READY;
+    TAILQ_INSERT_TAIL(&t->ready.list, m, link);
+    t->ready.n++;
+    t->ready_bytes += m->len;
+}
+
+static inline msg_t *topic_ready_pop(topic_t *t)
+{
+    msg_t *m = TAILQ_FIRST(&t->ready.list);
+
+    if (m == NULL || (m->flags & (MSG_F_EXT | MSG_F_INDEXED)))
+        return topic_ready_take_head(t);
+    TAILQ_REMOVE(&t->ready.list, m, link);
+    t->ready.n--;
+    t->ready_bytes -= m->len;
+    return m;
+}
 
 /* Buried list: a burial goes to the tail, kicks take the head. */
 void topic_bury(topic_t *t, msg_t *m);

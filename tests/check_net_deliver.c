@@ -510,6 +510,53 @@ START_TEST(test_join)
 }
 END_TEST
 
+/* The native spellings of beanstalk's additions: PUB pri= and ttr=,
+ * BURY, KICK, PAUSE, and the STATS fields that count them. */
+START_TEST(test_priorities_bury_kick_pause)
+{
+    sd_t d;
+    net_start(&d, "");
+    tc_t *c = net_open(&d), *p = net_open(&d);
+
+    uint64_t plain = NET_PUB(p, "q", "plain");
+    net_puts(p, "PUB q 3 pri=5\r\nfiv\r\nPUB q 3 pri=1 ttr=300\r\none\r\n");
+    ck_assert_str_eq(net_reply(p), "+OK 2");
+    ck_assert_str_eq(net_reply(p), "+OK 3");
+    ck_assert_uint_eq(net_stat(c, "q", "urgent"), 2);
+    net_puts(c, "GET q\r\n");
+    uint64_t one = NET_EXPECT_MSG(c, "q", 1, "one");
+    /* its own ttr: back after 300 ms, not the topic's 30 s */
+    net_wait_stat(c, "q", "timeouts", 1);
+    net_puts(c, "GET q\r\n");
+    ck_assert_uint_eq(NET_EXPECT_MSG(c, "q", 2, "one"), one);
+    net_puts(c, "BURY 99\r\n");
+    NET_EXPECT(c, "-NOTFOUND 99");
+    net_sendf(c, "BURY %llu\r\n", (unsigned long long)one);
+    NET_EXPECT(c, "+OK");
+    ck_assert_uint_eq(net_stat(c, "q", "buried"), 1);
+    ck_assert_uint_eq(net_stat(c, "q", "buries"), 1);
+    net_puts(c, "GET q\r\nGET q\r\nGET q\r\n");
+    NET_EXPECT_MSG(c, "q", 1, "fiv");
+    ck_assert_uint_eq(NET_EXPECT_MSG(c, "q", 1, "plain"), plain);
+    NET_EXPECT(c, "-TIMEOUT");
+    net_puts(c, "KICK q 10\r\nKICK nope 1\r\nKICK q 10\r\n");
+    NET_EXPECT(c, "+OK 1");
+    NET_EXPECT(c, "-ERR unknown topic");
+    NET_EXPECT(c, "+OK 0");
+    ck_assert_uint_eq(net_stat(c, "q", "kicks"), 1);
+    /* paused: nothing is delivered until the pause ends */
+    net_puts(c, "PAUSE q 400\r\nGET q 10000\r\n");
+    NET_EXPECT(c, "+OK");
+    ck_assert_uint_eq(net_stat(p, "q", "paused"), 1);
+    ck_assert_uint_eq(NET_EXPECT_MSG(c, "q", 3, "one"), one);
+    ck_assert_uint_eq(net_stat(c, "q", "paused"), 0);
+    ck_assert_uint_eq(net_stat(c, "q", "pauses"), 1);
+    tc_close(c);
+    tc_close(p);
+    net_stop(&d);
+}
+END_TEST
+
 Suite *net_deliver_suite(void)
 {
     Suite *s = suite_create("net_deliver");
@@ -531,6 +578,7 @@ Suite *net_deliver_suite(void)
     tcase_add_test(t, test_dead_after_disconnects);
     tcase_add_test(t, test_pub_delay);
     tcase_add_test(t, test_join);
+    tcase_add_test(t, test_priorities_bury_kick_pause);
     suite_add_tcase(s, t);
     return s;
 }

@@ -64,7 +64,7 @@ static void log_u64(conn_t *c, const char *key, uint64_t v)
 
 static const char *const cmd_names[] = {
     "NONE", "PUB", "SUB", "UNSUB", "GET", "ACK", "NACK", "TOUCH", "JOIN",
-    "STATS", "TOPICS", "AUTH", "PING", "QUIT",
+    "STATS", "TOPICS", "AUTH", "PING", "QUIT", "BURY", "KICK", "PAUSE",
 };
 
 /* Describe a parsed command: only the fields that apply to it. */
@@ -77,10 +77,14 @@ static void log_cmd(conn_t *c, const proto_cmd_t *cmd)
     }
     if (cmd->has_num)
         log_u64(c, "n", cmd->num);
-    if (cmd->type == CMD_NACK || cmd->type == CMD_TOUCH)
+    if (cmd->type == CMD_NACK || cmd->type == CMD_TOUCH || cmd->type == CMD_BURY)
         log_u64(c, "id", cmd->id);
     if (cmd->delay_ms)
         log_u64(c, "delay", cmd->delay_ms);
+    if (cmd->type == CMD_PUB && cmd->has_pri)
+        log_u64(c, "pri", cmd->pri);
+    if (cmd->type == CMD_PUB && cmd->ttr_ms)
+        log_u64(c, "ttr", cmd->ttr_ms);
     if (cmd->type == CMD_ACK) {
         size_t pos = 0;
         uint64_t id;
@@ -202,6 +206,11 @@ START_TEST(test_pub)
     expect("PUB t 3 delay=250\r\nabc\r\n", "PUB t=t n=3 delay=250 p=abc|");
     expect("PUB t 3 DELAY=7\r\nabc\r\n", "PUB t=t n=3 delay=7 p=abc|");
     expect("PUB t 3 delay=0\r\nabc\r\n", "PUB t=t n=3 p=abc|");
+    /* pri= and ttr=, in any order, with or without delay= */
+    expect("PUB t 3 pri=0\r\nabc\r\n", "PUB t=t n=3 pri=0 p=abc|");
+    expect("PUB t 3 PRI=4294967295 ttr=1500\r\nabc\r\n",
+           "PUB t=t n=3 pri=4294967295 ttr=1500 p=abc|");
+    expect("PUB t 3 ttr=9 delay=4 pri=7\r\nabc\r\n", "PUB t=t n=3 delay=4 pri=7 ttr=9 p=abc|");
     expect("pub T 1\r\nx\r\n", "PUB t=T n=1 p=x|");
     expect("Pub a.b_c:d-E9 1\r\nx\r\n", "PUB t=a.b_c:d-E9 n=1 p=x|");
 }
@@ -378,6 +387,25 @@ START_TEST(test_nack_touch)
     expect("nack 5 0\r\n", "NACK n=0 id=5|");
     expect("TOUCH 42\r\n", "TOUCH id=42|");
     expect("touch 18446744073709551615\r\n", "TOUCH id=18446744073709551615|");
+}
+END_TEST
+
+START_TEST(test_bury_kick_pause)
+{
+    expect("BURY 5\r\n", "BURY id=5|");
+    expect("bury 5 4294967295\r\n", "BURY n=4294967295 id=5|");
+    expect("BURY 5 4294967296\r\n", "E:-ERR bad priority|");
+    expect("BURY x\r\n", "E:-ERR bad id|");
+    expect("BURY\r\n", "E:-ERR wrong number of arguments for 'bury'|");
+    expect("BURY 1 2 3\r\n", "E:-ERR wrong number of arguments for 'bury'|");
+    expect("KICK jobs 10\r\n", "KICK t=jobs n=10|");
+    expect("KICK jobs\r\n", "E:-ERR wrong number of arguments for 'kick'|");
+    expect("KICK a/b 1\r\n", "E:-ERR bad topic|");
+    expect("KICK jobs -1\r\n", "E:-ERR bad count|");
+    expect("PAUSE jobs 60000\r\n", "PAUSE t=jobs n=60000|");
+    expect("pause jobs 0\r\n", "PAUSE t=jobs n=0|");
+    expect("PAUSE jobs x\r\n", "E:-ERR bad duration|");
+    expect("PAUSE jobs 1 2\r\n", "E:-ERR wrong number of arguments for 'pause'|");
 }
 END_TEST
 
@@ -748,10 +776,15 @@ START_TEST(test_pub_refused_skips_payload)
     expect("PUB t 5 d\xc5lay=3\r\nPING!\r\nPING\r\n", "E:-ERR bad option|PING|");
     expect("PUB t 5 delay=x\r\nPING!\r\nPING\r\n", "E:-ERR bad delay|PING|");
     expect("PUB t 5 delay=\r\nPING!\r\nPING\r\n", "E:-ERR bad delay|PING|");
-    expect("PUB t 5 delay=1 x\r\nPING!\r\nPING\r\n",
+    expect("PUB t 5 delay=1 x\r\nPING!\r\nPING\r\n", "E:-ERR bad option|PING|");
+    expect("PUB t 5 delay=1 delay=2\r\nPING!\r\nPING\r\n", "E:-ERR bad option|PING|");
+    expect("PUB t 5 delay=1 pri=1 ttr=1 x\r\nPING!\r\nPING\r\n",
            "E:-ERR wrong number of arguments for 'pub'|PING|");
-    expect("PUB t 5 delay=1 delay=2 x\r\nPING!\r\nPING\r\n",
-           "E:-ERR wrong number of arguments for 'pub'|PING|");
+    expect("PUB t 5 pri=4294967296\r\nPING!\r\nPING\r\n", "E:-ERR bad priority|PING|");
+    expect("PUB t 5 pri=-1\r\nPING!\r\nPING\r\n", "E:-ERR bad priority|PING|");
+    expect("PUB t 5 pri=1 pri=2\r\nPING!\r\nPING\r\n", "E:-ERR bad option|PING|");
+    expect("PUB t 5 ttr=0\r\nPING!\r\nPING\r\n", "E:-ERR bad ttr|PING|");
+    expect("PUB t 5 ttr=\r\nPING!\r\nPING\r\n", "E:-ERR bad ttr|PING|");
     expect("PUB a/b 0\r\n\r\nPING\r\n", "E:-ERR bad topic|PING|");
     /* An empty payload still has its trailer: here the first PING is not
      * one, so that line is discarded. */
@@ -1241,6 +1274,7 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_pub_fast_and_general_agree);
     tcase_add_test(tc, test_ack_ids_inline_edge);
     tcase_add_test(tc, test_nack_touch);
+    tcase_add_test(tc, test_bury_kick_pause);
     tcase_add_test(tc, test_misc_commands);
     tcase_add_test(tc, test_topic_case_sensitive);
     tcase_add_test(tc, test_blanks);

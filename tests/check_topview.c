@@ -124,7 +124,8 @@ START_TEST(test_parse_crlf_and_unknown_keys)
         "consumers: 0\r\nblocked_producers: 0\r\nmax_messages: 9\r\nmax_bytes: 9\r\n"
         "overflow: reject\r\nfuture_field: whatever\r\nnested:\r\n  deep: x\r\n"
         "published: 1\r\ndelivered: 0\r\nacked: 0\r\nredelivered: 0\r\ndead: 0\r\n"
-        "dropped: 0\r\nrejected: 18446744073709551615\r\n";
+        "dropped: 0\r\nrejected: 18446744073709551615\r\ntimeouts: 0\r\nburies: 0\r\n"
+        "kicks: 0\r\npauses: 0\r\n";
     tv_topic_t t;
 
     ck_assert_int_eq(tv_parse_topic(b, sizeof b - 1, &t), 0);
