@@ -21,7 +21,7 @@ void mirror_restore_apply(mirror_t *mi, mrestore_t *rs)
 {
     uint64_t now = clock_ms();
 
-    mrestore_apply(rs, mi->b, now);
+    mrestore_apply(rs, mi->b, now, clock_unix_ms());
     broker_dispatch(mi->b, now);
     server_touch(mi->srv);
 }
@@ -584,6 +584,8 @@ void mirror_free(mirror_t *mi)
         mirror_u64s_free(&mt->held);
         mirror_u64s_free(&mt->shards);
         mirror_u64s_free(&mt->checks);
+        mirror_refs_free(&mt->metas);
+        mirror_u64s_free(&mt->mdels);
         free(mt);
     }
     free(mi->tslot);
@@ -593,6 +595,8 @@ void mirror_free(mirror_t *mi)
     mbuf_free(&mi->names);
     mbuf_free(&mi->chunk);
     mbuf_free(&mi->chunk_att);
+    mbuf_free(&mi->chunk_meta);
+    idtab_destroy(&mi->metaids);
     mirror_u64s_free(&mi->chunk_held);
     mirror_u64s_free(&mi->swap_ids);
     free(mi->holds);

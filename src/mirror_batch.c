@@ -78,13 +78,13 @@ mtopic_t *mirror_topic(mirror_t *mi, const topic_t *t)
 
 static void mirror_topic_clear(mirror_t *mi, mtopic_t *mt)
 {
-    mi->pending -= mt->puts.n + mt->atts.n + mt->dels.n;
-    mt->puts.n = mt->atts.n = mt->dels.n = mt->held.n = 0;
+    mi->pending -= mt->puts.n + mt->atts.n + mt->dels.n + mt->metas.n + mt->mdels.n;
+    mt->puts.n = mt->atts.n = mt->dels.n = mt->held.n = mt->metas.n = mt->mdels.n = 0;
 }
 
 static bool mirror_topic_empty(const mtopic_t *mt)
 {
-    return mt->puts.n == 0 && mt->atts.n == 0 && mt->dels.n == 0;
+    return mt->puts.n == 0 && mt->atts.n == 0 && mt->dels.n == 0 && mt->metas.n == 0;
 }
 
 /* A new connection or a new resync: no topic is in the target set yet. */
@@ -292,6 +292,39 @@ static int mirror_flush_atts(mirror_t *mi, mtopic_t *mt, const char *katt, size_
     return 0;
 }
 
+/* The meta records (mrestore.h) of the batch's messages that have one,
+ * as they are now; before their messages are written (a record without
+ * its message is ignored by a restore, the other way round it would come
+ * back plainly ready). */
+static int mirror_flush_metas(mirror_t *mi, mtopic_t *mt, const char *kmeta, size_t room)
+{
+    mbuf_t *b = &mi->cmd;
+    uint64_t cur = 0, now = clock_ms(), unix_now = clock_unix_ms();
+    char rec[MRESTORE_META_MAX];
+
+    for (size_t i = 0; i < mt->metas.n; i++) {
+        const mref_t *r = &mt->metas.v[i];
+        uint64_t s = mrestore_shard(r->id);
+        if (s < cur) { /* as in mirror_flush_atts */
+            qsort(&mt->metas.v[i], mt->metas.n - i, sizeof *r, mirror_cmp_ref);
+            s = mrestore_shard(r->id);
+        }
+        if (idtab_has(&mi->gone, r->id))
+            continue;
+        if (s != cur || b->nargs == 0 || mirror_cmd_full(b)) {
+            if (mirror_cmd_next(mi, mt, "HSET", kmeta, cur, s, room) < 0)
+                return -1;
+            cur = s;
+        }
+        if (mbuf_arg_u64(b, r->id) < 0 ||
+            mbuf_arg(b, rec, mrestore_meta_format(r->m, now, unix_now, rec)) < 0)
+            return -1;
+    }
+    mirror_send_shard(mi, mt, "HSET", kmeta, cur, mirror_req(mi, REQ_WRITE, NULL, 0));
+    mbuf_done(b);
+    return 0;
+}
+
 /* Puts come in id order (ids are handed out in order). The held messages
  * ride on the last command: its reply comes after the others', and an
  * error in any of them drops the connection first. */
@@ -370,6 +403,39 @@ static int mirror_flush_dels(mirror_t *mi, mtopic_t *mt, const char *kmsg, const
     return 0;
 }
 
+/* HDEL the meta records of removed messages that may have one (only those:
+ * the plain native path sends no HDEL to a meta hash). */
+static int mirror_flush_mdels(mirror_t *mi, mtopic_t *mt, const char *kmeta, size_t room)
+{
+    mbuf_t *b = &mi->cmd;
+    uint64_t cur = 0;
+
+    for (size_t i = 0; i < mt->mdels.n; i++) {
+        uint64_t id = mt->mdels.v[i], s = mrestore_shard(id);
+        if (s < cur) {
+            qsort(&mt->mdels.v[i], mt->mdels.n - i, sizeof id, mirror_cmp_u64);
+            id = mt->mdels.v[i];
+            s = mrestore_shard(id);
+        }
+        if (!idtab_has(&mi->gone, id))
+            continue; /* came and went within the batch: never written */
+        if (b->nargs > 0 && (s != cur || mirror_cmd_full(b))) {
+            mirror_send_shard(mi, mt, "HDEL", kmeta, cur, mirror_req(mi, REQ_WRITE, NULL, 0));
+            mbuf_done(b);
+        }
+        if (b->nargs == 0) {
+            if (mbuf_open(b, room) < 0)
+                return -1;
+            cur = s;
+        }
+        if (mbuf_arg_u64(b, id) < 0)
+            return -1;
+    }
+    mirror_send_shard(mi, mt, "HDEL", kmeta, cur, mirror_req(mi, REQ_WRITE, NULL, 0));
+    mbuf_done(b);
+    return 0;
+}
+
 /* Send a topic's batch: HSET attempts, HSET messages, HDEL messages and
  * attempts, one command per shard (each split if large). A message
  * enqueued and removed within one batch is never written at all: at high
@@ -380,6 +446,7 @@ static void mirror_flush_topic(mirror_t *mi, mtopic_t *mt)
     bool temp = mi->phase == P_RESYNC;
     const char *kmsg = temp ? "resync:msg:" : "msg:";
     const char *katt = temp ? "resync:att:" : "att:";
+    const char *kmeta = temp ? "resync:meta:" : "meta:";
     size_t room = mirror_room(mi, mt->nlen);
     int err = 0;
 
@@ -396,10 +463,14 @@ static void mirror_flush_topic(mirror_t *mi, mtopic_t *mt)
         mirror_announce(mi, mt);
         err = mirror_flush_atts(mi, mt, katt, room);
     }
+    if (err == 0 && mt->metas.n > 0)
+        err = mirror_flush_metas(mi, mt, kmeta, room);
     if (err == 0)
         err = mirror_flush_puts(mi, mt, kmsg, room, temp);
     if (err == 0)
         err = mirror_flush_dels(mi, mt, kmsg, katt, room);
+    if (err == 0 && mt->mdels.n > 0)
+        err = mirror_flush_mdels(mi, mt, kmeta, room);
     mbuf_done(&mi->cmd);
     /* Only this batch's removals are in the set: taking them out again is
      * O(batch), where clearing would wipe the whole table every turn. */
@@ -588,6 +659,19 @@ void mirror_batch_failed(mirror_t *mi)
 
 /* ---- observer ---- */
 
+/* m (of topic t, batch mt) needs its meta record written: one more
+ * change in the batch. A message without an ext block is remembered, so
+ * that its removal deletes the record too. 0, or -1 when out of memory. */
+static int mirror_meta_push(mirror_t *mi, mtopic_t *mt, const msg_t *m)
+{
+    if (mirror_refs_push(&mt->metas, m) < 0)
+        return -1;
+    mi->pending++;
+    if (!(m->flags & MSG_F_EXT) && idtab_add(&mi->metaids, m->id) < 0)
+        return -1;
+    return 0;
+}
+
 static void mirror_on_enqueued(void *ctx, const topic_t *t, const msg_t *m)
 {
     mirror_t *mi = ctx;
@@ -601,7 +685,8 @@ static void mirror_on_enqueued(void *ctx, const topic_t *t, const msg_t *m)
     }
     mt = mirror_topic(mi, t);
     if (mt == NULL || mirror_refs_push(&mt->puts, m) < 0 ||
-        (m->state == MSG_HELD && mirror_u64s_push(&mt->held, m->id) < 0)) {
+        (m->state == MSG_HELD && mirror_u64s_push(&mt->held, m->id) < 0) ||
+        (mrestore_meta_needed(m) && mirror_meta_push(mi, mt, m) < 0)) {
         mirror_batch_failed(mi);
         return;
     }
@@ -625,14 +710,39 @@ static void mirror_on_attempted(void *ctx, const topic_t *t, const msg_t *m)
     mirror_queue(mi, mt, false);
 }
 
+/* Buried, kicked, released with a delay or a new priority: its meta
+ * record is written again (as it is at the flush). */
+static void mirror_on_changed(void *ctx, const topic_t *t, const msg_t *m)
+{
+    mirror_t *mi = ctx;
+    mtopic_t *mt;
+
+    if (!mirror_writable(mi)) {
+        mi->dirty = true;
+        return;
+    }
+    mt = mirror_topic(mi, t);
+    if (mt == NULL || mirror_meta_push(mi, mt, m) < 0) {
+        mirror_batch_failed(mi);
+        return;
+    }
+    mi->pending--; /* mirror_queue counts this one */
+    mirror_queue(mi, mt, false);
+}
+
 static void mirror_on_removed(void *ctx, const topic_t *t, const msg_t *m, br_removal_t why)
 {
+    mirror_t *mi = ctx;
+    /* Only a message that may have a meta record costs an HDEL of it. */
+    bool meta = (m->flags & MSG_F_EXT) || (mi->metaids.count > 0 && idtab_del(&mi->metaids, m->id));
+
     (void)why;
-    mirror_forget(ctx, t, m->id);
+    mirror_forget(mi, t, m->id, meta);
 }
 
 const broker_observer_t mirror_observer = {
     .enqueued = mirror_on_enqueued,
     .attempted = mirror_on_attempted,
     .removed = mirror_on_removed,
+    .changed = mirror_on_changed,
 };

@@ -77,9 +77,10 @@ void mirror_confirm_ids(mirror_t *mi, const uint64_t *ids, size_t n)
     }
 }
 
-/* Message id of topic t is gone from the broker: delete it from Redis,
- * and keep a resync from reading its freed msg_t. */
-void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id)
+/* Message id of topic t is gone from the broker: delete it from Redis
+ * (with its meta record if it may have one), and keep a resync from
+ * reading its freed msg_t. */
+void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id, bool meta)
 {
     mtopic_t *mt;
 
@@ -93,10 +94,13 @@ void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id)
         return;
     }
     mt = mirror_topic(mi, t);
-    if (mt == NULL || mirror_u64s_push(&mt->dels, id) < 0) {
+    if (mt == NULL || mirror_u64s_push(&mt->dels, id) < 0 ||
+        (meta && mirror_u64s_push(&mt->mdels, id) < 0)) {
         mirror_batch_failed(mi);
         return;
     }
+    if (meta)
+        mi->pending++;
     /* Under confirm an ACK goes out with the turn's PUBs, not 2 ms later,
      * so a restore after a crash brings back as few acked messages as it can. */
     mirror_queue(mi, mt, mi->confirm);
@@ -115,9 +119,11 @@ void mirror_on_confirm_timer(evutil_socket_t fd, short what, void *arg)
         mi->hcount--;
         if (!idtab_del(&mi->held, h.id))
             continue;
-        broker_confirm(mi->b, h.id, false, now);
-        /* Its write may still land: delete it behind that write. */
-        mirror_forget(mi, h.t, h.id);
+        broker_confirm(mi->b, h.id, false, now); /* removed, no observer call */
+        idtab_del(&mi->metaids, h.id);
+        /* Its write may still land: delete it behind that write (and a
+         * meta record, if a delay gave it one). */
+        mirror_forget(mi, h.t, h.id, true);
         refused++;
     }
     if (refused > 0) {

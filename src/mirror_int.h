@@ -5,7 +5,7 @@
  *   mirror_link.c     the hiredis connection: sending, connect/backoff,
  *                     and the dispatch of every reply
  *   mirror_batch.c    the broker observer and the per-topic batches,
- *                     flushed once per loop turn
+ *                     flushed once per loop turn, by shard; meta records
  *   mirror_confirm.c  confirm mode: PUBs held until Redis has them
  *   mirror_resync.c   full resynchronisation through the resync keys
  *   mirror_stats.c    the stats hashes and the heartbeat
@@ -110,6 +110,8 @@ typedef struct mtopic {
     mrefv_t puts;         /* enqueued: HSET messages id payload */
     mrefv_t atts;         /* delivered: HSET attempts id count (read at flush) */
     u64vec_t dels;        /* removed: HDEL messages and attempts */
+    mrefv_t metas;        /* meta records to write (mrestore.h; read at flush) */
+    u64vec_t mdels;       /* removed messages that may have a meta record: HDEL */
     u64vec_t held;        /* held (confirm mode) messages among puts */
 } mtopic_t;
 
@@ -180,7 +182,8 @@ struct mirror {
     mbuf_t cmd;             /* a batch being formatted */
     idtab_t gone;           /* ids removed within the batch being flushed */
     mbuf_t names;           /* SADD of the stats topic set */
-    mbuf_t chunk, chunk_att;
+    mbuf_t chunk, chunk_att, chunk_meta;
+    idtab_t metaids;        /* messages without an ext block that have a meta record */
     u64vec_t chunk_held;
 
     /* confirm mode */
@@ -234,7 +237,7 @@ mtopic_t *mirror_topic(mirror_t *mi, const topic_t *t);
 
 /* mirror_confirm.c */
 void mirror_confirm_ids(mirror_t *mi, const uint64_t *ids, size_t n);
-void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id);
+void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id, bool meta);
 void mirror_hold(mirror_t *mi, const topic_t *t, uint64_t id);
 void mirror_on_confirm_timer(evutil_socket_t fd, short what, void *arg);
 

@@ -36,7 +36,8 @@ const char mirror_lua_cleanup[] =
     "for i = 1, #t do\n"
     "  local s = redis.call('SMEMBERS', p .. ':resync:shards:' .. t[i])\n"
     "  for j = 1, #s do\n"
-    "    redis.call('UNLINK', key(p, 'resync:msg:', s[j], t[i]), key(p, 'resync:att:', s[j], t[i]))\n"
+    "    redis.call('UNLINK', key(p, 'resync:msg:', s[j], t[i]), key(p, 'resync:att:', s[j], t[i]),\n"
+    "                 key(p, 'resync:meta:', s[j], t[i]))\n"
     "  end\n"
     "  redis.call('UNLINK', p .. ':resync:shards:' .. t[i], p .. ':resync:messages:' .. t[i],\n"
     "               p .. ':resync:attempts:' .. t[i])\n"
@@ -62,7 +63,8 @@ const char mirror_lua_swap[] =
     "  redis.call('UNLINK', p .. ':messages:' .. t, p .. ':attempts:' .. t)\n"
     "  local s = redis.call('SMEMBERS', p .. ':shards:' .. t)\n"
     "  for j = 1, #s do\n"
-    "    redis.call('UNLINK', key(p, 'msg:', s[j], t), key(p, 'att:', s[j], t))\n"
+    "    redis.call('UNLINK', key(p, 'msg:', s[j], t), key(p, 'att:', s[j], t),\n"
+    "                 key(p, 'meta:', s[j], t))\n"
     "  end\n"
     "  redis.call('UNLINK', p .. ':shards:' .. t)\n"
     "end\n"
@@ -73,10 +75,11 @@ const char mirror_lua_swap[] =
     "  local s = redis.call('SMEMBERS', set)\n"
     "  for j = 1, #s do\n"
     "    if tonumber(s[j]) < open and bare(key(p, 'resync:msg:', s[j], t)) then\n"
-    "      redis.call('UNLINK', key(p, 'resync:msg:', s[j], t), key(p, 'resync:att:', s[j], t))\n"
+    "      redis.call('UNLINK', key(p, 'resync:msg:', s[j], t), key(p, 'resync:att:', s[j], t),\n"
+    "                   key(p, 'resync:meta:', s[j], t))\n"
     "      redis.call('SREM', set, s[j])\n"
     "    else\n"
-    "      for _, k in ipairs({'msg:', 'att:'}) do\n"
+    "      for _, k in ipairs({'msg:', 'att:', 'meta:'}) do\n"
     "        local src = key(p, 'resync:' .. k, s[j], t)\n"
     "        if redis.call('EXISTS', src) == 1 then\n"
     "          redis.call('RENAME', src, key(p, k, s[j], t))\n"
@@ -96,15 +99,16 @@ const char mirror_lua_swap[] =
     "return #new\n";
 
 /* ARGV: prefix, topic, shard numbers. Each of those shards whose message
- * hash holds nothing but the pin is deleted, with its attempts hash, and
- * leaves the topic's shard set. The mirror sends it only for shards no
+ * hash holds nothing but the pin is deleted, with its attempts and meta
+ * hashes, and leaves the topic's shard set. The mirror sends it only for shards no
  * new id can fall in. */
 const char mirror_lua_drop[] =
     MIRROR_LUA_KEYS
     "local p, t, n = ARGV[1], ARGV[2], 0\n"
     "for i = 3, #ARGV do\n"
     "  if bare(key(p, 'msg:', ARGV[i], t)) then\n"
-    "    redis.call('UNLINK', key(p, 'msg:', ARGV[i], t), key(p, 'att:', ARGV[i], t))\n"
+    "    redis.call('UNLINK', key(p, 'msg:', ARGV[i], t), key(p, 'att:', ARGV[i], t),\n"
+    "                 key(p, 'meta:', ARGV[i], t))\n"
     "    redis.call('SREM', p .. ':shards:' .. t, ARGV[i])\n"
     "    n = n + 1\n"
     "  end\n"
@@ -170,7 +174,8 @@ void mirror_schedule_resync(mirror_t *mi)
 static bool mirror_send_chunk(mirror_t *mi, size_t *sent)
 {
     const topic_t *t = NULL;
-    uint64_t shard = 0;
+    uint64_t shard = 0, now = clock_ms(), unix_now = clock_unix_ms();
+    char rec[MRESTORE_META_MAX];
     mtopic_t *mt;
     size_t n = 0, klen;
     mreq_t *req;
@@ -192,7 +197,8 @@ static bool mirror_send_chunk(mirror_t *mi, size_t *sent)
             shard = mrestore_shard(m->id);
             topic_name(t, &nlen);
             if (mbuf_open(&mi->chunk, mirror_room(mi, nlen)) < 0 ||
-                mbuf_open(&mi->chunk_att, mirror_room(mi, nlen)) < 0)
+                mbuf_open(&mi->chunk_att, mirror_room(mi, nlen)) < 0 ||
+                mbuf_open(&mi->chunk_meta, mirror_room(mi, nlen)) < 0)
                 goto oom;
         }
         if (mbuf_arg_u64(&mi->chunk, m->id) < 0 || mbuf_arg(&mi->chunk, m->data, m->len) < 0)
@@ -202,6 +208,11 @@ static bool mirror_send_chunk(mirror_t *mi, size_t *sent)
             goto oom;
         if (m->state == MSG_HELD && mirror_u64s_push(&mi->chunk_held, m->id) < 0)
             goto oom;
+        if (mrestore_meta_needed(m) &&
+            (mbuf_arg_u64(&mi->chunk_meta, m->id) < 0 ||
+             mbuf_arg(&mi->chunk_meta, rec, mrestore_meta_format(m, now, unix_now, rec)) < 0 ||
+             (!(m->flags & MSG_F_EXT) && idtab_add(&mi->metaids, m->id) < 0)))
+            goto oom;
         mi->pos++;
         n++;
     }
@@ -210,7 +221,11 @@ static bool mirror_send_chunk(mirror_t *mi, size_t *sent)
     mt = mirror_topic(mi, t);
     if (mt == NULL || mirror_announce_shard(mi, mt, shard) < 0)
         goto oom;
-    *sent += mi->chunk.len + mi->chunk_att.len;
+    *sent += mi->chunk.len + mi->chunk_att.len + mi->chunk_meta.len;
+    if (mi->chunk_meta.nargs > 0) {
+        klen = mirror_shard_key(mi, "resync:meta:", shard, mt->name, mt->nlen);
+        mirror_send(mi, "HSET", mi->key, klen, &mi->chunk_meta, mirror_req(mi, REQ_WRITE, NULL, 0));
+    }
     req = mirror_req(mi, REQ_CHUNK, mi->chunk_held.v, mi->chunk_held.n);
     klen = mirror_shard_key(mi, "resync:msg:", shard, mt->name, mt->nlen);
     mirror_send(mi, "HSET", mi->key, klen, &mi->chunk, req);
@@ -220,10 +235,12 @@ static bool mirror_send_chunk(mirror_t *mi, size_t *sent)
     }
     mbuf_done(&mi->chunk);
     mbuf_done(&mi->chunk_att);
+    mbuf_done(&mi->chunk_meta);
     return mi->ac != NULL;
 oom:
     mbuf_done(&mi->chunk);
     mbuf_done(&mi->chunk_att);
+    mbuf_done(&mi->chunk_meta);
     mirror_batch_failed(mi);
     return false;
 }

@@ -2,10 +2,12 @@
  * (see mrestore.h; the key schema is in docs/redis.md).
  *
  * First the small keys, one command and one reply at a time: the next id,
- * the topic set, and per topic its shard set and whether it still has a
- * hash of the old single-hash schema. That makes a list of jobs: each
- * shard's message and attempt hashes (HGETALL: each shard is small, so
- * one whole reply), and any old-schema hash (HSCAN, page by page). What
+ * the topic set, and per topic whether it still has a hash of the old
+ * single-hash schema and its shard set. That makes a list of jobs: each
+ * shard's meta, message and attempt hashes (HGETALL: each shard is small,
+ * so one whole reply), and any old-schema hash (HSCAN, page by page). A
+ * shard's meta records come first, so that a message that needs an ext
+ * block gets it when it is read. What
  * was read is kept aside and put into the broker in one go, in id order,
  * once the last job is in.
  *
@@ -25,6 +27,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "mbuf.h"
 #include "msg.h"
 #include "proto.h"
 
@@ -35,7 +38,7 @@
 enum restore_step { RS_NEXT_ID = 0, RS_TOPICS, RS_OLD, RS_SHARDS, RS_JOBS, RS_DONE };
 
 /* One hash to read whole (a shard) or by pages (the old schema). */
-enum job_kind { J_SCAN_MSG = 0, J_SCAN_ATT, J_ALL_MSG, J_ALL_ATT };
+enum job_kind { J_SCAN_MSG = 0, J_SCAN_ATT, J_ALL_MSG, J_ALL_ATT, J_ALL_META };
 
 typedef struct rjob {
     uint64_t shard;
@@ -54,6 +57,16 @@ typedef struct ratt {
     uint64_t id;
     uint16_t attempt;
 } ratt_t;
+
+/* A meta record (mrestore.h), parsed. */
+typedef struct rmeta {
+    uint64_t id;
+    uint64_t due, created;  /* unix ms */
+    uint64_t ttr_ms, delay_ms;
+    uint32_t pri, releases, buries, kicks, timeouts;
+    uint8_t state;          /* MSG_READY, MSG_DELAYED or MSG_BURIED */
+    bool ext;
+} rmeta_t;
 
 /* What a command in flight reads: a step, its topic, and in RS_JOBS its job. */
 typedef struct rpos {
@@ -88,6 +101,9 @@ struct mrestore {
     size_t nmsgs, msgs_cap;
     ratt_t *atts;
     size_t natts, atts_cap;
+    rmeta_t *metas;
+    size_t nmetas, metas_cap;
+    size_t meta_lo, meta_hi; /* the shard being read: its records, sorted */
     size_t skipped;       /* malformed fields */
     char *prefix;         /* the mirror's key prefix */
     char *key;            /* scratch for the key of the current command */
@@ -125,13 +141,14 @@ void mrestore_free(mrestore_t *rs)
         msg_free(rs->msgs[i].m);
     free(rs->msgs);
     free(rs->atts);
+    free(rs->metas);
     free(rs->key);
     free(rs->prefix);
     free(rs);
 }
 
-/* A decimal without sign or junk; false if not, or zero, or too big. */
-static bool mrestore_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
+/* A decimal without sign or junk, at most max; false if not. */
+static bool mrestore_num(const char *s, size_t n, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;
 
@@ -143,9 +160,89 @@ static bool mrestore_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
             return false;
         v = v * 10 + d;
     }
-    if (v == 0 || v > max)
+    if (v > max)
         return false;
     *out = v;
+    return true;
+}
+
+/* The same, and not zero (an id, an attempt count). */
+static bool mrestore_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
+{
+    return mrestore_num(s, n, max, out) && *out != 0;
+}
+
+/* ---- meta records ---- */
+
+bool mrestore_meta_needed(const msg_t *m)
+{
+    return (m->flags & MSG_F_EXT) || m->state == MSG_DELAYED || m->state == MSG_BURIED ||
+           (m->state == MSG_HELD && m->deadline > 0);
+}
+
+static size_t mrestore_meta_field(char *out, uint64_t v)
+{
+    out[0] = ':';
+    return 1 + mbuf_u64_dec(out + 1, v);
+}
+
+size_t mrestore_meta_format(const msg_t *m, uint64_t now, uint64_t now_unix, char *out)
+{
+    const msg_ext_t *x = msg_ext(m);
+    /* a held message with a delay is delayed once Redis has it */
+    bool delayed = m->state == MSG_DELAYED || (m->state == MSG_HELD && m->deadline > 0);
+    uint64_t due = delayed ? now_unix + (m->deadline > now ? m->deadline - now : 0) : 0;
+    size_t n = 1;
+
+    out[0] = m->state == MSG_BURIED ? 'b' : delayed ? 'd' : 'r';
+    n += mrestore_meta_field(out + n, due);
+    if (x == NULL)
+        return n;
+    n += mrestore_meta_field(out + n, x->pri);
+    n += mrestore_meta_field(out + n, x->ttr_ms);
+    n += mrestore_meta_field(out + n, x->delay_ms);
+    n += mrestore_meta_field(out + n, now_unix - (now > x->created ? now - x->created : 0));
+    n += mrestore_meta_field(out + n, x->releases);
+    n += mrestore_meta_field(out + n, x->buries);
+    n += mrestore_meta_field(out + n, x->kicks);
+    n += mrestore_meta_field(out + n, x->timeouts);
+    return n;
+}
+
+/* A record (mrestore.h) into r; false when it is not one. */
+static bool mrestore_meta_parse(const char *s, size_t n, rmeta_t *r)
+{
+    uint64_t v[9];
+    size_t k = 0, i = 2, j = 2;
+
+    if (n < 3 || s[1] != ':')
+        return false;
+    r->state = s[0] == 'r' ? MSG_READY : s[0] == 'd' ? MSG_DELAYED : s[0] == 'b' ? MSG_BURIED : 0;
+    if (r->state == 0)
+        return false;
+    while (k < 9 && j < n) {
+        for (j = i; j < n && s[j] != ':'; j++)
+            ;
+        if (!mrestore_num(s + i, j - i, k == 0 || (k >= 2 && k <= 4) ? UINT64_MAX : UINT32_MAX,
+                          &v[k]))
+            return false;
+        k++;
+        i = j + 1;
+    }
+    if (j < n || (k != 1 && k != 9))
+        return false; /* more fields, or a number of them that is neither form */
+    r->due = v[0];
+    r->ext = k == 9;
+    if (!r->ext)
+        return true;
+    r->pri = (uint32_t)v[1];
+    r->ttr_ms = v[2];
+    r->delay_ms = v[3];
+    r->created = v[4];
+    r->releases = (uint32_t)v[5];
+    r->buries = (uint32_t)v[6];
+    r->kicks = (uint32_t)v[7];
+    r->timeouts = (uint32_t)v[8];
     return true;
 }
 
@@ -183,6 +280,7 @@ static const char *const mrestore_job_part[] = {
     [J_SCAN_ATT] = ":attempts:",
     [J_ALL_MSG] = ":msg:",
     [J_ALL_ATT] = ":att:",
+    [J_ALL_META] = ":meta:",
 };
 
 static bool mrestore_job_scans(const rjob_t *j)
@@ -295,6 +393,45 @@ static int mrestore_add_job(rjob_t **v, size_t *n, size_t *cap, uint32_t ti, int
     return 0;
 }
 
+/* The meta record of id in the shard being read, or NULL. */
+static const rmeta_t *mrestore_meta_of(const mrestore_t *rs, uint64_t id)
+{
+    size_t lo = rs->meta_lo, hi = rs->meta_hi;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (rs->metas[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < rs->meta_hi && rs->metas[lo].id == id ? &rs->metas[lo] : NULL;
+}
+
+/* A message, with the ext block its meta record asks for. */
+static msg_t *mrestore_new_msg(const mrestore_t *rs, uint64_t id, const char *data, size_t len)
+{
+    const rmeta_t *r = rs->meta_hi > rs->meta_lo ? mrestore_meta_of(rs, id) : NULL;
+    msg_ext_t *x;
+    msg_t *m;
+
+    if (r == NULL || !r->ext)
+        return msg_new_copy(data, (uint32_t)len);
+    m = msg_new_ext((uint32_t)len);
+    if (m == NULL)
+        return NULL;
+    memcpy(m->data, data, len);
+    x = msg_ext(m);
+    x->pri = r->pri;
+    x->ttr_ms = r->ttr_ms;
+    x->delay_ms = r->delay_ms;
+    x->releases = r->releases;
+    x->buries = r->buries;
+    x->kicks = r->kicks;
+    x->timeouts = r->timeouts;
+    return m; /* x->created: mrestore_apply, on the broker's clock */
+}
+
 static int mrestore_add_msg(mrestore_t *rs, uint64_t id, uint32_t ti, const char *data,
                             size_t len)
 {
@@ -304,7 +441,7 @@ static int mrestore_add_msg(mrestore_t *rs, uint64_t id, uint32_t ti, const char
     if (v == NULL)
         return -1;
     rs->msgs = v;
-    m = msg_new_copy(data, (uint32_t)len);
+    m = mrestore_new_msg(rs, id, data, len);
     if (m == NULL)
         return -1;
     rs->msgs[rs->nmsgs].id = id;
@@ -325,6 +462,23 @@ static int mrestore_add_att(mrestore_t *rs, uint64_t id, uint16_t attempt)
     rs->atts[rs->natts].id = id;
     rs->atts[rs->natts].attempt = attempt;
     rs->natts++;
+    return 0;
+}
+
+static int mrestore_add_meta(mrestore_t *rs, uint64_t id, const char *v, size_t vlen)
+{
+    rmeta_t *nv, r;
+
+    if (!mrestore_meta_parse(v, vlen, &r)) {
+        rs->skipped++;
+        return 0;
+    }
+    nv = mrestore_grow(rs->metas, &rs->metas_cap, rs->nmetas, sizeof *rs->metas);
+    if (nv == NULL)
+        return -1;
+    rs->metas = nv;
+    r.id = id;
+    rs->metas[rs->nmetas++] = r;
     return 0;
 }
 
@@ -352,6 +506,8 @@ static int mrestore_take_pair(mrestore_t *rs, const rpos_t *pos, const char *f, 
         rs->page_msgs++;
         return mrestore_add_msg(rs, id, j->ti, v, vlen);
     }
+    if (j->kind == J_ALL_META)
+        return mrestore_add_meta(rs, id, v, vlen);
     if (!mrestore_u64(v, vlen, UINT16_MAX, &att)) {
         rs->skipped++;
         return 0;
@@ -386,6 +542,27 @@ static void mrestore_take_cursor(mrestore_t *rs, const rpos_t *pos, const char *
     rs->cursor_known = true;
 }
 
+static int mrestore_cmp_meta(const void *a, const void *b)
+{
+    uint64_t x = ((const rmeta_t *)a)->id, y = ((const rmeta_t *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* A shard's meta records are in (its jobs land in order: meta, messages,
+ * attempts): sorted, they are what its messages are looked up in; once
+ * its attempts are in, nothing is. */
+static void mrestore_meta_range(mrestore_t *rs, const rjob_t *j)
+{
+    if (j->kind == J_ALL_META) {
+        qsort(rs->metas + rs->meta_hi, rs->nmetas - rs->meta_hi, sizeof *rs->metas,
+              mrestore_cmp_meta);
+        rs->meta_lo = rs->meta_hi;
+        rs->meta_hi = rs->nmetas;
+    } else if (j->kind == J_ALL_ATT) {
+        rs->meta_lo = rs->meta_hi = rs->nmetas;
+    }
+}
+
 /* The whole reply to the oldest command is in: it leaves the flight. 1
  * when that was the last one, 0 when there is more to send or read. */
 static int mrestore_landed(mrestore_t *rs)
@@ -402,6 +579,8 @@ static int mrestore_landed(mrestore_t *rs)
         mrestore_add_job(&rs->empty, &rs->nempty, &rs->empty_cap, rs->jobs[pos->job].ti,
                          J_ALL_MSG, rs->jobs[pos->job].shard) < 0)
         return -1;
+    if (pos->step == RS_JOBS)
+        mrestore_meta_range(rs, &rs->jobs[pos->job]);
     rs->page_msgs = 0;
     rs->page_bad = false;
     memmove(&rs->fly[0], &rs->fly[1], (rs->nfly - 1) * sizeof rs->fly[0]);
@@ -462,8 +641,9 @@ static int mrestore_cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* A topic's shard set: a job for each shard's messages and attempts, in
- * shard order (so in id order, which the final linking likes). */
+/* A topic's shard set: a job for each shard's meta records, messages and
+ * attempts, in shard order (so in id order, which the final linking
+ * likes). */
 static int mrestore_shards(mrestore_t *rs, const rpos_t *pos, const redisReply *r)
 {
     uint64_t *s;
@@ -479,18 +659,17 @@ static int mrestore_shards(mrestore_t *rs, const rpos_t *pos, const redisReply *
         return -1;
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
-        /* shard 0 is a real shard: parse "0" by hand, mrestore_u64 refuses zero */
-        if (e->type == REDIS_REPLY_STRING && e->len == 1 && e->str[0] == '0')
-            s[n++] = 0;
-        else if (e->type == REDIS_REPLY_STRING &&
-                 mrestore_u64(e->str, e->len, UINT64_MAX >> MRESTORE_SHARD_BITS, &s[n]))
+        if (e->type == REDIS_REPLY_STRING &&
+            mrestore_num(e->str, e->len, UINT64_MAX >> MRESTORE_SHARD_BITS, &s[n]))
             n++;
         else
             rs->skipped++;
     }
     qsort(s, n, sizeof *s, mrestore_cmp_u64);
     for (size_t i = 0; i < n && err == 0; i++)
-        err = mrestore_add_job(&rs->jobs, &rs->njobs, &rs->jobs_cap, (uint32_t)pos->ti, J_ALL_MSG,
+        err = mrestore_add_job(&rs->jobs, &rs->njobs, &rs->jobs_cap, (uint32_t)pos->ti,
+                               J_ALL_META, s[i]) |
+              mrestore_add_job(&rs->jobs, &rs->njobs, &rs->jobs_cap, (uint32_t)pos->ti, J_ALL_MSG,
                                s[i]) |
               mrestore_add_job(&rs->jobs, &rs->njobs, &rs->jobs_cap, (uint32_t)pos->ti, J_ALL_ATT,
                                s[i]);
@@ -818,15 +997,39 @@ static rmsg_t *mrestore_nth(mrestore_t *rs, const uint32_t *ord, size_t i)
     return &rs->msgs[ord != NULL ? ord[i] : i];
 }
 
-void mrestore_apply(mrestore_t *rs, broker_t *b, uint64_t now)
+/* One message into b: plainly ready, or as its meta record says (its
+ * state; a due time that passed while the broker was down is due now;
+ * unix ms back onto the broker's clock). */
+static void mrestore_put(broker_t *b, const char *name, rmsg_t *e, const rmeta_t *r,
+                         uint64_t id, uint64_t now, uint64_t now_unix)
 {
-    size_t n = 0, a = 0;
+    msg_ext_t *x = msg_ext(e->m);
+    uint64_t due = 0;
+
+    if (r == NULL) {
+        broker_restore(b, name, strlen(name), e->m, id, e->attempt);
+        return;
+    }
+    if (x != NULL) { /* its age, as far back as this clock goes */
+        uint64_t age = now_unix > r->created ? now_unix - r->created : 0;
+        x->created = age < now ? now - age : 0;
+    }
+    if (r->state == MSG_DELAYED)
+        due = r->due > now_unix ? now + (r->due - now_unix) : (now > 0 ? now : 1);
+    broker_restore_as(b, name, strlen(name), e->m, id, e->attempt, (msg_state_t)r->state, due);
+}
+
+void mrestore_apply(mrestore_t *rs, broker_t *b, uint64_t now, uint64_t now_unix)
+{
+    size_t n = 0, a = 0, k = 0;
     uint64_t maxid, next;
     uint32_t *ord = mrestore_order(rs, &n);
     bool renumber;
 
     if (rs->natts > 0)
         qsort(rs->atts, rs->natts, sizeof *rs->atts, mrestore_cmp_att);
+    if (rs->nmetas > 0)
+        qsort(rs->metas, rs->nmetas, sizeof *rs->metas, mrestore_cmp_meta);
     maxid = n > 0 ? mrestore_nth(rs, ord, n - 1)->id : 0;
     renumber = n > 0 && mrestore_nth(rs, ord, 0)->id < broker_next_id(b);
     next = rs->next_id > maxid + 1 ? rs->next_id : maxid + 1;
@@ -845,7 +1048,10 @@ void mrestore_apply(mrestore_t *rs, broker_t *b, uint64_t now)
             a++;
         if (a < rs->natts && rs->atts[a].id == e->id)
             e->attempt = rs->atts[a].attempt;
-        broker_restore(b, name, strlen(name), e->m, renumber ? 0 : e->id, e->attempt);
+        while (k < rs->nmetas && rs->metas[k].id < e->id)
+            k++;
+        mrestore_put(b, name, e, k < rs->nmetas && rs->metas[k].id == e->id ? &rs->metas[k] : NULL,
+                     renumber ? 0 : e->id, now, now_unix);
         e->m = NULL;
     }
     free(ord);

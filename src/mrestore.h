@@ -13,6 +13,7 @@
 #include <hiredis/hiredis.h>
 
 #include "broker.h"
+#include "msg.h"
 
 typedef struct mrestore mrestore_t;
 
@@ -24,6 +25,7 @@ typedef struct mrestore mrestore_t;
  *   P:shards:T     set of the shard numbers T has
  *   P:msg:S:T      id -> payload, and the pin
  *   P:att:S:T      id -> deliveries so far
+ *   P:meta:S:T     id -> the message's meta record (below)
  * The topic is always the last part of a key (names may hold ':'). */
 #define MRESTORE_SHARD_BITS 16
 
@@ -46,6 +48,22 @@ static inline uint64_t mrestore_shard(uint64_t id)
 #define MRESTORE_PIN_VALUE                                                                        \
     "sluice keeps this field so that Redis stores this hash as a hash table, "                   \
     "not a listpack (docs/redis.md)"
+
+/* The meta record of a message: what survives a restart beyond its
+ * payload and attempts. Written only for a message with an ext block
+ * (msg.h: priority, TTR, the stats-job counts) or one that is not plainly
+ * ready (delayed, buried), so the plain native path writes none. ASCII,
+ * fields separated by ':':
+ *   <state>:<due>                         a message without an ext block
+ *   <state>:<due>:<pri>:<ttr_ms>:<delay_ms>:<created>:<releases>:<buries>:<kicks>:<timeouts>
+ * state 'r' ready (in flight and held ones come back ready), 'd' delayed,
+ * 'b' buried; due and created in unix ms (due 0: none). */
+#define MRESTORE_META_MAX 232
+bool mrestore_meta_needed(const msg_t *m);
+
+/* m's record into out (MRESTORE_META_MAX bytes), the broker's clock at
+ * `now` being `now_unix` in unix ms; its length. */
+size_t mrestore_meta_format(const msg_t *m, uint64_t now, uint64_t now_unix, char *out);
 
 /* A restore of the keys under prefix, begun at now (ms). NULL when out of
  * memory. */
@@ -80,9 +98,11 @@ redisReader *mrestore_reader_new(mrestore_t *rs);
 int mrestore_page_end(mrestore_t *rs);
 
 /* Put what was read into b, in id order (ids ascend in publish order),
- * with attempt counts; messages that could collide with ids b already
- * handed out (a late restore) get fresh ids. The caller dispatches. */
-void mrestore_apply(mrestore_t *rs, broker_t *b, uint64_t now);
+ * with attempt counts, and with what their meta records say (state, due
+ * time, ext block); messages that could collide with ids b already handed
+ * out (a late restore) get fresh ids. now is the broker's clock (ms), and
+ * now_unix the same moment in unix ms. The caller dispatches. */
+void mrestore_apply(mrestore_t *rs, broker_t *b, uint64_t now, uint64_t now_unix);
 
 /* Something was read from the single-hash schema of before the shards
  * (P:messages:T, P:attempts:T): Redis should be rewritten (a resync). */

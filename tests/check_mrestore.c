@@ -35,10 +35,12 @@ static const step_t script_basic[] = {
     {"HLEN p:messages:b", ":0\r\n"},
     {"SMEMBERS p:shards:b", "*1\r\n$1\r\n0\r\n"},
     /* the pin, 3 twice (a repeat is dropped), and junk that is not an id */
+    {"HGETALL p:meta:0:a", "*0\r\n"},
     {"HGETALL p:msg:0:a",
      "*12\r\n$1\r\n3\r\n$3\r\nccc\r\n" PIN100 "$1\r\n2\r\n$2\r\nbb\r\n"
      "$1\r\n1\r\n$1\r\na\r\n$1\r\n3\r\n$3\r\nccc\r\n$3\r\nx-y\r\n$1\r\nz\r\n"},
     {"HGETALL p:att:0:a", "*4\r\n$1\r\n3\r\n$1\r\n2\r\n$1\r\n9\r\n$1\r\n1\r\n"},
+    {"HGETALL p:meta:0:b", "*0\r\n"},
     {"HGETALL p:msg:0:b", "-WRONGTYPE Operation against a key holding the wrong kind\r\n"},
     {"HGETALL p:att:0:b", "*0\r\n"},
 };
@@ -52,8 +54,10 @@ static const step_t script_shapes[] = {
     {"SMEMBERS p:shards:c", "*2\r\n$1\r\n0\r\n$1\r\nx\r\n"},
     {"HLEN p:messages:d", "-WRONGTYPE Operation against a key holding the wrong kind\r\n"},
     {"SMEMBERS p:shards:d", "*1\r\n$1\r\n0\r\n"},
+    {"HGETALL p:meta:0:c", "*0\r\n"},
     {"HGETALL p:msg:0:c", ":42\r\n"},
     {"HGETALL p:att:0:c", "*3\r\n$1\r\n0\r\n*0\r\n*0\r\n"},
+    {"HGETALL p:meta:0:d", "*0\r\n"},
     {"HGETALL p:msg:0:d", "*2\r\n$1\r\n7\r\n$5\r\nseven\r\n"},
     {"HGETALL p:att:0:d", "*2\r\n$1\r\n7\r\n$3\r\nbad\r\n"},
 };
@@ -66,13 +70,17 @@ static const step_t script_shards[] = {
     {"SMEMBERS p:message_topics", "*1\r\n$1\r\ns\r\n"},
     {"HLEN p:messages:s", ":0\r\n"},
     {"SMEMBERS p:shards:s", "*4\r\n$1\r\n2\r\n$1\r\n0\r\n$1\r\n3\r\n$1\r\n1\r\n"},
+    {"HGETALL p:meta:0:s", "*0\r\n"},
     {"HGETALL p:msg:0:s",
      "*6\r\n$5\r\n65535\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$6\r\n131072\r\n$1\r\nx\r\n"},
     {"HGETALL p:att:0:s", "*2\r\n$5\r\n65535\r\n$1\r\n2\r\n"},
+    {"HGETALL p:meta:1:s", "*0\r\n"},
     {"HGETALL p:msg:1:s", "*6\r\n$5\r\n65536\r\n$1\r\nc\r\n$6\r\n131071\r\n$1\r\nd\r\n" PIN100},
     {"HGETALL p:att:1:s", "*2\r\n$6\r\n131071\r\n$1\r\n4\r\n"},
+    {"HGETALL p:meta:2:s", "*0\r\n"},
     {"HGETALL p:msg:2:s", "*2\r\n$6\r\n131072\r\n$1\r\ne\r\n"},
     {"HGETALL p:att:2:s", "*0\r\n"},
+    {"HGETALL p:meta:3:s", "*0\r\n"},
     {"HGETALL p:msg:3:s", "*2\r\n" PIN100},
     {"HGETALL p:att:3:s", "*0\r\n"},
 };
@@ -88,6 +96,7 @@ static const step_t script_old[] = {
      "*2\r\n$1\r\n9\r\n*4\r\n$1\r\n1\r\n$1\r\na\r\n" PIN100},
     {"HSCAN p:messages:o 9 COUNT 10000", "*2\r\n$1\r\n0\r\n*2\r\n$1\r\n2\r\n$2\r\nbb\r\n"},
     {"HSCAN p:attempts:o 0 COUNT 10000", "*2\r\n$1\r\n0\r\n*2\r\n$1\r\n2\r\n$1\r\n3\r\n"},
+    {"HGETALL p:meta:0:o", "*0\r\n"},
     {"HGETALL p:msg:0:o", "*2\r\n$1\r\n4\r\n$4\r\ndddd\r\n"},
     {"HGETALL p:att:0:o", "*2\r\n$1\r\n4\r\n$1\r\n1\r\n"},
 };
@@ -237,7 +246,7 @@ static void apply_and_check(mrestore_t *rs, const char *const *want, size_t nwan
     ck_assert_ptr_nonnull(cfg);
     b = broker_new(cfg, 0);
     ck_assert_ptr_nonnull(b);
-    mrestore_apply(rs, b, 0);
+    mrestore_apply(rs, b, 1000, 1700000000000ull);
     broker_foreach_message(b, seen_add, &seen);
     ck_assert_uint_eq(seen.n, nwant);
     for (size_t i = 0; i < nwant; i++)
@@ -383,6 +392,144 @@ START_TEST(test_order_sparse_and_dense)
 }
 END_TEST
 
+/* Meta records: read before their shard's messages; a message with an ext
+ * record gets its block (priority, TTR, counts, age), delayed ones their
+ * due time back on the broker's clock (one that passed while down: due at
+ * once), buried ones their state; a malformed record is skipped, and a
+ * record without a message means nothing. */
+static const step_t script_meta[] = {
+    {"GET p:next_id", "$-1\r\n"},
+    {"SMEMBERS p:message_topics", "*1\r\n$1\r\nj\r\n"},
+    {"HLEN p:messages:j", ":0\r\n"},
+    {"SMEMBERS p:shards:j", "*1\r\n$1\r\n0\r\n"},
+    {"HGETALL p:meta:0:j",
+     "*12\r\n"
+     "$1\r\n1\r\n$35\r\nb:0:5:30000:0:1699999990000:2:1:0:3\r\n"
+     "$1\r\n2\r\n$15\r\nd:1700000060000\r\n"
+     "$1\r\n3\r\n$15\r\nd:1600000000000\r\n"
+     "$1\r\n4\r\n$33\r\nr:0:7:400:0:1700000000000:0:0:0:0\r\n"
+     "$1\r\n9\r\n$15\r\nd:1700000060000\r\n"
+     "$1\r\n6\r\n$5\r\nx:bad\r\n"},
+    {"HGETALL p:msg:0:j",
+     "*12\r\n$1\r\n4\r\n$1\r\nd\r\n$1\r\n2\r\n$1\r\nb\r\n$1\r\n1\r\n$1\r\na\r\n"
+     "$1\r\n3\r\n$1\r\nc\r\n$1\r\n5\r\n$1\r\ne\r\n$1\r\n6\r\n$1\r\nf\r\n"},
+    {"HGETALL p:att:0:j", "*2\r\n$1\r\n1\r\n$1\r\n1\r\n"},
+};
+
+typedef struct jobs_seen {
+    char line[16][96];
+    size_t n;
+} jobs_seen_t;
+
+static void jobs_add(void *ctx, const topic_t *t, const msg_t *m)
+{
+    jobs_seen_t *s = ctx;
+    const msg_ext_t *x = msg_ext(m);
+
+    (void)t;
+    ck_assert_uint_lt(s->n, 16);
+    if (x == NULL)
+        snprintf(s->line[s->n++], 96, "%llu %u %.*s st=%u due=%llu", (unsigned long long)m->id,
+                 (unsigned)m->attempt, (int)m->len, m->data, (unsigned)m->state,
+                 m->state == MSG_DELAYED ? (unsigned long long)m->deadline : 0ull);
+    else
+        snprintf(s->line[s->n++], 96,
+                 "%llu %u %.*s st=%u pri=%u ttr=%llu created=%llu rel=%u bur=%u tmo=%u",
+                 (unsigned long long)m->id, (unsigned)m->attempt, (int)m->len, m->data,
+                 (unsigned)m->state, (unsigned)x->pri, (unsigned long long)x->ttr_ms,
+                 (unsigned long long)x->created, (unsigned)x->releases, (unsigned)x->buries,
+                 (unsigned)x->timeouts);
+}
+
+static bool jobs_has(const jobs_seen_t *s, const char *want)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->line[i], want) == 0)
+            return true;
+    for (size_t i = 0; i < s->n; i++)
+        fprintf(stderr, "  have: %s\n", s->line[i]);
+    fprintf(stderr, "  want: %s\n", want);
+    return false;
+}
+
+START_TEST(test_meta)
+{
+    size_t n = sizeof script_meta / sizeof script_meta[0];
+    char want[96];
+
+    for (int stream = 0; stream < 2; stream++) {
+        config_t *cfg = config_default();
+        mrestore_t *rs = mrestore_new("p", 0);
+        jobs_seen_t seen = {.n = 0};
+        broker_t *b;
+
+        if (stream)
+            run_stream(rs, script_meta, n, 5);
+        else
+            run_feed(rs, script_meta, n);
+        b = broker_new(cfg, 0);
+        ck_assert_ptr_nonnull(b);
+        /* the broker's clock says 100000 at unix 1700000000000 */
+        mrestore_apply(rs, b, 100000, 1700000000000ull);
+        broker_foreach_message(b, jobs_add, &seen);
+        ck_assert_uint_eq(seen.n, 6);
+        snprintf(want, sizeof want, "1 1 a st=%u pri=5 ttr=30000 created=90000 rel=2 bur=1 tmo=3",
+                 (unsigned)MSG_BURIED);
+        ck_assert(jobs_has(&seen, want));
+        snprintf(want, sizeof want, "2 0 b st=%u due=160000", (unsigned)MSG_DELAYED);
+        ck_assert(jobs_has(&seen, want));
+        snprintf(want, sizeof want, "3 0 c st=%u due=100000", (unsigned)MSG_DELAYED);
+        ck_assert(jobs_has(&seen, want));
+        snprintf(want, sizeof want, "4 0 d st=%u pri=7 ttr=400 created=100000 rel=0 bur=0 tmo=0",
+                 (unsigned)MSG_READY);
+        ck_assert(jobs_has(&seen, want));
+        snprintf(want, sizeof want, "5 0 e st=%u due=0", (unsigned)MSG_READY);
+        ck_assert(jobs_has(&seen, want));
+        snprintf(want, sizeof want, "6 0 f st=%u due=0", (unsigned)MSG_READY);
+        ck_assert(jobs_has(&seen, want));
+        broker_free(b);
+        config_free(cfg);
+        mrestore_free(rs);
+    }
+}
+END_TEST
+
+/* What the mirror writes, the restore reads back. */
+START_TEST(test_meta_format)
+{
+    msg_t *m = msg_new_ext(1), *p = msg_new(1);
+    msg_ext_t *x = msg_ext(m);
+    char rec[MRESTORE_META_MAX];
+    size_t n;
+
+    ck_assert_ptr_nonnull(m);
+    ck_assert_ptr_nonnull(p);
+    m->state = MSG_BURIED;
+    x->pri = 4294967295u;
+    x->ttr_ms = 18446744073709551615ull;
+    x->created = 500;
+    x->releases = x->buries = x->kicks = x->timeouts = 4294967295u;
+    ck_assert(mrestore_meta_needed(m));
+    n = mrestore_meta_format(m, 1000, 1700000000000ull, rec);
+    ck_assert_uint_lt(n, MRESTORE_META_MAX);
+    ck_assert_str_eq((rec[n] = '\0', rec), "b:0:4294967295:18446744073709551615:0:1699999999500:"
+                                           "4294967295:4294967295:4294967295:4294967295");
+    p->state = MSG_READY;
+    ck_assert(!mrestore_meta_needed(p));
+    p->state = MSG_DELAYED;
+    p->deadline = 61000;
+    ck_assert(mrestore_meta_needed(p));
+    n = mrestore_meta_format(p, 1000, 1700000000000ull, rec);
+    ck_assert_str_eq((rec[n] = '\0', rec), "d:1700000060000");
+    p->state = MSG_HELD; /* confirm mode, with a delay */
+    n = mrestore_meta_format(p, 1000, 1700000000000ull, rec);
+    ck_assert_str_eq((rec[n] = '\0', rec), "d:1700000060000");
+    p->state = MSG_NEW;
+    msg_free(m);
+    msg_free(p);
+}
+END_TEST
+
 /* Nothing mirrored: two commands, nothing restored. */
 START_TEST(test_empty)
 {
@@ -408,6 +555,8 @@ static Suite *mrestore_suite(void)
     tcase_add_test(tc, test_stream_basic);
     tcase_add_test(tc, test_shards);
     tcase_add_test(tc, test_old_schema);
+    tcase_add_test(tc, test_meta);
+    tcase_add_test(tc, test_meta_format);
     tcase_add_test(tc, test_shapes);
     tcase_add_test(tc, test_order_sparse_and_dense);
     tcase_add_test(tc, test_empty);
