@@ -21,7 +21,16 @@ void mirror_restore_apply(mirror_t *mi, mrestore_t *rs)
 {
     uint64_t now = clock_ms();
 
+    size_t pos = 0;
+    uint64_t id;
+
     mrestore_apply(rs, mi->b, now, clock_unix_ms());
+    while (mrestore_plain_meta(rs, &pos, &id))
+        if (idtab_add(&mi->metaids, id) < 0) {
+            /* without it an HDEL of its record could be missed: resync */
+            mi->dirty = true;
+            break;
+        }
     broker_dispatch(mi->b, now);
     server_touch(mi->srv);
 }
@@ -349,13 +358,15 @@ static int mirror_restore_sync(mirror_t *mi)
     /* Our reader builds no replies: the drops' replies need hiredis's own. */
     redisReaderFree(c->reader);
     c->reader = redisReaderCreate();
+    mi->dirty = false; /* unless the apply says otherwise */
     mirror_restore_apply(mi, rs);
     if (c->reader != NULL)
         mirror_restore_drop_empty(mi, c, rs);
     redisFree(c);
     /* Redis holds exactly what was just loaded, unless some of it is in the
      * old single-hash schema: a resync rewrites that in shards. */
-    mi->dirty = mrestore_found_old(rs);
+    if (mrestore_found_old(rs))
+        mi->dirty = true;
     mrestore_free(rs);
     return 0;
 }

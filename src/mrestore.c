@@ -66,6 +66,7 @@ typedef struct rmeta {
     uint32_t pri, releases, buries, kicks, timeouts;
     uint8_t state;          /* MSG_READY, MSG_DELAYED or MSG_BURIED */
     bool ext;
+    bool used;              /* a message had it (mrestore_apply) */
 } rmeta_t;
 
 /* What a command in flight reads: a step, its topic, and in RS_JOBS its job. */
@@ -90,6 +91,7 @@ struct mrestore {
     rjob_t *empty;        /* shards read that held no message */
     size_t nempty, empty_cap;
     bool old;             /* something came from the old single-hash schema */
+    bool renumbered;      /* mrestore_apply gave the messages new ids */
     /* the reply being streamed through the reader functions */
     char field[24];       /* the last field name (an id, or the pin) */
     size_t flen;          /* 0: none, or too long to be an id */
@@ -478,6 +480,7 @@ static int mrestore_add_meta(mrestore_t *rs, uint64_t id, const char *v, size_t 
         return -1;
     rs->metas = nv;
     r.id = id;
+    r.used = false;
     rs->metas[rs->nmetas++] = r;
     return 0;
 }
@@ -780,6 +783,19 @@ bool mrestore_scanning(const mrestore_t *rs)
     return rs->step == RS_JOBS || (rs->step == RS_DONE && rs->nfly > 0);
 }
 
+bool mrestore_plain_meta(const mrestore_t *rs, size_t *pos, uint64_t *id)
+{
+    for (; !rs->renumbered && *pos < rs->nmetas; (*pos)++) {
+        const rmeta_t *r = &rs->metas[*pos];
+        if (!r->ext && r->used) {
+            *id = r->id;
+            (*pos)++;
+            return true;
+        }
+    }
+    return false;
+}
+
 bool mrestore_found_old(const mrestore_t *rs)
 {
     return rs->old;
@@ -1032,10 +1048,12 @@ void mrestore_apply(mrestore_t *rs, broker_t *b, uint64_t now, uint64_t now_unix
         qsort(rs->metas, rs->nmetas, sizeof *rs->metas, mrestore_cmp_meta);
     maxid = n > 0 ? mrestore_nth(rs, ord, n - 1)->id : 0;
     renumber = n > 0 && mrestore_nth(rs, ord, 0)->id < broker_next_id(b);
+    rs->renumbered = renumber;
     next = rs->next_id > maxid + 1 ? rs->next_id : maxid + 1;
     broker_set_next_id(b, next);
     for (size_t i = 0; i < n; i++) {
         rmsg_t *e = mrestore_nth(rs, ord, i);
+        rmeta_t *r;
         /* The messages lie in the order HSCAN returned them, and are linked
          * in id order: without fetching ahead every one is a cache miss
          * (most of the time of a large restore). */
@@ -1050,8 +1068,10 @@ void mrestore_apply(mrestore_t *rs, broker_t *b, uint64_t now, uint64_t now_unix
             e->attempt = rs->atts[a].attempt;
         while (k < rs->nmetas && rs->metas[k].id < e->id)
             k++;
-        mrestore_put(b, name, e, k < rs->nmetas && rs->metas[k].id == e->id ? &rs->metas[k] : NULL,
-                     renumber ? 0 : e->id, now, now_unix);
+        r = k < rs->nmetas && rs->metas[k].id == e->id ? &rs->metas[k] : NULL;
+        if (r != NULL)
+            r->used = true;
+        mrestore_put(b, name, e, r, renumber ? 0 : e->id, now, now_unix);
         e->m = NULL;
     }
     free(ord);

@@ -104,6 +104,13 @@ int mrestore_page_end(mrestore_t *rs);
  * now_unix the same moment in unix ms. The caller dispatches. */
 void mrestore_apply(mrestore_t *rs, broker_t *b, uint64_t now, uint64_t now_unix);
 
+/* After mrestore_apply: the next message restored without an ext block
+ * but with a meta record (a delayed or buried one, say), from *pos (start
+ * at 0): its record must go when it does. false past the last (and at
+ * once when the messages were renumbered: a resync rewrites the records
+ * then). */
+bool mrestore_plain_meta(const mrestore_t *rs, size_t *pos, uint64_t *id);
+
 /* Something was read from the single-hash schema of before the shards
  * (P:messages:T, P:attempts:T): Redis should be rewritten (a resync). */
 bool mrestore_found_old(const mrestore_t *rs);

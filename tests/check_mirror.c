@@ -675,6 +675,103 @@ START_TEST(test_old_schema_restore)
 }
 END_TEST
 
+/* Send a line, expect one reply line. */
+static void cmd_is(tc_t *c, const char *line, const char *want)
+{
+    tc_sendf(c, "%s\r\n", line);
+    ck_assert_str_eq(tc_reply_line(c), want);
+}
+
+/* STATS of a topic shows both (or the wait ends). */
+static bool wait_stats(tc_t *c, const char *topic, const char *a, const char *b)
+{
+    uint64_t until = now_ms() + WAIT_MS;
+
+    while (now_ms() < until) {
+        if (stats_has(c, topic, a) && stats_has(c, topic, b))
+            return true;
+        sleep_ms(20);
+    }
+    return false;
+}
+
+/* What beanstalk jobs are survives a restart (#11 section 5): a buried
+ * job, delayed jobs (one due long after the restart, one whose due time
+ * passes while the broker is down), priorities and a TTR; through a full
+ * resynchronisation too (Redis restarted empty under the broker). The
+ * meta records (P:meta:S:T) leave with their messages. */
+START_TEST(test_meta_survives)
+{
+    rd_t r;
+    sd_t d;
+    tc_t *c;
+
+    rd_start(&r, NULL);
+    start_broker(&d, &r, NULL);
+    ck_assert(wait_connected(&d, true));
+    c = tc_open(&d);
+    pub(c, "j", "b1", "+OK 1");
+    cmd_is(c, "GET j", "MSG j 1 1 2");
+    cmd_is(c, "BURY 1", "+OK");
+    tc_sendf(c, "PUB j 2 pri=10\r\np2\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "+OK 2");
+    tc_sendf(c, "PUB j 2 pri=2000 ttr=400\r\np3\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "+OK 3");
+    tc_sendf(c, "PUB j 2 delay=600000\r\nd4\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "+OK 4");
+    tc_sendf(c, "PUB j 2 delay=1000\r\nd5\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "+OK 5");
+    tc_sendf(c, "PUB j 2 pri=3 delay=600000\r\nd6\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "+OK 6");
+    ck_assert(wait_hkeys(&r, "t:meta:0:j", "1,2,3,4,5,6"));
+    ck_assert(wait_hkeys(&r, "t:msg:0:j", "1,2,3,4,5,6"));
+    /* a plain message has no record */
+    pub(c, "plain", "x", "+OK 7");
+    ck_assert(wait_hkeys(&r, "t:msg:0:plain", "7"));
+    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:meta:0:plain"), 0);
+    /* Redis restarted empty: the resync writes the records too */
+    rd_kill(&r);
+    rd_restart(&r);
+    ck_assert(wait_hkeys(&r, "t:meta:0:j", "1,2,3,4,5,6"));
+    ck_assert(wait_hkeys(&r, "t:msg:0:j", "1,2,3,4,5,6"));
+    ck_assert(wait_hkeys(&r, "t:msg:0:plain", "7"));
+    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:meta:0:plain"), 0);
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    sleep_ms(1100); /* d5's due time passes while the broker is down */
+
+    start_broker(&d, &r, NULL);
+    ck_assert(sd_log_has(&d, "restored 7 messages"));
+    c = tc_open(&d);
+    /* 1 buried; 4 and 6 delayed; 5 ready once its passed due time ticks */
+    ck_assert(wait_stats(c, "j", "buried: 1\n", "delayed: 2\n"));
+    ck_assert(stats_has(c, "j", "ready: 3\n"));
+    /* the ready ones in priority order: 2 (10), 5 (1024), 3 (2000) */
+    cmd_is(c, "GET j", "MSG j 2 1 2");
+    cmd_is(c, "ACK 2", "+OK 1");
+    cmd_is(c, "GET j", "MSG j 5 1 2");
+    cmd_is(c, "ACK 5", "+OK 1");
+    cmd_is(c, "GET j", "MSG j 3 1 2");
+    /* 3's own TTR (400 ms, not the topic's 30 s) gives it back */
+    cmd_is(c, "GET j 10000", "MSG j 3 2 2");
+    cmd_is(c, "ACK 3", "+OK 1");
+    /* the buried one, its attempt kept */
+    cmd_is(c, "KICK j 1", "+OK 1");
+    cmd_is(c, "GET j", "MSG j 1 2 2");
+    cmd_is(c, "ACK 1", "+OK 1");
+    /* the delayed ones are still delayed; kicked, 6 (priority 3) goes first */
+    cmd_is(c, "KICK j 5", "+OK 2");
+    cmd_is(c, "GET j", "MSG j 6 1 2");
+    cmd_is(c, "GET j", "MSG j 4 1 2");
+    cmd_is(c, "ACK 6 4", "+OK 2");
+    ck_assert(wait_hkeys(&r, "t:meta:0:j", ""));
+    ck_assert(wait_gone(&r, "t:meta:0:j"));
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+END_TEST
+
 /* ---- kill -9 while producers publish in confirm mode ---- */
 
 #define KP 4        /* producer connections */
@@ -1276,6 +1373,7 @@ static Suite *mirror_suite(void)
     tcase_add_test(tc, test_restore_after_clean_stop);
     tcase_add_test(tc, test_shards);
     tcase_add_test(tc, test_old_schema_restore);
+    tcase_add_test(tc, test_meta_survives);
     tcase_add_test(tc, test_kill9_confirm);
     tcase_add_test(tc, test_redis_restart_converges);
     tcase_add_test(tc, test_confirm_redis_down);
