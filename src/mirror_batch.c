@@ -732,12 +732,8 @@ static void mirror_on_changed(void *ctx, const topic_t *t, const msg_t *m)
 
 static void mirror_on_removed(void *ctx, const topic_t *t, const msg_t *m, br_removal_t why)
 {
-    mirror_t *mi = ctx;
-    /* Only a message that may have a meta record costs an HDEL of it. */
-    bool meta = (m->flags & MSG_F_EXT) || (mi->metaids.count > 0 && idtab_del(&mi->metaids, m->id));
-
     (void)why;
-    mirror_forget(mi, t, m->id, meta);
+    mirror_forget(ctx, t, m->id, m);
 }
 
 const broker_observer_t mirror_observer = {

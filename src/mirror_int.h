@@ -237,7 +237,7 @@ mtopic_t *mirror_topic(mirror_t *mi, const topic_t *t);
 
 /* mirror_confirm.c */
 void mirror_confirm_ids(mirror_t *mi, const uint64_t *ids, size_t n);
-void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id, bool meta);
+void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id, const msg_t *m);
 void mirror_hold(mirror_t *mi, const topic_t *t, uint64_t id);
 void mirror_on_confirm_timer(evutil_socket_t fd, short what, void *arg);
 

@@ -176,12 +176,6 @@ static bool mrestore_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
 
 /* ---- meta records ---- */
 
-bool mrestore_meta_needed(const msg_t *m)
-{
-    return (m->flags & MSG_F_EXT) || m->state == MSG_DELAYED || m->state == MSG_BURIED ||
-           (m->state == MSG_HELD && m->deadline > 0);
-}
-
 static size_t mrestore_meta_field(char *out, uint64_t v)
 {
     out[0] = ':';

@@ -59,7 +59,14 @@ static inline uint64_t mrestore_shard(uint64_t id)
  * state 'r' ready (in flight and held ones come back ready), 'd' delayed,
  * 'b' buried; due and created in unix ms (due 0: none). */
 #define MRESTORE_META_MAX 232
-bool mrestore_meta_needed(const msg_t *m);
+
+static inline bool mrestore_meta_needed(const msg_t *m)
+{
+    if (m->flags & MSG_F_EXT)
+        return true;
+    return ((1u << m->state) & ((1u << MSG_DELAYED) | (1u << MSG_BURIED))) ||
+           (m->state == MSG_HELD && m->deadline > 0);
+}
 
 /* m's record into out (MRESTORE_META_MAX bytes), the broker's clock at
  * `now` being `now_unix` in unix ms; its length. */
