@@ -10,12 +10,14 @@
 #   tests/bench/restore.sh                # N=10000000 RUNS=3
 #   N=1000000 RUNS=1 tests/bench/restore.sh
 #   SCHEMA=old N=1000000 tests/bench/restore.sh   # the single-hash schema of before the shards
+#   META=1 N=1000000 tests/bench/restore.sh       # beanstalk jobs: a meta record each
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SLUICED=${SLUICED:-build/src/sluiced}
 N=${N:-10000000}
 RUNS=${RUNS:-3}
 SCHEMA=${SCHEMA:-shards}
+META=${META:-0}
 
 . tests/bench/common.sh
 
@@ -29,9 +31,9 @@ for ((i = 0; i < 500; i++)); do redis-cli -s "$work/redis.sock" ping >/dev/null 
 # with SCHEMA=old, one hash for all); payloads of 64 bytes, in HSETs of
 # 1,000 fields.
 fill() {
-    python3 - "$N" "$SCHEMA" <<'PY' | redis-cli -s "$work/redis.sock" --pipe >/dev/null
+    python3 - "$N" "$SCHEMA" "$META" <<'PY' | redis-cli -s "$work/redis.sock" --pipe >/dev/null
 import sys
-n, schema = int(sys.argv[1]), sys.argv[2]
+n, schema, meta = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
 out = sys.stdout.buffer
 def cmd(*args):
     b = [b"*%d\r\n" % len(args)]
@@ -56,6 +58,11 @@ while lo <= n:
     for i in range(lo, hi):
         args += [b"%d" % i, pay]
     out.write(cmd(*args))
+    if meta and schema != "old":  # a ready job: priority 100, TTR 120 s
+        args = [b"HSET", b"sluice:meta:%d:bench" % (lo >> 16)]
+        for i in range(lo, hi):
+            args += [b"%d" % i, b"r:0:100:120000:0:1700000000000:0:0:0:0"]
+        out.write(cmd(*args))
     lo = hi
 PY
 }
@@ -78,7 +85,7 @@ redis_cpu() {
 }
 
 # rss PID: resident bytes
-rss() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
+rss() { awk '/^VmRSS:/ { printf "%.0f\n", $2 * 1024 }' "/proc/$1/status"; }
 
 # start: a broker on the current Redis; waits for "listening", sets $pid $secs
 start() {
