@@ -111,7 +111,8 @@ static bool bp_digits(bp_cur_t *c, uint64_t *mag)
 
     for (; c->p < c->end && bp_digit(*c->p); c->p++) {
         unsigned d = (unsigned)(*c->p - '0');
-        if (v > (UINT64_MAX - d) / 10)
+        /* v * 10 + d > UINT64_MAX, without a division per digit */
+        if (v > UINT64_MAX / 10 || (v == UINT64_MAX / 10 && d > UINT64_MAX % 10))
             ok = false;
         v = v * 10 + d;
     }
@@ -186,10 +187,15 @@ static bool bp_timeout(bp_cur_t *c, int32_t *timeout)
 
 /* ---- command lines ---- */
 
+/* The first byte is compared before memcmp is called: most names differ
+ * there, and this runs for every command. The order still decides. */
 static const bp_def_t *bp_lookup(const char *s, size_t n)
 {
+    if (n == 0)
+        return NULL;
     for (size_t i = 0; i < sizeof bp_defs / sizeof bp_defs[0]; i++)
-        if (n >= bp_defs[i].len && memcmp(s, bp_defs[i].name, bp_defs[i].len) == 0)
+        if (bp_defs[i].name[0] == s[0] && n >= bp_defs[i].len &&
+            memcmp(s, bp_defs[i].name, bp_defs[i].len) == 0)
             return &bp_defs[i];
     return NULL;
 }

@@ -441,6 +441,7 @@ client_t *broker_client_new(broker_t *b, const client_ops_t *ops, void *ctx)
     c->ctx = ctx;
     c->timer.idx = TNODE_NONE;
     c->timer.kind = TNODE_CLIENT;
+    c->due_floor = UINT64_MAX;
     TAILQ_INIT(&c->owned);
     TAILQ_INIT(&c->held);
     LIST_INSERT_HEAD(&b->clients, c, link);
@@ -587,6 +588,7 @@ br_status_t broker_touch(client_t *c, uint64_t id, uint64_t now)
     topic_inflight_remove(t, m);
     m->deadline = broker_sat_add(now, broker_ttr(t, m));
     topic_inflight_add(t, m);
+    broker_due_floor(c, m->deadline);
     broker_arm(c->b, t, m->deadline);
     return BR_OK;
 }

@@ -81,33 +81,35 @@ static void broker_set_pri(msg_t *m, uint32_t pri)
 
 /* ---- reserve ---- */
 
-/* Does c hold a message due within `soon` ms of now? */
-static bool broker_deadline_soon(const client_t *c, uint64_t soon, uint64_t now)
+/* Does c hold a message due within `soon` ms of now? The floor answers
+ * "no" at once while it is far enough away; only near it are the held
+ * messages walked, which makes the floor exact again. */
+static bool broker_deadline_soon(client_t *c, uint64_t soon, uint64_t now)
 {
+    uint64_t limit = broker_sat_add(now, soon), min = UINT64_MAX;
     const msg_t *m;
 
-    if (soon == 0)
+    if (soon == 0 || c->due_floor > limit)
         return false;
     TAILQ_FOREACH(m, &c->owned, olink)
-        if (m->deadline <= broker_sat_add(now, soon))
-            return true;
-    return false;
+        if (m->deadline < min)
+            min = m->deadline;
+    c->due_floor = min;
+    return min <= limit;
 }
 
-/* When c's reserve must end for DEADLINE_SOON (UINT64_MAX: never). */
-static uint64_t broker_soon_due(const client_t *c, uint64_t soon)
+/* When c's waiting reserve must look again: its timeout, or `soon` before
+ * the floor of its deadlines (UINT64_MAX: never). */
+static uint64_t broker_reserve_due(const client_t *c)
 {
-    uint64_t due = UINT64_MAX;
-    const msg_t *m;
+    uint64_t due = c->wdue;
 
-    if (soon == 0)
-        return due;
-    TAILQ_FOREACH(m, &c->owned, olink)
-        if (m->deadline < due)
-            due = m->deadline;
-    if (due == UINT64_MAX)
-        return due;
-    return due > soon ? due - soon : 0;
+    if (c->wsoon > 0 && c->due_floor != UINT64_MAX) {
+        uint64_t soon = c->due_floor > c->wsoon ? c->due_floor - c->wsoon : 0;
+        if (soon < due)
+            due = soon;
+    }
+    return due;
 }
 
 /* (priority, id) of a is before that of b. */
@@ -145,7 +147,7 @@ static int broker_reserve_scan(broker_t *b, const br_reserve_t *r, uint64_t now,
 static br_status_t broker_reserve_wait(client_t *c, const br_reserve_t *r, uint64_t now)
 {
     broker_t *b = c->b;
-    uint64_t due = UINT64_MAX;
+    uint64_t due;
 
     c->rwaits = calloc(r->n, sizeof(*c->rwaits));
     if (c->rwaits == NULL)
@@ -153,6 +155,7 @@ static br_status_t broker_reserve_wait(client_t *c, const br_reserve_t *r, uint6
     c->nrwaits = r->n;
     c->wait = WAIT_RESERVE;
     c->wsoon = r->soon_ms;
+    c->wdue = r->timeout_ms > 0 ? broker_sat_add(now, (uint64_t)r->timeout_ms) : UINT64_MAX;
     for (size_t i = 0; i < r->n; i++) {
         rwait_t *w = &c->rwaits[i];
         w->client = c;
@@ -160,10 +163,7 @@ static br_status_t broker_reserve_wait(client_t *c, const br_reserve_t *r, uint6
         TAILQ_INSERT_TAIL(&w->topic->reservers, w, link);
         w->topic->nreservers++;
     }
-    if (r->timeout_ms > 0)
-        due = broker_sat_add(now, (uint64_t)r->timeout_ms);
-    if (broker_soon_due(c, r->soon_ms) < due)
-        due = broker_soon_due(c, r->soon_ms);
+    due = broker_reserve_due(c);
     if (due != UINT64_MAX)
         broker_wait_timer(c, due);
     return BR_PENDING;
@@ -198,11 +198,23 @@ void broker_reserve_unwait(client_t *c)
     c->rwaits = NULL;
     c->nrwaits = 0;
     c->wsoon = 0;
+    c->wdue = UINT64_MAX;
 }
 
 br_status_t broker_reserve_expired(client_t *c, uint64_t now)
 {
-    return broker_deadline_soon(c, c->wsoon, now) ? BR_DEADLINE_SOON : BR_TIMEOUT;
+    if (broker_deadline_soon(c, c->wsoon, now))
+        return BR_DEADLINE_SOON;
+    return c->wdue <= now ? BR_TIMEOUT : BR_PENDING;
+}
+
+void broker_reserve_rearm(client_t *c)
+{
+    uint64_t due = broker_reserve_due(c);
+
+    broker_heap_remove(c->b, &c->timer);
+    if (due != UINT64_MAX)
+        broker_wait_timer(c, due);
 }
 
 void broker_serve_reserves(topic_t *t, uint64_t now)

@@ -121,6 +121,7 @@ int broker_deliver(client_t *c, topic_t *t, msg_t *m, sub_t *s, uint64_t now)
         m->attempt++;
     m->deadline = broker_sat_add(now, broker_ttr(t, m));
     topic_inflight_add(t, m);
+    broker_due_floor(c, m->deadline);
     TAILQ_INSERT_TAIL(&c->owned, m, olink);
     if (s != NULL) {
         m->flags |= MSG_F_CREDITED;

@@ -47,6 +47,9 @@ struct client {
     rwait_t *rwaits;        /* WAIT_RESERVE: one node per topic it reads from */
     size_t nrwaits;
     uint64_t wsoon;         /* WAIT_RESERVE: the DEADLINE_SOON margin (ms) */
+    uint64_t wdue;          /* WAIT_RESERVE: when its timeout ends (UINT64_MAX: never) */
+    uint64_t due_floor;     /* at most the earliest deadline in `owned` (UINT64_MAX:
+                               none); made exact only when DEADLINE_SOON asks */
     TAILQ_ENTRY(client) wlink; /* wtopic->parked, ->gets or ->joins */
     tnode_t timer;          /* in the timer heap while the wait has a timeout */
 };
@@ -197,6 +200,16 @@ msg_t *broker_owned(const client_t *c, uint64_t id);
  * what ends it when the timer fires. */
 void broker_reserve_unwait(client_t *c);
 br_status_t broker_reserve_expired(client_t *c, uint64_t now);
+/* The timer of c's reserve fired early (its floor was stale): set it again. */
+void broker_reserve_rearm(client_t *c);
+/* c's deliveries' deadlines, for DEADLINE_SOON: a lower bound kept as
+ * cheaply as a compare. */
+static inline void broker_due_floor(client_t *c, uint64_t deadline)
+{
+    if (deadline < c->due_floor)
+        c->due_floor = deadline;
+}
+
 /* Serve t's waiting reserves from its ready queue (after its GETs). */
 void broker_serve_reserves(topic_t *t, uint64_t now);
 

@@ -170,6 +170,10 @@ static void broker_fire_wait(client_t *c, uint64_t now)
     /* Asked before the wait ends: it looks at what c holds. */
     br_status_t st = kind == WAIT_RESERVE ? broker_reserve_expired(c, now) : BR_TIMEOUT;
 
+    if (st == BR_PENDING) {
+        broker_reserve_rearm(c);
+        return;
+    }
     broker_unwait(c);
     switch (kind) {
     case WAIT_PUB:

@@ -103,6 +103,8 @@ void config_free(config_t *cfg)
         config_free_strv(cfg->users[i].subscribe, cfg->users[i].nsubscribe);
     }
     free(cfg->users);
+    config_free_strv(cfg->beanstalk.listen, cfg->beanstalk.nlisten);
+    free(cfg->beanstalk.user);
     free(cfg);
 }
 
@@ -149,7 +151,9 @@ config_t *config_default(void)
     cfg->redis.durability = DURABILITY_MEMORY;
     cfg->redis.restore = true;
     cfg->redis.flush_interval_ms = 100;
-    if (cfg->nlisten == 0 || cfg->tls.cert == NULL || cfg->tls.key == NULL ||
+    cfg->beanstalk.listen = calloc(1, sizeof(char *));
+    cfg->beanstalk.user = config_strdup("");
+    if (cfg->nlisten == 0 || cfg->beanstalk.listen == NULL || cfg->beanstalk.user == NULL || cfg->tls.cert == NULL || cfg->tls.key == NULL ||
         cfg->tls.ca == NULL || cfg->admin.listen == NULL || cfg->admin.token == NULL ||
         cfg->defaults.dead_letter == NULL || cfg->redis.address == NULL ||
         cfg->redis.password == NULL || cfg->redis.prefix == NULL) {
@@ -484,6 +488,13 @@ static int config_set_listen(config_parser_t *p, const config_field_t *f, yaml_n
     return 0;
 }
 
+/* The beanstalk listener's addresses: the native forms; none is off. */
+static int config_set_beanstalk_listen(config_parser_t *p, const config_field_t *f,
+                                       yaml_node_t *val, void *base)
+{
+    return config_set_strlist(p, f, val, base, config_check_listen, "addresses");
+}
+
 static int config_set_globs(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
                             void *base)
 {
@@ -579,6 +590,11 @@ static const config_field_t config_redis_fields[] = {
         DURATION_MAX),
 };
 
+static const config_field_t config_beanstalk_fields[] = {
+    LIST(config_t, beanstalk.listen, beanstalk.nlisten, "listen", config_set_beanstalk_listen),
+    FLD(config_t, beanstalk.user, "user", config_set_string),
+};
+
 static const config_field_t config_user_fields[] = {
     FLD(user_entry_t, password, "password", config_set_password),
     LIST(user_entry_t, publish, npublish, "publish", config_set_globs),
@@ -593,6 +609,7 @@ static const config_table_t config_log_table = TABLE("log", config_log_fields);
 static const config_table_t config_limits_table = TABLE("limits", config_limits_fields);
 static const config_table_t config_defaults_table = TABLE("defaults", config_topic_fields);
 static const config_table_t config_redis_table = TABLE("redis", config_redis_fields);
+static const config_table_t config_beanstalk_table = TABLE("beanstalk", config_beanstalk_fields);
 
 static const config_field_t config_root_fields[] = {
     LIST(config_t, listen, nlisten, "listen", config_set_listen),
@@ -606,6 +623,7 @@ static const config_field_t config_root_fields[] = {
     {"topics", config_set_topics, 0, 0, 0, 0, 0, NULL},
     SECTION("redis", config_redis_table),
     {"users", config_set_users, 0, 0, 0, 0, 0, NULL},
+    SECTION("beanstalk", config_beanstalk_table),
 };
 static const config_table_t config_root_table = TABLE("the top level", config_root_fields);
 
@@ -760,6 +778,31 @@ static int config_check_tls(config_parser_t *p, yaml_node_t *root)
     return config_fail(p, (at != NULL ? at : root)->start_mark, "tls.verify_clients needs tls.ca");
 }
 
+/* beanstalk clients cannot AUTH: with users configured, the listener's
+ * connections act as its `user:`, which must be one of them. */
+static int config_check_beanstalk(config_parser_t *p, yaml_node_t *root)
+{
+    const config_t *cfg = p->cfg;
+    yaml_node_t *sec = config_find(p, root, "beanstalk");
+    yaml_node_t *at = sec != NULL ? config_find(p, sec, "user") : NULL;
+    char q[QUOTE_CAP];
+    const char *user = cfg->beanstalk.user;
+
+    if (user[0] == '\0') {
+        if (cfg->nusers == 0 || cfg->beanstalk.nlisten == 0)
+            return 0;
+        return config_fail(p, (sec != NULL ? sec : root)->start_mark,
+                           "beanstalk needs user: when users are configured (beanstalk "
+                           "clients cannot AUTH; its connections act as that user)");
+    }
+    for (size_t i = 0; i < cfg->nusers; i++)
+        if (strcmp(cfg->users[i].name, user) == 0)
+            return 0;
+    return config_fail(p, (at != NULL ? at : root)->start_mark,
+                       "beanstalk.user '%s' is not one of users:",
+                       config_quote(q, sizeof(q), user, strlen(user)));
+}
+
 /* ------------------------------------------------------------------ */
 /* Loading                                                             */
 
@@ -775,7 +818,8 @@ static int config_apply(config_parser_t *p, yaml_node_t *root)
                            config_kind(root));
     if (config_set_section(p, &top, root, p->cfg) < 0)
         return -1;
-    if (config_merge_topics(p) < 0 || config_check_tls(p, root) < 0)
+    if (config_merge_topics(p) < 0 || config_check_tls(p, root) < 0 ||
+        config_check_beanstalk(p, root) < 0)
         return -1;
     if (p->cfg->ntopics > 1)
         qsort(p->cfg->topics, p->cfg->ntopics, sizeof(*p->cfg->topics), config_topic_cmp);

@@ -114,6 +114,15 @@ typedef struct config {
 
     user_entry_t *users;
     size_t nusers;
+
+    /* The beanstalkd-protocol listener (docs/beanstalk.md): off while
+     * nlisten is 0. Its connections act as `user` (a users: entry, "" for
+     * none), which the config requires whenever users are configured. */
+    struct {
+        char **listen;   /* as the native listen */
+        size_t nlisten;
+        char *user;
+    } beanstalk;
 } config_t;
 
 /* The built-in configuration (no file). Never NULL unless out of memory. */

@@ -45,7 +45,7 @@ typedef struct connhost_ops {
     broker_t *broker;                                                           \
     const config_t *cfg;        /* the live config; owned by the daemon */      \
     bool draining;              /* shutting down: no reads (/healthz: 503) */   \
-    uint64_t nconns;            /* live connections, against max_connections */ \
+    uint64_t nconns;            /* live connections of every protocol, vs max_connections */ \
     const connhost_ops_t *ops;
 
 struct connhost {
@@ -54,14 +54,27 @@ struct connhost {
 
 /* A protocol served on listeners: what an accepted connection becomes.
  * The server (and TLS) know protocols only through this, so a second one
- * (beanstalkd's, say) is a connproto_t of its own handed to server_listen;
- * server.c does not change. */
+ * (beanstalkd's: bconn.h's bconn_proto) is a connproto_t of its own handed
+ * to server_listen, and server.c knows nothing of it. */
 typedef struct connproto {
     const char *label; /* after "listening on ADDR" in the log; "" for the native one */
     const char *busy;  /* the line a connection refused at max_connections gets */
     /* Serve fd (nonblocking, connected to `peer`); false when it could not
      * (fd is then closed). */
     bool (*open)(connhost_t *h, int fd, const char *peer);
+
+    /* For a protocol that keeps its own connections (the server keeps the
+     * native ones, whose hooks are NULL): the server calls each of these
+     * once per protocol it listens for. */
+    const char *port_key;   /* its lines in the port file: "KEY ADDR"; NULL: "ADDR" */
+    /* A new config is live (called before the old one is freed). */
+    void (*configure)(connhost_t *h, const config_t *cfg);
+    /* Shutdown: stop reading every connection for good. */
+    void (*stop_reading)(connhost_t *h);
+    /* Shutdown: true once no connection has output left to write. */
+    bool (*drained)(const connhost_t *h);
+    /* The server is freed: close every connection. */
+    void (*close_all)(connhost_t *h);
 } connproto_t;
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "addr.h"
 #include "admin.h"
+#include "bconn.h"
 #include "broker.h"
 #include "clock.h"
 #include "config.h"
@@ -86,14 +87,34 @@ static config_t *daemon_load(const daemon_opts_t *o, const char *path, char *err
     return cfg;
 }
 
-static bool daemon_same_listen(const config_t *a, const config_t *b)
+static bool daemon_same_addrs(char *const *a, size_t na, char *const *b, size_t nb)
 {
-    if (a->nlisten != b->nlisten)
+    if (na != nb)
         return false;
-    for (size_t i = 0; i < a->nlisten; i++)
-        if (strcmp(a->listen[i], b->listen[i]) != 0)
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
             return false;
     return true;
+}
+
+static bool daemon_same_listen(const config_t *a, const config_t *b)
+{
+    return daemon_same_addrs(a->listen, a->nlisten, b->listen, b->nlisten) &&
+           daemon_same_addrs(a->beanstalk.listen, a->beanstalk.nlisten, b->beanstalk.listen,
+                             b->beanstalk.nlisten);
+}
+
+/* Listeners stay as bound: the new config keeps the old addresses so
+ * STATS and the next comparison see what is really open. */
+static void daemon_swap_addrs(char ***a, size_t *na, char ***b, size_t *nb)
+{
+    char **keep = *a;
+    size_t nkeep = *na;
+
+    *a = *b;
+    *na = *nb;
+    *b = keep;
+    *nb = nkeep;
 }
 
 /* Only this machine can reach it (addr_loopback). An address that does not
@@ -119,18 +140,28 @@ static void daemon_list_add(char *list, size_t cap, const char *item)
 /* Listening beyond loopback is allowed, but without users anyone who can
  * connect may publish and consume, and without TLS passwords and payloads
  * cross the network in clear: said once at start and at each reload. */
+static void daemon_list_exposed(char *const *addrs, size_t n, char *exposed, char *plain,
+                                size_t cap)
+{
+    bool tls;
+
+    for (size_t i = 0; i < n; i++) {
+        if (daemon_loopback(addrs[i], ADDR_LISTEN, &tls))
+            continue;
+        daemon_list_add(exposed, cap, addrs[i]);
+        if (!tls)
+            daemon_list_add(plain, cap, addrs[i]);
+    }
+}
+
 static void daemon_warn_exposed(const config_t *cfg)
 {
     char exposed[256] = "", plain[256] = "";
     bool tls;
 
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        if (daemon_loopback(cfg->listen[i], ADDR_LISTEN, &tls))
-            continue;
-        daemon_list_add(exposed, sizeof exposed, cfg->listen[i]);
-        if (!tls)
-            daemon_list_add(plain, sizeof plain, cfg->listen[i]);
-    }
+    daemon_list_exposed(cfg->listen, cfg->nlisten, exposed, plain, sizeof exposed);
+    daemon_list_exposed(cfg->beanstalk.listen, cfg->beanstalk.nlisten, exposed, plain,
+                        sizeof exposed);
     if (exposed[0] != '\0' && cfg->nusers == 0)
         log_warn("listening beyond loopback (%s) without users%s: anyone who can connect may "
                  "publish and consume; see docs/security.md",
@@ -192,14 +223,9 @@ static void daemon_reload(daemon_t *d)
     }
     if (!daemon_same_listen(cfg, d->cfg))
         log_warn("reload: listen addresses changed; they apply at the next restart");
-    /* Listeners stay as bound: the new config keeps the old addresses so
-     * STATS and the next comparison see what is really open. */
-    char **keep = cfg->listen;
-    size_t nkeep = cfg->nlisten;
-    cfg->listen = d->cfg->listen;
-    cfg->nlisten = d->cfg->nlisten;
-    d->cfg->listen = keep;
-    d->cfg->nlisten = nkeep;
+    daemon_swap_addrs(&cfg->listen, &cfg->nlisten, &d->cfg->listen, &d->cfg->nlisten);
+    daemon_swap_addrs(&cfg->beanstalk.listen, &cfg->beanstalk.nlisten, &d->cfg->beanstalk.listen,
+                      &d->cfg->beanstalk.nlisten);
 
     log_set_level(cfg->log_level);
     server_configure(d->server, cfg);
@@ -323,6 +349,10 @@ static int daemon_start(daemon_t *d)
         return 1;
     }
     if (server_listen(d->server, d->cfg->listen, d->cfg->nlisten, &conn_proto) != 0)
+        return 1;
+    if (d->cfg->beanstalk.nlisten > 0 &&
+        server_listen(d->server, d->cfg->beanstalk.listen, d->cfg->beanstalk.nlisten,
+                      &bconn_proto) != 0)
         return 1;
     if (d->cfg->admin.listen[0] != '\0') {
         if ((d->admin = admin_new(d->server, d->cfg->admin.listen)) == NULL)

@@ -62,6 +62,7 @@ typedef struct msg_ext {
     uint64_t created;   /* ms, the broker's clock: stats-job's age */
     uint64_t ttr_ms;    /* ack deadline after a delivery; 0 = the topic's ack_timeout */
     uint64_t delay_ms;  /* the last delay it was given: stats-job's delay */
+    uint64_t delay_seq; /* order among delayed messages due in the same ms */
     uint32_t pri;       /* lower first */
     uint32_t timeouts;  /* deliveries that ran out of time */
     uint32_t releases;  /* returned by release (beanstalk) or NACK */

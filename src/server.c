@@ -284,6 +284,23 @@ static int server_listen_one(server_t *s, const char *addr, const connproto_t *p
     return 0;
 }
 
+/* A protocol that keeps its own connections is told of reloads, drains
+ * and the end, once however many addresses it listens on. */
+static int server_proto_add(server_t *s, const connproto_t *proto)
+{
+    if (proto->close_all == NULL)
+        return 0;
+    for (size_t i = 0; i < s->nprotos; i++)
+        if (s->protos[i] == proto)
+            return 0;
+    if (s->nprotos == SERVER_MAX_PROTOS) {
+        log_error("cannot listen for%s: too many protocols", proto->label);
+        return -1;
+    }
+    s->protos[s->nprotos++] = proto;
+    return 0;
+}
+
 int server_listen(server_t *s, char *const *addrs, size_t naddrs, const connproto_t *proto)
 {
     server_listener_t **v = realloc(s->listeners, (s->nlisteners + naddrs + 1) * sizeof *v);
@@ -291,6 +308,8 @@ int server_listen(server_t *s, char *const *addrs, size_t naddrs, const connprot
     if (v == NULL)
         return -1;
     s->listeners = v;
+    if (server_proto_add(s, proto) != 0)
+        return -1;
     for (size_t i = 0; i < naddrs; i++)
         if (server_listen_one(s, addrs[i], proto) != 0)
             return -1;
@@ -307,8 +326,10 @@ int server_write_port_file(const server_t *s, const char *path)
     f = fopen(tmp, "w");
     if (f == NULL)
         return -1;
-    for (size_t i = 0; i < s->nlisteners; i++)
-        fprintf(f, "%s\n", s->listeners[i]->addr);
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        const char *key = s->listeners[i]->proto->port_key;
+        fprintf(f, "%s%s%s\n", key ? key : "", key ? " " : "", s->listeners[i]->addr);
+    }
     if (s->admin_addr != NULL)
         fprintf(f, "admin %s\n", s->admin_addr);
     if (fclose(f) != 0)
@@ -402,6 +423,8 @@ void server_configure(server_t *s, const config_t *cfg)
 
     LIST_FOREACH(c, &s->conns, link)
         conn_reconfigure(c, cfg);
+    for (size_t i = 0; i < s->nprotos; i++)
+        s->protos[i]->configure(&s->host, cfg);
     s->cfg = cfg;
     if (s->tls != NULL)
         tls_server_configure(s->tls, cfg);
@@ -421,6 +444,9 @@ static void server_on_drain(evutil_socket_t fd, short what, void *arg)
     (void)what;
     LIST_FOREACH(c, &s->conns, link)
         if (!conn_drained(c))
+            drained = false;
+    for (size_t i = 0; i < s->nprotos; i++)
+        if (!s->protos[i]->drained(&s->host))
             drained = false;
     if (drained && tls_server_drained(s->tls)) {
         event_base_loopbreak(s->base);
@@ -452,6 +478,8 @@ void server_drain(server_t *s, uint64_t timeout_ms)
         evconnlistener_disable(s->listeners[i]->l);
     LIST_FOREACH(c, &s->conns, link)
         conn_stop_reading(c);
+    for (size_t i = 0; i < s->nprotos; i++)
+        s->protos[i]->stop_reading(&s->host);
     s->drain_ev = evtimer_new(s->base, server_on_drain, s);
     deadline = evtimer_new(s->base, server_on_drain_timeout, s);
     if (s->drain_ev == NULL || deadline == NULL) {
@@ -471,6 +499,8 @@ void server_free(server_t *s)
         return;
     while (!LIST_EMPTY(&s->conns))
         conn_free(LIST_FIRST(&s->conns));
+    for (size_t i = 0; i < s->nprotos; i++)
+        s->protos[i]->close_all(&s->host);
     tls_server_free(s->tls);
     for (size_t i = 0; i < s->nlisteners; i++) {
         server_listener_t *sl = s->listeners[i];

@@ -25,6 +25,8 @@ typedef struct server_mirror_status {
 } server_mirror_status_t;
 typedef server_mirror_status_t (*server_mirror_status_fn)(const void *arg);
 
+#define SERVER_MAX_PROTOS 4
+
 typedef struct server {
     /* What connections see of the server (connhost.h): base, broker, cfg,
      * draining, nconns and ops, also under their own names (s->cfg) for the
@@ -38,6 +40,8 @@ typedef struct server {
 
     struct server_listener **listeners; /* every listener, of every protocol */
     size_t nlisteners;
+    const connproto_t *protos[SERVER_MAX_PROTOS]; /* those with connections of their own */
+    size_t nprotos;
     const char *admin_addr;       /* the admin endpoint's bound address, for the port file */
     struct event *accept_retry;   /* accept backs off on EMFILE/ENFILE */
     struct tls_server *tls;       /* TLS context and relays; NULL without tls:// listeners */

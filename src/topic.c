@@ -243,10 +243,19 @@ void topic_inflight_remove(topic_t *t, msg_t *m)
 
 /* ---- delayed ---- */
 
+/* Due time, then for jobs the order they were delayed in (beanstalkd's
+ * due times are in nanoseconds, so of two due in one millisecond the one
+ * delayed first comes first, whatever their ids), else the id. */
 static bool topic_delay_less(const msg_t *a, const msg_t *b)
 {
+    const msg_ext_t *xa, *xb;
+
     if (a->deadline != b->deadline)
         return a->deadline < b->deadline;
+    xa = msg_ext(a);
+    xb = msg_ext(b);
+    if (xa != NULL && xb != NULL)
+        return xa->delay_seq < xb->delay_seq;
     return a->id < b->id;
 }
 
@@ -305,6 +314,8 @@ int topic_delay_push(topic_t *t, msg_t *m)
     if (topic_delay_reserve(t) < 0)
         return -1;
     m->state = MSG_DELAYED;
+    if (m->flags & MSG_F_EXT)
+        msg_ext(m)->delay_seq = ++t->delay_seq;
     t->delayed[t->ndelayed++] = m;
     topic_delay_up(t, t->ndelayed - 1);
     return 0;

@@ -93,6 +93,7 @@ struct topic {
     msgq_t held;                /* confirm mode: accepted, waiting for the mirror */
     msg_t **delayed;            /* binary min-heap by (deadline, id) */
     size_t ndelayed, delayed_cap;
+    uint64_t delay_seq;         /* the last msg_ext_t.delay_seq given */
 
     uint64_t count;             /* ready + delayed + in flight + held: max_messages */
     uint64_t bytes;             /* their payload bytes: max_bytes */

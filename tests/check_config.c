@@ -147,6 +147,8 @@ START_TEST(test_example_file)
     ck_assert_uint_eq(t->ack_timeout_ms, 30000);
     ck_assert_uint_eq(t->max_deliveries, 5);
     ck_assert_ptr_eq(config_topic(c, "orders.dead", 11), &c->defaults);
+    ck_assert_uint_eq(c->beanstalk.nlisten, 0);
+    ck_assert_str_eq(c->beanstalk.user, "");
     config_free(c);
 }
 END_TEST
@@ -488,6 +490,50 @@ START_TEST(test_users)
     ck_assert_uint_eq(b->npublish, 0);
     ck_assert_uint_eq(b->nsubscribe, 0);
     config_free(c);
+}
+END_TEST
+
+START_TEST(test_beanstalk)
+{
+    config_t *c = load_ok("");
+
+    ck_assert_uint_eq(c->beanstalk.nlisten, 0); /* off by default */
+    ck_assert_str_eq(c->beanstalk.user, "");
+    config_free(c);
+    c = load_ok("beanstalk: {listen: [127.0.0.1:11300, \"unix:/run/b.sock\", \"[::1]:0\"]}\n");
+    ck_assert_uint_eq(c->beanstalk.nlisten, 3);
+    ck_assert_str_eq(c->beanstalk.listen[0], "127.0.0.1:11300");
+    ck_assert_str_eq(c->beanstalk.listen[1], "unix:/run/b.sock");
+    ck_assert_str_eq(c->beanstalk.listen[2], "[::1]:0");
+    config_free(c);
+    c = load_ok("beanstalk:\n  listen: 127.0.0.1:11300\n  user: w\nusers: {w: {password: p}}\n");
+    ck_assert_uint_eq(c->beanstalk.nlisten, 1);
+    ck_assert_str_eq(c->beanstalk.user, "w");
+    config_free(c);
+    c = load_ok("beanstalk: {listen: []}\nusers: {w: {password: p}}\n"); /* off: no user needed */
+    ck_assert_uint_eq(c->beanstalk.nlisten, 0);
+    config_free(c);
+    c = load_ok("beanstalk: {listen: tls://127.0.0.1:11400}\ntls: {cert: c.pem, key: k.pem}\n");
+    ck_assert_str_eq(c->beanstalk.listen[0], "tls://127.0.0.1:11400");
+    config_free(c);
+}
+END_TEST
+
+START_TEST(test_error_beanstalk)
+{
+    ck_config_error("beanstalk: {listen: [nohost]}\n",
+                    "t.yaml:1:22: bad listen address 'nohost'");
+    ck_config_error("beanstalk: {port: 1}\n", "t.yaml:1:13: unknown key 'port' in beanstalk");
+    ck_config_error("beanstalk: {listen: {a: 1}}\n",
+                    "t.yaml:1:21: listen must be a list of addresses, not a mapping");
+    ck_config_error("beanstalk: {listen: tls://127.0.0.1:1}\n",
+                    "t.yaml:1:21: tls:// listener needs tls.cert and tls.key");
+    ck_config_error("users: {w: {password: p}}\nbeanstalk: {listen: [127.0.0.1:0]}\n",
+                    "t.yaml:2:12: beanstalk needs user: when users are configured");
+    ck_config_error("users: {w: {password: p}}\nbeanstalk: {listen: [127.0.0.1:0], user: x}\n",
+                    "t.yaml:2:42: beanstalk.user 'x' is not one of users:");
+    ck_config_error("beanstalk: {listen: [127.0.0.1:0], user: x}\n",
+                    "t.yaml:1:42: beanstalk.user 'x' is not one of users:");
 }
 END_TEST
 
@@ -879,6 +925,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_users);
     tcase_add_test(tc, test_files);
     tcase_add_test(tc, test_names);
+    tcase_add_test(tc, test_beanstalk);
     suite_add_tcase(s, tc);
 
     tcase_add_test(te, test_error_keys);
@@ -891,6 +938,7 @@ static Suite *config_suite(void)
     tcase_add_test(te, test_error_long_value);
     tcase_add_test(te, test_error_yaml);
     tcase_add_test(te, test_error_buffer);
+    tcase_add_test(te, test_error_beanstalk);
     suite_add_tcase(s, te);
     return s;
 }

@@ -194,6 +194,28 @@ START_TEST(test_deadline_soon)
 }
 END_TEST
 
+START_TEST(test_deadline_soon_after_the_earliest_went)
+{
+    start();
+    fake_t *p = fake(), *c = fake();
+    uint64_t a = 0, bb = 0;
+
+    ck_assert_int_eq(broker_publish(p->c, "t", 1, job("a", 1, 3000), 0, now, &a), BR_OK);
+    ck_assert_int_eq(broker_publish(p->c, "t", 1, job("b", 1, 10000), 0, now, &bb), BR_OK);
+    ck_assert_uint_eq(reserve_ok(c, "t"), a);
+    ck_assert_uint_eq(reserve_ok(c, "t"), bb);
+    ck_assert_int_eq(broker_delete(c->c, a, now), BR_OK);
+    /* the earliest deadline left is b's: told 1 s before it, not before a's */
+    ck_assert_int_eq(reserve1(c, "t", 20000), BR_PENDING);
+    tick(now + 2000);
+    ck_assert_uint_eq(c->ndone, 0);
+    tick(now + 6999);
+    ck_assert_uint_eq(c->ndone, 0);
+    tick(now + 1);
+    assert_done(c, 0, BR_OP_RESERVE, BR_DEADLINE_SOON, 0);
+}
+END_TEST
+
 START_TEST(test_reserve_timeouts)
 {
     start();
@@ -529,6 +551,7 @@ static Suite *bstalk_suite(void)
     tcase_add_test(tc, test_release_priority_and_delay);
     tcase_add_test(tc, test_ttr_overrides_ack_timeout);
     tcase_add_test(tc, test_deadline_soon);
+    tcase_add_test(tc, test_deadline_soon_after_the_earliest_went);
     tcase_add_test(tc, test_reserve_timeouts);
     tcase_add_test(tc, test_reserve_several_topics);
     tcase_add_test(tc, test_gone_while_reserving);

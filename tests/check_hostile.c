@@ -1,7 +1,9 @@
 /* check_hostile.c: clients that try to hurt the broker, against the real
  * daemon: a slowloris, a consumer that never reads, 10,000 idle
  * connections, a flood of connects and disconnects, garbage bytes, a
- * 100 MB line and PUBs announcing 2^63 bytes and more.
+ * 100 MB line and PUBs announcing 2^63 bytes and more; and junk on the
+ * beanstalk listener (random bytes, a 64 MB line, a put announcing 4 GiB,
+ * half-sent bodies, workers that vanish holding jobs).
  *
  * Every test ends the same way: a clear outcome for the hostile client (an
  * error reply or a closed connection), other clients served correctly all
@@ -11,6 +13,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1004,6 +1007,135 @@ START_TEST(test_pub_2_63)
 }
 END_TEST
 
+/* ---- junk on the beanstalk listener ---- */
+
+/* Read beanstalk reply lines until `want` (parse errors only before it). */
+static size_t hs_bs_until(tc_t *c, const char *want)
+{
+    size_t errors = 0;
+
+    for (;;) {
+        const char *l = tc_line(c);
+        ck_assert_msg(l != NULL, "no '%s' came (closed or silent)", want);
+        if (strcmp(l, want) == 0)
+            return errors;
+        ck_assert_msg(strcmp(l, "UNKNOWN_COMMAND") == 0 || strcmp(l, "BAD_FORMAT") == 0 ||
+                          strcmp(l, "EXPECTED_CRLF") == 0 || strcmp(l, "JOB_TOO_BIG") == 0,
+                      "unexpected '%s'", l);
+        errors++;
+    }
+}
+
+START_TEST(test_beanstalk_junk)
+{
+    static char chunk[64 * 1024];
+    uint64_t seed = 0x2545f4914f6cdd1dull, base_kib, max_kib;
+    size_t len = HS_MIB, errors;
+    char *junk = malloc(len);
+    hs_sampler_t rss;
+    sd_t d;
+
+    ck_assert_ptr_nonnull(junk);
+    for (size_t i = 0; i < len; i++) {
+        junk[i] = (char)hs_rand(&seed);
+        if (junk[i] == 'q') /* no "quit" by chance */
+            junk[i] = 'Q';
+    }
+    hs_start(&d, "beanstalk: {listen: [127.0.0.1:0]}\n");
+    ck_assert_int_gt(d.bport, 0);
+    tc_t *g = tc_open_port(&d, d.bport), *w = tc_open_port(&d, d.bport), *other = hs_open(&d);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_ptr_nonnull(w);
+    base_kib = sd_rss_kib(d.pid);
+    hs_sampler_start(&rss, d.pid);
+
+    /* 1 MiB of random bytes: only parse errors, and the connection lives
+     * (a final CRLF ends whatever line the junk left open). */
+    hs_send(g, junk, len);
+    hs_send(g, "\r\nlist-tube-used\r\n", 18);
+    errors = hs_bs_until(g, "USING default");
+    ck_assert_uint_gt(errors, 0);
+
+    /* 1 MiB of command-shaped text: whatever it forms is answered, and the
+     * connection still follows (blank lines end any body left open). */
+    static const char *const words[] = {
+        "put ", "use ", "watch ", "ignore ", "peek ", "peek-ready", "peek-delayed", "peek-buried",
+        "delete ", "release ", "bury ", "touch ", "kick ", "kick-job ", "stats-job ",
+        "stats-tube ", "stats", "list-tubes", "list-tube-used", "list-tubes-watched",
+        "pause-tube ", "reserve-job ", "default", "a", "-x", "(b)", " ", "  ", "0", "1", "7", "99",
+        "4294967296", "-1", "\r\n", "\r\n", "\r\n", "\n", "\r", "\t"};
+    for (size_t n = 0; n + 16 < len;) {
+        const char *wd = words[hs_rand(&seed) % (sizeof words / sizeof words[0])];
+        memcpy(junk + n, wd, strlen(wd));
+        n += strlen(wd);
+        junk[n] = '\0';
+    }
+    hs_send(g, junk, strlen(junk));
+    for (int i = 0; i < 150; i++)
+        hs_send(g, "\r\n", 2);
+    hs_send(g, "use sentinel\r\n", 14);
+    for (const char *l; (l = tc_line(g)) != NULL && strcmp(l, "USING sentinel") != 0;)
+        ;
+    hs_send(g, "use default\r\npause-tube default 0\r\n", 35);
+    ck_assert_str_eq(tc_line(g), "USING default");
+    ck_assert_str_eq(tc_line(g), "PAUSED"); /* the junk may have paused it */
+
+    /* A 64 MB line: silence, nothing kept, then one BAD_FORMAT. */
+    memset(chunk, 'x', sizeof chunk);
+    hs_send_timeout(g->fd, 10000);
+    for (int i = 0; i < 1024; i++)
+        hs_send(g, chunk, sizeof chunk);
+    ck_assert_msg(!hs_readable(g->fd, 300), "a reply inside an over-long line");
+    hs_send(g, "\r\nlist-tube-used\r\n", 18);
+    ck_assert_uint_eq(hs_bs_until(g, "USING default"), 1);
+
+    /* A put announcing 4 GiB - 1: its body is skipped as it comes. */
+    hs_send(g, "put 0 0 1 4294967295\r\n", 22);
+    for (int i = 0; i < 1024; i++)
+        hs_send(g, chunk, sizeof chunk);
+    ck_assert_msg(!hs_readable(g->fd, 300), "a reply to skipped bytes");
+    max_kib = hs_sampler_stop(&rss);
+    ck_assert_msg(max_kib < base_kib + 8 * 1024, "RSS grew from %" PRIu64 " to %" PRIu64 " KiB",
+                  base_kib, max_kib);
+    fprintf(stderr, "beanstalk junk: %zu error replies; RSS %" PRIu64 " -> max %" PRIu64 " KiB\n",
+            errors, base_kib, max_kib);
+    tc_close(g);
+
+    /* Half-sent bodies and workers that vanish: the broker goes on, and a
+     * vanished worker's job is reserved by the next one. */
+    for (int i = 0; i < 50; i++) {
+        tc_t *h = tc_open_port(&d, d.bport);
+        ck_assert_ptr_nonnull(h);
+        hs_send(h, "put 0 0 60 1048576\r\nhalf", 24);
+        if (i % 2)
+            hs_close_rst(h->fd), h->fd = open("/dev/null", O_RDONLY);
+        tc_close(h);
+    }
+    hs_send(w, "put 0 0 60 3\r\njob\r\nreserve\r\n", 28);
+    ck_assert_str_eq(tc_line(w), "INSERTED 1");
+    ck_assert_str_eq(tc_line(w), "RESERVED 1 3");
+    ck_assert_str_eq(tc_line(w), "job");
+    hs_close_rst(w->fd);
+    w->fd = open("/dev/null", O_RDONLY);
+    tc_close(w);
+    w = tc_open_port(&d, d.bport);
+    ck_assert_ptr_nonnull(w);
+    hs_send(w, "reserve-with-timeout 10\r\n", 25);
+    ck_assert_str_eq(tc_line(w), "RESERVED 1 3");
+    ck_assert_str_eq(tc_line(w), "job");
+    hs_send(w, "delete 1\r\nstats-tube default\r\n", 30);
+    ck_assert_str_eq(tc_line(w), "DELETED");
+    ck_assert_int_eq(strncmp(tc_line(w), "OK ", 3), 0);
+
+    ck_assert_uint_eq(hs_stat(other, NULL, "published"), 1);
+    hs_ping(other);
+    tc_close(w);
+    tc_close(other);
+    free(junk);
+    hs_stop(&d);
+}
+END_TEST
+
 static Suite *hostile_suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -1020,6 +1152,7 @@ static Suite *hostile_suite(void)
     tcase_add_test(t, test_line_100mb);
     tcase_add_test(t, test_line_100mb_largest_max_line);
     tcase_add_test(t, test_pub_2_63);
+    tcase_add_test(t, test_beanstalk_junk);
     suite_add_tcase(s, t);
     return s;
 }

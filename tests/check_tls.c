@@ -1,4 +1,4 @@
-/* check_tls.c: tls:// listeners against the real daemon.
+/* check_tls.c: tls:// listeners against the real daemon (the beanstalk one too).
  *
  * The suite makes its own CAs and certificates with the `openssl` command
  * and talks TLS three ways: the `sluice` client (--tls, --ca, --cert,
@@ -678,6 +678,34 @@ START_TEST(test_busy_over_tls)
 }
 END_TEST
 
+/* The beanstalk listener behind tls://: TLS hands its plain end to the
+ * beanstalk protocol as to the native one. */
+START_TEST(test_beanstalk_over_tls)
+{
+    char path[128], line[128], *out, opts[256];
+    FILE *f;
+    int bport = -1;
+
+    start_with("server", "", "beanstalk: {listen: [tls://127.0.0.1:0]}\n");
+    snprintf(path, sizeof path, "%s/ports", d.dir);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    while (bport < 0 && fgets(line, sizeof line, f))
+        if (strncmp(line, "beanstalk tls://127.0.0.1:", 26) == 0)
+            bport = atoi(line + 26);
+    fclose(f);
+    ck_assert_int_gt(bport, 0);
+    tls_port = bport;
+    snprintf(opts, sizeof opts, "-CAfile %s/ca.pem -verify_return_error", certs);
+    ck_assert_int_eq(sclient(&out, "put 0 0 60 5\r\nhello\r\nreserve\r\ndelete 1\r\nquit\r\n",
+                             opts),
+                     0);
+    ck_assert_str_eq(out, "INSERTED 1\r\nRESERVED 1 5\r\nhello\r\nDELETED\r\n");
+    free(out);
+    ck_assert_int_eq(stop_daemon(), 0);
+}
+END_TEST
+
 /* TLS admits a connection; with users configured it must still AUTH. */
 START_TEST(test_auth_over_tls)
 {
@@ -785,6 +813,7 @@ static Suite *tls_suite(void)
     tcase_add_test(o, test_backpressure_through_relay);
     tcase_add_test(o, test_busy_over_tls);
     tcase_add_test(o, test_auth_over_tls);
+    tcase_add_test(o, test_beanstalk_over_tls);
     tcase_add_test(o, test_reload_certificates);
     tcase_add_test(o, test_unusable_certificate_refuses_to_start);
     suite_add_tcase(s, o);

@@ -1,7 +1,9 @@
 /* check_valgrind.c: the real daemon under valgrind's memcheck through a
  * realistic session (publish, consume, ack, nack, redelivery on disconnect,
- * a client vanishing mid-payload, a reload, shutdown): no invalid access
- * and no leak, or valgrind's exit status fails the test.
+ * a client vanishing mid-payload, a reload, shutdown), and a beanstalk one
+ * (put, reserve across tubes, release, bury, kick, the stats bodies, a
+ * worker and a half-sent put vanishing): no invalid access and no leak, or
+ * valgrind's exit status fails the test.
  * Built only without sanitizers (they cannot share a process).
  */
 #include <check.h>
@@ -95,6 +97,71 @@ START_TEST(test_session_under_valgrind)
 }
 END_TEST
 
+/* One beanstalk reply line, or fail. */
+static const char *bline(tc_t *c)
+{
+    const char *l = tc_line(c);
+
+    ck_assert_ptr_nonnull(l);
+    return l;
+}
+
+START_TEST(test_beanstalk_session_under_valgrind)
+{
+    sd_t d;
+
+    ck_assert_int_eq(sd_start_wrapped(&d, VALGRIND,
+                                      "beanstalk: {listen: [127.0.0.1:0]}\n"
+                                      "defaults: {max_deliveries: 0}\n",
+                                      NULL, NULL),
+                     0);
+    ck_assert_int_gt(d.bport, 0);
+    tc_t *p = tc_open_port(&d, d.bport), *w = tc_open_port(&d, d.bport);
+    ck_assert(p && w);
+    tc_sendf(p, "use a\r\nput 5 0 60 2\r\na1\r\nuse b\r\nput 1 0 60 2\r\nb1\r\n"
+                "put 0 100 60 2\r\nb2\r\n");
+    ck_assert_str_eq(bline(p), "USING a");
+    ck_assert_str_eq(bline(p), "INSERTED 1");
+    ck_assert_str_eq(bline(p), "USING b");
+    ck_assert_str_eq(bline(p), "INSERTED 2");
+    ck_assert_str_eq(bline(p), "INSERTED 3");
+    tc_sendf(w, "watch a\r\nwatch b\r\nreserve\r\nrelease 2 9 0\r\nreserve\r\nbury 1 0\r\n"
+                "kick 5\r\nstats-job 1\r\n");
+    ck_assert_str_eq(bline(w), "WATCHING 2");
+    ck_assert_str_eq(bline(w), "WATCHING 3");
+    ck_assert_str_eq(bline(w), "RESERVED 2 2");
+    ck_assert_str_eq(bline(w), "b1");
+    ck_assert_str_eq(bline(w), "RELEASED");
+    ck_assert_str_eq(bline(w), "RESERVED 1 2"); /* pri 5 now before 9 */
+    ck_assert_str_eq(bline(w), "a1");
+    ck_assert_str_eq(bline(w), "BURIED");
+    ck_assert_str_eq(bline(w), "KICKED 0"); /* used tube default: nothing */
+    ck_assert_int_eq(strncmp(bline(w), "OK ", 3), 0);
+    for (const char *l; (l = bline(w)) != NULL && strcmp(l, "kicks: 0") != 0;)
+        ;
+    ck_assert_str_eq(bline(w), ""); /* the body's closing CRLF */
+    tc_sendf(w, "stats\r\nlist-tubes\r\nstats-tube b\r\nreserve\r\n");
+    for (int i = 0; i < 3; i++) {
+        size_t n = 0;
+        ck_assert_int_eq(sscanf(bline(w), "OK %zu", &n), 1);
+        char *yaml = malloc(n + 2);
+        ck_assert_int_eq(tc_read_n(w, yaml, n + 2), 0);
+        free(yaml);
+    }
+    /* The worker vanishes holding job 2 and waiting; a put is cut short. */
+    tc_close(w);
+    tc_t *v = tc_open_port(&d, d.bport);
+    tc_sendf(v, "put 0 0 60 100\r\nonly part");
+    tc_close(v);
+    tc_sendf(p, "watch b\r\nreserve-with-timeout 10\r\n");
+    ck_assert_str_eq(bline(p), "WATCHING 2");
+    ck_assert_str_eq(bline(p), "RESERVED 2 2");
+    ck_assert_str_eq(bline(p), "b1");
+    tc_close(p);
+    ck_assert_int_eq(sd_stop(&d), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("valgrind");
@@ -104,6 +171,7 @@ int main(void)
 
     tcase_set_timeout(t, 300);
     tcase_add_test(t, test_session_under_valgrind);
+    tcase_add_test(t, test_beanstalk_session_under_valgrind);
     suite_add_tcase(s, t);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -91,10 +91,15 @@ static int sd_read_port(sd_t *d, const char *port_file)
         fclose(f);
         return -1;
     }
-    /* The admin endpoint's line, if any: "admin HOST:PORT". */
-    while (fgets(more, sizeof more, f) != NULL)
+    /* The admin endpoint's line, if any: "admin HOST:PORT"; and the
+     * beanstalk listeners': "beanstalk HOST:PORT". */
+    while (fgets(more, sizeof more, f) != NULL) {
         if (strncmp(more, "admin ", 6) == 0 && (colon = strrchr(more, ':')) != NULL)
             d->admin_port = atoi(colon + 1);
+        if (strncmp(more, "beanstalk ", 10) == 0 && d->bport == 0 &&
+            (colon = strrchr(more, ':')) != NULL)
+            d->bport = atoi(colon + 1);
+    }
     fclose(f);
     line[strcspn(line, "\n")] = '\0';
     colon = strrchr(line, ':');
@@ -330,7 +335,12 @@ int sd_fd_count(pid_t pid)
 
 tc_t *tc_open(const sd_t *d)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
+    return tc_open_port(d, d->port);
+}
+
+tc_t *tc_open_port(const sd_t *d, int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     tc_t *c = calloc(1, sizeof *c);
     int one = 1;
 
@@ -432,6 +442,16 @@ int tc_reply(tc_t *c)
         if (tc_fill(c, HARNESS_IO_MS) != 1)
             return -1;
     }
+}
+
+int tc_read_n(tc_t *c, char *out, size_t n)
+{
+    while (c->len - c->off < n)
+        if (tc_fill(c, HARNESS_IO_MS) != 1)
+            return -1;
+    memcpy(out, c->buf + c->off, n);
+    c->off += n;
+    return 0;
 }
 
 const char *tc_line(tc_t *c)

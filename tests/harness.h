@@ -21,6 +21,7 @@ typedef struct sd {
     int port;             /* the port the daemon bound */
     char addr[96];        /* "127.0.0.1:PORT", for -s */
     int admin_port;       /* the admin endpoint's port (on host); 0 when it is off */
+    int bport;            /* the first beanstalk listener's port (on host); 0: none */
     const char *wrap;     /* a command the daemon runs under (valgrind), or NULL */
 } sd_t;
 
@@ -85,6 +86,8 @@ typedef struct tc {
 
 /* Connect to the daemon; reads time out after 10 s. NULL on failure. */
 tc_t *tc_open(const sd_t *d);
+/* The same to another port of d's host (d->bport: its beanstalk listener). */
+tc_t *tc_open_port(const sd_t *d, int port);
 void tc_close(tc_t *c);
 
 /* Send bytes / a formatted string. 0 or -1. */
@@ -94,6 +97,10 @@ int tc_sendf(tc_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 /* Read one reply or push; the result is in c->r and valid until the next
  * read. 0, or -1 on EOF/timeout/garbage. */
 int tc_reply(tc_t *c);
+
+/* Read exactly n bytes into out (a beanstalk body, which may hold CR and
+ * LF). 0 or -1. */
+int tc_read_n(tc_t *c, char *out, size_t n);
 
 /* Read one line (without the CRLF) into c->line. Returns c->line or NULL. */
 const char *tc_line(tc_t *c);

@@ -94,7 +94,7 @@ echo "sluice.1: $n subcommands checked"
 # A table not listed here fails: map it when you add it.
 declare -A where=([root]="|" [tls]="tls|tls." [admin]="admin|admin." [log]="log|log."
                   [limits]="limits|limits." [redis]="redis|redis." [topic]="defaults|"
-                  [user]="users.u|")
+                  [user]="users.u|" [beanstalk]="beanstalk|beanstalk.")
 tags "$man/sluiced.yaml.5" >"$tmp/yaml.tags"
 # sluiced -t must call a bogus key unknown, or the probe proves nothing.
 echo 'redis: {bogus_probe_key: 1}' >"$tmp/probe.yaml"
