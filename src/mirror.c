@@ -21,7 +21,16 @@ void mirror_restore_apply(mirror_t *mi, mrestore_t *rs)
 {
     uint64_t now = clock_ms();
 
-    mrestore_apply(rs, mi->b, now);
+    size_t pos = 0;
+    uint64_t id;
+
+    mrestore_apply(rs, mi->b, now, clock_unix_ms());
+    while (mrestore_plain_meta(rs, &pos, &id))
+        if (idtab_add(&mi->metaids, id) < 0) {
+            /* without it an HDEL of its record could be missed: resync */
+            mi->dirty = true;
+            break;
+        }
     broker_dispatch(mi->b, now);
     server_touch(mi->srv);
 }
@@ -48,31 +57,58 @@ size_t mirror_obuf(const mirror_t *mi)
     return mi->ac != NULL && mi->ac->c.obuf != NULL ? sdslen(mi->ac->c.obuf) : 0;
 }
 
-/* "<prefix>:<part><name>" into mi->key; returns its length. */
-size_t mirror_key(mirror_t *mi, const char *part, const char *name, size_t nlen)
+/* "<prefix>:<part>[<shard>:]<name>" into mi->key (the shard when sn > 0
+ * digits are given); returns its length, 0 when out of memory. */
+static size_t mirror_key_of(mirror_t *mi, const char *part, const char *sd, size_t sn,
+                            const char *name, size_t nlen)
 {
-    size_t plen = strlen(mi->prefix), qlen = strlen(part), n = plen + 1 + qlen + nlen;
+    size_t plen = strlen(mi->prefix), qlen = strlen(part);
+    size_t n = plen + 1 + qlen + (sn > 0 ? sn + 1 : 0) + nlen;
+    char *k;
 
     if (n + 1 > mi->key_cap) {
-        char *k = realloc(mi->key, n + 64);
+        k = realloc(mi->key, n + 64);
         if (k == NULL)
             return 0;
         mi->key = k;
         mi->key_cap = n + 64;
     }
-    memcpy(mi->key, mi->prefix, plen);
-    mi->key[plen] = ':';
-    memcpy(mi->key + plen + 1, part, qlen);
+    k = mi->key;
+    memcpy(k, mi->prefix, plen);
+    k[plen] = ':';
+    k += plen + 1;
+    memcpy(k, part, qlen);
+    k += qlen;
+    if (sn > 0) {
+        memcpy(k, sd, sn);
+        k[sn] = ':';
+        k += sn + 1;
+    }
     if (nlen > 0)
-        memcpy(mi->key + plen + 1 + qlen, name, nlen);
+        memcpy(k, name, nlen);
     mi->key[n] = '\0';
     return n;
 }
 
-/* Header room for any key of a topic with an nlen-byte name. */
+size_t mirror_key(mirror_t *mi, const char *part, const char *name, size_t nlen)
+{
+    return mirror_key_of(mi, part, NULL, 0, name, nlen);
+}
+
+size_t mirror_shard_key(mirror_t *mi, const char *part, uint64_t shard, const char *name,
+                        size_t nlen)
+{
+    char num[24];
+
+    return mirror_key_of(mi, part, num, mbuf_u64_dec(num, shard), name, nlen);
+}
+
+/* Header room for any key of a topic with an nlen-byte name (the longest
+ * is a resync shard key: ":resync:shards:" or ":resync:msg:" and 20
+ * digits and ":"). */
 size_t mirror_room(const mirror_t *mi, size_t nlen)
 {
-    return MIRROR_HDR_MAX + strlen(mi->prefix) + sizeof(":resync:attempts:") + nlen;
+    return MIRROR_HDR_MAX + strlen(mi->prefix) + sizeof(":resync:shards:") + 21 + nlen;
 }
 
 /* Room for one more element in a vector of elem-byte elements. */
@@ -134,7 +170,8 @@ static redisReply *mirror_sync_cmd(redisContext *c, int argc, const char **argv,
         snprintf(err, errlen, "%s", c->errstr[0] ? c->errstr : "no reply");
         return NULL;
     }
-    if (r->type == REDIS_REPLY_ERROR && strcmp(argv[0], "HSCAN") != 0 &&
+    /* The restore's reads make their own sense of an error (mrestore_feed). */
+    if (r->type == REDIS_REPLY_ERROR && strcmp(argv[0], "HLEN") != 0 &&
         strcmp(argv[0], "GET") != 0 && strcmp(argv[0], "SMEMBERS") != 0) {
         snprintf(err, errlen, "%s refused: %s", argv[0], r->str);
         freeReplyObject(r);
@@ -189,8 +226,9 @@ fail:
     return NULL;
 }
 
-/* The message hashes, pipelined one HSCAN ahead and parsed by the
- * restore's own reader (mrestore_reader_new). 0 done, or -1 with why in err. */
+/* The shards (and any old-schema hash), up to MRESTORE_WINDOW commands
+ * ahead, parsed by the restore's own reader (mrestore_reader_new). 0
+ * done, or -1 with why in err. */
 static int mirror_restore_stream(redisContext *c, mrestore_t *rs, char *err, size_t errlen)
 {
     redisReader *rd = mrestore_reader_new(rs);
@@ -203,8 +241,8 @@ static int mirror_restore_stream(redisContext *c, mrestore_t *rs, char *err, siz
     redisReaderFree(c->reader); /* empty: every earlier reply was read */
     c->reader = rd;
     while (st == 0) {
-        const char *argv[5];
-        size_t lens[5];
+        const char *argv[MRESTORE_MAX_ARGS];
+        size_t lens[MRESTORE_MAX_ARGS];
         void *reply = NULL;
         int done = 0;
 
@@ -235,15 +273,16 @@ io:
     return -1;
 }
 
-/* The next id and the topic set, one command at a time; then the message
- * hashes (mirror_restore_stream). 0 done, or -1 with why in err. */
+/* The next id, the topic set and each topic's shard set, one command at
+ * a time; then the shards (mirror_restore_stream). 0 done, or -1 with why
+ * in err. */
 static int mirror_restore_read(redisContext *c, mrestore_t *rs, char *err, size_t errlen)
 {
     int st = 0;
 
     while (st == 0 && !mrestore_scanning(rs)) {
-        const char *argv[5];
-        size_t lens[5];
+        const char *argv[MRESTORE_MAX_ARGS];
+        size_t lens[MRESTORE_MAX_ARGS];
         int argc = mrestore_command(rs, argv, lens);
         redisReply *r;
 
@@ -262,6 +301,29 @@ static int mirror_restore_read(redisContext *c, mrestore_t *rs, char *err, size_
         }
     }
     return st == 0 ? mirror_restore_stream(c, rs, err, errlen) : 0;
+}
+
+/* Shards the restore found empty and that no new id can fall in are
+ * dropped (a crash can leave one behind), on the blocking connection
+ * before anything else writes. Best effort: a resync drops them too. */
+static void mirror_restore_drop_empty(mirror_t *mi, redisContext *c, const mrestore_t *rs)
+{
+    uint64_t open = mrestore_shard(broker_next_id(mi->b)), s;
+    const char *name;
+    char num[24];
+
+    for (size_t i = 0; mrestore_empty_shard(rs, i, &name, &s); i++) {
+        const char *argv[6] = {"EVAL", mirror_lua_drop, "0", mi->prefix, name, num};
+        size_t lens[6] = {4, strlen(mirror_lua_drop), 1, strlen(mi->prefix), strlen(name),
+                          mbuf_u64_dec(num, s)};
+        redisReply *r;
+        if (s >= open)
+            continue;
+        r = redisCommandArgv(c, 6, argv, lens);
+        if (r == NULL)
+            return;
+        freeReplyObject(r);
+    }
 }
 
 /* 0 restored (maybe nothing), -1 Redis unreachable (logged). */
@@ -285,15 +347,26 @@ static int mirror_restore_sync(mirror_t *mi)
         return -1;
     }
     st = mirror_restore_read(c, rs, err, sizeof err);
-    redisFree(c);
     if (st < 0) {
+        redisFree(c);
         log_warn("redis mirror: restore from %s failed: %s; serving now, restoring on the "
                  "first connection",
                  mi->address, err);
         mrestore_free(rs);
         return -1;
     }
+    /* Our reader builds no replies: the drops' replies need hiredis's own. */
+    redisReaderFree(c->reader);
+    c->reader = redisReaderCreate();
+    mi->dirty = false; /* unless the apply says otherwise */
     mirror_restore_apply(mi, rs);
+    if (c->reader != NULL)
+        mirror_restore_drop_empty(mi, c, rs);
+    redisFree(c);
+    /* Redis holds exactly what was just loaded, unless some of it is in the
+     * old single-hash schema: a resync rewrites that in shards. */
+    if (mrestore_found_old(rs))
+        mi->dirty = true;
     mrestore_free(rs);
     return 0;
 }
@@ -393,12 +466,8 @@ mirror_t *mirror_new(server_t *srv, const config_t *cfg, bool restore)
     /* After every socket callback of a turn, like the server's flush. */
     event_priority_set(mi->turn_ev, SERVER_NPRIORITIES - 1);
     event_priority_set(mi->resync_ev, SERVER_NPRIORITIES - 1);
-    if (restore && cfg->redis.restore) {
-        if (mirror_restore_sync(mi) == 0)
-            mi->dirty = false; /* Redis holds exactly what was just loaded */
-        else
-            mi->restore_pending = true;
-    }
+    if (restore && cfg->redis.restore && mirror_restore_sync(mi) < 0)
+        mi->restore_pending = true;
     mirror_apply_mode(mi);
     mirror_arm_stats(mi);
     server_set_mirror(srv, mirror_status_of, mi);
@@ -524,6 +593,10 @@ void mirror_free(mirror_t *mi)
         mirror_refs_free(&mt->atts);
         mirror_u64s_free(&mt->dels);
         mirror_u64s_free(&mt->held);
+        mirror_u64s_free(&mt->shards);
+        mirror_u64s_free(&mt->checks);
+        mirror_refs_free(&mt->metas);
+        mirror_u64s_free(&mt->mdels);
         free(mt);
     }
     free(mi->tslot);
@@ -533,6 +606,8 @@ void mirror_free(mirror_t *mi)
     mbuf_free(&mi->names);
     mbuf_free(&mi->chunk);
     mbuf_free(&mi->chunk_att);
+    mbuf_free(&mi->chunk_meta);
+    idtab_destroy(&mi->metaids);
     mirror_u64s_free(&mi->chunk_held);
     mirror_u64s_free(&mi->swap_ids);
     free(mi->holds);

@@ -77,9 +77,26 @@ void mirror_confirm_ids(mirror_t *mi, const uint64_t *ids, size_t n)
     }
 }
 
-/* Message id of topic t is gone from the broker: delete it from Redis,
- * and keep a resync from reading its freed msg_t. */
-void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id)
+/* The removal of id (m, or NULL when the broker let it go already) needs
+ * an HDEL of its meta record if it may have one: every message with an
+ * ext block, every one without that got a record, and (not knowing) NULL.
+ * 0, or -1 when out of memory. */
+static int mirror_forget_meta(mirror_t *mi, mtopic_t *mt, uint64_t id, const msg_t *m)
+{
+    bool ext = m != NULL && (m->flags & MSG_F_EXT);
+
+    if (!(ext || m == NULL || (mi->metaids.count > 0 && idtab_del(&mi->metaids, id))))
+        return 0;
+    if (mirror_u64s_push(&mt->mdels, id) < 0)
+        return -1;
+    mi->pending++;
+    return 0;
+}
+
+/* Message id of topic t (m, or NULL when the broker let it go already) is
+ * gone from the broker: delete it from Redis, with its meta record if it
+ * may have one, and keep a resync from reading its freed msg_t. */
+void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id, const msg_t *m)
 {
     mtopic_t *mt;
 
@@ -90,10 +107,15 @@ void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id)
     }
     if (!mirror_writable(mi)) {
         mi->dirty = true;
+        if (mi->metaids.count > 0)
+            idtab_del(&mi->metaids, id);
         return;
     }
     mt = mirror_topic(mi, t);
-    if (mt == NULL || mirror_u64s_push(&mt->dels, id) < 0) {
+    if (mt == NULL || mirror_u64s_push(&mt->dels, id) < 0 ||
+        /* the plain native path: one test, and no HDEL of a meta hash */
+        (__builtin_expect(m == NULL || (m->flags & MSG_F_EXT) || mi->metaids.count > 0, 0) &&
+         mirror_forget_meta(mi, mt, id, m) < 0)) {
         mirror_batch_failed(mi);
         return;
     }
@@ -115,9 +137,10 @@ void mirror_on_confirm_timer(evutil_socket_t fd, short what, void *arg)
         mi->hcount--;
         if (!idtab_del(&mi->held, h.id))
             continue;
-        broker_confirm(mi->b, h.id, false, now);
-        /* Its write may still land: delete it behind that write. */
-        mirror_forget(mi, h.t, h.id);
+        broker_confirm(mi->b, h.id, false, now); /* removed, no observer call */
+        /* Its write may still land: delete it behind that write (and a
+         * meta record, if a delay gave it one). */
+        mirror_forget(mi, h.t, h.id, NULL);
         refused++;
     }
     if (refused > 0) {

@@ -5,7 +5,7 @@
  *   mirror_link.c     the hiredis connection: sending, connect/backoff,
  *                     and the dispatch of every reply
  *   mirror_batch.c    the broker observer and the per-topic batches,
- *                     flushed once per loop turn
+ *                     flushed once per loop turn, by shard; meta records
  *   mirror_confirm.c  confirm mode: PUBs held until Redis has them
  *   mirror_resync.c   full resynchronisation through the resync keys
  *   mirror_stats.c    the stats hashes and the heartbeat
@@ -50,6 +50,9 @@
 /* Lua scripts (mirror_resync.c). */
 extern const char mirror_lua_cleanup[];
 extern const char mirror_lua_swap[];
+extern const char mirror_lua_drop[];
+
+#define MIRROR_DROP_MAX 64 /* shards one drop script call looks at */
 
 typedef struct u64vec {
     uint64_t *v;
@@ -98,11 +101,17 @@ typedef struct mtopic {
     const char *name;
     size_t nlen;
     bool announced;       /* added to the current topic set on this connection */
+    u64vec_t shards;      /* shards written on this connection (or resync), so in
+                           * its shard set and pinned; sorted */
+    u64vec_t checks;      /* shards with HDELs since their last look: dropped once
+                           * empty and no new id can fall in them */
     bool queued;          /* in mirror->qhead */
     struct mtopic *qnext;
     mrefv_t puts;         /* enqueued: HSET messages id payload */
     mrefv_t atts;         /* delivered: HSET attempts id count (read at flush) */
     u64vec_t dels;        /* removed: HDEL messages and attempts */
+    mrefv_t metas;        /* meta records to write (mrestore.h; read at flush) */
+    u64vec_t mdels;       /* removed messages that may have a meta record: HDEL */
     u64vec_t held;        /* held (confirm mode) messages among puts */
 } mtopic_t;
 
@@ -173,7 +182,8 @@ struct mirror {
     mbuf_t cmd;             /* a batch being formatted */
     idtab_t gone;           /* ids removed within the batch being flushed */
     mbuf_t names;           /* SADD of the stats topic set */
-    mbuf_t chunk, chunk_att;
+    mbuf_t chunk, chunk_att, chunk_meta;
+    idtab_t metaids;        /* messages without an ext block that have a meta record */
     u64vec_t chunk_held;
 
     /* confirm mode */
@@ -199,6 +209,8 @@ extern const broker_observer_t mirror_observer;
 
 /* mirror.c */
 size_t mirror_key(mirror_t *mi, const char *part, const char *name, size_t nlen);
+size_t mirror_shard_key(mirror_t *mi, const char *part, uint64_t shard, const char *name,
+                        size_t nlen);
 size_t mirror_obuf(const mirror_t *mi);
 int mirror_refs_push(mrefv_t *v, const msg_t *m);
 void mirror_restore_apply(mirror_t *mi, mrestore_t *rs);
@@ -208,6 +220,12 @@ bool mirror_writable(const mirror_t *mi);
 
 /* mirror_batch.c */
 void mirror_announce(mirror_t *mi, mtopic_t *mt);
+int mirror_announce_shard(mirror_t *mi, mtopic_t *mt, uint64_t shard);
+void mirror_check_all(mirror_t *mi);
+void mirror_check_open(mirror_t *mi);
+void mirror_check_shards(mirror_t *mi, mtopic_t *mt);
+int mirror_drop_shards(mirror_t *mi, const char *name, size_t nlen, const uint64_t *shards,
+                       size_t n);
 void mirror_batch_failed(mirror_t *mi);
 void mirror_discard_batches(mirror_t *mi);
 void mirror_flush_batches(mirror_t *mi);
@@ -219,7 +237,7 @@ mtopic_t *mirror_topic(mirror_t *mi, const topic_t *t);
 
 /* mirror_confirm.c */
 void mirror_confirm_ids(mirror_t *mi, const uint64_t *ids, size_t n);
-void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id);
+void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id, const msg_t *m);
 void mirror_hold(mirror_t *mi, const topic_t *t, uint64_t id);
 void mirror_on_confirm_timer(evutil_socket_t fd, short what, void *arg);
 

@@ -17,13 +17,30 @@
 #include "mirror_int.h"
 #include "topic.h"
 
-/* Delete what an interrupted resync left, and with ARGV[2] == "1" (a new
+/* Lua helpers the scripts share: a shard's keys, and whether a message
+ * hash holds nothing but the pin. */
+#define MIRROR_LUA_KEYS                                                                         \
+    "local function key(p, k, s, t) return p .. ':' .. k .. s .. ':' .. t end\n"               \
+    "local function bare(m)\n"                                                                  \
+    "  local n = redis.call('HLEN', m)\n"                                                       \
+    "  return n == 0 or (n == 1 and redis.call('HEXISTS', m, '" MRESTORE_PIN_FIELD "') == 1)\n" \
+    "end\n"
+
+/* Delete what an interrupted resync left (in the shards' schema and in
+ * the single-hash one before it), and with ARGV[2] == "1" (a new
  * connection) the stats hashes of topics from earlier runs. */
 const char mirror_lua_cleanup[] =
+    MIRROR_LUA_KEYS
     "local p = ARGV[1]\n"
     "local t = redis.call('SMEMBERS', p .. ':resync:topics')\n"
     "for i = 1, #t do\n"
-    "  redis.call('UNLINK', p .. ':resync:messages:' .. t[i], p .. ':resync:attempts:' .. t[i])\n"
+    "  local s = redis.call('SMEMBERS', p .. ':resync:shards:' .. t[i])\n"
+    "  for j = 1, #s do\n"
+    "    redis.call('UNLINK', key(p, 'resync:msg:', s[j], t[i]), key(p, 'resync:att:', s[j], t[i]),\n"
+    "                 key(p, 'resync:meta:', s[j], t[i]))\n"
+    "  end\n"
+    "  redis.call('UNLINK', p .. ':resync:shards:' .. t[i], p .. ':resync:messages:' .. t[i],\n"
+    "               p .. ':resync:attempts:' .. t[i])\n"
     "end\n"
     "redis.call('UNLINK', p .. ':resync:topics')\n"
     "if ARGV[2] == '1' then\n"
@@ -33,20 +50,45 @@ const char mirror_lua_cleanup[] =
     "end\n"
     "return 1\n";
 
-/* Replace every message hash by its resync copy, atomically. */
+/* Replace every topic's shards (and any hash of the single-hash schema)
+ * by the resync copy, atomically. Resync shards below ARGV[2] (the shard
+ * the next id falls in) that hold nothing but the pin are dropped, not
+ * renamed: no id can fall in them any more. */
 const char mirror_lua_swap[] =
-    "local p = ARGV[1]\n"
+    MIRROR_LUA_KEYS
+    "local p, open = ARGV[1], tonumber(ARGV[2])\n"
     "local old = redis.call('SMEMBERS', p .. ':message_topics')\n"
     "for i = 1, #old do\n"
-    "  redis.call('UNLINK', p .. ':messages:' .. old[i], p .. ':attempts:' .. old[i])\n"
+    "  local t = old[i]\n"
+    "  redis.call('UNLINK', p .. ':messages:' .. t, p .. ':attempts:' .. t)\n"
+    "  local s = redis.call('SMEMBERS', p .. ':shards:' .. t)\n"
+    "  for j = 1, #s do\n"
+    "    redis.call('UNLINK', key(p, 'msg:', s[j], t), key(p, 'att:', s[j], t),\n"
+    "                 key(p, 'meta:', s[j], t))\n"
+    "  end\n"
+    "  redis.call('UNLINK', p .. ':shards:' .. t)\n"
     "end\n"
     "local new = redis.call('SMEMBERS', p .. ':resync:topics')\n"
     "for i = 1, #new do\n"
-    "  for _, k in ipairs({'messages', 'attempts'}) do\n"
-    "    local src = p .. ':resync:' .. k .. ':' .. new[i]\n"
-    "    if redis.call('EXISTS', src) == 1 then\n"
-    "      redis.call('RENAME', src, p .. ':' .. k .. ':' .. new[i])\n"
+    "  local t = new[i]\n"
+    "  local set = p .. ':resync:shards:' .. t\n"
+    "  local s = redis.call('SMEMBERS', set)\n"
+    "  for j = 1, #s do\n"
+    "    if tonumber(s[j]) < open and bare(key(p, 'resync:msg:', s[j], t)) then\n"
+    "      redis.call('UNLINK', key(p, 'resync:msg:', s[j], t), key(p, 'resync:att:', s[j], t),\n"
+    "                   key(p, 'resync:meta:', s[j], t))\n"
+    "      redis.call('SREM', set, s[j])\n"
+    "    else\n"
+    "      for _, k in ipairs({'msg:', 'att:', 'meta:'}) do\n"
+    "        local src = key(p, 'resync:' .. k, s[j], t)\n"
+    "        if redis.call('EXISTS', src) == 1 then\n"
+    "          redis.call('RENAME', src, key(p, k, s[j], t))\n"
+    "        end\n"
+    "      end\n"
     "    end\n"
+    "  end\n"
+    "  if redis.call('EXISTS', set) == 1 then\n"
+    "    redis.call('RENAME', set, p .. ':shards:' .. t)\n"
     "  end\n"
     "end\n"
     "if #new > 0 then\n"
@@ -55,6 +97,23 @@ const char mirror_lua_swap[] =
     "  redis.call('UNLINK', p .. ':message_topics')\n"
     "end\n"
     "return #new\n";
+
+/* ARGV: prefix, topic, shard numbers. Each of those shards whose message
+ * hash holds nothing but the pin is deleted, with its attempts and meta
+ * hashes, and leaves the topic's shard set. The mirror sends it only for shards no
+ * new id can fall in. */
+const char mirror_lua_drop[] =
+    MIRROR_LUA_KEYS
+    "local p, t, n = ARGV[1], ARGV[2], 0\n"
+    "for i = 3, #ARGV do\n"
+    "  if bare(key(p, 'msg:', ARGV[i], t)) then\n"
+    "    redis.call('UNLINK', key(p, 'msg:', ARGV[i], t), key(p, 'att:', ARGV[i], t),\n"
+    "                 key(p, 'meta:', ARGV[i], t))\n"
+    "    redis.call('SREM', p .. ':shards:' .. t, ARGV[i])\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
 /* ---- resync ---- */
 
 void mirror_snapshot_free(mirror_t *mi)
@@ -110,10 +169,13 @@ void mirror_schedule_resync(mirror_t *mi)
     mirror_schedule_resync_in(mi, 0);
 }
 
-/* Write one run of same-topic snapshot messages; false when done or failed. */
+/* Write one run of snapshot messages of one topic and one shard; false
+ * when done or failed. */
 static bool mirror_send_chunk(mirror_t *mi, size_t *sent)
 {
     const topic_t *t = NULL;
+    uint64_t shard = 0, now = clock_ms(), unix_now = clock_unix_ms();
+    char rec[MRESTORE_META_MAX];
     mtopic_t *mt;
     size_t n = 0, klen;
     mreq_t *req;
@@ -127,14 +189,16 @@ static bool mirror_send_chunk(mirror_t *mi, size_t *sent)
             continue;
         }
         m = e->m;
-        if (t != NULL && m->topic != t)
+        if (t != NULL && (m->topic != t || mrestore_shard(m->id) != shard))
             break;
         if (t == NULL) {
             size_t nlen;
             t = m->topic;
+            shard = mrestore_shard(m->id);
             topic_name(t, &nlen);
             if (mbuf_open(&mi->chunk, mirror_room(mi, nlen)) < 0 ||
-                mbuf_open(&mi->chunk_att, mirror_room(mi, nlen)) < 0)
+                mbuf_open(&mi->chunk_att, mirror_room(mi, nlen)) < 0 ||
+                mbuf_open(&mi->chunk_meta, mirror_room(mi, nlen)) < 0)
                 goto oom;
         }
         if (mbuf_arg_u64(&mi->chunk, m->id) < 0 || mbuf_arg(&mi->chunk, m->data, m->len) < 0)
@@ -144,29 +208,39 @@ static bool mirror_send_chunk(mirror_t *mi, size_t *sent)
             goto oom;
         if (m->state == MSG_HELD && mirror_u64s_push(&mi->chunk_held, m->id) < 0)
             goto oom;
+        if (mrestore_meta_needed(m) &&
+            (mbuf_arg_u64(&mi->chunk_meta, m->id) < 0 ||
+             mbuf_arg(&mi->chunk_meta, rec, mrestore_meta_format(m, now, unix_now, rec)) < 0 ||
+             (!(m->flags & MSG_F_EXT) && idtab_add(&mi->metaids, m->id) < 0)))
+            goto oom;
         mi->pos++;
         n++;
     }
     if (t == NULL)
         return false;
     mt = mirror_topic(mi, t);
-    if (mt == NULL)
+    if (mt == NULL || mirror_announce_shard(mi, mt, shard) < 0)
         goto oom;
-    mirror_announce(mi, mt);
-    *sent += mi->chunk.len + mi->chunk_att.len;
+    *sent += mi->chunk.len + mi->chunk_att.len + mi->chunk_meta.len;
+    if (mi->chunk_meta.nargs > 0) {
+        klen = mirror_shard_key(mi, "resync:meta:", shard, mt->name, mt->nlen);
+        mirror_send(mi, "HSET", mi->key, klen, &mi->chunk_meta, mirror_req(mi, REQ_WRITE, NULL, 0));
+    }
     req = mirror_req(mi, REQ_CHUNK, mi->chunk_held.v, mi->chunk_held.n);
-    klen = mirror_key(mi, "resync:messages:", mt->name, mt->nlen);
+    klen = mirror_shard_key(mi, "resync:msg:", shard, mt->name, mt->nlen);
     mirror_send(mi, "HSET", mi->key, klen, &mi->chunk, req);
     if (mi->chunk_att.nargs > 0) {
-        klen = mirror_key(mi, "resync:attempts:", mt->name, mt->nlen);
+        klen = mirror_shard_key(mi, "resync:att:", shard, mt->name, mt->nlen);
         mirror_send(mi, "HSET", mi->key, klen, &mi->chunk_att, mirror_req(mi, REQ_WRITE, NULL, 0));
     }
     mbuf_done(&mi->chunk);
     mbuf_done(&mi->chunk_att);
+    mbuf_done(&mi->chunk_meta);
     return mi->ac != NULL;
 oom:
     mbuf_done(&mi->chunk);
     mbuf_done(&mi->chunk_att);
+    mbuf_done(&mi->chunk_meta);
     mirror_batch_failed(mi);
     return false;
 }
@@ -175,15 +249,19 @@ oom:
  * from now on go to the real keys, behind the swap in the pipeline. */
 static void mirror_resync_finish(mirror_t *mi)
 {
+    char open[24];
+
     mirror_flush_batches(mi);
     if (mi->phase != P_RESYNC)
         return;
     mirror_put_next_id(mi);
-    mirror_eval(mi, REQ_SWAP, mirror_lua_swap, NULL);
+    open[mbuf_u64_dec(open, mrestore_shard(broker_next_id(mi->b)))] = '\0';
+    mirror_eval(mi, REQ_SWAP, mirror_lua_swap, open);
     log_debug("redis mirror: resync of %zu messages sent in %" PRIu64 " ms", mi->nsnap,
               clock_ms() - mi->resync_t0);
     mirror_snapshot_free(mi);
     mi->phase = P_LIVE;
+    mirror_check_open(mi);
 }
 
 void mirror_on_resync(evutil_socket_t fd, short what, void *arg)

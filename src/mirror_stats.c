@@ -1,6 +1,7 @@
 /* mirror_stats.c: the stats the mirror writes every redis.flush_interval
  * (the server hash, one hash per topic, the topic set, the heartbeat),
- * and the stall check that rides on the same timer.
+ * and what rides on the same timer: the stall check, and the look at
+ * shards emptied while new ids still fell in them (mirror_check_all).
  */
 #include <event2/event.h>
 
@@ -100,6 +101,8 @@ void mirror_on_stats(evutil_socket_t fd, short what, void *arg)
     }
     /* Skipped while Redis does not even read: the next one says it all. */
     if (mi->established && mi->phase != P_RESTORE && mi->phase != P_IDLE &&
-        mirror_obuf(mi) <= MIRROR_OBUF_HIGH)
+        mirror_obuf(mi) <= MIRROR_OBUF_HIGH) {
         mirror_write_stats(mi);
+        mirror_check_all(mi);
+    }
 }

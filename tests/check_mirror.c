@@ -402,17 +402,17 @@ START_TEST(test_key_schema)
     tc_sendf(k, "GET s\r\n");
     ck_assert_str_eq(tc_reply_line(k), "MSG s 2 1 4");
 
-    ck_assert(wait_hkeys(&r, "t:messages:s", "2,3"));
+    ck_assert(wait_hkeys(&r, "t:msg:0:s", "2,3"));
     ck_assert(wait_field(&r, "t:topic:s", "acked", "1"));
     ck_assert(wait_field(&r, "t:topic:s", "in_flight", "1"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:messages:s", "2", "beta"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:messages:s", "3", "gamma"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:msg:0:s", "2", "beta"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:msg:0:s", "3", "gamma"));
     /* the pin keeps the message hash a hash table (MRESTORE_PIN_FIELD) */
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:messages:s", MRESTORE_PIN_FIELD, MRESTORE_PIN_VALUE));
-    ck_assert(rd_str_is(&r, "OBJECT ENCODING %s%s", "t:messages:s", "", "hashtable"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:msg:0:s", MRESTORE_PIN_FIELD, MRESTORE_PIN_VALUE));
+    ck_assert(rd_str_is(&r, "OBJECT ENCODING %s%s", "t:msg:0:s", "", "hashtable"));
     /* deliveries so far, only for delivered messages */
-    ck_assert(wait_hkeys(&r, "t:attempts:s", "2"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:attempts:s", "2", "1"));
+    ck_assert(wait_hkeys(&r, "t:att:0:s", "2"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:att:0:s", "2", "1"));
     ck_assert(rd_str_is(&r, "HGET %s %s", "t:topic:s", "published", "3"));
     ck_assert(rd_str_is(&r, "HGET %s %s", "t:topic:s", "delivered", "2"));
     ck_assert(rd_str_is(&r, "HGET %s %s", "t:topic:s", "ready", "1"));
@@ -422,6 +422,8 @@ START_TEST(test_key_schema)
     ck_assert(rd_str_is(&r, "HGET %s %s", "t:server", "messages", "2"));
     ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s s", "t:topics"), 1);
     ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s s", "t:message_topics"), 1);
+    ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s 0", "t:shards:s"), 1);
+    ck_assert_int_eq(rd_int(&r, 0, "SCARD %s", "t:shards:s"), 1);
     ck_assert(rd_str_is(&r, "GET %s%s", "t:next_id", "", "4"));
     /* heartbeat: unix ms, expiring after 3 flush intervals (polled: a
      * stalled machine may let it lapse between two snapshots) */
@@ -438,7 +440,7 @@ START_TEST(test_key_schema)
     /* nothing else under the prefix */
     rep = rd_cmd(&r, 0, "KEYS t:*");
     ck_assert_ptr_nonnull(rep);
-    ck_assert_int_eq((int)rep->elements, 8);
+    ck_assert_int_eq((int)rep->elements, 9);
     freeReplyObject(rep);
 
     tc_close(k);
@@ -446,7 +448,7 @@ START_TEST(test_key_schema)
     ck_assert_int_eq(stop_broker(&d), 0);
     /* A clean stop deletes the heartbeat; the messages stay. */
     ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:heartbeat"), 0);
-    ck_assert_int_eq(rd_msgs(&r, 0, "t:messages:s"), 2);
+    ck_assert_int_eq(rd_msgs(&r, 0, "t:msg:0:s"), 2);
     rd_stop(&r);
 }
 END_TEST
@@ -478,7 +480,7 @@ START_TEST(test_restore_after_clean_stop)
     ck_assert_str_eq(tc_reply_line(k), "+OK 1");
     tc_close(k); /* 1 goes back, its attempt kept */
     tc_close(c);
-    ck_assert(wait_hkeys(&r, "t:messages:r", "1,3,4,5"));
+    ck_assert(wait_hkeys(&r, "t:msg:0:r", "1,3,4,5"));
     ck_assert_int_eq(stop_broker(&d), 0);
 
     start_broker(&d, &r, NULL);
@@ -505,12 +507,265 @@ START_TEST(test_restore_after_clean_stop)
     ck_assert_str_eq(tc_reply_line(c), "+OK 1");
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    ck_assert_int_eq(rd_msgs(&r, 0, "t:messages:r"), 0);
+    ck_assert_int_eq(rd_msgs(&r, 0, "t:msg:0:r"), 0);
 
     /* Nothing left to restore, yet ids go on: the high-water mark. */
     start_broker(&d, &r, NULL);
     c = tc_open(&d);
     pub(c, "r", "later", "+OK 7");
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+END_TEST
+
+/* Run a command, ignore its reply (the setup of a test's Redis). */
+static void rd_do(const rd_t *r, const char *fmt, const char *arg)
+{
+    redisReply *rep = rd_cmd(r, 0, fmt, arg);
+
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_ne(rep->type, REDIS_REPLY_ERROR);
+    freeReplyObject(rep);
+}
+
+/* The key is gone (or the wait ends). */
+static bool wait_gone(const rd_t *r, const char *key)
+{
+    uint64_t until = now_ms() + WAIT_MS;
+
+    while (now_ms() < until) {
+        if (rd_int(r, 0, "EXISTS %s", key) == 0)
+            return true;
+        sleep_ms(20);
+    }
+    return false;
+}
+
+/* GET topic: the message with this id and attempt (its payload "m<id>"),
+ * then ACK it. */
+static void get_ack(tc_t *c, const char *topic, unsigned long long id, int attempt)
+{
+    char want[96], body[32];
+    int n = snprintf(body, sizeof body, "m%llu", id);
+
+    snprintf(want, sizeof want, "MSG %s %llu %d %d", topic, id, attempt, n);
+    tc_sendf(c, "GET %s\r\n", topic);
+    ck_assert_str_eq(tc_reply_line(c), want);
+    ck_assert(c->r.body_len == (size_t)n && memcmp(c->r.body, body, (size_t)n) == 0);
+    tc_sendf(c, "ACK %llu\r\n", id);
+    ck_assert_str_eq(tc_reply_line(c), "+OK 1");
+}
+
+static void pub_id(tc_t *c, const char *topic, unsigned long long id)
+{
+    char body[32], want[32];
+
+    snprintf(body, sizeof body, "m%llu", id);
+    snprintf(want, sizeof want, "+OK %llu", id);
+    pub(c, topic, body, want);
+}
+
+/* A topic's messages over several shards (65,536 ids each, from a stored
+ * next id just below an edge): ids on both sides of each edge are written
+ * to their own shard and restored from it, in order, with their attempts;
+ * a shard emptied by acks is deleted once no new id can fall in it, while
+ * the open shard is kept; a restore that finds an empty shard below the
+ * open one deletes it. */
+START_TEST(test_shards)
+{
+    rd_t r;
+    sd_t d;
+    tc_t *c, *k;
+
+    rd_start(&r, NULL);
+    rd_do(&r, "SET t:next_id %s", "65533");
+    start_broker(&d, &r, NULL);
+    ck_assert(wait_connected(&d, true));
+    c = tc_open(&d);
+    for (unsigned long long id = 65533; id <= 65538; id++)
+        pub_id(c, "s", id);
+    ck_assert(wait_hkeys(&r, "t:msg:0:s", "65533,65534,65535"));
+    ck_assert(wait_hkeys(&r, "t:msg:1:s", "65536,65537,65538"));
+    ck_assert(rd_str_is(&r, "OBJECT ENCODING %s%s", "t:msg:1:s", "", "hashtable"));
+    ck_assert_int_eq(rd_int(&r, 0, "SCARD %s", "t:shards:s"), 2);
+    k = tc_open(&d);
+    for (unsigned long long id = 65533; id <= 65535; id++)
+        get_ack(k, "s", id, 1);
+    tc_sendf(k, "GET s\r\n");
+    ck_assert_str_eq(tc_reply_line(k), "MSG s 65536 1 6");
+    /* shard 0 is empty and below the open one: gone, and out of the set */
+    ck_assert(wait_gone(&r, "t:msg:0:s"));
+    ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s 0", "t:shards:s"), 0);
+    ck_assert(wait_hkeys(&r, "t:att:1:s", "65536"));
+    tc_close(k); /* 65536 goes back, its attempt kept */
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+
+    /* Across the next edge: 65536.. in shard 1, then 131070.. from here. */
+    rd_do(&r, "SET t:next_id %s", "131070");
+    start_broker(&d, &r, NULL);
+    ck_assert(sd_log_has(&d, "restored 3 messages"));
+    ck_assert(wait_connected(&d, true));
+    c = tc_open(&d);
+    for (unsigned long long id = 131070; id <= 131072; id++)
+        pub_id(c, "s", id);
+    ck_assert(wait_hkeys(&r, "t:msg:1:s", "65536,65537,65538,131070,131071"));
+    ck_assert(wait_hkeys(&r, "t:msg:2:s", "131072"));
+    get_ack(c, "s", 65536, 2);
+    get_ack(c, "s", 65537, 1);
+    get_ack(c, "s", 65538, 1);
+    get_ack(c, "s", 131070, 1);
+    get_ack(c, "s", 131071, 1);
+    get_ack(c, "s", 131072, 1);
+    ck_assert(wait_gone(&r, "t:msg:1:s"));
+    ck_assert(wait_gone(&r, "t:att:1:s"));
+    ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s 1", "t:shards:s"), 0);
+    /* the open shard stays (new ids fall in it), pinned, empty */
+    ck_assert(wait_hkeys(&r, "t:msg:2:s", ""));
+    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:msg:2:s"), 1);
+    ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s 2", "t:shards:s"), 1);
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+
+    /* Ids moved on while the broker was down: the empty shard 2 is below
+     * the open one now, and the restore deletes it. */
+    rd_do(&r, "SET t:next_id %s", "200000");
+    start_broker(&d, &r, NULL);
+    ck_assert(sd_log_has(&d, "restored 0 messages"));
+    ck_assert(wait_gone(&r, "t:msg:2:s"));
+    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:shards:s"), 0);
+    c = tc_open(&d);
+    pub(c, "s", "later", "+OK 200000");
+    ck_assert(wait_hkeys(&r, "t:msg:3:s", "200000"));
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+END_TEST
+
+/* What the single-hash schema of before the shards holds (P:messages:T,
+ * P:attempts:T) is restored, then rewritten in shards; the old keys go. */
+START_TEST(test_old_schema_restore)
+{
+    rd_t r;
+    sd_t d;
+    tc_t *c;
+
+    rd_start(&r, NULL);
+    rd_do(&r, "SET t:next_id %s", "70001");
+    rd_do(&r, "SADD t:message_topics %s", "o");
+    rd_do(&r, "HSET t:messages:o pin %s 1 m1 70000 m70000", MRESTORE_PIN_VALUE);
+    rd_do(&r, "HSET t:attempts:o 70000 %s", "2");
+    start_broker(&d, &r, NULL);
+    ck_assert(sd_log_has(&d, "restored 2 messages"));
+    ck_assert(sd_log_has(&d, "single-hash schema"));
+    ck_assert(wait_hkeys(&r, "t:msg:0:o", "1"));
+    ck_assert(wait_hkeys(&r, "t:msg:1:o", "70000"));
+    ck_assert(wait_hkeys(&r, "t:att:1:o", "70000"));
+    ck_assert(wait_gone(&r, "t:messages:o"));
+    ck_assert(wait_gone(&r, "t:attempts:o"));
+    c = tc_open(&d);
+    get_ack(c, "o", 1, 1);
+    get_ack(c, "o", 70000, 3);
+    pub(c, "o", "new", "+OK 70001");
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rd_stop(&r);
+}
+END_TEST
+
+/* Send a line, expect one reply line. */
+static void cmd_is(tc_t *c, const char *line, const char *want)
+{
+    tc_sendf(c, "%s\r\n", line);
+    ck_assert_str_eq(tc_reply_line(c), want);
+}
+
+/* STATS of a topic shows both (or the wait ends). */
+static bool wait_stats(tc_t *c, const char *topic, const char *a, const char *b)
+{
+    uint64_t until = now_ms() + WAIT_MS;
+
+    while (now_ms() < until) {
+        if (stats_has(c, topic, a) && stats_has(c, topic, b))
+            return true;
+        sleep_ms(20);
+    }
+    return false;
+}
+
+/* What beanstalk jobs are survives a restart (#11 section 5): a buried
+ * job, delayed jobs (one due long after the restart, one whose due time
+ * passes while the broker is down), priorities and a TTR; through a full
+ * resynchronisation too (Redis restarted empty under the broker). The
+ * meta records (P:meta:S:T) leave with their messages. */
+START_TEST(test_meta_survives)
+{
+    rd_t r;
+    sd_t d;
+    tc_t *c;
+
+    rd_start(&r, NULL);
+    start_broker(&d, &r, NULL);
+    ck_assert(wait_connected(&d, true));
+    c = tc_open(&d);
+    pub(c, "j", "b1", "+OK 1");
+    cmd_is(c, "GET j", "MSG j 1 1 2");
+    cmd_is(c, "BURY 1", "+OK");
+    tc_sendf(c, "PUB j 2 pri=10\r\np2\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "+OK 2");
+    tc_sendf(c, "PUB j 2 pri=2000 ttr=400\r\np3\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "+OK 3");
+    tc_sendf(c, "PUB j 2 delay=600000\r\nd4\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "+OK 4");
+    tc_sendf(c, "PUB j 2 delay=1000\r\nd5\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "+OK 5");
+    tc_sendf(c, "PUB j 2 pri=3 delay=600000\r\nd6\r\n");
+    ck_assert_str_eq(tc_reply_line(c), "+OK 6");
+    ck_assert(wait_hkeys(&r, "t:meta:0:j", "1,2,3,4,5,6"));
+    ck_assert(wait_hkeys(&r, "t:msg:0:j", "1,2,3,4,5,6"));
+    /* a plain message has no record */
+    pub(c, "plain", "x", "+OK 7");
+    ck_assert(wait_hkeys(&r, "t:msg:0:plain", "7"));
+    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:meta:0:plain"), 0);
+    /* Redis restarted empty: the resync writes the records too */
+    rd_kill(&r);
+    rd_restart(&r);
+    ck_assert(wait_hkeys(&r, "t:meta:0:j", "1,2,3,4,5,6"));
+    ck_assert(wait_hkeys(&r, "t:msg:0:j", "1,2,3,4,5,6"));
+    ck_assert(wait_hkeys(&r, "t:msg:0:plain", "7"));
+    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:meta:0:plain"), 0);
+    tc_close(c);
+    ck_assert_int_eq(stop_broker(&d), 0);
+    sleep_ms(1100); /* d5's due time passes while the broker is down */
+
+    start_broker(&d, &r, NULL);
+    ck_assert(sd_log_has(&d, "restored 7 messages"));
+    c = tc_open(&d);
+    /* 1 buried; 4 and 6 delayed; 5 ready once its passed due time ticks */
+    ck_assert(wait_stats(c, "j", "buried: 1\n", "delayed: 2\n"));
+    ck_assert(stats_has(c, "j", "ready: 3\n"));
+    /* the ready ones in priority order: 2 (10), 5 (1024), 3 (2000) */
+    cmd_is(c, "GET j", "MSG j 2 1 2");
+    cmd_is(c, "ACK 2", "+OK 1");
+    cmd_is(c, "GET j", "MSG j 5 1 2");
+    cmd_is(c, "ACK 5", "+OK 1");
+    cmd_is(c, "GET j", "MSG j 3 1 2");
+    /* 3's own TTR (400 ms, not the topic's 30 s) gives it back */
+    cmd_is(c, "GET j 10000", "MSG j 3 2 2");
+    cmd_is(c, "ACK 3", "+OK 1");
+    /* the buried one, its attempt kept */
+    cmd_is(c, "KICK j 1", "+OK 1");
+    cmd_is(c, "GET j", "MSG j 1 2 2");
+    cmd_is(c, "ACK 1", "+OK 1");
+    /* the delayed ones are still delayed; kicked, 6 (priority 3) goes first */
+    cmd_is(c, "KICK j 5", "+OK 2");
+    cmd_is(c, "GET j", "MSG j 6 1 2");
+    cmd_is(c, "GET j", "MSG j 4 1 2");
+    cmd_is(c, "ACK 6 4", "+OK 2");
+    ck_assert(wait_hkeys(&r, "t:meta:0:j", ""));
+    ck_assert(wait_gone(&r, "t:meta:0:j"));
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
     rd_stop(&r);
@@ -752,7 +1007,7 @@ START_TEST(test_confirm_pipelined)
             ck_assert_int_eq(c->r.type, REPLY_ERROR);
         }
     }
-    ck_assert(wait_hlen(&r, 0, "t:messages:p", N) == N);
+    ck_assert(wait_hlen(&r, 0, "t:msg:0:p", N) == N);
 
     /* Redis frozen: MAXU PUBs are taken and held, the rest wait unread. */
     kill(r.pid, SIGSTOP);
@@ -834,7 +1089,7 @@ START_TEST(test_redis_restart_converges)
     ck_assert_str_eq(tc_reply_line(k), "MSG q 1 1 1");
     tc_sendf(k, "GET q\r\n");
     ck_assert_str_eq(tc_reply_line(k), "MSG q 2 1 1");
-    ck_assert(wait_hkeys(&r, "t:attempts:q", "1,2"));
+    ck_assert(wait_hkeys(&r, "t:att:0:q", "1,2"));
     rep = rd_cmd(&r, 0, "SAVE");
     ck_assert_ptr_nonnull(rep);
     freeReplyObject(rep);
@@ -854,17 +1109,17 @@ START_TEST(test_redis_restart_converges)
 
     rd_restart(&r);
     ck_assert(wait_connected(&d, true));
-    ck_assert(wait_hkeys(&r, "t:messages:q", "2,3,4,5,6,7,8,9,10,11,12,13,14,15"));
+    ck_assert(wait_hkeys(&r, "t:msg:0:q", "2,3,4,5,6,7,8,9,10,11,12,13,14,15"));
     ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:resync:topics"), 0);
-    ck_assert(wait_hkeys(&r, "t:attempts:q", "2,3"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:messages:q", "15", "y"));
+    ck_assert(wait_hkeys(&r, "t:att:0:q", "2,3"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:msg:0:q", "15", "y"));
     ck_assert(wait_field(&r, "t:topic:q", "published", "15"));
     ck_assert(rd_str_is(&r, "GET %s%s", "t:next_id", "", "16"));
     /* and it keeps following */
     tc_sendf(k, "ACK 2 3\r\n");
     ck_assert_str_eq(tc_reply_line(k), "+OK 2");
-    ck_assert(wait_hkeys(&r, "t:messages:q", "4,5,6,7,8,9,10,11,12,13,14,15"));
-    ck_assert(wait_hkeys(&r, "t:attempts:q", ""));
+    ck_assert(wait_hkeys(&r, "t:msg:0:q", "4,5,6,7,8,9,10,11,12,13,14,15"));
+    ck_assert(wait_hkeys(&r, "t:att:0:q", ""));
     /* One line per state change, not per message. */
     ck_assert_int_eq(sd_log_count(&d, "redis mirror lost"), 1);
     ck_assert_int_eq(sd_log_count(&d, "redis mirror connected"), 2);
@@ -890,7 +1145,7 @@ START_TEST(test_confirm_redis_down)
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
     pub(c, "w", "first", "+OK 1");
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:messages:w", "1", "first"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "t:msg:0:w", "1", "first"));
 
     rd_kill(&r);
     pub(c, "w", "lost", "-ERR mirror unavailable");
@@ -915,9 +1170,9 @@ START_TEST(test_confirm_redis_down)
     {
         char id[24];
         snprintf(id, sizeof id, "%.*s", (int)c->r.text_len, c->r.text);
-        ck_assert(rd_str_is(&r, "HGET %s %s", "t:messages:w", id, "again"));
+        ck_assert(rd_str_is(&r, "HGET %s %s", "t:msg:0:w", id, "again"));
     }
-    ck_assert(wait_hlen(&r, 0, "t:messages:w", 2) == 2);
+    ck_assert(wait_hlen(&r, 0, "t:msg:0:w", 2) == 2);
     tc_close(k);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
@@ -938,8 +1193,8 @@ START_TEST(test_auth_and_db)
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
     pub(c, "a", "hello", "+OK 1");
-    ck_assert_int_eq(wait_hlen(&r, 3, "t:messages:a", 1), 1);
-    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:messages:a"), 0);
+    ck_assert_int_eq(wait_hlen(&r, 3, "t:msg:0:a", 1), 1);
+    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:msg:0:a"), 0);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
 
@@ -1010,7 +1265,7 @@ START_TEST(test_restore_when_redis_returns)
     }
     ck_assert(seen[0] && seen[1] && seen[2] && seen[3]);
     /* Redis then holds all four (in flight now), under distinct ids. */
-    ck_assert_int_eq(wait_hlen(&r, 0, "t:messages:z", 4), 4);
+    ck_assert_int_eq(wait_hlen(&r, 0, "t:msg:0:z", 4), 4);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
     rd_stop(&r);
@@ -1035,7 +1290,7 @@ START_TEST(test_stats_mode_and_frozen_redis)
     pub(c, "st", "x", "+OK 1");
     ck_assert(wait_field(&r, "t:topic:st", "published", "1"));
     ck_assert(wait_field(&r, "t:server", "published", "1"));
-    rep = rd_cmd(&r, 0, "KEYS t:messages:*");
+    rep = rd_cmd(&r, 0, "KEYS t:msg:*");
     ck_assert_ptr_nonnull(rep);
     ck_assert_int_eq((int)rep->elements, 0);
     freeReplyObject(rep);
@@ -1083,12 +1338,12 @@ START_TEST(test_reload)
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
     pub(c, "x", "one", "+OK 1");
-    ck_assert(wait_hkeys(&r, "t:messages:x", "1"));
+    ck_assert(wait_hkeys(&r, "t:msg:0:x", "1"));
 
     reload_with(&d, &r, "  enabled: true\n  prefix: u\n");
-    ck_assert(wait_hkeys(&r, "u:messages:x", "1"));
+    ck_assert(wait_hkeys(&r, "u:msg:0:x", "1"));
     pub(c, "x", "two", "+OK 2");
-    ck_assert(wait_hkeys(&r, "u:messages:x", "1,2"));
+    ck_assert(wait_hkeys(&r, "u:msg:0:x", "1,2"));
     ck_assert(sd_log_has(&d, "settings changed"));
 
     reload_with(&d, &r, "  enabled: false\n  prefix: u\n");
@@ -1099,9 +1354,9 @@ START_TEST(test_reload)
 
     reload_with(&d, &r, "  enabled: true\n  prefix: u\n  confirm: true\n");
     ck_assert(wait_connected(&d, true));
-    ck_assert(wait_hkeys(&r, "u:messages:x", "1,2,3"));
+    ck_assert(wait_hkeys(&r, "u:msg:0:x", "1,2,3"));
     pub(c, "x", "four", "+OK 4");
-    ck_assert(rd_str_is(&r, "HGET %s %s", "u:messages:x", "4", "four"));
+    ck_assert(rd_str_is(&r, "HGET %s %s", "u:msg:0:x", "4", "four"));
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
     rd_stop(&r);
@@ -1116,6 +1371,9 @@ static Suite *mirror_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_key_schema);
     tcase_add_test(tc, test_restore_after_clean_stop);
+    tcase_add_test(tc, test_shards);
+    tcase_add_test(tc, test_old_schema_restore);
+    tcase_add_test(tc, test_meta_survives);
     tcase_add_test(tc, test_kill9_confirm);
     tcase_add_test(tc, test_redis_restart_converges);
     tcase_add_test(tc, test_confirm_redis_down);
