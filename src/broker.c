@@ -571,8 +571,12 @@ br_status_t broker_nack(client_t *c, uint64_t id, uint64_t delay_ms, uint64_t no
     t = m->topic;
     if (msg_ext(m) != NULL)
         msg_ext(m)->releases++;
-    if (broker_returns(b, t, m, now))
+    if (broker_returns(b, t, m, now)) {
         broker_place(b, t, m, delay_ms > 0 ? broker_sat_add(now, delay_ms) : 0, true, now);
+        /* The mirror keeps delays and a job's counts. */
+        if (delay_ms > 0 || msg_ext(m) != NULL)
+            broker_obs_changed(b, t, m);
+    }
     broker_settle(b, now);
     return BR_OK;
 }

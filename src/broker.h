@@ -74,8 +74,9 @@ typedef struct broker_observer {
     void (*enqueued)(void *ctx, const topic_t *t, const msg_t *m);
     void (*attempted)(void *ctx, const topic_t *t, const msg_t *m); /* delivered: attempt changed */
     void (*removed)(void *ctx, const topic_t *t, const msg_t *m, br_removal_t why);
-    /* Its state, priority or due time changed outside a delivery: buried,
-     * kicked, released with a delay or a new priority (may be NULL). */
+    /* Its state, priority, due time or a job's counts changed outside a
+     * delivery: buried, kicked, released (beanstalk) or NACKed with a
+     * delay, a job's TTR ran out (may be NULL). */
     void (*changed)(void *ctx, const topic_t *t, const msg_t *m);
 } broker_observer_t;
 

@@ -65,12 +65,6 @@ static msg_t *broker_take_waiting(broker_t *b, uint64_t id)
     return m;
 }
 
-static void broker_obs_changed(broker_t *b, const topic_t *t, const msg_t *m)
-{
-    if (b->obs.changed != NULL)
-        b->obs.changed(b->obs_ctx, t, m);
-}
-
 static void broker_set_pri(msg_t *m, uint32_t pri)
 {
     msg_ext_t *x = msg_ext(m);

@@ -262,6 +262,12 @@ static inline void broker_obs_removed(broker_t *b, const topic_t *t, const msg_t
         b->obs.removed(b->obs_ctx, t, m, why);
 }
 
+static inline void broker_obs_changed(broker_t *b, const topic_t *t, const msg_t *m)
+{
+    if (b->obs.changed != NULL)
+        b->obs.changed(b->obs_ctx, t, m);
+}
+
 /* ---- the dispatch queue: topics that may have pushes to do ---- */
 
 static inline void broker_mark(broker_t *b, topic_t *t)

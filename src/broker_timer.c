@@ -108,10 +108,12 @@ static void broker_expire_inflight(broker_t *b, topic_t *t, uint64_t now)
             msg_ext(m)->timeouts++;
         if (!broker_returns(b, t, m, now))
             continue;
-        if (m->flags & MSG_F_EXT)
+        if (m->flags & MSG_F_EXT) {
             broker_ready_head(b, t, m);
-        else
+            broker_obs_changed(b, t, m); /* its timeouts count, for the mirror */
+        } else {
             topic_q_push_tail(&chain, m);
+        }
     }
     if (chain.n > 0) {
         topic_ready_splice_head(t, &chain);

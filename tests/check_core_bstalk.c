@@ -170,6 +170,32 @@ START_TEST(test_ttr_overrides_ack_timeout)
 }
 END_TEST
 
+/* What the mirror must hear of beyond deliveries and removals. */
+START_TEST(test_changes_observed)
+{
+    start();
+    fake_t *p = fake(), *c = fake();
+    uint64_t id = 0, plain = pub_ok(p, "t", "p");
+
+    ck_assert_uint_eq(get_ok(c, "t")->id, plain);
+    noev = 0;
+    ck_assert_int_eq(broker_nack(c->c, plain, 5000, now), BR_OK); /* a delay: kept */
+    ck_assert_uint_eq(noev, 1);
+    ck_assert_int_eq(oevs[0].kind, 'C');
+    ck_assert_int_eq(broker_publish(p->c, "t", 1, job("j", 1, 1000), 0, now, &id), BR_OK);
+    ck_assert_uint_eq(reserve_ok(c, "t"), id);
+    noev = 0;
+    tick(now + 1000); /* its TTR runs out: its timeouts count changed */
+    ck_assert_uint_eq(noev, 1);
+    ck_assert_int_eq(oevs[0].kind, 'C');
+    ck_assert_uint_eq(oevs[0].id, id);
+    get_ok(c, "t");
+    noev = 0;
+    ck_assert_int_eq(broker_nack(c->c, id, 0, now), BR_OK); /* a job's releases count */
+    ck_assert_int_eq(oevs[0].kind, 'C');
+}
+END_TEST
+
 START_TEST(test_deadline_soon)
 {
     start();
@@ -550,6 +576,7 @@ static Suite *bstalk_suite(void)
     tcase_add_test(tc, test_return_order);
     tcase_add_test(tc, test_release_priority_and_delay);
     tcase_add_test(tc, test_ttr_overrides_ack_timeout);
+    tcase_add_test(tc, test_changes_observed);
     tcase_add_test(tc, test_deadline_soon);
     tcase_add_test(tc, test_deadline_soon_after_the_earliest_went);
     tcase_add_test(tc, test_reserve_timeouts);
