@@ -35,20 +35,23 @@ typedef struct bp_def {
 
 #define BP_DEF(s, t, e) { s, sizeof s - 1, t, e }
 
-/* beanstalkd's which_cmd() order: the first prefix that matches wins, so
- * "reserve-job" (no space) is a malformed "reserve" and "pause-tubex 1"
- * pauses tube "x". */
+/* beanstalkd's which_cmd() matches prefixes in its own order, and the
+ * first that matches wins, so "reserve-job" (no space) is a malformed
+ * "reserve" and "pause-tubex 1" pauses tube "x". Only names with the same
+ * first letter can both match one line, so those keep beanstalkd's order
+ * among themselves; across letters the order is free, and a worker's
+ * commands come first. */
 static const bp_def_t bp_defs[] = {
     BP_DEF("put ", BCMD_PUT, false),
-    BP_DEF("peek-ready", BCMD_PEEK_READY, true),
-    BP_DEF("peek-delayed", BCMD_PEEK_DELAYED, true),
-    BP_DEF("peek-buried", BCMD_PEEK_BURIED, true),
-    BP_DEF("peek ", BCMD_PEEK, false),
     BP_DEF("reserve-with-timeout ", BCMD_RESERVE_TIMEOUT, false),
     BP_DEF("reserve-job ", BCMD_RESERVE_JOB, false),
     BP_DEF("reserve", BCMD_RESERVE, true),
     BP_DEF("delete ", BCMD_DELETE, false),
     BP_DEF("release ", BCMD_RELEASE, false),
+    BP_DEF("peek-ready", BCMD_PEEK_READY, true),
+    BP_DEF("peek-delayed", BCMD_PEEK_DELAYED, true),
+    BP_DEF("peek-buried", BCMD_PEEK_BURIED, true),
+    BP_DEF("peek ", BCMD_PEEK, false),
     BP_DEF("bury ", BCMD_BURY, false),
     BP_DEF("kick ", BCMD_KICK, false),
     BP_DEF("kick-job ", BCMD_KICK_JOB, false),
@@ -106,16 +109,23 @@ static bool bp_digit(char c)
  * are all consumed either way, as strtoumax does). */
 static bool bp_digits(bp_cur_t *c, uint64_t *mag)
 {
+    const char *p = c->p, *end = c->end;
+    const char *fast = end - p > 19 ? p + 19 : end;
     uint64_t v = 0;
     bool ok = true;
 
-    for (; c->p < c->end && bp_digit(*c->p); c->p++) {
-        unsigned d = (unsigned)(*c->p - '0');
+    /* Nineteen digits always fit in 64 bits: no overflow test for them
+     * (and a local cursor, which the compiler keeps in a register). */
+    for (; p < fast && bp_digit(*p); p++)
+        v = v * 10 + (unsigned)(*p - '0');
+    for (; p < end && bp_digit(*p); p++) {
+        unsigned d = (unsigned)(*p - '0');
         /* v * 10 + d > UINT64_MAX, without a division per digit */
         if (v > UINT64_MAX / 10 || (v == UINT64_MAX / 10 && d > UINT64_MAX % 10))
             ok = false;
         v = v * 10 + d;
     }
+    c->p = p;
     *mag = v;
     return ok;
 }

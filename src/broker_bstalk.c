@@ -143,7 +143,8 @@ static br_status_t broker_reserve_wait(client_t *c, const br_reserve_t *r, uint6
     broker_t *b = c->b;
     uint64_t due;
 
-    c->rwaits = calloc(r->n, sizeof(*c->rwaits));
+    /* Most workers watch one tube: no allocation per reserve for them. */
+    c->rwaits = r->n == 1 ? &c->rwait1 : calloc(r->n, sizeof(*c->rwaits));
     if (c->rwaits == NULL)
         return BR_FULL;
     c->nrwaits = r->n;
@@ -188,7 +189,8 @@ void broker_reserve_unwait(client_t *c)
         TAILQ_REMOVE(&w->topic->reservers, w, link);
         w->topic->nreservers--;
     }
-    free(c->rwaits);
+    if (c->rwaits != &c->rwait1)
+        free(c->rwaits);
     c->rwaits = NULL;
     c->nrwaits = 0;
     c->wsoon = 0;

@@ -45,6 +45,7 @@ struct client {
     msg_t *wmsg;
     uint64_t wdelay;        /* WAIT_PUB: the PUB's delay, counted from acceptance */
     rwait_t *rwaits;        /* WAIT_RESERVE: one node per topic it reads from */
+    rwait_t rwait1;         /* ... which is this one for a reserve from one topic */
     size_t nrwaits;
     uint64_t wsoon;         /* WAIT_RESERVE: the DEADLINE_SOON margin (ms) */
     uint64_t wdue;          /* WAIT_RESERVE: when its timeout ends (UINT64_MAX: never) */

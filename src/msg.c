@@ -6,9 +6,11 @@
  * on the next batch of PUBs, and glibc's per-thread cache holds only 7
  * blocks of a size, so without this every message took malloc's slow path
  * twice. The cache is bounded (MSG_CACHE_MAX blocks of at most
- * MSG_CACHE_LEN payload bytes: about 330 KiB at worst) and the daemon is
+ * MSG_CACHE_LEN bytes after the header, a beanstalk job's ext block
+ * counted: about 330 KiB at worst) and the daemon is
  * single-threaded, as is everything that calls this.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,28 +35,38 @@
 static msg_t *msg_cache[MSG_CACHE_LEN / MSG_CLASS + 1];
 static size_t msg_cached;
 
-static size_t msg_class(uint32_t len)
+static size_t msg_class(size_t room)
 {
-    return (len + MSG_CLASS - 1) / MSG_CLASS;
+    return (room + MSG_CLASS - 1) / MSG_CLASS;
+}
+
+/* The bytes after the header: the payload, and an ext block's room. */
+static size_t msg_room(uint32_t len, bool ext)
+{
+    return ext ? (((size_t)len + 7) & ~(size_t)7) + sizeof(msg_ext_t) : len;
+}
+
+/* A block with `room` bytes after the header, from the cache if it has
+ * one of that class (header not cleared). */
+static msg_t *msg_block(size_t room)
+{
+    msg_t *m;
+
+    if (room > MSG_CACHE_LEN)
+        return malloc(sizeof(*m) + room);
+    size_t k = msg_class(room);
+    m = msg_cache[k];
+    if (m == NULL)
+        return malloc(sizeof(*m) + k * MSG_CLASS); /* the whole class: any of its sizes reuse it */
+    msg_cache[k] = m->link.tqe_next;
+    msg_cached--;
+    return m;
 }
 
 msg_t *msg_new(uint32_t len)
 {
-    msg_t *m;
+    msg_t *m = msg_block(len);
 
-    if (len <= MSG_CACHE_LEN) {
-        size_t k = msg_class(len);
-        m = msg_cache[k];
-        if (m != NULL) {
-            msg_cache[k] = m->link.tqe_next;
-            msg_cached--;
-        } else {
-            /* Room for the whole class, so any of its sizes may reuse it. */
-            m = malloc(sizeof(*m) + k * MSG_CLASS);
-        }
-    } else {
-        m = malloc(sizeof(*m) + len);
-    }
     if (m == NULL)
         return NULL;
     /* Only the header is cleared: the payload is about to be overwritten. */
@@ -65,12 +77,9 @@ msg_t *msg_new(uint32_t len)
 
 msg_t *msg_new_ext(uint32_t len)
 {
-    size_t at = ((size_t)len + 7) & ~(size_t)7;
-    msg_t *m = malloc(sizeof(*m) + at + sizeof(msg_ext_t));
+    msg_t *m = msg_block(msg_room(len, true));
     msg_ext_t *x;
 
-    /* Never cached: msg_free sends blocks with an ext back to malloc, so
-     * the cache's size classes stay those of plain messages. */
     if (m == NULL)
         return NULL;
     memset(m, 0, sizeof(*m));
@@ -95,11 +104,13 @@ void msg_free(msg_t *m)
 {
     if (m == NULL)
         return;
-    if (m->len > MSG_CACHE_LEN || (m->flags & MSG_F_EXT) || msg_cached == MSG_CACHE_MAX) {
+    size_t room = msg_room(m->len, m->flags & MSG_F_EXT);
+
+    if (room > MSG_CACHE_LEN || msg_cached == MSG_CACHE_MAX) {
         free(m);
         return;
     }
-    size_t k = msg_class(m->len);
+    size_t k = msg_class(room);
     m->link.tqe_next = msg_cache[k]; /* the queue link is free: m is in no queue */
     msg_cache[k] = m;
     msg_cached++;
