@@ -551,8 +551,9 @@ static int mrestore_cmp_meta(const void *a, const void *b)
 static void mrestore_meta_range(mrestore_t *rs, const rjob_t *j)
 {
     if (j->kind == J_ALL_META) {
-        qsort(rs->metas + rs->meta_hi, rs->nmetas - rs->meta_hi, sizeof *rs->metas,
-              mrestore_cmp_meta);
+        if (rs->nmetas > rs->meta_hi) /* none yet: metas may be NULL */
+            qsort(rs->metas + rs->meta_hi, rs->nmetas - rs->meta_hi, sizeof *rs->metas,
+                  mrestore_cmp_meta);
         rs->meta_lo = rs->meta_hi;
         rs->meta_hi = rs->nmetas;
     } else if (j->kind == J_ALL_ATT) {
@@ -942,7 +943,8 @@ static void mrestore_sort_in_place(mrestore_t *rs, size_t *n)
 {
     size_t k = 0;
 
-    qsort(rs->msgs, rs->nmsgs, sizeof *rs->msgs, mrestore_cmp_msg);
+    if (rs->nmsgs > 0)
+        qsort(rs->msgs, rs->nmsgs, sizeof *rs->msgs, mrestore_cmp_msg);
     for (size_t i = 0; i < rs->nmsgs; i++) {
         if (k > 0 && rs->msgs[k - 1].id == rs->msgs[i].id) {
             msg_free(rs->msgs[i].m);
