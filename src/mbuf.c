@@ -4,18 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dec.h"
+
 size_t mbuf_u64_dec(char *out, uint64_t v)
 {
-    char tmp[20];
-    size_t n = 0;
-
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
+    return dec_u64(out, v);
 }
 
 static int mbuf_grow(mbuf_t *b, size_t more)
@@ -72,8 +65,35 @@ int mbuf_arg(mbuf_t *b, const void *data, size_t n)
 
 int mbuf_arg_u64(mbuf_t *b, uint64_t v)
 {
-    char num[24];
-    return mbuf_arg(b, num, mbuf_u64_dec(num, v));
+    char *q;
+    size_t d;
+
+    /* "$<digits>\r\n<v>\r\n", in place: at most 1 + 2 + 2 + 20 + 2. The
+     * value goes where a one-digit length leaves it, and moves by one byte
+     * for the rare ten digits and more. */
+    if (mbuf_grow(b, 27) < 0)
+        return -1;
+    q = b->p + b->len;
+    d = dec_u64(q + 4, v);
+    if (d >= 10) {
+        memmove(q + 5, q + 4, d);
+        q[1] = (char)('0' + d / 10);
+        q[2] = (char)('0' + d % 10);
+        q[3] = '\r';
+        q[4] = '\n';
+        q += 5 + d;
+    } else {
+        q[1] = (char)('0' + d);
+        q[2] = '\r';
+        q[3] = '\n';
+        q += 4 + d;
+    }
+    b->p[b->len] = '$';
+    *q++ = '\r';
+    *q++ = '\n';
+    b->len = (size_t)(q - b->p);
+    b->nargs++;
+    return 0;
 }
 
 int mbuf_arg_str(mbuf_t *b, const char *s)

@@ -607,6 +607,7 @@ void mirror_on_turn(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    mi->turn_now = false;
     event_del(mi->turn_ev);
     if (mirror_writable(mi) && mirror_obuf(mi) > MIRROR_OBUF_HIGH) {
         /* Redis is behind: gather (and cancel) more, look again soon. */
@@ -631,7 +632,10 @@ void mirror_queue(mirror_t *mi, mtopic_t *mt, bool urgent)
         mi->qhead = mt;
     }
     if (urgent) {
-        event_active(mi->turn_ev, EV_TIMEOUT, 0);
+        /* Once per loop turn: every held PUB of a batch asks. */
+        if (!mi->turn_now)
+            event_active(mi->turn_ev, EV_TIMEOUT, 0);
+        mi->turn_now = true;
         mi->turn_pending = true;
     } else if (!mi->turn_pending) {
         evtimer_add(mi->turn_ev, &tv);

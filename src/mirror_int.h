@@ -170,6 +170,7 @@ struct mirror {
 
     struct event *retry_ev, *connect_ev, *turn_ev, *resync_ev, *stats_ev, *confirm_ev;
     bool turn_pending;      /* turn_ev is armed */
+    bool turn_now;          /* ... and made active for this loop turn (an urgent change) */
     uint64_t pending;       /* changes in the batches */
 
     mtopic_t **tslot;       /* topic pointer -> batch, open addressing */

@@ -12,6 +12,8 @@
 
 #include <string.h>
 
+#include "dec.h"
+
 /* Where a parser is in input it has chosen to discard (proto_parser_t's
  * skip_state). `skip` holds the payload bytes left in SK_PAYLOAD and the
  * garbage bytes seen so far in SK_RESYNC*. */
@@ -129,51 +131,11 @@ static bool proto_parse_u64(const char *s, size_t n, uint64_t *out)
     return true;
 }
 
-static unsigned proto_digits(uint64_t v)
-{
-    unsigned n = 1;
-
-    while (v >= 10000) {
-        v /= 10000;
-        n += 4;
-    }
-    return n + (v >= 10) + (v >= 100) + (v >= 1000);
-}
-
+/* Straight into out, two digits per division: ids and lengths are
+ * formatted for every message pushed and every PUB answered. */
 size_t proto_u64(char *out, uint64_t v)
 {
-    static const char pairs[] =
-        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-        "8081828384858687888990919293949596979899";
-    /* Attempts and small sizes: most pushes carry two such numbers. */
-    if (v < 10) {
-        out[0] = (char)('0' + v);
-        return 1;
-    }
-    if (v < 100) {
-        out[0] = pairs[2 * v];
-        out[1] = pairs[2 * v + 1];
-        return 2;
-    }
-    unsigned n = proto_digits(v), i = n;
-
-    /* Straight into out, two digits per division: ids and lengths are
-     * formatted for every message pushed and every PUB answered. */
-    while (v >= 100) {
-        unsigned r = (unsigned)(v % 100);
-        v /= 100;
-        i -= 2;
-        out[i] = pairs[2 * r];
-        out[i + 1] = pairs[2 * r + 1];
-    }
-    if (v >= 10) {
-        out[0] = pairs[2 * v];
-        out[1] = pairs[2 * v + 1];
-    } else {
-        out[0] = (char)('0' + v);
-    }
-    return n;
+    return dec_u64(out, v);
 }
 
 size_t proto_fmt_msg_header(char *out, const char *topic, size_t topic_len,
