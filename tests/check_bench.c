@@ -718,6 +718,33 @@ START_TEST(test_bench_beanstalkd)
 }
 END_TEST
 
+/* The relay floor: `sluice bench --relay-listen` serves, `-T relay`
+ * drives it with the sluice producers and consumers, and every message
+ * arrives once and intact (2 producers, 2 consumers: the round robin). */
+START_TEST(test_bench_relay)
+{
+    int port = free_port();
+    char addr[64], args[256], *out;
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    char *argv[] = { (char *)sluice_bin(), "bench", "--relay-listen", addr, NULL };
+    sd_guard_t g;
+    pid_t pid = spawn_server(argv, port, &g);
+    snprintf(args, sizeof args, "-T relay -s %s -n 3000 -p 2 -c 2 -S 1000 -w 16 -C 32 -a 10", addr);
+    int rc = bench_run(&out, args);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
+    ck_assert_ptr_nonnull(strstr(out, "received 3000, lost 0, duplicates 0, corrupt 0"));
+    free(out);
+    /* a payload larger than the relay's first input buffer */
+    snprintf(args, sizeof args, "-T relay -s %s -n 20 -S 1000000 -w 4 -C 4 -a 1", addr);
+    rc = bench_run(&out, args);
+    reap(pid);
+    sd_guard_release(&g);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
+    ck_assert_ptr_nonnull(strstr(out, "received 20, lost 0, duplicates 0, corrupt 0"));
+    free(out);
+}
+END_TEST
+
 static Suite *bench_suite(void)
 {
     Suite *s = suite_create("bench");
@@ -744,6 +771,7 @@ static Suite *bench_suite(void)
     tcase_add_test(r, test_bench_reports_corruption);
     tcase_add_test(r, test_bench_redis_streams);
     tcase_add_test(r, test_bench_beanstalkd);
+    tcase_add_test(r, test_bench_relay);
     suite_add_tcase(s, r);
     return s;
 }

@@ -474,6 +474,12 @@ int bench_main(int argc, char **argv, const char *addr)
         free(b);
         return rc < 0 ? 0 : rc;
     }
+    if (b->o.relay_listen) {
+        rc = bench_relay_main(b->o.relay_listen);
+        pthread_mutex_destroy(&b->lock);
+        free(b);
+        return rc;
+    }
     if (!b->o.addr)
         b->o.addr = b->o.target->addr ? b->o.target->addr : client_default_addr();
     b->run = bench_run_id();

@@ -39,6 +39,7 @@ typedef struct bench_opts {
     bool json;
     bool sched_other;       /* --sched other: leave the worker threads' policy alone */
     unsigned drain_ms;      /* wait this long for missing messages after the producers end */
+    const char *relay_listen; /* --relay-listen: serve the relay floor instead of running */
 } bench_opts_t;
 
 typedef struct bench_worker {
@@ -88,6 +89,12 @@ struct bench_target {
 extern const bench_target_t bsl_target;   /* bench_sluice.c */
 extern const bench_target_t brd_target;   /* bench_redis.c */
 extern const bench_target_t bbs_target;   /* bench_beanstalk.c */
+extern const bench_target_t bsl_relay_target; /* bench_sluice.c: sluice's client side, to the relay */
+
+/* ---- the relay floor (bench_relay.c) ---- */
+
+/* Serve the relay on addr until killed; returns only on a failure (1). */
+int bench_relay_main(const char *addr);
 
 /* ---- which (producer, seq) pairs arrived (bench_seen.c) ---- */
 

@@ -11,13 +11,15 @@
 #include "bench_int.h"
 
 /* Every protocol the bench speaks; a new target adds its line here. */
-static const bench_target_t *const bench_targets[] = { &bsl_target, &brd_target, &bbs_target };
+static const bench_target_t *const bench_targets[] = { &bsl_target, &brd_target, &bbs_target,
+                                                        &bsl_relay_target };
 
 static const char bench_usage_text[] =
     "usage: sluice bench [OPTIONS]\n"
-    "  -T, --target NAME      sluice | redis-streams | beanstalkd (sluice)\n"
+    "  -T, --target NAME      sluice | redis-streams | beanstalkd | relay (sluice)\n"
     "  -s, --server ADDR      host:port or unix:/path (sluice: $SLUICE_ADDR or\n"
-    "                         127.0.0.1:7700; redis 127.0.0.1:6379; beanstalkd 127.0.0.1:11300)\n"
+    "                         127.0.0.1:7700; redis 127.0.0.1:6379; beanstalkd 127.0.0.1:11300;\n"
+    "                         relay 127.0.0.1:7701)\n"
     "  -p, --producers N      producer threads, one connection each (1)\n"
     "  -c, --consumers N      consumer threads, one connection each (1)\n"
     "  -n, --messages N       messages in all (100000)\n"
@@ -33,6 +35,8 @@ static const char bench_usage_text[] =
     "      --sched POLICY     batch: worker threads run as SCHED_BATCH, so they do not\n"
     "                         preempt the server they measure; other: leave them be (batch)\n"
     "  -j, --json             print one JSON object instead of the report\n"
+    "      --relay-listen ADDR  run no bench: serve the relay floor that -T relay\n"
+    "                         measures (PUB in, MSG out, nothing kept) until killed\n"
     "  -h, --help             this text\n"
     "Exit status: 0 when every message arrived once and intact; 1 otherwise.\n";
 
@@ -83,6 +87,7 @@ int bench_opts_parse(int argc, char **argv, bench_opts_t *o)
         { "drain-timeout", required_argument, NULL, 'D' },
         { "sched", required_argument, NULL, 'P' },
         { "json", no_argument, NULL, 'j' },
+        { "relay-listen", required_argument, NULL, 'R' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -153,6 +158,7 @@ int bench_opts_parse(int argc, char **argv, bench_opts_t *o)
             o->sched_other = strcmp(optarg, "other") == 0;
             break;
         case 'j': o->json = true; break;
+        case 'R': o->relay_listen = optarg; break;
         case 'h': fputs(bench_usage_text, stdout); return -1;
         default:
             fprintf(stderr, "Try 'sluice bench --help'.\n");

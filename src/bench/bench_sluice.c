@@ -165,3 +165,15 @@ const bench_target_t bsl_target = {
     .reply = bsl_prod_reply,
     .consume = bsl_consume,
 };
+
+/* The relay floor (bench_relay.c) speaks this protocol's frames: the same
+ * producers and consumers drive it. */
+const bench_target_t bsl_relay_target = {
+    .name = "relay",
+    .port = 7701,
+    .addr = "127.0.0.1:7701",
+    .prod_open = bsl_prod_open,
+    .put = bsl_prod_put,
+    .reply = bsl_prod_reply,
+    .consume = bsl_consume,
+};
