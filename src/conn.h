@@ -45,6 +45,8 @@ typedef struct conn {
     struct evbuffer *out;           /* replies and pushes not yet written */
     cfifo_t unconfirmed;            /* confirm mode: held PUBs and the replies behind them */
     bool out_full;                  /* output passed limits.output_buffer: no reads, no pushes */
+    char *ob;                       /* output after `out`, written straight from (conn.c) */
+    size_t ob_len, ob_cap;
 
     /* The server's lists: written only by their owner, through host->ops
      * (server.c's server_conn_add, server_conn_remove, server_want_flush). */
