@@ -1,19 +1,21 @@
 /* conn.c: one client connection: read, parse, run commands, write replies.
  *
  * Input is one flat buffer parsed in place, so a command costs no
- * allocation beyond its message. Replies and pushes collect in an evbuffer
- * and are written once per event-loop turn by the server's flush pass, so a
- * read that brought a hundred commands costs one write.
+ * allocation beyond its message; a read takes what the kernel holds
+ * (FIONREAD, bounded). Replies and pushes are formatted into a flat output
+ * buffer and written once per event-loop turn by the server's flush pass,
+ * straight from there, so a read that brought a hundred commands costs one
+ * write and no payload is copied twice. AUTH, ACLs and remembered SUBs are
+ * in conn_auth.c.
  *
  * Backpressure lives here: a parked PUB stops reads on the socket (the
  * kernel buffers fill and the producer's send() blocks), and output past
  * limits.output_buffer stops both pushes and reads until it drains.
  */
 #include "conn.h"
+#include "conn_int.h"
 
-#include <crypt.h>
 #include <errno.h>
-#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -31,7 +33,6 @@
 #define CONN_OB_INITIAL (16 * 1024)
 #define CONN_OB_KEEP (256 * 1024)  /* larger written-out output buffers are freed */
 #define CONN_OB_PUSH_MAX (64 * 1024) /* larger pushes go to the evbuffer by themselves */
-#define CONN_AUTH_DELAY_MS 250     /* a failed AUTH is answered this long after it came */
 
 static void conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void conn_on_write(evutil_socket_t fd, short what, void *arg);
@@ -42,8 +43,6 @@ static const client_ops_t conn_client_ops = {
     .deliver = conn_on_deliver,
     .complete = conn_on_complete,
 };
-
-static const config_t *conn_cfg(const conn_t *c) { return c->host->cfg; }
 
 /* Output is written once per loop turn, by the owner's flush pass. */
 static void conn_want_flush(conn_t *c)
@@ -117,7 +116,7 @@ static struct evbuffer *conn_rbuf(conn_t *c)
     return cfifo_replies(&c->unconfirmed, conn_out(c));
 }
 
-static void conn_reply(conn_t *c, const char *s, size_t n)
+void conn_reply(conn_t *c, const char *s, size_t n)
 {
     if (c->unconfirmed.n == 0)
         conn_out_add(c, s, n);
@@ -125,8 +124,6 @@ static void conn_reply(conn_t *c, const char *s, size_t n)
         evbuffer_add(cfifo_replies(&c->unconfirmed, c->out), s, n);
     conn_want_flush(c);
 }
-
-#define conn_reply_lit(c, lit) conn_reply((c), (lit), sizeof(lit) - 1)
 
 static void conn_reply_u64(conn_t *c, uint64_t v)
 {
@@ -196,7 +193,7 @@ static size_t conn_in_max(const conn_t *c)
 /* Reads are wanted unless parked, closing, over the output limit, or
  * waiting with no room for another read: a read that cannot happen would
  * leave the socket readable and the loop spinning on it. */
-static void conn_update_reading(conn_t *c)
+void conn_update_reading(conn_t *c)
 {
     bool room = c->in_len - c->in_off + CONN_READ_MIN <= conn_in_max(c);
     bool want = !c->host->draining && !c->out_full && !c->peer_eof &&
@@ -279,74 +276,6 @@ static void conn_in_trim(conn_t *c)
     }
 }
 
-/* ---- permissions ---- */
-
-static bool conn_glob_any(char *const *globs, size_t n, const char *topic, size_t tlen)
-{
-    char name[PROTO_TOPIC_MAX + 1];
-
-    memcpy(name, topic, tlen);
-    name[tlen] = '\0';
-    for (size_t i = 0; i < n; i++)
-        if (fnmatch(globs[i], name, 0) == 0)
-            return true;
-    return false;
-}
-
-/* May `u` (NULL: not authenticated) do `type` on topic under cfg? */
-static bool conn_allowed(const config_t *cfg, const user_entry_t *u, proto_cmd_type_t type,
-                         const char *topic, size_t tlen)
-{
-    if (cfg->nusers == 0)
-        return true;
-    if (u == NULL)
-        return false;
-    if (type == CMD_PUB)
-        return conn_glob_any(u->publish, u->npublish, topic, tlen);
-    return conn_glob_any(u->subscribe, u->nsubscribe, topic, tlen);
-}
-
-static bool conn_may(const conn_t *c, proto_cmd_type_t type, const char *topic, size_t tlen)
-{
-    return conn_allowed(conn_cfg(c), c->user, type, topic, tlen);
-}
-
-/* Constant-time: the time taken depends on the length of the guess only,
- * never on where it differs from the secret, nor on the secret's length.
- * The secret is never empty (the config refuses empty passwords). */
-static bool conn_secret_equal(const char *secret, size_t slen, const char *guess, size_t glen)
-{
-    unsigned char diff = (unsigned char)(slen != glen);
-
-    for (size_t i = 0; i < glen; i++)
-        diff |= (unsigned char)(guess[i] ^ secret[i % slen]);
-    return diff == 0;
-}
-
-static bool conn_password_ok(const user_entry_t *u, const char *pass, size_t plen)
-{
-    char given[1024];
-    struct crypt_data cd;
-    const char *hash;
-
-    if (u->password[0] != '$')
-        return conn_secret_equal(u->password, strlen(u->password), pass, plen);
-    if (plen >= sizeof given)
-        return false;
-    memcpy(given, pass, plen);
-    given[plen] = '\0';
-    memset(&cd, 0, sizeof cd);
-    hash = crypt_r(given, u->password, &cd);
-    explicit_bzero(given, sizeof given);
-    if (hash == NULL || hash[0] == '*') {
-        explicit_bzero(&cd, sizeof cd);
-        return false;
-    }
-    bool ok = conn_secret_equal(u->password, strlen(u->password), hash, strlen(hash));
-    explicit_bzero(&cd, sizeof cd);
-    return ok;
-}
-
 /* Every change of a connection's state goes through here, so a debug log
  * shows each one (why a client stopped being read is otherwise invisible). */
 static const char *const conn_state_names[] = {
@@ -354,136 +283,13 @@ static const char *const conn_state_names[] = {
     [CONN_CONFIRMING] = "confirming", [CONN_DELAYED] = "delayed", [CONN_CLOSING] = "closing",
 };
 
-static void conn_set_state(conn_t *c, conn_state_t state)
+void conn_set_state(conn_t *c, conn_state_t state)
 {
     if (c->state == state)
         return;
     log_debug("connection from %s: %s -> %s", c->peer, conn_state_names[c->state],
               conn_state_names[state]);
     c->state = state;
-}
-
-/* The delay is over: answer, then go on with what the client sent after. */
-static void conn_on_auth_delay(evutil_socket_t fd, short what, void *arg)
-{
-    conn_t *c = arg;
-
-    (void)fd;
-    (void)what;
-    conn_reply_lit(c, "-NOAUTH invalid username or password\r\n");
-    conn_set_state(c, CONN_READING);
-    conn_update_reading(c);
-    if ((c->in_off < c->in_len || c->peer_eof) && !c->host->draining)
-        event_active(c->rev, EV_READ, 0);
-}
-
-/* A wrong guess is answered CONN_AUTH_DELAY_MS after the AUTH arrived,
- * however long the check took, from a timer: the loop serves everyone
- * else meanwhile, and this connection, which reads nothing until then,
- * can try at most a few passwords a second. */
-static void conn_auth_refuse(conn_t *c, uint64_t started)
-{
-    uint64_t spent = clock_ms() - started;
-    uint64_t left = spent < CONN_AUTH_DELAY_MS ? CONN_AUTH_DELAY_MS - spent : 0;
-    struct timeval tv = clock_tv(left);
-
-    if (c->auth_delay == NULL)
-        c->auth_delay = evtimer_new(c->host->base, conn_on_auth_delay, c);
-    if (c->auth_delay == NULL || evtimer_add(c->auth_delay, &tv) != 0) {
-        conn_reply_lit(c, "-NOAUTH invalid username or password\r\n");
-        return;
-    }
-    conn_set_state(c, CONN_DELAYED);
-}
-
-static void conn_cmd_auth(conn_t *c, const proto_cmd_t *cmd)
-{
-    const config_t *cfg = conn_cfg(c);
-    uint64_t started = clock_ms();
-    char who[96];
-
-    if (cfg->nusers == 0) {
-        conn_reply_lit(c, "-ERR AUTH is not enabled (no users are configured)\r\n");
-        return;
-    }
-    for (size_t i = 0; i < cfg->nusers; i++) {
-        const user_entry_t *u = &cfg->users[i];
-        if (strlen(u->name) != cmd->user_len || memcmp(u->name, cmd->user, cmd->user_len) != 0)
-            continue;
-        if (!conn_password_ok(u, cmd->pass, cmd->pass_len))
-            break;
-        c->user = u;
-        log_info("%s authenticated as '%s'", c->peer, u->name);
-        conn_reply_lit(c, "+OK\r\n");
-        return;
-    }
-    /* The name is escaped (it is the client's bytes); the password is
-     * never written anywhere. A failed AUTH keeps the earlier login. */
-    log_warn("auth failed for user '%s' from %s",
-             log_escape(who, sizeof who, cmd->user, cmd->user_len), c->peer);
-    conn_auth_refuse(c, started);
-}
-
-/* ---- subscriptions, remembered so a reload can re-check them ---- */
-
-static ssize_t conn_sub_find(const conn_t *c, const char *topic, size_t tlen)
-{
-    for (size_t i = 0; i < c->nsubs; i++)
-        if (strlen(c->subs[i]) == tlen && memcmp(c->subs[i], topic, tlen) == 0)
-            return (ssize_t)i;
-    return -1;
-}
-
-/* Kept even without users: a reload may add them. A failed allocation
- * only means a reload cannot end this SUB. */
-static void conn_sub_add(conn_t *c, const char *topic, size_t tlen)
-{
-    char **v, *name;
-
-    if (conn_sub_find(c, topic, tlen) >= 0)
-        return;
-    name = strndup(topic, tlen);
-    v = realloc(c->subs, (c->nsubs + 1) * sizeof *v);
-    if (name == NULL || v == NULL) {
-        free(name);
-        if (v != NULL)
-            c->subs = v;
-        return;
-    }
-    c->subs = v;
-    c->subs[c->nsubs++] = name;
-}
-
-static void conn_sub_remove(conn_t *c, size_t i)
-{
-    free(c->subs[i]);
-    c->subs[i] = c->subs[--c->nsubs];
-}
-
-static void conn_sub_forget(conn_t *c, const char *topic, size_t tlen)
-{
-    ssize_t i = conn_sub_find(c, topic, tlen);
-
-    if (i >= 0)
-        conn_sub_remove(c, (size_t)i);
-}
-
-/* A reload changed who this is or what they may do: SUBs no longer
- * allowed end now, so revoking a right stops the messages too. */
-static void conn_sub_recheck(conn_t *c, const config_t *cfg)
-{
-    for (size_t i = 0; i < c->nsubs;) {
-        const char *t = c->subs[i];
-        size_t tlen = strlen(t);
-        if (conn_allowed(cfg, c->user, CMD_SUB, t, tlen)) {
-            i++;
-            continue;
-        }
-        log_info("%s (user '%s') may no longer subscribe to '%s': its SUB ends", c->peer,
-                 c->user && c->user->name[0] ? c->user->name : "-", t);
-        broker_unsubscribe(c->client, t, tlen);
-        conn_sub_remove(c, i);
-    }
 }
 
 /* ---- commands ---- */
