@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -30,6 +31,7 @@
 #define CONN_READ_MIN 4096         /* read only into at least this much room */
 #define CONN_READ_MAX (256 * 1024) /* the most one read asks for, however much waits */
 #define CONN_BUDGET 1024           /* commands per read event, for fairness */
+#define CONN_DIRECT_MIN (16 * 1024) /* payloads this big that span reads go straight to their message */
 #define CONN_OB_INITIAL (16 * 1024)
 #define CONN_OB_KEEP (256 * 1024)  /* larger written-out output buffers are freed */
 #define CONN_OB_PUSH_MAX (64 * 1024) /* larger pushes go to the evbuffer by themselves */
@@ -353,25 +355,43 @@ static bool conn_may_hold(const conn_t *c)
     return cfg->redis.enabled && cfg->redis.confirm && cfg->redis.mirror == MIRROR_MESSAGES;
 }
 
-/* The PUB's message: plain, or with an ext block for pri= and ttr=. */
-static msg_t *conn_pub_msg(const proto_cmd_t *cmd, uint64_t now)
+/* The PUB's message, its payload not filled in: plain, or with an ext
+ * block for pri= and ttr=. */
+static msg_t *conn_pub_alloc(const proto_cmd_t *cmd, uint64_t now)
 {
     uint32_t len = (uint32_t)cmd->payload_len;
     msg_t *m;
     msg_ext_t *x;
 
     if (!cmd->has_pri && cmd->ttr_ms == 0)
-        return msg_new_copy(cmd->payload, len);
+        return msg_new(len);
     m = msg_new_ext(len);
     if (m == NULL)
         return NULL;
-    memcpy(m->data, cmd->payload, len);
     x = msg_ext(m);
     if (cmd->has_pri)
         x->pri = cmd->pri;
     x->ttr_ms = cmd->ttr_ms;
     x->delay_ms = cmd->delay_ms;
     x->created = now;
+    return m;
+}
+
+/* The PUB's message with its payload: the one read straight into place
+ * (conn_pend_finish), or a copy out of the input buffer. */
+static msg_t *conn_pub_msg(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
+{
+    msg_t *m = c->pub_pre;
+
+    if (m != NULL) {
+        c->pub_pre = NULL;
+        return m;
+    }
+    if (!cmd->has_pri && cmd->ttr_ms == 0)
+        return msg_new_copy(cmd->payload, (uint32_t)cmd->payload_len);
+    m = conn_pub_alloc(cmd, now);
+    if (m != NULL)
+        memcpy(m->data, cmd->payload, cmd->payload_len);
     return m;
 }
 
@@ -384,7 +404,7 @@ static void conn_cmd_pub(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
     /* Room first: a held PUB must always find its place in the FIFO. */
     if ((conn_may_hold(c) &&
          cfifo_reserve(&c->unconfirmed, conn_cfg(c)->redis.max_unconfirmed) < 0) ||
-        (m = conn_pub_msg(cmd, now)) == NULL) {
+        (m = conn_pub_msg(c, cmd, now)) == NULL) {
         conn_reply_lit(c, "-ERR out of memory\r\n");
         return;
     }
@@ -606,6 +626,78 @@ static void conn_exec(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
     }
 }
 
+/* ---- large payloads, read straight into their message ---- */
+
+/* A PUB whose payload is not all here yet (proto_parse said so): when it
+ * is large, its message is made now, what has come is copied in once, and
+ * the rest is read straight into it (conn_read_into), so it is neither
+ * staged in the input buffer nor copied out of it, and the input buffer
+ * does not grow to hold it. Smaller ones wait in the input buffer as
+ * before: for them a copy costs less than the read it would save. A PUB
+ * the connection may not make is left to the ordinary path, which answers
+ * it once its payload is in. */
+static void conn_pend_begin(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
+{
+    size_t line, have;
+    msg_t *m;
+
+    if (cmd->type != CMD_PUB || cmd->payload_len < CONN_DIRECT_MIN ||
+        (conn_cfg(c)->nusers > 0 &&
+         (c->user == NULL || !conn_may(c, CMD_PUB, cmd->topic, cmd->topic_len))) ||
+        (m = conn_pub_alloc(cmd, now)) == NULL)
+        return;
+    line = (size_t)(cmd->payload - (c->in + c->in_off));
+    have = c->in_len - c->in_off - line;
+    if (have > cmd->payload_len)
+        have = cmd->payload_len; /* only the trailer is missing */
+    memcpy(m->data, cmd->payload, have);
+    memcpy(c->pend_topic, cmd->topic, cmd->topic_len);
+    c->pend_topic_len = cmd->topic_len;
+    c->pend_delay = cmd->delay_ms;
+    c->pend = m;
+    c->pend_have = have;
+    c->in_off += line + have;
+}
+
+/* The pending PUB's payload is complete: check its trailer, which the
+ * input buffer holds, and run it. False while bytes are missing. */
+static bool conn_pend_finish(conn_t *c, uint64_t now)
+{
+    const char *p = c->in + c->in_off;
+    size_t avail = c->in_len - c->in_off, tr;
+    msg_t *m = c->pend;
+    char err[PROTO_ERR_MAX];
+    proto_cmd_t cmd;
+
+    if (c->pend_have < m->len || avail == 0 || (p[0] == '\r' && avail == 1))
+        return false;
+    c->pend = NULL;
+    tr = p[0] == '\n' ? 1 : p[0] == '\r' && p[1] == '\n' ? 2 : 0;
+    if (tr == 0) {
+        msg_free(m);
+        proto_pub_bad_trailer(&c->parser, err);
+        conn_reply(c, err, strlen(err));
+        return true;
+    }
+    c->in_off += tr;
+    cmd.type = CMD_PUB;
+    cmd.topic = c->pend_topic;
+    cmd.topic_len = c->pend_topic_len;
+    cmd.delay_ms = c->pend_delay;
+    cmd.payload = m->data;
+    cmd.payload_len = m->len;
+    cmd.has_pri = false; /* already in m's ext block, as are ttr= and delay= */
+    cmd.ttr_ms = 0;
+    c->pub_pre = m;
+    conn_exec(c, &cmd, now);
+    if (c->pub_pre != NULL) { /* refused before it was made (NOAUTH, DENIED) */
+        msg_free(c->pub_pre);
+        c->pub_pre = NULL;
+    }
+    broker_dispatch(c->host->broker, now);
+    return true;
+}
+
 /* Run every complete command in the input, up to the fairness budget.
  * Returns true if input is left that could run now (budget spent). */
 static bool conn_process(conn_t *c)
@@ -614,7 +706,7 @@ static bool conn_process(conn_t *c)
     broker_t *b = c->host->broker;
     int budget = CONN_BUDGET;
 
-    while (c->state == CONN_READING && !c->out_full && c->in_off < c->in_len) {
+    while (c->state == CONN_READING && !c->out_full && (c->in_off < c->in_len || c->pend)) {
         proto_cmd_t cmd;
         char err[PROTO_ERR_MAX];
         size_t used = 0;
@@ -622,10 +714,20 @@ static bool conn_process(conn_t *c)
 
         if (budget-- == 0)
             return true;
+        if (c->pend && c->pend_have < c->pend->len)
+            break;
         if (conn_unconfirmed_full(c)) {
             conn_set_state(c, CONN_CONFIRMING);
             break;
         }
+        if (c->pend) {
+            if (!conn_pend_finish(c, now))
+                break;
+            if (conn_out_over(c))
+                c->out_full = true;
+            continue;
+        }
+        cmd.type = CMD_NONE;
         r = proto_parse(&c->parser, c->in + c->in_off, c->in_len - c->in_off, &cmd, &used, err);
         if (c->unconfirmed.n > 0 && r != PROTO_NEED_MORE &&
             (r != PROTO_CMD || !conn_may_pass_unconfirmed(cmd.type))) {
@@ -645,8 +747,10 @@ static bool conn_process(conn_t *c)
             conn_set_state(c, CONN_CLOSING);
         }
         c->in_off += used;
-        if (r == PROTO_NEED_MORE)
+        if (r == PROTO_NEED_MORE) {
+            conn_pend_begin(c, &cmd, now);
             break;
+        }
         if (conn_out_over(c))
             c->out_full = true;
     }
@@ -673,16 +777,47 @@ static bool conn_finished(const conn_t *c, bool more)
            c->unconfirmed.n == 0;
 }
 
+/* One read: the rest of a pending PUB's payload straight into its message
+ * first, when one is being filled, then into the input buffer if it has
+ * room. -1: the peer reset the connection. */
+static int conn_read_into(conn_t *c, bool room)
+{
+    struct iovec iov[2];
+    int k = 0;
+    size_t left = 0, into;
+    ssize_t n;
+
+    if (c->pend && c->pend_have < c->pend->len) {
+        left = c->pend->len - c->pend_have;
+        iov[k++] = (struct iovec){ .iov_base = c->pend->data + c->pend_have, .iov_len = left };
+    }
+    if (room)
+        iov[k++] = (struct iovec){ .iov_base = c->in + c->in_len, .iov_len = c->in_cap - c->in_len };
+    n = readv(c->fd, iov, k);
+    if (n > 0) {
+        into = (size_t)n < left ? (size_t)n : left;
+        c->pend_have += into;
+        c->in_len += (size_t)n - into;
+    } else if (n == 0) {
+        c->peer_eof = true;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        return -1;
+    }
+    return 0;
+}
+
 static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
     conn_t *c = arg;
     bool more;
-    ssize_t n;
 
+    (void)fd;
     (void)what;
     if (!c->peer_eof && (c->state == CONN_READING || c->state == CONN_WAITING ||
                          c->state == CONN_CONFIRMING)) {
-        if (!conn_in_reserve(c, conn_read_want(c))) {
+        bool filling = c->pend && c->pend_have < c->pend->len;
+        bool room = conn_in_reserve(c, filling ? CONN_READ_MIN : conn_read_want(c));
+        if (!room && !filling) {
             /* No room: the buffer is full of commands not run yet (a
              * waiting GET or JOIN, output over its limit, or the fairness
              * budget spent while reads kept coming). They run first; a
@@ -694,17 +829,9 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
                 return;
             }
             conn_update_reading(c);
-        } else {
-            n = read(fd, c->in + c->in_len, c->in_cap - c->in_len);
-            if (n > 0) {
-                c->in_len += (size_t)n;
-            } else if (n == 0) {
-                c->peer_eof = true;
-            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-                /* Reset: nobody is left to answer. */
-                conn_free(c);
-                return;
-            }
+        } else if (conn_read_into(c, room) < 0) {
+            conn_free(c); /* reset: nobody is left to answer */
+            return;
         }
     }
     more = conn_process(c);
@@ -930,6 +1057,7 @@ void conn_free(conn_t *c)
     free(c->subs);
     evbuffer_free(c->out);
     free(c->ob);
+    msg_free(c->pend);
     cfifo_free(&c->unconfirmed);
     close(c->fd);
     free(c->in);

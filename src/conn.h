@@ -45,6 +45,15 @@ typedef struct conn {
     struct evbuffer *out;           /* replies and pushes not yet written */
     cfifo_t unconfirmed;            /* confirm mode: held PUBs and the replies behind them */
     bool out_full;                  /* output passed limits.output_buffer: no reads, no pushes */
+    /* A large PUB whose payload is read straight into its own message
+     * (conn.c's conn_pend_begin): the rest of its command, kept here since
+     * its line has left the input buffer. */
+    msg_t *pend;                    /* NULL: none */
+    size_t pend_have;               /* payload bytes in pend->data so far */
+    uint64_t pend_delay;            /* its delay= */
+    size_t pend_topic_len;
+    char pend_topic[PROTO_TOPIC_MAX];
+    msg_t *pub_pre;                 /* the message conn_cmd_pub takes instead of making one */
     char *ob;                       /* output after `out`, written straight from (conn.c) */
     size_t ob_len, ob_cap;
 

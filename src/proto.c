@@ -612,6 +612,13 @@ static int proto_line(const proto_parser_t *p, const char *buf, size_t len,
     return 1;
 }
 
+proto_result_t proto_pub_bad_trailer(proto_parser_t *p, char *err)
+{
+    p->skip = 0;
+    p->skip_state = SK_RESYNC;
+    return proto_err(err, PROTO_ERROR, "-ERR payload not followed by \\r\\n\r\n");
+}
+
 /* Handle a PUB line: either an error (payload skipped unless there is no
  * usable count) or a wait for / return of its payload. */
 static proto_result_t proto_pub(proto_parser_t *p, const proto_cmd_def_t *d,
@@ -639,6 +646,15 @@ static proto_result_t proto_pub(proto_parser_t *p, const proto_cmd_def_t *d,
         return PROTO_ERROR;
     }
 
+    /* The command is known from here on; a reader that places payloads
+     * itself may use it even while the payload is still to come. */
+    cmd->type = CMD_PUB;
+    cmd->topic = t[1].p;
+    cmd->topic_len = t[1].n;
+    cmd->has_num = true;
+    cmd->num = n;
+    cmd->payload = buf + line_total;
+    cmd->payload_len = (size_t)n;
     /* Wait for payload + at least one trailer byte; compare without adding
      * so a huge n cannot overflow. */
     size_t have = len - line_total;
@@ -654,17 +670,9 @@ static proto_result_t proto_pub(proto_parser_t *p, const proto_cmd_def_t *d,
         end = tr + 2;
     } else {
         *used = tr;
-        p->skip = 0;
-        p->skip_state = SK_RESYNC;
-        return proto_err(err, PROTO_ERROR, "-ERR payload not followed by \\r\\n\r\n");
+        cmd->type = CMD_NONE;
+        return proto_pub_bad_trailer(p, err);
     }
-    cmd->type = CMD_PUB;
-    cmd->topic = t[1].p;
-    cmd->topic_len = t[1].n;
-    cmd->has_num = true;
-    cmd->num = n;
-    cmd->payload = buf + line_total;
-    cmd->payload_len = (size_t)n;
     *used = end;
     return PROTO_CMD;
 }

@@ -85,9 +85,24 @@ void proto_parser_init(proto_parser_t *p, uint64_t max_line, uint64_t max_messag
  * bytes the caller must drop from the front of its buffer (possibly 0).
  * A PUB is returned only once its whole payload and trailer are in buf.
  * On PROTO_ERROR/PROTO_FATAL, err (PROTO_ERR_MAX bytes) gets the reply line,
- * "\r\n"-terminated and NUL-terminated. Empty lines are consumed silently. */
+ * "\r\n"-terminated and NUL-terminated. Empty lines are consumed silently.
+ *
+ * For a reader that places large payloads itself: on PROTO_NEED_MORE,
+ * cmd->type is CMD_PUB when buf holds a whole, accepted PUB line whose
+ * payload or trailer is not all there yet; cmd is then filled as for
+ * PROTO_CMD, payload pointing where the payload starts in buf (so the line
+ * is payload - buf bytes) and payload_len its whole count. The caller may
+ * take the line and the payload's bytes off the stream itself, check the
+ * trailer ("\r\n" or "\n") and on a wrong one call proto_pub_bad_trailer.
+ * Otherwise cmd->type is not set: set it to CMD_NONE before the call. */
 proto_result_t proto_parse(proto_parser_t *p, const char *buf, size_t len,
                            proto_cmd_t *cmd, size_t *consumed, char *err);
+
+/* A PUB's payload (taken by the caller, see proto_parse) is not followed
+ * by its trailer: from the byte that should have been one, the parser
+ * discards up to the next line, as it does for its own PUBs, and err gets
+ * the reply line. Returns PROTO_ERROR. */
+proto_result_t proto_pub_bad_trailer(proto_parser_t *p, char *err);
 
 /* Walk an ACK id list the parser already validated. `*pos` starts at 0.
  * Returns false when there are no more ids. */

@@ -374,6 +374,64 @@ START_TEST(test_vanish_mid_payload)
 }
 END_TEST
 
+/* Large payloads that arrive across reads are read straight into their
+ * message (conn.c's conn_pend_begin): sent in pieces, with every trailer
+ * form split where it can be, they arrive intact; a wrong trailer is
+ * refused and the connection resynchronises; a producer that vanishes
+ * half-way enqueues nothing. */
+static void net_send_slowly(tc_t *c, const char *p, size_t n, size_t piece)
+{
+    for (size_t off = 0; off < n; off += piece) {
+        net_send(c, p + off, n - off < piece ? n - off : piece);
+        usleep(20000);
+    }
+}
+
+START_TEST(test_large_payload_in_pieces)
+{
+    sd_t d;
+    size_t n = 100000;
+    char *big = malloc(n);
+    ck_assert_ptr_nonnull(big);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)(i * 7 + 3);
+    net_start(&d, "");
+    tc_t *c = net_open(&d);
+
+    net_sendf(c, "PUB big %zu\r\n", n);
+    net_send_slowly(c, big, n, 30000);
+    net_send(c, "\r", 1);
+    usleep(20000);
+    net_send(c, "\n", 1);
+    NET_EXPECT(c, "+OK 1");
+    net_sendf(c, "PUB big %zu delay=0\r\n", n);
+    net_send_slowly(c, big, n, 60000);
+    net_puts(c, "\nPING\r\n");
+    NET_EXPECT(c, "+OK 2");
+    NET_EXPECT(c, "+PONG");
+    net_sendf(c, "PUB big %zu\r\n", n);
+    net_send_slowly(c, big, n, 40000);
+    net_puts(c, "XY\r\nPING\r\n");
+    NET_EXPECT(c, "-ERR payload not followed by \\r\\n");
+    NET_EXPECT(c, "+PONG");
+    net_puts(c, "GET big\r\nGET big\r\n");
+    net_expect_msg(c, "big", 1, big, n);
+    net_expect_msg(c, "big", 1, big, n);
+    ck_assert_uint_eq(net_stat(c, "big", "published"), 2);
+
+    tc_t *p = net_open(&d);
+    net_sendf(p, "PUB big %zu\r\n", n);
+    net_send_slowly(p, big, n / 2, 25000);
+    tc_close(p);
+    net_wait_stat(c, NULL, "connections", 1);
+    ck_assert_uint_eq(net_stat(c, "big", "published"), 2);
+    ck_assert_uint_eq(net_stat(c, "big", "ready"), 0);
+    free(big);
+    tc_close(c);
+    net_stop(&d);
+}
+END_TEST
+
 /* A consumer that closes (even mid-command) gives its messages back. */
 START_TEST(test_consumer_close_redelivers)
 {
@@ -487,6 +545,7 @@ Suite *net_input_suite(void)
     tcase_add_test(t, test_output_buffer_pipeliner);
     tcase_add_test(t, test_bad_input_keeps_connection);
     tcase_add_test(t, test_vanish_mid_payload);
+    tcase_add_test(t, test_large_payload_in_pieces);
     tcase_add_test(t, test_consumer_close_redelivers);
     tcase_add_test(t, test_half_close);
     tcase_add_test(t, test_waiting_get_bounded_input);
