@@ -19,7 +19,7 @@ static const char bench_usage_text[] =
     "  -T, --target NAME      sluice | redis-streams | beanstalkd | relay (sluice)\n"
     "  -s, --server ADDR      host:port or unix:/path (sluice: $SLUICE_ADDR or\n"
     "                         127.0.0.1:7700; redis 127.0.0.1:6379; beanstalkd 127.0.0.1:11300;\n"
-    "                         relay 127.0.0.1:7701)\n"
+    "                         relay 127.0.0.1:7709)\n"
     "  -p, --producers N      producer threads, one connection each (1)\n"
     "  -c, --consumers N      consumer threads, one connection each (1)\n"
     "  -n, --messages N       messages in all (100000)\n"
@@ -36,7 +36,7 @@ static const char bench_usage_text[] =
     "                         preempt the server they measure; other: leave them be (batch)\n"
     "  -j, --json             print one JSON object instead of the report\n"
     "      --relay-listen ADDR  run no bench: serve the relay floor that -T relay\n"
-    "                         measures (PUB in, MSG out, nothing kept) until killed\n"
+    "                         measures (PUB in, MSG out, nothing kept) until SIGTERM\n"
     "  -h, --help             this text\n"
     "Exit status: 0 when every message arrived once and intact; 1 otherwise.\n";
 

@@ -8,7 +8,7 @@
  * measures the floor (parse a frame, copy it once, write it) beside the
  * broker, whose distance from it is the broker's own work.
  *
- * One thread, epoll, level-triggered. Each connection has a flat input
+ * It runs until SIGINT or SIGTERM. One thread, epoll, level-triggered. Each connection has a flat input
  * buffer parsed in place by proto.c and a flat output buffer written once
  * per loop turn. Backpressure, so a slow reader cannot grow memory: while
  * the consumers' unwritten output passes RELAY_OUT_HIGH, producers are not
@@ -372,12 +372,24 @@ static void relay_turn(relay_t *r, struct epoll_event *evs, int n)
         relay_pause(r, false);
 }
 
+static volatile sig_atomic_t relay_stop;
+
+static void relay_on_signal(int sig)
+{
+    (void)sig;
+    relay_stop = 1;
+}
+
 int bench_relay_main(const char *addr)
 {
     relay_t r = { .ep = -1 };
     struct epoll_event evs[RELAY_EVENTS];
+    struct sigaction sa = { .sa_handler = relay_on_signal };
 
     signal(SIGPIPE, SIG_IGN);
+    /* SIGINT too, even where the shell that started it ignores it. */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     r.lfd = relay_listen(addr);
     if (r.lfd < 0)
         return 1;
@@ -387,12 +399,15 @@ int bench_relay_main(const char *addr)
         fprintf(stderr, "sluice: bench: epoll: %s\n", strerror(errno));
         return 1;
     }
-    /* Until killed: it is a process for a benchmark script to start and stop. */
-    for (;;) {
+    /* Until SIGINT or SIGTERM: a process for a benchmark script to start
+     * and stop. Exiting (not dying of the signal) lets a profiler that
+     * runs it write its report. */
+    while (!relay_stop) {
         int n = epoll_wait(r.ep, evs, RELAY_EVENTS, -1);
         if (n < 0 && errno != EINTR)
             return 1;
         if (n > 0)
             relay_turn(&r, evs, n);
     }
+    return 0;
 }

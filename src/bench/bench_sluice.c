@@ -170,8 +170,8 @@ const bench_target_t bsl_target = {
  * producers and consumers drive it. */
 const bench_target_t bsl_relay_target = {
     .name = "relay",
-    .port = 7701,
-    .addr = "127.0.0.1:7701",
+    .port = 7709,
+    .addr = "127.0.0.1:7709",
     .prod_open = bsl_prod_open,
     .put = bsl_prod_put,
     .reply = bsl_prod_reply,

@@ -8,7 +8,8 @@
 # (user + system from /proc/PID/stat) per message in us.
 #
 # Environment: SLUICED, SLUICE (build/src), BASE_SLUICED (optional: a
-# second daemon, e.g. main's, to compare with), SIZES ("64 1024 16384
+# second daemon, e.g. main's, to compare with), BOUNDED (optional: a
+# count; adds a row for SLUICED with defaults.max_messages at it), SIZES ("64 1024 16384
 # 65536"), RUNS (3), MESSAGES (a count for every size; by default 200000
 # up to 1 KiB, 50000 at 16 KiB, 20000 above), RAW=FILE (every run's --json).
 set -euo pipefail
@@ -30,10 +31,12 @@ messages_for() {
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# start_daemon BIN: a fresh daemon on a free port; sets $spid and $saddr.
+# start_daemon BIN [MAX_MESSAGES]: a fresh daemon on a free port; sets
+# $spid and $saddr.
 start_daemon() {
     rm -f "$work/port"
-    SLUICED_PORT_FILE=$work/port "$1" -l 127.0.0.1:0 2>"$work/sluiced.log" &
+    printf 'admin: {listen: ""}\ndefaults: {max_messages: %s}\n' "${2:-100000}" >"$work/conf.yaml"
+    SLUICED_PORT_FILE=$work/port "$1" -c "$work/conf.yaml" -l 127.0.0.1:0 2>"$work/sluiced.log" &
     spid=$!
     pids+=("$spid")
     for _ in $(seq 500); do [[ -s $work/port ]] && break; sleep 0.01; done
@@ -53,6 +56,7 @@ one() {
     local what=$1 size=$2 n target=sluice
     n=$(messages_for "$size")
     [[ $what == relay ]] && target=relay
+    true
     local c0 c1 json
     c0=$(cpu_ticks "$spid")
     json=$("$SLUICE" bench -T "$target" -s "$saddr" -n "$n" -S "$size" -w 64 -C 64 -a 1 --json)
@@ -80,6 +84,10 @@ for size in $SIZES; do
         fi
         start_daemon "$SLUICED"
         one sluice "$size"
+        if [[ -n ${BOUNDED:-} ]]; then
+            start_daemon "$SLUICED" "$BOUNDED"
+            one bounded "$size"
+        fi
         start_relay
         one relay "$size"
     done
