@@ -62,10 +62,13 @@ typedef struct relay {
     relay_conn_t *dirty;
 } relay_t;
 
-/* Room for `more` bytes at the end of b (compacting first). */
+/* Room for `more` bytes at the end of b: compacting when what was taken
+ * is at least what is left (so a long output being written is not moved
+ * again for every message added behind it), else growing. */
 static int relay_buf_room(relay_buf_t *b, size_t more)
 {
-    if (b->off > 0 && (b->off == b->len || b->cap - b->len < more)) {
+    if (b->off > 0 && (b->off == b->len ||
+                       (b->cap - b->len < more && b->off >= b->len - b->off))) {
         memmove(b->p, b->p + b->off, b->len - b->off);
         b->len -= b->off;
         b->off = 0;
