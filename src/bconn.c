@@ -340,15 +340,15 @@ static void bconn_on_complete(void *ctx, br_op_t op, br_status_t st, const topic
 /* false: the connection was closed. */
 static bool bconn_flush(bconn_t *c)
 {
+    int k;
+
     bconn_stage_flush(c);
-    while (evbuffer_get_length(c->out) > 0) {
-        int n = evbuffer_write(c->out, c->fd);
-        if (n > 0)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-            event_add(c->wev, NULL);
-            return true;
-        }
+    k = connhost_write_out(c->out, c->fd);
+    if (k == 0) {
+        event_add(c->wev, NULL);
+        return true;
+    }
+    if (k < 0) {
         bconn_free(c);
         return false;
     }

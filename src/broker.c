@@ -543,20 +543,24 @@ static msg_t *broker_take_owned(client_t *c, uint64_t id)
     return m;
 }
 
-bool broker_ack(client_t *c, uint64_t id, uint64_t now)
+/* m, out of every queue, is done with: an ACK, or beanstalk's delete. */
+void broker_remove_acked(broker_t *b, topic_t *t, msg_t *m, uint64_t now)
 {
-    broker_t *b = c->b;
-    msg_t *m = broker_take_owned(c, id);
-    topic_t *t;
-
-    if (m == NULL)
-        return false;
-    t = m->topic;
     BR_COUNT(b, t, acked);
     broker_obs_removed(b, t, m, BR_REMOVED_ACKED);
+    broker_unindex(b, m);
     broker_account_sub(b, t, m);
     msg_free(m);
     broker_settle(b, now);
+}
+
+bool broker_ack(client_t *c, uint64_t id, uint64_t now)
+{
+    msg_t *m = broker_take_owned(c, id);
+
+    if (m == NULL)
+        return false;
+    broker_remove_acked(c->b, m->topic, m, now);
     return true;
 }
 

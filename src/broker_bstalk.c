@@ -40,9 +40,9 @@ msg_t *broker_lookup(const broker_t *b, uint64_t id)
     return NULL;
 }
 
-/* A message waiting in its topic (ready, delayed or buried) by id, taken
- * out of that queue; NULL if there is none in those states. */
-static msg_t *broker_take_waiting(broker_t *b, uint64_t id)
+/* A message waiting in its topic (ready if `ready`, delayed or buried) by
+ * id, taken out of that queue; NULL if there is none in those states. */
+static msg_t *broker_take_waiting(broker_t *b, uint64_t id, bool ready)
 {
     msg_t *m = broker_lookup(b, id);
 
@@ -50,6 +50,8 @@ static msg_t *broker_take_waiting(broker_t *b, uint64_t id)
         return NULL;
     switch (m->state) {
     case MSG_READY:
+        if (!ready)
+            return NULL;
         topic_ready_remove(m->topic, m);
         break;
     case MSG_DELAYED:
@@ -229,7 +231,7 @@ void broker_serve_reserves(topic_t *t, uint64_t now)
 
 br_status_t broker_reserve_id(client_t *c, uint64_t id, uint64_t now)
 {
-    msg_t *m = broker_take_waiting(c->b, id);
+    msg_t *m = broker_take_waiting(c->b, id, true);
 
     if (m == NULL)
         return BR_NOTFOUND;
@@ -242,50 +244,32 @@ br_status_t broker_reserve_id(client_t *c, uint64_t id, uint64_t now)
 
 br_status_t broker_delete(client_t *c, uint64_t id, uint64_t now)
 {
-    broker_t *b = c->b;
     msg_t *m;
-    topic_t *t;
 
-    if (broker_owned(c, id) != NULL)
-        return broker_ack(c, id, now) ? BR_OK : BR_NOTFOUND;
-    m = broker_take_waiting(b, id);
+    if (broker_ack(c, id, now))
+        return BR_OK;
+    m = broker_take_waiting(c->b, id, true);
     if (m == NULL)
         return BR_NOTFOUND;
-    t = m->topic;
-    BR_COUNT(b, t, acked);
-    broker_obs_removed(b, t, m, BR_REMOVED_ACKED);
-    broker_unindex(b, m);
-    broker_account_sub(b, t, m);
-    msg_free(m);
-    broker_settle(b, now);
+    broker_remove_acked(c->b, m->topic, m, now);
     return BR_OK;
 }
 
+/* A NACK that also sets the job's priority and the delay stats-job shows. */
 br_status_t broker_release(client_t *c, uint64_t id, uint32_t pri, uint64_t delay_ms,
                            uint64_t now)
 {
-    broker_t *b = c->b;
     msg_t *m = broker_owned(c, id);
     msg_ext_t *x;
-    topic_t *t;
 
     if (m == NULL)
         return BR_NOTFOUND;
-    t = m->topic;
-    broker_unflight(b, m);
     x = msg_ext(m);
     if (x != NULL) {
         x->pri = pri;
-        x->releases++;
         x->delay_ms = delay_ms;
     }
-    if (broker_returns(b, t, m, now)) {
-        broker_place(b, t, m, delay_ms > 0 ? broker_sat_add(now, delay_ms) : 0, true, now);
-        if (x != NULL || delay_ms > 0)
-            broker_obs_changed(b, t, m);
-    }
-    broker_settle(b, now);
-    return BR_OK;
+    return broker_nack(c, id, delay_ms, now);
 }
 
 br_status_t broker_bury(client_t *c, uint64_t id, uint32_t pri, uint64_t now)
@@ -355,12 +339,10 @@ br_status_t broker_kick(broker_t *b, const char *topic, size_t tlen, uint64_t n,
 
 br_status_t broker_kick_id(broker_t *b, uint64_t id, uint64_t now)
 {
-    const msg_t *found = broker_lookup(b, id);
-    msg_t *m;
+    msg_t *m = broker_take_waiting(b, id, false);
 
-    if (found == NULL || (found->state != MSG_BURIED && found->state != MSG_DELAYED))
+    if (m == NULL)
         return BR_NOTFOUND;
-    m = broker_take_waiting(b, id);
     broker_kick_one(b, m->topic, m);
     broker_dispatch(b, now);
     return BR_OK;

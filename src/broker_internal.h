@@ -218,6 +218,8 @@ void broker_serve_reserves(topic_t *t, uint64_t now);
 
 /* m, out of every queue, leaves the broker for good (freed). */
 void broker_account_sub(broker_t *b, topic_t *t, const msg_t *m);
+/* ... acknowledged (counted, observed, freed, parked producers settled). */
+void broker_remove_acked(broker_t *b, topic_t *t, msg_t *m, uint64_t now);
 /* m becomes available: delayed until `due` if that is in the future, else
  * ready (`head`: as a return, see broker_ready_head). */
 void broker_place(broker_t *b, topic_t *t, msg_t *m, uint64_t due, bool head, uint64_t now);

@@ -964,15 +964,12 @@ bool conn_flush(conn_t *c)
         event_add(c->wev, NULL); /* the kernel took part: the rest waits for room */
         return true;
     }
-    while (evbuffer_get_length(c->out) > 0) {
-        int n = evbuffer_write(c->out, c->fd);
-        if (n > 0)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-            event_add(c->wev, NULL);
-            return true;
-        }
-        /* The peer is gone: nothing more can reach it. */
+    k = connhost_write_out(c->out, c->fd);
+    if (k == 0) {
+        event_add(c->wev, NULL);
+        return true;
+    }
+    if (k < 0) { /* the peer is gone: nothing more can reach it */
         conn_free(c);
         return false;
     }

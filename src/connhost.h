@@ -12,6 +12,8 @@
 #ifndef SLUICE_CONNHOST_H
 #define SLUICE_CONNHOST_H
 
+#include <errno.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -76,5 +78,18 @@ typedef struct connproto {
     /* The server is freed: close every connection. */
     void (*close_all)(connhost_t *h);
 } connproto_t;
+
+/* Write a connection's pending output to its socket: 1 all of it went,
+ * 0 the kernel is full (wait for EV_WRITE), -1 the peer is gone. */
+static inline int connhost_write_out(struct evbuffer *out, int fd)
+{
+    while (evbuffer_get_length(out) > 0) {
+        int n = evbuffer_write(out, fd);
+        if (n > 0)
+            continue;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
+    }
+    return 1;
+}
 
 #endif

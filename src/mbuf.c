@@ -6,11 +6,6 @@
 
 #include "dec.h"
 
-size_t mbuf_u64_dec(char *out, uint64_t v)
-{
-    return dec_u64(out, v);
-}
-
 static int mbuf_grow(mbuf_t *b, size_t more)
 {
     size_t cap = b->cap ? b->cap : 4096;
@@ -42,7 +37,7 @@ int mbuf_open(mbuf_t *b, size_t room)
 int mbuf_arg(mbuf_t *b, const void *data, size_t n)
 {
     char num[24];
-    size_t d = mbuf_u64_dec(num, n);
+    size_t d = dec_u64(num, n);
     char *q;
 
     if (mbuf_grow(b, n + d + 5) < 0)
@@ -107,7 +102,7 @@ static size_t mbuf_len_line(char *out, char c, size_t n)
     size_t d;
 
     out[0] = c;
-    d = mbuf_u64_dec(out + 1, n);
+    d = dec_u64(out + 1, n);
     out[1 + d] = '\r';
     out[2 + d] = '\n';
     return d + 3;

@@ -20,9 +20,6 @@ typedef struct mbuf {
     size_t nargs; /* arguments after the room; 0 = not open */
 } mbuf_t;
 
-/* v in decimal into out (at least 20 bytes, not terminated); its length. */
-size_t mbuf_u64_dec(char *out, uint64_t v);
-
 /* Start a command with `room` header bytes, unless it is open already.
  * 0, or -1 when out of memory. */
 int mbuf_open(mbuf_t *b, size_t room);

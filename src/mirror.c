@@ -13,6 +13,7 @@
 
 #include "addr.h"
 #include "clock.h"
+#include "dec.h"
 #include "log.h"
 #include "mirror_int.h"
 
@@ -100,7 +101,7 @@ size_t mirror_shard_key(mirror_t *mi, const char *part, uint64_t shard, const ch
 {
     char num[24];
 
-    return mirror_key_of(mi, part, num, mbuf_u64_dec(num, shard), name, nlen);
+    return mirror_key_of(mi, part, num, dec_u64(num, shard), name, nlen);
 }
 
 /* Header room for any key of a topic with an nlen-byte name (the longest
@@ -215,7 +216,7 @@ static redisContext *mirror_sync_connect(const mirror_t *mi, char *err, size_t e
         argv[0] = "SELECT";
         argv[1] = num;
         lens[0] = 6;
-        lens[1] = mbuf_u64_dec(num, mi->db);
+        lens[1] = dec_u64(num, mi->db);
         if ((r = mirror_sync_cmd(c, 2, argv, lens, err, errlen)) == NULL)
             goto fail;
         freeReplyObject(r);
@@ -315,7 +316,7 @@ static void mirror_restore_drop_empty(mirror_t *mi, redisContext *c, const mrest
     for (size_t i = 0; mrestore_empty_shard(rs, i, &name, &s); i++) {
         const char *argv[6] = {"EVAL", mirror_lua_drop, "0", mi->prefix, name, num};
         size_t lens[6] = {4, strlen(mirror_lua_drop), 1, strlen(mi->prefix), strlen(name),
-                          mbuf_u64_dec(num, s)};
+                          dec_u64(num, s)};
         redisReply *r;
         if (s >= open)
             continue;

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "clock.h"
+#include "dec.h"
 #include "log.h"
 #include "mirror_int.h"
 #include "topic.h"
@@ -124,7 +125,7 @@ void mirror_put_next_id(mirror_t *mi)
         return;
     lens[1] = mirror_key(mi, "next_id", NULL, 0);
     argv[1] = mi->key;
-    lens[2] = mbuf_u64_dec(num, n);
+    lens[2] = dec_u64(num, n);
     if (lens[1] > 0 && mirror_argv(mi, mirror_req(mi, REQ_WRITE, NULL, 0), 3, argv, lens) == 0)
         mi->next_id_sent = n;
 }
@@ -185,7 +186,7 @@ int mirror_announce_shard(mirror_t *mi, mtopic_t *mt, uint64_t shard)
     bool temp = mi->phase == P_RESYNC;
     char num[24];
     const char *argv[4] = {"SADD", NULL, num, NULL};
-    size_t lens[4] = {4, 0, mbuf_u64_dec(num, shard), 0};
+    size_t lens[4] = {4, 0, dec_u64(num, shard), 0};
     size_t at = 0;
 
     if (mirror_shards_find(&mt->shards, shard, &at))
@@ -494,7 +495,7 @@ int mirror_drop_shards(mirror_t *mi, const char *name, size_t nlen, const uint64
         n = MIRROR_DROP_MAX;
     for (size_t i = 0; i < n; i++) {
         argv[5 + i] = nums[i];
-        lens[5 + i] = mbuf_u64_dec(nums[i], shards[i]);
+        lens[5 + i] = dec_u64(nums[i], shards[i]);
     }
     return mirror_argv(mi, mirror_req(mi, REQ_WRITE, NULL, 0), (int)(5 + n), argv, lens);
 }
@@ -676,6 +677,23 @@ static int mirror_meta_push(mirror_t *mi, mtopic_t *mt, const msg_t *m)
     return 0;
 }
 
+/* t's batch for an observed change, or NULL when there is none to add
+ * to: the mirror takes no change now (it is dirty, and a resync carries
+ * everything) or had no memory for the batch (it failed: a resync too). */
+static mtopic_t *mirror_observed(mirror_t *mi, const topic_t *t)
+{
+    mtopic_t *mt;
+
+    if (!mirror_writable(mi)) {
+        mi->dirty = true;
+        return NULL;
+    }
+    mt = mirror_topic(mi, t);
+    if (mt == NULL)
+        mirror_batch_failed(mi);
+    return mt;
+}
+
 static void mirror_on_enqueued(void *ctx, const topic_t *t, const msg_t *m)
 {
     mirror_t *mi = ctx;
@@ -683,12 +701,9 @@ static void mirror_on_enqueued(void *ctx, const topic_t *t, const msg_t *m)
 
     if (m->state == MSG_HELD)
         mirror_hold(mi, t, m->id);
-    if (!mirror_writable(mi)) {
-        mi->dirty = true;
+    if ((mt = mirror_observed(mi, t)) == NULL)
         return;
-    }
-    mt = mirror_topic(mi, t);
-    if (mt == NULL || mirror_refs_push(&mt->puts, m) < 0 ||
+    if (mirror_refs_push(&mt->puts, m) < 0 ||
         (m->state == MSG_HELD && mirror_u64s_push(&mt->held, m->id) < 0) ||
         (mrestore_meta_needed(m) && mirror_meta_push(mi, mt, m) < 0)) {
         mirror_batch_failed(mi);
@@ -702,31 +717,25 @@ static void mirror_on_attempted(void *ctx, const topic_t *t, const msg_t *m)
     mirror_t *mi = ctx;
     mtopic_t *mt;
 
-    if (!mirror_writable(mi)) {
-        mi->dirty = true;
+    if ((mt = mirror_observed(mi, t)) == NULL)
         return;
-    }
-    mt = mirror_topic(mi, t);
-    if (mt == NULL || mirror_refs_push(&mt->atts, m) < 0) {
+    if (mirror_refs_push(&mt->atts, m) < 0) {
         mirror_batch_failed(mi);
         return;
     }
     mirror_queue(mi, mt, false);
 }
 
-/* Buried, kicked, released with a delay or a new priority: its meta
- * record is written again (as it is at the flush). */
+/* Buried, kicked, released or NACKed with a delay, a job's TTR ran out:
+ * its meta record is written again (as it is at the flush). */
 static void mirror_on_changed(void *ctx, const topic_t *t, const msg_t *m)
 {
     mirror_t *mi = ctx;
     mtopic_t *mt;
 
-    if (!mirror_writable(mi)) {
-        mi->dirty = true;
+    if ((mt = mirror_observed(mi, t)) == NULL)
         return;
-    }
-    mt = mirror_topic(mi, t);
-    if (mt == NULL || mirror_meta_push(mi, mt, m) < 0) {
+    if (mirror_meta_push(mi, mt, m) < 0) {
         mirror_batch_failed(mi);
         return;
     }

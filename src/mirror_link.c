@@ -15,6 +15,7 @@
 
 #include "addr.h"
 #include "clock.h"
+#include "dec.h"
 #include "log.h"
 #include "mirror_int.h"
 
@@ -290,7 +291,7 @@ void mirror_connect(mirror_t *mi)
         argv[0] = "SELECT";
         argv[1] = num;
         lens[0] = 6;
-        lens[1] = mbuf_u64_dec(num, mi->db);
+        lens[1] = dec_u64(num, mi->db);
         mirror_argv(mi, mirror_req(mi, REQ_SETUP, NULL, 0), 2, argv, lens);
     }
     if (mi->durability != DURABILITY_MEMORY) {

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "clock.h"
+#include "dec.h"
 #include "log.h"
 #include "mirror_int.h"
 #include "topic.h"
@@ -255,7 +256,7 @@ static void mirror_resync_finish(mirror_t *mi)
     if (mi->phase != P_RESYNC)
         return;
     mirror_put_next_id(mi);
-    open[mbuf_u64_dec(open, mrestore_shard(broker_next_id(mi->b)))] = '\0';
+    open[dec_u64(open, mrestore_shard(broker_next_id(mi->b)))] = '\0';
     mirror_eval(mi, REQ_SWAP, mirror_lua_swap, open);
     log_debug("redis mirror: resync of %zu messages sent in %" PRIu64 " ms", mi->nsnap,
               clock_ms() - mi->resync_t0);

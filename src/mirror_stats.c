@@ -6,6 +6,7 @@
 #include <event2/event.h>
 
 #include "clock.h"
+#include "dec.h"
 #include "counters.h"
 #include "mirror_int.h"
 #include "version.h"
@@ -80,8 +81,8 @@ void mirror_write_stats(mirror_t *mi)
 
     lens[1] = mirror_key(mi, "heartbeat", NULL, 0);
     argv[1] = mi->key;
-    lens[2] = mbuf_u64_dec(num, clock_unix_ms());
-    lens[4] = mbuf_u64_dec(px, 3 * mi->flush_ms);
+    lens[2] = dec_u64(num, clock_unix_ms());
+    lens[4] = dec_u64(px, 3 * mi->flush_ms);
     if (lens[1] > 0)
         mirror_argv(mi, mirror_req(mi, REQ_WRITE, NULL, 0), 5, argv, lens);
     mirror_put_next_id(mi);

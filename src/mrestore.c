@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dec.h"
 #include "log.h"
 #include "mbuf.h"
 #include "msg.h"
@@ -179,7 +180,7 @@ static bool mrestore_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
 static size_t mrestore_meta_field(char *out, uint64_t v)
 {
     out[0] = ':';
-    return 1 + mbuf_u64_dec(out + 1, v);
+    return 1 + dec_u64(out + 1, v);
 }
 
 size_t mrestore_meta_format(const msg_t *m, uint64_t now, uint64_t now_unix, char *out)

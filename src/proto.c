@@ -28,7 +28,7 @@ enum {
 
 /* Enough tokens for the longest fixed form (PUB t n delay=ms pri=n ttr=ms)
  * plus one, so that "too many arguments" is known without scanning the
- * rest. */
+ * rest; a command splits off at most its own max_tok + 1. */
 #define TOK_MAX 7
 
 typedef struct proto_tok {
@@ -367,12 +367,6 @@ static bool proto_pub_tokens(const char *s, size_t len, proto_tok_t *t)
     return true;
 }
 
-static bool proto_is_ack(const char *s, size_t len)
-{
-    return len > 4 && ((unsigned char)s[0] | 0x20) == 'a' && ((unsigned char)s[1] | 0x20) == 'c' &&
-           ((unsigned char)s[2] | 0x20) == 'k' && proto_blank(s[3]);
-}
-
 static const proto_cmd_def_t *proto_lookup(const proto_tok_t *t)
 {
     for (size_t k = 0; k < sizeof proto_cmds / sizeof proto_cmds[0]; k++) {
@@ -703,9 +697,7 @@ proto_result_t proto_parse(proto_parser_t *p, const char *buf, size_t len,
         const proto_cmd_def_t *d = &proto_cmds[0];   /* pub */
         size_t nt = 3;
         if (!proto_pub_tokens(line, content, t)) {
-            /* ACK reads its ids from the rest of the line: the name and
-             * "there is more" are all it needs of the tokens. */
-            nt = proto_tokens(line, content, t, proto_is_ack(line, content) ? 1 : TOK_MAX);
+            nt = proto_tokens(line, content, t, 1);
             if (nt == 0) {      /* empty or blank line: no reply */
                 off += total;
                 continue;
@@ -715,6 +707,11 @@ proto_result_t proto_parse(proto_parser_t *p, const char *buf, size_t len,
                 *consumed = off + total;
                 return proto_err(err, PROTO_ERROR, "-ERR unknown command\r\n");
             }
+            /* Split off only as many tokens as the command can take (and
+             * one more, to tell "too many"); a command without a bound
+             * (ACK's id list) reads the rest of the line itself. */
+            if (nt > 1 && d->max_tok > 1 && d->max_tok <= TOK_MAX)
+                nt = proto_tokens(line, content, t, d->max_tok);
         }
 
         memset(cmd, 0, offsetof(proto_cmd_t, has_pri));
