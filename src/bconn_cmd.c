@@ -11,7 +11,6 @@
  */
 #include "bconn_int.h"
 
-#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,26 +20,14 @@ static uint64_t bconn_ms(uint32_t sec) { return (uint64_t)sec * 1000; }
 
 /* ---- rights ---- */
 
-static bool bconn_glob_any(char *const *globs, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (fnmatch(globs[i], name, 0) == 0)
-            return true;
-    return false;
-}
-
 static bool bconn_user_may(const bconn_t *c, const char *tube, size_t len, bconn_right_t right)
 {
     const user_entry_t *u = c->set->user;
-    char name[BPROTO_TUBE_MAX + 1];
 
-    if (u == NULL || len > BPROTO_TUBE_MAX)
+    if (u == NULL)
         return false;
-    memcpy(name, tube, len);
-    name[len] = '\0';
-    if (right != BCONN_READ && bconn_glob_any(u->publish, u->npublish, name))
-        return true;
-    return right != BCONN_PUT && bconn_glob_any(u->subscribe, u->nsubscribe, name);
+    return (right != BCONN_READ && config_user_allows(u, true, tube, len)) ||
+           (right != BCONN_PUT && config_user_allows(u, false, tube, len));
 }
 
 bool bconn_may(const bconn_t *c, const char *tube, size_t len, bconn_right_t right)
@@ -151,7 +138,6 @@ void bconn_put_refused(bconn_t *c, const char *err)
 static void bconn_cmd_put(bconn_t *c, const bproto_cmd_t *cmd, uint64_t now)
 {
     msg_t *m;
-    msg_ext_t *x;
     uint64_t id = 0;
     br_status_t st;
 
@@ -164,17 +150,13 @@ static void bconn_cmd_put(bconn_t *c, const bproto_cmd_t *cmd, uint64_t now)
         return;
     }
     bconn_mark_producer(c);
-    m = msg_new_ext((uint32_t)cmd->body_len);
+    m = msg_new_job((uint32_t)cmd->body_len, cmd->pri, bconn_ms(cmd->ttr), bconn_ms(cmd->delay),
+                    now);
     if (m == NULL) {
         bconn_reply_lit(c, BPROTO_R_OUT_OF_MEMORY);
         return;
     }
     memcpy(m->data, cmd->body, cmd->body_len);
-    x = msg_ext(m);
-    x->created = now;
-    x->pri = cmd->pri;
-    x->ttr_ms = bconn_ms(cmd->ttr);
-    x->delay_ms = bconn_ms(cmd->delay);
     st = broker_publish(c->client, c->use->name, c->use->len, m, bconn_ms(cmd->delay), now, &id);
     if (st == BR_OK)
         bconn_reply_num(c, bproto_fmt_inserted, id);

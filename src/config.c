@@ -19,6 +19,7 @@
 #include "config_yaml.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -934,6 +935,22 @@ fail:
 
 /* ------------------------------------------------------------------ */
 /* Lookups and names                                                   */
+
+bool config_user_allows(const user_entry_t *u, bool publish, const char *name, size_t len)
+{
+    char *const *globs = publish ? u->publish : u->subscribe;
+    size_t n = publish ? u->npublish : u->nsubscribe;
+    char z[256]; /* fnmatch wants a C string; names are at most 255 bytes */
+
+    if (len >= sizeof z)
+        return false;
+    memcpy(z, name, len);
+    z[len] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (fnmatch(globs[i], z, 0) == 0)
+            return true;
+    return false;
+}
 
 const topic_conf_t *config_topic(const config_t *cfg, const char *name, size_t len)
 {

@@ -139,6 +139,10 @@ config_t *config_load_string(const char *name, const char *text, size_t len,
 
 void config_free(config_t *cfg);
 
+/* Does one of u's publish (or, !publish, subscribe) globs match the
+ * topic or tube name[0..len)? A name over 255 bytes matches nothing. */
+bool config_user_allows(const user_entry_t *u, bool publish, const char *name, size_t len);
+
 /* Limits for a topic: its own entry if listed, else the defaults. */
 const topic_conf_t *config_topic(const config_t *cfg, const char *name, size_t len);
 

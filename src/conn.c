@@ -360,21 +360,11 @@ static bool conn_may_hold(const conn_t *c)
 static msg_t *conn_pub_alloc(const proto_cmd_t *cmd, uint64_t now)
 {
     uint32_t len = (uint32_t)cmd->payload_len;
-    msg_t *m;
-    msg_ext_t *x;
 
     if (!cmd->has_pri && cmd->ttr_ms == 0)
         return msg_new(len);
-    m = msg_new_ext(len);
-    if (m == NULL)
-        return NULL;
-    x = msg_ext(m);
-    if (cmd->has_pri)
-        x->pri = cmd->pri;
-    x->ttr_ms = cmd->ttr_ms;
-    x->delay_ms = cmd->delay_ms;
-    x->created = now;
-    return m;
+    return msg_new_job(len, cmd->has_pri ? cmd->pri : MSG_PRI_DEFAULT, cmd->ttr_ms,
+                       cmd->delay_ms, now);
 }
 
 /* The PUB's message with its payload: the one read straight into place
@@ -387,8 +377,6 @@ static msg_t *conn_pub_msg(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
         c->pub_pre = NULL;
         return m;
     }
-    if (!cmd->has_pri && cmd->ttr_ms == 0)
-        return msg_new_copy(cmd->payload, (uint32_t)cmd->payload_len);
     m = conn_pub_alloc(cmd, now);
     if (m != NULL)
         memcpy(m->data, cmd->payload, cmd->payload_len);

@@ -5,7 +5,6 @@
  * path calls only conn_may here.
  */
 #include <crypt.h>
-#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,18 +17,6 @@
 
 /* ---- permissions ---- */
 
-static bool conn_glob_any(char *const *globs, size_t n, const char *topic, size_t tlen)
-{
-    char name[PROTO_TOPIC_MAX + 1];
-
-    memcpy(name, topic, tlen);
-    name[tlen] = '\0';
-    for (size_t i = 0; i < n; i++)
-        if (fnmatch(globs[i], name, 0) == 0)
-            return true;
-    return false;
-}
-
 /* May `u` (NULL: not authenticated) do `type` on topic under cfg? */
 bool conn_allowed(const config_t *cfg, const user_entry_t *u, proto_cmd_type_t type,
                          const char *topic, size_t tlen)
@@ -38,9 +25,7 @@ bool conn_allowed(const config_t *cfg, const user_entry_t *u, proto_cmd_type_t t
         return true;
     if (u == NULL)
         return false;
-    if (type == CMD_PUB)
-        return conn_glob_any(u->publish, u->npublish, topic, tlen);
-    return conn_glob_any(u->subscribe, u->nsubscribe, topic, tlen);
+    return config_user_allows(u, type == CMD_PUB, topic, tlen);
 }
 
 bool conn_may(const conn_t *c, proto_cmd_type_t type, const char *topic, size_t tlen)

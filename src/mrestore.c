@@ -414,14 +414,11 @@ static msg_t *mrestore_new_msg(const mrestore_t *rs, uint64_t id, const char *da
 
     if (r == NULL || !r->ext)
         return msg_new_copy(data, (uint32_t)len);
-    m = msg_new_ext((uint32_t)len);
+    m = msg_new_job((uint32_t)len, r->pri, r->ttr_ms, r->delay_ms, 0);
     if (m == NULL)
         return NULL;
     memcpy(m->data, data, len);
     x = msg_ext(m);
-    x->pri = r->pri;
-    x->ttr_ms = r->ttr_ms;
-    x->delay_ms = r->delay_ms;
     x->releases = r->releases;
     x->buries = r->buries;
     x->kicks = r->kicks;

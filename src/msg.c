@@ -92,6 +92,22 @@ msg_t *msg_new_ext(uint32_t len)
     return m;
 }
 
+msg_t *msg_new_job(uint32_t len, uint32_t pri, uint64_t ttr_ms, uint64_t delay_ms,
+                   uint64_t created)
+{
+    msg_t *m = msg_new_ext(len);
+    msg_ext_t *x;
+
+    if (m == NULL)
+        return NULL;
+    x = msg_ext(m);
+    x->pri = pri;
+    x->ttr_ms = ttr_ms;
+    x->delay_ms = delay_ms;
+    x->created = created;
+    return m;
+}
+
 msg_t *msg_new_copy(const void *data, uint32_t len)
 {
     msg_t *m = msg_new(len);

@@ -77,6 +77,11 @@ msg_t *msg_new(uint32_t len);
 /* The same with an ext block: pri MSG_PRI_DEFAULT, everything else 0. */
 msg_t *msg_new_ext(uint32_t len);
 
+/* A job: msg_new_ext with its priority, own TTR (0: the topic's), the
+ * delay it was given and its creation time (the broker's clock) set. */
+msg_t *msg_new_job(uint32_t len, uint32_t pri, uint64_t ttr_ms, uint64_t delay_ms,
+                   uint64_t created);
+
 /* m's ext block, or NULL when it has none. */
 static inline msg_ext_t *msg_ext(const msg_t *m)
 {

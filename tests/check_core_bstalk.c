@@ -13,15 +13,10 @@
 /* A job as the beanstalk listener makes one. */
 static msg_t *job(const char *data, uint32_t pri, uint64_t ttr_ms)
 {
-    msg_t *m = msg_new_ext((uint32_t)strlen(data));
-    msg_ext_t *x;
+    msg_t *m = msg_new_job((uint32_t)strlen(data), pri, ttr_ms, 0, now);
 
     ck_assert_ptr_nonnull(m);
     memcpy(m->data, data, m->len);
-    x = msg_ext(m);
-    x->pri = pri;
-    x->ttr_ms = ttr_ms;
-    x->created = now;
     return m;
 }
 

@@ -95,19 +95,14 @@ static void fuzz_name(char *out, const bproto_cmd_t *cmd)
 
 static void fuzz_put(fclient_t *f, const bproto_cmd_t *cmd)
 {
-    msg_t *m = msg_new_ext((uint32_t)cmd->body_len);
-    msg_ext_t *x;
-    uint64_t id;
+    uint64_t delay = (uint64_t)(cmd->delay % 5) * 1000, id;
+    msg_t *m = msg_new_job((uint32_t)cmd->body_len, cmd->pri,
+                           (uint64_t)(cmd->ttr % 10) * 1000 + 1, delay, fnow);
     br_status_t st;
 
     check(m != NULL);
     memcpy(m->data, cmd->body, cmd->body_len);
-    x = msg_ext(m);
-    x->pri = cmd->pri;
-    x->ttr_ms = (uint64_t)(cmd->ttr % 10) * 1000 + 1;
-    x->delay_ms = (uint64_t)(cmd->delay % 5) * 1000;
-    x->created = fnow;
-    st = broker_publish(f->c, f->use, strlen(f->use), m, x->delay_ms, fnow, &id);
+    st = broker_publish(f->c, f->use, strlen(f->use), m, delay, fnow, &id);
     f->waiting = st == BR_PENDING;
 }
 
