@@ -20,6 +20,7 @@ port=11300
 
 # title (as mocha's full title, a regular expression) and why, one per line.
 EXCLUDE_ALL=(
+    "can call touch\\(\\) on jobs in progress|a timing assertion: it waits about 2 s of wall clock, then wants stats-job's time-left below 27 of a 30 s TTR; on a loaded machine the worker reserves late and it fails against beanstalkd itself (seen 2026-12-04, 21:08, during the sanitized suite)"
     "emits the error event on failure|the test wants err.errno == 'ECONNREFUSED'; Node >= 13 sets errno to the number -111 (err.code holds the string), so it fails on Debian's Node 20 against any server"
 )
 EXCLUDE_SLUICE=()
