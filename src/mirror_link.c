@@ -283,6 +283,8 @@ redisAsyncContext *mirror_open(mirror_t *mi, const char *address, char *why, siz
  * they say the master is (they call mirror_connect_where). */
 void mirror_connect(mirror_t *mi)
 {
+    if (mi->ac != NULL)
+        return; /* connected (or connecting) since the retry was armed */
     if (mi->sent != NULL) {
         mirror_sentinel_resolve(mi);
         return;

@@ -353,6 +353,7 @@ static void msent_switched(mirror_t *mi, const char *addr)
 
     if (strcmp(mi->where, addr) == 0 && (mi->ac != NULL || s->ask != NULL))
         return; /* there already, or on the way */
+    msent_ask_close(s); /* its answer would be older than this */
     snprintf(s->hint, sizeof s->hint, "%s", addr);
     mirror_switch(mi);
 }
