@@ -230,7 +230,8 @@ void mirror_wait_reply(mirror_t *mi, const redisReply *r)
         mirror_confirm_ids(mi, mi->stored.v, mi->stored.n);
         mi->stored.n = 0;
         if (mi->wait_logged)
-            log_info("redis mirror: %" PRIu32 " replicas acknowledge again", mi->wait_n);
+            log_info("redis mirror: replicas acknowledge again (%" PRIu32 " wanted)",
+                     mi->wait_n);
         mi->wait_logged = false;
     } else {
         for (size_t i = 0; i < mi->stored.n; i++)

@@ -33,7 +33,7 @@ struct msent {
     /* asking where the master is */
     redisAsyncContext *ask;  /* the ask in flight, or NULL */
     struct event *ask_ev;    /* its timeout */
-    size_t ask_at;           /* the sentinel being asked; a round starts at the last that answered */
+    size_t ask_at;           /* the sentinel asked; a round starts at the last that answered */
     size_t ask_left;         /* sentinels this round has not asked yet */
     char ask_why[160];       /* why the last one gave no answer */
     char hint[MIRROR_WHERE_MAX]; /* a +switch-master's new master: the next connection goes
@@ -88,16 +88,16 @@ static bool msent_answer(const mirror_t *mi, const redisReply *r, char *out, siz
     return false;
 }
 
+/* A ROLE reply: "master", or false with why. */
 bool mirror_is_master(const redisReply *r, char *why, size_t n)
 {
     const redisReply *role = r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? r->element[0] : NULL;
+    bool named = role != NULL && role->type == REDIS_REPLY_STRING;
 
-    if (role != NULL && role->type == REDIS_REPLY_STRING && strcmp(role->str, "master") == 0)
+    if (named && strcmp(role->str, "master") == 0)
         return true;
     snprintf(why, n, "not a master (ROLE says %.*s)",
-             role != NULL && role->type == REDIS_REPLY_STRING ? (int)(role->len < 20 ? role->len : 20)
-                                                              : 1,
-             role != NULL && role->type == REDIS_REPLY_STRING ? role->str : "?");
+             named ? (int)(role->len < 20 ? role->len : 20) : 1, named ? role->str : "?");
     return false;
 }
 
