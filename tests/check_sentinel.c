@@ -159,8 +159,9 @@ static void rp_write_sentinel_conf(const rp_t *r)
     ck_assert_int_eq(fclose(f), 0);
 }
 
-/* Start (or start again, same port and directory) and wait for PING. */
-static void rp_spawn(rp_t *r)
+/* Start (or start again, same port and directory) and wait for PING;
+ * false if it exited first (its port was taken meanwhile). */
+static bool rp_try_spawn(rp_t *r)
 {
     const char *bin = r->sentinel ? sentinel_bin() : sd_which("REDIS_SERVER", "redis-server");
     uint64_t until;
@@ -199,11 +200,35 @@ static void rp_spawn(rp_t *r)
     until = now_ms() + WAIT_MS;
     while (now_ms() < until) {
         if (rp_has(r->port, "PONG", "PING"))
-            return;
+            return true;
+        if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
+            r->pid = 0;
+            return false;
+        }
         sleep_ms(10);
     }
     ck_abort_msg("%s on port %d did not start", r->sentinel ? "redis-sentinel" : "redis-server",
                  r->port);
+    return false;
+}
+
+static void rp_spawn(rp_t *r)
+{
+    ck_assert_msg(rp_try_spawn(r), "%s on port %d exited at start (see %s/log)",
+                  r->sentinel ? "redis-sentinel" : "redis-server", r->port, r->dir);
+}
+
+/* A first start on a fresh port, and on another if someone took it. */
+static void rp_first_spawn(rp_t *r)
+{
+    for (int i = 0; i < 3; i++) {
+        r->port = free_port();
+        if (r->sentinel)
+            rp_write_sentinel_conf(r);
+        if (rp_try_spawn(r))
+            return;
+    }
+    rp_spawn(r);
 }
 
 /* A redis-server: a master, or with `of` a replica of that port. */
@@ -213,8 +238,7 @@ static void rp_start(rp_t *r, int of)
     snprintf(r->dir, sizeof r->dir, "/tmp/sluice-test-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(r->dir));
     r->of = of;
-    r->port = free_port();
-    rp_spawn(r);
+    rp_first_spawn(r);
 }
 
 /* A sentinel monitoring the master at port `master` as MASTER. */
@@ -225,11 +249,9 @@ static void rp_sentinel(rp_t *s, int master, int quorum, int down_ms)
     ck_assert_ptr_nonnull(mkdtemp(s->dir));
     s->sentinel = true;
     s->of = master;
-    s->port = free_port();
     s->quorum = quorum;
     s->down_ms = down_ms;
-    rp_write_sentinel_conf(s);
-    rp_spawn(s);
+    rp_first_spawn(s);
 }
 
 static void rp_kill(rp_t *r)
