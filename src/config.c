@@ -97,6 +97,9 @@ void config_free(config_t *cfg)
     free(cfg->redis.address);
     free(cfg->redis.password);
     free(cfg->redis.prefix);
+    config_free_strv(cfg->redis.sentinels, cfg->redis.nsentinels);
+    free(cfg->redis.master);
+    free(cfg->redis.sentinel_password);
     for (size_t i = 0; i < cfg->nusers; i++) {
         free(cfg->users[i].name);
         free(cfg->users[i].password);
@@ -147,6 +150,8 @@ config_t *config_default(void)
     cfg->redis.password = config_strdup("");
     cfg->redis.db = 0;
     cfg->redis.prefix = config_strdup("sluice");
+    cfg->redis.master = config_strdup("");
+    cfg->redis.sentinel_password = config_strdup("");
     cfg->redis.mirror = MIRROR_MESSAGES;
     cfg->redis.confirm = false;
     cfg->redis.confirm_timeout_ms = 5 * MS_PER_S;
@@ -161,7 +166,8 @@ config_t *config_default(void)
         cfg->cluster.self == NULL || cfg->tls.cert == NULL || cfg->tls.key == NULL ||
         cfg->tls.ca == NULL || cfg->admin.listen == NULL || cfg->admin.token == NULL ||
         cfg->defaults.dead_letter == NULL || cfg->redis.address == NULL ||
-        cfg->redis.password == NULL || cfg->redis.prefix == NULL) {
+        cfg->redis.password == NULL || cfg->redis.prefix == NULL || cfg->redis.master == NULL ||
+        cfg->redis.sentinel_password == NULL) {
         config_free(cfg);
         return NULL;
     }
@@ -387,6 +393,43 @@ static int config_set_redis_addr(config_parser_t *p, const config_field_t *f, ya
                            "host:port, [v6]:port or unix:/path");
 }
 
+/* A sentinel's address: the forms of redis.address. */
+static const char *config_check_sentinel(config_parser_t *p, yaml_node_t *it)
+{
+    char q[QUOTE_CAP];
+    const char *s = (const char *)it->data.scalar.value;
+    addr_t a;
+    const char *why = addr_parse(s, ADDR_REDIS, &a);
+
+    if (why == NULL)
+        return NULL;
+    snprintf(p->why, sizeof(p->why),
+             "bad sentinel address '%s': %s (use host:port, [v6]:port or unix:/path)",
+             config_quote(q, sizeof(q), s, it->data.scalar.length), why);
+    return p->why;
+}
+
+static int config_set_sentinels(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                                void *base);
+
+/* The name Sentinel knows the master by travels as one argument of
+ * SENTINEL get-master-addr-by-name and one word of +switch-master. */
+static int config_set_master(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                             void *base)
+{
+    char q[QUOTE_CAP];
+    const char *s = config_value(p, f, val, "a name");
+
+    if (s == NULL)
+        return -1;
+    if (!config_valid_token(s, val->data.scalar.length, 255))
+        return config_fail(p, val->start_mark,
+                           "bad master name '%s' for master (1..255 bytes without blanks or "
+                           "control characters)",
+                           config_quote(q, sizeof(q), s, val->data.scalar.length));
+    return config_store_string(p, f, base, s);
+}
+
 static int config_set_dead_letter(config_parser_t *p, const config_field_t *f,
                                   yaml_node_t *val, void *base)
 {
@@ -498,6 +541,12 @@ static int config_set_beanstalk_listen(config_parser_t *p, const config_field_t 
     return config_set_strlist(p, f, val, base, config_check_listen, "addresses");
 }
 
+static int config_set_sentinels(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                                void *base)
+{
+    return config_set_strlist(p, f, val, base, config_check_sentinel, "addresses");
+}
+
 static int config_set_globs(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
                             void *base)
 {
@@ -573,6 +622,9 @@ static const config_field_t config_redis_fields[] = {
     FLD(config_t, redis.enabled, "enabled", config_set_bool),
     FLD(config_t, redis.address, "address", config_set_redis_addr),
     FLD(config_t, redis.password, "password", config_set_string),
+    LIST(config_t, redis.sentinels, redis.nsentinels, "sentinels", config_set_sentinels),
+    FLD(config_t, redis.master, "master", config_set_master),
+    FLD(config_t, redis.sentinel_password, "sentinel_password", config_set_string),
     NUM(config_t, redis.db, "db", config_set_count, 0, INT32_MAX),
     FLD(config_t, redis.prefix, "prefix", config_set_nonempty),
     FLD(config_t, redis.mirror, "mirror", config_set_mirror),
@@ -581,6 +633,7 @@ static const config_field_t config_redis_fields[] = {
         DURATION_MAX),
     NUM(config_t, redis.max_unconfirmed, "max_unconfirmed", config_set_count, 1, 1000000),
     FLD(config_t, redis.durability, "durability", config_set_durability),
+    NUM(config_t, redis.replicas, "replicas", config_set_count, 0, 1000),
     FLD(config_t, redis.restore, "restore", config_set_bool),
     NUM(config_t, redis.flush_interval_ms, "flush_interval", config_set_duration, 10,
         DURATION_MAX),
@@ -799,6 +852,33 @@ static int config_check_beanstalk(config_parser_t *p, yaml_node_t *root)
                        config_quote(q, sizeof(q), user, strlen(user)));
 }
 
+/* With sentinels the master's address comes from them: an address as
+ * well would be a second answer to the same question. A master name and a
+ * sentinel password mean nothing without sentinels. */
+static int config_check_sentinels(config_parser_t *p, yaml_node_t *root)
+{
+    const config_t *cfg = p->cfg;
+    yaml_node_t *sec = config_find(p, root, "redis");
+    yaml_node_t *at;
+
+    if (cfg->redis.nsentinels == 0) {
+        if ((at = config_find(p, sec, "master")) != NULL)
+            return config_fail(p, at->start_mark, "redis.master needs redis.sentinels");
+        if ((at = config_find(p, sec, "sentinel_password")) != NULL)
+            return config_fail(p, at->start_mark, "redis.sentinel_password needs redis.sentinels");
+        return 0;
+    }
+    if ((at = config_find(p, sec, "address")) != NULL)
+        return config_fail(p, at->start_mark,
+                           "redis.address and redis.sentinels exclude each other (with "
+                           "sentinels the mirror asks them where the master is)");
+    if (cfg->redis.master[0] == '\0')
+        return config_fail(p, config_find(p, sec, "sentinels")->start_mark,
+                           "redis.sentinels needs redis.master (the name the sentinels "
+                           "monitor the master by)");
+    return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Loading                                                             */
 
@@ -815,7 +895,7 @@ static int config_apply(config_parser_t *p, yaml_node_t *root)
     if (config_set_section(p, &top, root, p->cfg) < 0)
         return -1;
     if (config_merge_topics(p) < 0 || config_check_tls(p, root) < 0 ||
-        config_check_beanstalk(p, root) < 0)
+        config_check_beanstalk(p, root) < 0 || config_check_sentinels(p, root) < 0)
         return -1;
     if (p->cfg->ntopics > 1)
         qsort(p->cfg->topics, p->cfg->ntopics, sizeof(*p->cfg->topics), config_topic_cmp);

@@ -101,7 +101,11 @@ typedef struct config {
 
     struct {
         bool enabled;
-        char *address;   /* host:port or unix:/path */
+        char *address;   /* host:port or unix:/path; not used with sentinels */
+        char **sentinels; /* Redis Sentinels to ask for the master (docs/redis.md) */
+        size_t nsentinels;
+        char *master;    /* the master's name in Sentinel; "" without sentinels */
+        char *sentinel_password; /* AUTH to the sentinels; "" = none */
         char *password;
         uint32_t db;
         char *prefix;
@@ -110,6 +114,7 @@ typedef struct config {
         uint64_t confirm_timeout_ms;
         uint64_t max_unconfirmed; /* confirm mode: PUBs in flight per connection */
         durability_t durability;
+        uint32_t replicas;  /* confirm mode: +OK once this many replicas have it (WAIT) */
         bool restore;
         uint64_t flush_interval_ms;
     } redis;

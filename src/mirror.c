@@ -181,7 +181,10 @@ static redisReply *mirror_sync_cmd(redisContext *c, int argc, const char **argv,
     return r;
 }
 
-static redisContext *mirror_sync_connect(const mirror_t *mi, char *err, size_t errlen)
+/* A blocking connection for the start-up (the restore, the durability
+ * check), set up as the mirror's; with sentinels to the master they name,
+ * checked with ROLE. */
+static redisContext *mirror_sync_connect(mirror_t *mi, char *err, size_t errlen)
 {
     struct timeval tv = clock_tv(MIRROR_SYNC_CONNECT_MS), io = clock_tv(MIRROR_SYNC_IO_MS);
     char num[24];
@@ -191,7 +194,11 @@ static redisContext *mirror_sync_connect(const mirror_t *mi, char *err, size_t e
     redisContext *c;
     redisReply *r;
 
-    if (addr_parse(mi->address, ADDR_REDIS, &a) != NULL) {
+    if (mi->nsentinels == 0)
+        snprintf(mi->where, sizeof mi->where, "%s", mi->address);
+    else if (mirror_sentinel_sync(mi, err, errlen) < 0)
+        return NULL;
+    if (addr_parse(mi->where, ADDR_REDIS, &a) != NULL) {
         snprintf(err, errlen, "bad address");
         return NULL;
     }
@@ -220,6 +227,17 @@ static redisContext *mirror_sync_connect(const mirror_t *mi, char *err, size_t e
         if ((r = mirror_sync_cmd(c, 2, argv, lens, err, errlen)) == NULL)
             goto fail;
         freeReplyObject(r);
+    }
+    if (mi->nsentinels > 0) {
+        bool master;
+        argv[0] = "ROLE";
+        lens[0] = 4;
+        if ((r = mirror_sync_cmd(c, 1, argv, lens, err, errlen)) == NULL)
+            goto fail;
+        master = mirror_is_master(r, err, errlen);
+        freeReplyObject(r);
+        if (!master)
+            goto fail;
     }
     return c;
 fail:
@@ -338,7 +356,7 @@ static int mirror_restore_sync(mirror_t *mi)
     if (c == NULL) {
         log_warn("redis mirror: cannot restore from %s: %s; serving now, restoring on the "
                  "first connection",
-                 mi->address, err);
+                 mirror_target(mi), err);
         return -1;
     }
     rs = mrestore_new(mi->prefix, clock_ms());
@@ -352,7 +370,7 @@ static int mirror_restore_sync(mirror_t *mi)
         redisFree(c);
         log_warn("redis mirror: restore from %s failed: %s; serving now, restoring on the "
                  "first connection",
-                 mi->address, err);
+                 mi->where, err);
         mrestore_free(rs);
         return -1;
     }
@@ -374,23 +392,60 @@ static int mirror_restore_sync(mirror_t *mi)
 
 /* ---- life ---- */
 
-static int mirror_settings(mirror_t *mi, const config_t *cfg)
+static void mirror_strv_free(char **v, size_t n)
 {
-    char *a = strdup(cfg->redis.address), *p = strdup(cfg->redis.password),
-         *x = strdup(cfg->redis.prefix);
+    for (size_t i = 0; v != NULL && i < n; i++)
+        free(v[i]);
+    free(v);
+}
 
-    if (a == NULL || p == NULL || x == NULL) {
-        free(a);
-        free(p);
-        free(x);
-        return -1;
-    }
+static char **mirror_strv_dup(char *const *v, size_t n)
+{
+    char **d = calloc(n + 1, sizeof *d);
+
+    for (size_t i = 0; d != NULL && i < n; i++)
+        if ((d[i] = strdup(v[i])) == NULL) {
+            mirror_strv_free(d, n);
+            return NULL;
+        }
+    return d;
+}
+
+static void mirror_strings_free(mirror_t *mi)
+{
     free(mi->address);
     free(mi->password);
     free(mi->prefix);
-    mi->address = a;
-    mi->password = p;
-    mi->prefix = x;
+    free(mi->master);
+    free(mi->sentinel_password);
+    mirror_strv_free(mi->sentinels, mi->nsentinels);
+}
+
+static int mirror_settings(mirror_t *mi, const config_t *cfg)
+{
+    mirror_t n = {0};
+
+    n.address = strdup(cfg->redis.address);
+    n.password = strdup(cfg->redis.password);
+    n.prefix = strdup(cfg->redis.prefix);
+    n.master = strdup(cfg->redis.master);
+    n.sentinel_password = strdup(cfg->redis.sentinel_password);
+    n.sentinels = mirror_strv_dup(cfg->redis.sentinels, cfg->redis.nsentinels);
+    n.nsentinels = cfg->redis.nsentinels;
+    if (n.address == NULL || n.password == NULL || n.prefix == NULL || n.master == NULL ||
+        n.sentinel_password == NULL || n.sentinels == NULL) {
+        mirror_strings_free(&n);
+        return -1;
+    }
+    mirror_strings_free(mi);
+    mi->address = n.address;
+    mi->password = n.password;
+    mi->prefix = n.prefix;
+    mi->master = n.master;
+    mi->sentinel_password = n.sentinel_password;
+    mi->sentinels = n.sentinels;
+    mi->nsentinels = n.nsentinels;
+    mi->replicas = cfg->redis.replicas;
     mi->db = cfg->redis.db;
     mi->mode = cfg->redis.mirror;
     mi->durability = cfg->redis.durability;
@@ -436,9 +491,7 @@ int mirror_check_start(const config_t *cfg, char *err, size_t errlen)
         freeReplyObject(r);
         redisFree(c);
     }
-    free(tmp.address);
-    free(tmp.password);
-    free(tmp.prefix);
+    mirror_strings_free(&tmp);
     return rc;
 }
 
@@ -469,6 +522,10 @@ mirror_t *mirror_new(server_t *srv, const config_t *cfg, bool restore)
     event_priority_set(mi->resync_ev, SERVER_NPRIORITIES - 1);
     if (restore && cfg->redis.restore && mirror_restore_sync(mi) < 0)
         mi->restore_pending = true;
+    if (mi->nsentinels > 0 && mirror_sentinel_start(mi) < 0) {
+        mirror_free(mi);
+        return NULL;
+    }
     mirror_apply_mode(mi);
     mirror_arm_stats(mi);
     server_set_mirror(srv, mirror_status_of, mi);
@@ -476,12 +533,25 @@ mirror_t *mirror_new(server_t *srv, const config_t *cfg, bool restore)
     return mi;
 }
 
+/* Do the sentinel settings of cfg differ from mi's? */
+static bool mirror_sentinels_changed(const mirror_t *mi, const config_t *cfg)
+{
+    if (cfg->redis.nsentinels != mi->nsentinels || strcmp(cfg->redis.master, mi->master) != 0 ||
+        strcmp(cfg->redis.sentinel_password, mi->sentinel_password) != 0)
+        return true;
+    for (size_t i = 0; i < mi->nsentinels; i++)
+        if (strcmp(cfg->redis.sentinels[i], mi->sentinels[i]) != 0)
+            return true;
+    return false;
+}
+
 void mirror_configure(mirror_t *mi, const config_t *cfg)
 {
+    bool resent = mirror_sentinels_changed(mi, cfg);
     bool reconnect = strcmp(cfg->redis.address, mi->address) != 0 ||
                      strcmp(cfg->redis.password, mi->password) != 0 ||
                      cfg->redis.db != mi->db || strcmp(cfg->redis.prefix, mi->prefix) != 0 ||
-                     cfg->redis.mirror != mi->mode;
+                     cfg->redis.mirror != mi->mode || resent;
     bool rearm = cfg->redis.flush_interval_ms != mi->flush_ms;
 
     if (mirror_settings(mi, cfg) < 0) {
@@ -493,7 +563,16 @@ void mirror_configure(mirror_t *mi, const config_t *cfg)
         mirror_arm_stats(mi);
     if (!reconnect)
         return;
-    log_info("redis mirror: settings changed; reconnecting to %s", mi->address);
+    if (resent) {
+        /* Other sentinels, or another master: start over, asking them. */
+        mirror_sentinel_free(mi);
+        mi->where[0] = '\0';
+        if (mi->nsentinels > 0 && mirror_sentinel_start(mi) < 0)
+            log_error("redis mirror: out of memory for the sentinels; connecting to %s",
+                      mi->address);
+    }
+    log_info("redis mirror: settings changed; reconnecting to %s",
+             mi->nsentinels > 0 ? "the master the sentinels name" : mi->address);
     if (mi->ac != NULL)
         mirror_drop_ex(mi, "reconfigured", true);
     else
@@ -576,6 +655,7 @@ void mirror_free(mirror_t *mi)
         mi->ac = NULL;
         redisAsyncFree(ac);
     }
+    mirror_sentinel_free(mi);
     mirror_refuse_all(mi);
     evs[0] = mi->retry_ev;
     evs[1] = mi->connect_ev;
@@ -611,13 +691,12 @@ void mirror_free(mirror_t *mi)
     idtab_destroy(&mi->metaids);
     mirror_u64s_free(&mi->chunk_held);
     mirror_u64s_free(&mi->swap_ids);
+    mirror_u64s_free(&mi->stored);
     free(mi->holds);
     mirror_snapshot_free(mi);
     mrestore_free(mi->rs);
     free(mi->key);
-    free(mi->address);
-    free(mi->password);
-    free(mi->prefix);
+    mirror_strings_free(mi);
     server_set_mirror(mi->srv, NULL, NULL);
     free(mi);
 }

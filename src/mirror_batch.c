@@ -598,6 +598,7 @@ void mirror_flush_batches(mirror_t *mi)
         mirror_flush_topic(mi, mt);
     }
     mirror_put_next_id(mi);
+    mirror_wait_send(mi); /* after the turn's held messages, with redis.replicas */
     mirror_check_lag(mi);
 }
 

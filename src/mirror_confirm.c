@@ -1,13 +1,18 @@
 /* mirror_confirm.c: confirm mode. A PUB is held (its +OK not sent) until
  * the write carrying its message is answered by Redis, or refused with
- * -ERR mirror unavailable after redis.confirm_timeout.
+ * -ERR mirror unavailable after redis.confirm_timeout. With
+ * redis.replicas N, the answer is not enough: a WAIT N follows the
+ * writes in the pipeline, and only its answer of N or more releases the
+ * +OKs of the messages stored before it.
  */
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/event.h>
 
 #include "clock.h"
+#include "dec.h"
 #include "log.h"
 #include "mirror_int.h"
 
@@ -151,4 +156,95 @@ void mirror_on_confirm_timer(evutil_socket_t fd, short what, void *arg)
         server_touch(mi->srv);
     }
     mirror_arm_confirm(mi);
+}
+
+/* ---- WAIT for replicas (redis.replicas) ---- */
+
+/* Redis has the held messages ids (a write's or the resync swap's reply).
+ * Without replicas to wait for, that confirms them; else they wait for the
+ * answer of the WAIT that follows them. */
+void mirror_stored(mirror_t *mi, bool waited, const uint64_t *ids, size_t n)
+{
+    if (!waited) {
+        mirror_confirm_ids(mi, ids, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (mirror_u64s_push(&mi->stored, ids[i]) < 0) {
+            /* Untracked, they time out: nothing is confirmed that is not on the replicas. */
+            log_error("redis mirror: out of memory tracking confirmed PUBs");
+            return;
+        }
+}
+
+/* A connection ends: what it stored is written again by the next one's
+ * resync (the messages are still held), and its WAIT will not answer. */
+void mirror_wait_reset(mirror_t *mi)
+{
+    mi->stored.n = 0;
+    mi->wait_inflight = false;
+    mi->wait_owed = false;
+}
+
+/* Send the WAIT owed, unless one is unanswered: Redis answers WAITs one
+ * after another, and the next one, sent when this one answers, covers
+ * every write sent meanwhile. Its timeout is what is left of the newest
+ * held PUB's confirm_timeout (at most MIRROR_WAIT_MAX_MS: a WAIT holds up
+ * the connection's later commands in Redis), never 0 (which waits forever). */
+void mirror_wait_send(mirror_t *mi)
+{
+    uint64_t now, left = mi->confirm_timeout_ms;
+    char num[24], ms[24];
+    const char *argv[3] = {"WAIT", num, ms};
+    size_t lens[3] = {4, 0, 0};
+
+    if (!mi->wait_owed || mi->wait_inflight || mi->ac == NULL)
+        return;
+    now = clock_ms();
+    if (mi->hcount > 0) {
+        uint64_t due = mi->holds[(mi->hhead + mi->hcount - 1) % mi->hcap].due;
+        left = due > now ? due - now : 1;
+    }
+    if (left > MIRROR_WAIT_MAX_MS)
+        left = MIRROR_WAIT_MAX_MS;
+    lens[1] = dec_u64(num, mi->replicas);
+    lens[2] = dec_u64(ms, left);
+    if (mirror_argv(mi, mirror_req(mi, REQ_WAIT, NULL, 0), 3, argv, lens) < 0)
+        return; /* no connection: its loss resets all this */
+    mi->wait_n = mi->replicas;
+    mi->wait_inflight = true;
+    mi->wait_owed = false;
+}
+
+/* WAIT answered with how many replicas have every write sent before it.
+ * Enough: the messages stored before it are confirmed. Too few in time:
+ * they stay held, and another WAIT asks again while any of them is still
+ * held; those whose confirm_timeout passes get -ERR mirror unavailable
+ * (mirror_on_confirm_timer), as when Redis itself does not answer. */
+void mirror_wait_reply(mirror_t *mi, const redisReply *r)
+{
+    size_t k = 0;
+
+    mi->wait_inflight = false;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer >= (long long)mi->wait_n) {
+        mirror_confirm_ids(mi, mi->stored.v, mi->stored.n);
+        mi->stored.n = 0;
+        if (mi->wait_logged)
+            log_info("redis mirror: replicas acknowledge again (%" PRIu32 " wanted)",
+                     mi->wait_n);
+        mi->wait_logged = false;
+    } else {
+        for (size_t i = 0; i < mi->stored.n; i++)
+            if (idtab_has(&mi->held, mi->stored.v[i]))
+                mi->stored.v[k++] = mi->stored.v[i];
+        mi->stored.n = k;
+        if (!mi->wait_logged)
+            log_warn("redis mirror: %lld of %" PRIu32 " replicas acknowledged in time; "
+                     "confirmed PUBs wait for them (then time out)",
+                     r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL, mi->wait_n);
+        mi->wait_logged = true;
+        if (k > 0)
+            mi->wait_owed = true;
+    }
+    mirror_wait_send(mi);
 }

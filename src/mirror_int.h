@@ -6,7 +6,10 @@
  *                     and the dispatch of every reply
  *   mirror_batch.c    the broker observer and the per-topic batches,
  *                     flushed once per loop turn, by shard; meta records
- *   mirror_confirm.c  confirm mode: PUBs held until Redis has them
+ *   mirror_confirm.c  confirm mode: PUBs held until Redis has them (and,
+ *                     with redis.replicas, until WAIT says its replicas do)
+ *   mirror_sentinel.c Redis Sentinel: where the master is, +switch-master,
+ *                     ROLE on each connection
  *   mirror_resync.c   full resynchronisation through the resync keys
  *   mirror_stats.c    the stats hashes and the heartbeat
  * and mbuf.[ch] builds the RESP commands.
@@ -22,6 +25,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "addr.h"
 #include "broker.h"
 #include "idtab.h"
 #include "mbuf.h"
@@ -45,6 +49,8 @@
 #define MIRROR_SHUTDOWN_MS 3000
 #define MIRROR_SYNC_CONNECT_MS 2000
 #define MIRROR_SYNC_IO_MS 30000
+#define MIRROR_WAIT_MAX_MS 5000 /* longest WAIT: well inside MIRROR_STALL_MS */
+#define MIRROR_WHERE_MAX (ADDR_HOST_MAX + 16) /* "[host]:port" or "unix:/path" */
 #define MIRROR_HDR_MAX 48 /* "*N\r\n$4\r\nHSET\r\n$K\r\n" + "\r\n" after the key */
 
 /* Lua scripts (mirror_resync.c). */
@@ -77,17 +83,21 @@ typedef struct mrefv {
 enum mreq_kind {
     REQ_SETUP = 1, /* AUTH, SELECT: an error drops the connection */
     REQ_CHECK,     /* CONFIG GET append*: does Redis persist as redis.durability says? */
+    REQ_ROLE,      /* ROLE (with sentinels): is it the master? */
     REQ_READY,     /* the connection's cleanup script: its reply means "established" */
     REQ_WRITE,     /* a state write; an error drops the connection */
     REQ_HELD,      /* a write carrying held (confirm mode) messages */
     REQ_CHUNK,     /* a resync chunk (may carry held messages) */
     REQ_SWAP,      /* the resync's swap script */
     REQ_RESTORE,   /* one step of a restore on the async connection */
+    REQ_WAIT,      /* WAIT replicas ms: the held messages stored before it are on them */
 };
 
 typedef struct mreq {
     int kind;
     bool temp;        /* REQ_HELD: written to the resync keys */
+    bool waited;      /* sent while held messages wait for replicas too (redis.replicas):
+                       * a REQ_HELD's or REQ_SWAP's messages are confirmed by a WAIT */
     uint64_t gen;     /* mirror->gen when sent */
     size_t bytes;
     size_t nids;
@@ -147,6 +157,10 @@ struct mirror {
 
     /* Settings, copied: the config they came from is freed on reload. */
     char *address, *password, *prefix;
+    char **sentinels;       /* none: connect to address */
+    size_t nsentinels;
+    char *master, *sentinel_password;
+    uint32_t replicas;
     uint32_t db;
     mirror_mode_t mode;
     durability_t durability;
@@ -154,6 +168,9 @@ struct mirror {
     uint64_t confirm_timeout_ms, flush_ms;
 
     redisAsyncContext *ac;
+    char where[MIRROR_WHERE_MAX]; /* what ac connects to: address, or the master
+                                   * the sentinels named ("" before they did) */
+    struct msent *sent;     /* the sentinels' side (mirror_sentinel.c), or NULL */
     enum mirror_phase phase;
     bool established;       /* the setup replies are in: Redis answers us */
     bool dirty;             /* Redis may differ from the broker: resync before live */
@@ -192,6 +209,11 @@ struct mirror {
     hold_t *holds;          /* FIFO by due time */
     size_t hhead, hcount, hcap;
     u64vec_t swap_ids;      /* held messages in the resync keys: confirmed by the swap */
+    u64vec_t stored;        /* held messages Redis has, waiting for a WAIT's answer */
+    bool wait_inflight;     /* a WAIT is unanswered (at most one: it covers all before it) */
+    bool wait_owed;         /* a waited write was sent after it: another WAIT follows */
+    bool wait_logged;       /* "too few replicas" was logged */
+    uint32_t wait_n;        /* the replicas the WAIT in flight asks for */
 
     /* resync */
     snap_ent_t *snap;
@@ -241,10 +263,16 @@ void mirror_confirm_ids(mirror_t *mi, const uint64_t *ids, size_t n);
 void mirror_forget(mirror_t *mi, const topic_t *t, uint64_t id, const msg_t *m);
 void mirror_hold(mirror_t *mi, const topic_t *t, uint64_t id);
 void mirror_on_confirm_timer(evutil_socket_t fd, short what, void *arg);
+void mirror_stored(mirror_t *mi, bool waited, const uint64_t *ids, size_t n);
+void mirror_wait_reply(mirror_t *mi, const redisReply *r);
+void mirror_wait_reset(mirror_t *mi);
+void mirror_wait_send(mirror_t *mi);
 
 /* mirror_link.c */
 int mirror_argv(mirror_t *mi, mreq_t *req, int argc, const char **argv, const size_t *lens);
 void mirror_connect(mirror_t *mi);
+void mirror_connect_where(mirror_t *mi);
+void mirror_down(mirror_t *mi, const char *why, bool quiet);
 void mirror_drop(mirror_t *mi, const char *why);
 void mirror_drop_ex(mirror_t *mi, const char *why, bool quiet);
 bool mirror_durable_enough(durability_t d, const redisReply *r, char *why, size_t n);
@@ -252,9 +280,11 @@ int mirror_eval(mirror_t *mi, int kind, const char *script, const char *flag);
 void mirror_on_connect_timeout(evutil_socket_t fd, short what, void *arg);
 void mirror_on_reply(redisAsyncContext *ac, void *reply, void *priv);
 void mirror_on_retry(evutil_socket_t fd, short what, void *arg);
+redisAsyncContext *mirror_open(mirror_t *mi, const char *address, char *why, size_t n);
 mreq_t *mirror_req(const mirror_t *mi, int kind, const uint64_t *ids, size_t nids);
 void mirror_restore_send(mirror_t *mi);
 void mirror_retry_now(mirror_t *mi);
+void mirror_switch(mirror_t *mi);
 int mirror_send(mirror_t *mi, const char *verb, const char *key, size_t klen, mbuf_t *b, mreq_t *req);
 
 /* mirror_resync.c */
@@ -263,6 +293,14 @@ void mirror_on_resync(evutil_socket_t fd, short what, void *arg);
 void mirror_resync_start(mirror_t *mi);
 void mirror_schedule_resync(mirror_t *mi);
 void mirror_snapshot_free(mirror_t *mi);
+
+/* mirror_sentinel.c */
+bool mirror_is_master(const redisReply *r, char *why, size_t n);
+void mirror_sentinel_free(mirror_t *mi);
+void mirror_sentinel_resolve(mirror_t *mi);
+int mirror_sentinel_start(mirror_t *mi);
+int mirror_sentinel_sync(mirror_t *mi, char *err, size_t n);
+const char *mirror_target(const mirror_t *mi);
 
 /* mirror_stats.c */
 void mirror_on_stats(evutil_socket_t fd, short what, void *arg);

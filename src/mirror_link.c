@@ -1,7 +1,8 @@
 /* mirror_link.c: the mirror's hiredis connection: commands handed to
  * hiredis (never waiting for replies; every command carries an mreq_t),
  * connect, AUTH/SELECT/durability check, loss and backoff, and the one
- * place every reply is dispatched to the part that sent it.
+ * place every reply is dispatched to the part that sent it. With
+ * sentinels, where to connect comes from mirror_sentinel.c.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ mreq_t *mirror_req(const mirror_t *mi, int kind, const uint64_t *ids, size_t nid
         return NULL;
     req->kind = kind;
     req->temp = false;
+    req->waited = mi->confirm && mi->replicas > 0;
     req->gen = mi->gen;
     req->bytes = 0;
     req->nids = nids;
@@ -35,12 +37,15 @@ mreq_t *mirror_req(const mirror_t *mi, int kind, const uint64_t *ids, size_t nid
     return req;
 }
 
-static void mirror_count(mirror_t *mi, size_t bytes)
+/* req was handed to hiredis. A waited write owes a WAIT behind it. */
+static void mirror_count(mirror_t *mi, const mreq_t *req)
 {
     if (mi->lag_ops == 0)
         mi->last_progress = clock_ms();
     mi->lag_ops++;
-    mi->lag_bytes += bytes;
+    mi->lag_bytes += req->bytes;
+    if (__builtin_expect(req->waited, 0) && (req->kind == REQ_HELD || req->kind == REQ_SWAP))
+        mi->wait_owed = true;
 }
 
 /* Hand a formatted command to hiredis (it only appends to its output
@@ -58,7 +63,7 @@ static int mirror_raw(mirror_t *mi, const char *cmd, size_t len, mreq_t *req)
         free(req);
         return -1;
     }
-    mirror_count(mi, len);
+    mirror_count(mi, req);
     return 0;
 }
 
@@ -116,7 +121,7 @@ int mirror_argv(mirror_t *mi, mreq_t *req, int argc, const char **argv,
         free(req);
         return -1;
     }
-    mirror_count(mi, bytes);
+    mirror_count(mi, req);
     return 0;
 }
 
@@ -131,12 +136,14 @@ int mirror_eval(mirror_t *mi, int kind, const char *script, const char *flag)
 
 /* ---- the connection ---- */
 
-/* No connection any more (hiredis frees or has freed it): retry later. */
-static void mirror_down(mirror_t *mi, const char *why, bool quiet)
+/* No connection any more (hiredis frees or has freed it), or none could
+ * be made: retry later. */
+void mirror_down(mirror_t *mi, const char *why, bool quiet)
 {
     struct timeval tv = clock_tv(mi->backoff_ms);
 
     mirror_abort(mi);
+    mirror_wait_reset(mi);
     if (mi->rs != NULL) {
         mrestore_free(mi->rs);
         mi->rs = NULL;
@@ -152,10 +159,10 @@ static void mirror_down(mirror_t *mi, const char *why, bool quiet)
         mi->up_logged = false;
         mi->complained = true;
     } else if (!mi->complained) {
-        log_warn("redis mirror: cannot use %s: %s; retrying", mi->address, why);
+        log_warn("redis mirror: cannot use %s: %s; retrying", mirror_target(mi), why);
         mi->complained = true;
     } else {
-        log_debug("redis mirror: %s: %s", mi->address, why);
+        log_debug("redis mirror: %s: %s", mirror_target(mi), why);
     }
     if (mi->freeing)
         return;
@@ -228,8 +235,10 @@ static void mirror_established(mirror_t *mi)
     mi->established = true;
     event_del(mi->connect_ev);
     if (!mi->up_logged) {
-        log_info("redis mirror connected to %s (db %" PRIu32 ", prefix %s, mirror %s%s)",
-                 mi->address, mi->db, mi->prefix,
+        log_info("redis mirror connected to %s (%s%s%sdb %" PRIu32 ", prefix %s, mirror %s%s)",
+                 mi->where, mi->sent != NULL ? "master " : "",
+                 mi->sent != NULL ? mi->master : "", mi->sent != NULL ? ", " : "", mi->db,
+                 mi->prefix,
                  mi->mode == MIRROR_MESSAGES ? "messages" : "stats",
                  mi->mode == MIRROR_MESSAGES && mi->confirm ? ", confirm" : "");
         mi->up_logged = true;
@@ -240,35 +249,60 @@ static void mirror_established(mirror_t *mi)
         mirror_write_stats(mi);
 }
 
-void mirror_connect(mirror_t *mi)
+/* A hiredis connection to address on the daemon's loop, with ac->data =
+ * mi (the mirror's own, and the sentinels'). NULL with why in `why`. */
+redisAsyncContext *mirror_open(mirror_t *mi, const char *address, char *why, size_t n)
 {
     addr_t a;
     redisAsyncContext *ac;
-    struct timeval tv = clock_tv(MIRROR_CONNECT_TIMEOUT_MS);
-    const char *argv[2];
-    size_t lens[2];
-    char num[24];
 
-    if (addr_parse(mi->address, ADDR_REDIS, &a) != NULL) {
-        mirror_down(mi, "bad address", false);
-        return;
+    if (addr_parse(address, ADDR_REDIS, &a) != NULL) {
+        snprintf(why, n, "bad address");
+        return NULL;
     }
     ac = a.kind == ADDR_KIND_UNIX ? redisAsyncConnectUnix(a.path) : redisAsyncConnect(a.host, a.port);
     if (ac == NULL) {
-        mirror_down(mi, "out of memory", false);
-        return;
+        snprintf(why, n, "out of memory");
+        return NULL;
     }
     if (ac->err) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", ac->errstr);
+        snprintf(why, n, "%s", ac->errstr);
         redisAsyncFree(ac);
-        mirror_down(mi, why, false);
-        return;
+        return NULL;
     }
     ac->data = mi;
     if (redisLibeventAttach(ac, mi->base) != REDIS_OK) {
         redisAsyncFree(ac);
-        mirror_down(mi, "cannot attach to the event loop", false);
+        snprintf(why, n, "cannot attach to the event loop");
+        return NULL;
+    }
+    return ac;
+}
+
+/* Connect to where Redis is: the address, or with sentinels wherever
+ * they say the master is (they call mirror_connect_where). */
+void mirror_connect(mirror_t *mi)
+{
+    if (mi->ac != NULL)
+        return; /* connected (or connecting) since the retry was armed */
+    if (mi->sent != NULL) {
+        mirror_sentinel_resolve(mi);
+        return;
+    }
+    snprintf(mi->where, sizeof mi->where, "%s", mi->address);
+    mirror_connect_where(mi);
+}
+
+void mirror_connect_where(mirror_t *mi)
+{
+    redisAsyncContext *ac;
+    struct timeval tv = clock_tv(MIRROR_CONNECT_TIMEOUT_MS);
+    const char *argv[2];
+    size_t lens[2];
+    char num[24], why[256];
+
+    if ((ac = mirror_open(mi, mi->where, why, sizeof why)) == NULL) {
+        mirror_down(mi, why, false);
         return;
     }
     redisAsyncSetConnectCallback(ac, mirror_on_connect);
@@ -298,6 +332,13 @@ void mirror_connect(mirror_t *mi)
         const char *check[3] = {"CONFIG", "GET", "append*"};
         size_t clens[3] = {6, 3, 7};
         mirror_argv(mi, mirror_req(mi, REQ_CHECK, NULL, 0), 3, check, clens);
+    }
+    if (mi->sent != NULL) {
+        /* A sentinel's answer can be stale: make sure before writing. Its
+         * reply comes before any write's, and drops the connection if need be. */
+        argv[0] = "ROLE";
+        lens[0] = 4;
+        mirror_argv(mi, mirror_req(mi, REQ_ROLE, NULL, 0), 1, argv, lens);
     }
     mirror_eval(mi, REQ_READY, mirror_lua_cleanup, "1");
     if (mi->ac == NULL)
@@ -329,6 +370,17 @@ void mirror_on_retry(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     mirror_connect(arg);
+}
+
+/* The master moved (a sentinel said so): leave the old one and connect
+ * again at once; the new connection resynchronises. */
+void mirror_switch(mirror_t *mi)
+{
+    if (mi->ac != NULL)
+        mirror_drop_ex(mi, "the master moved", true);
+    mi->backoff_ms = MIRROR_BACKOFF_MIN_MS;
+    event_del(mi->retry_ev);
+    mirror_retry_now(mi);
 }
 
 /* ---- replies ---- */
@@ -414,6 +466,15 @@ static void mirror_check_reply(mirror_t *mi, const redisReply *r)
                  "lose up to a second of confirmed PUBs");
 }
 
+/* Replies that belong to the connection's setup. */
+static bool mirror_setup_kind(int kind)
+{
+    return kind == REQ_SETUP || kind == REQ_CHECK || kind == REQ_ROLE || kind == REQ_READY;
+}
+
+/* An error reply to req. A READONLY write (with sentinels: the master we
+ * had came back as a replica) drops the connection like any other, and
+ * the next one asks the sentinels again. */
 static void mirror_refused(mirror_t *mi, const mreq_t *req, const redisReply *r)
 {
     char why[256];
@@ -421,10 +482,12 @@ static void mirror_refused(mirror_t *mi, const mreq_t *req, const redisReply *r)
     snprintf(why, sizeof why, "%s refused: %.*s",
              req->kind == REQ_SETUP   ? "setup"
              : req->kind == REQ_CHECK ? "CONFIG GET (needed by redis.durability)"
+             : req->kind == REQ_ROLE  ? "ROLE (needed by redis.sentinels)"
              : req->kind == REQ_READY ? "setup script"
+             : req->kind == REQ_WAIT  ? "WAIT (needed by redis.replicas)"
                                       : "a write",
              (int)(r->len < 200 ? r->len : 200), r->str);
-    if (req->kind == REQ_SETUP || req->kind == REQ_CHECK || req->kind == REQ_READY) {
+    if (mirror_setup_kind(req->kind)) {
         /* Not connected in any useful sense: report it as a failure to connect. */
         mi->up_logged = false;
     }
@@ -439,8 +502,7 @@ static void mirror_handle(mirror_t *mi, const redisAsyncContext *ac, const mreq_
     bool current = same_conn && req->gen == mi->gen;
 
     if (r->type == REDIS_REPLY_ERROR && req->kind != REQ_RESTORE) {
-        if (current || (same_conn && (req->kind == REQ_SETUP || req->kind == REQ_CHECK ||
-                                      req->kind == REQ_READY)))
+        if (current || (same_conn && (mirror_setup_kind(req->kind) || req->kind == REQ_WAIT)))
             mirror_refused(mi, req, r);
         return;
     }
@@ -449,14 +511,26 @@ static void mirror_handle(mirror_t *mi, const redisAsyncContext *ac, const mreq_
         if (same_conn)
             mirror_check_reply(mi, r);
         break;
+    case REQ_ROLE:
+        if (same_conn) {
+            char why[128];
+            if (!mirror_is_master(r, why, sizeof why))
+                mirror_drop(mi, why);
+        }
+        break;
+    case REQ_WAIT:
+        if (same_conn)
+            mirror_wait_reply(mi, r);
+        break;
     case REQ_READY:
         if (same_conn)
             mirror_established(mi);
         break;
     case REQ_HELD:
-        if (!req->temp)
-            mirror_confirm_ids(mi, req->ids, req->nids);
-        else if (current)
+        if (!req->temp) {
+            if (same_conn || !req->waited)
+                mirror_stored(mi, req->waited, req->ids, req->nids);
+        } else if (current)
             for (size_t i = 0; i < req->nids; i++)
                 mirror_u64s_push(&mi->swap_ids, req->ids[i]);
         break;
@@ -471,7 +545,7 @@ static void mirror_handle(mirror_t *mi, const redisAsyncContext *ac, const mreq_
     case REQ_SWAP:
         if (!current)
             break;
-        mirror_confirm_ids(mi, mi->swap_ids.v, mi->swap_ids.n);
+        mirror_stored(mi, req->waited, mi->swap_ids.v, mi->swap_ids.n);
         mi->swap_ids.n = 0;
         if (mi->phase == P_LIVE)
             mirror_healthy(mi);

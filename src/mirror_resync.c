@@ -258,6 +258,7 @@ static void mirror_resync_finish(mirror_t *mi)
     mirror_put_next_id(mi);
     open[dec_u64(open, mrestore_shard(broker_next_id(mi->b)))] = '\0';
     mirror_eval(mi, REQ_SWAP, mirror_lua_swap, open);
+    mirror_wait_send(mi); /* the swap confirms held messages: with redis.replicas, after a WAIT */
     log_debug("redis mirror: resync of %zu messages sent in %" PRIu64 " ms", mi->nsnap,
               clock_ms() - mi->resync_t0);
     mirror_snapshot_free(mi);

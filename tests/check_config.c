@@ -538,6 +538,39 @@ START_TEST(test_error_beanstalk)
 }
 END_TEST
 
+/* redis.sentinels and what goes with them (docs/redis.md "Redis Sentinel"). */
+START_TEST(test_sentinel)
+{
+    config_t *c = load_ok("redis:\n"
+                          "  sentinels: [127.0.0.1:26379, \"[::1]:26380\", unix:/run/s.sock]\n"
+                          "  master: my-master.1\n"
+                          "  sentinel_password: s3\n"
+                          "  confirm: true\n"
+                          "  replicas: 2\n");
+
+    ck_assert_uint_eq(c->redis.nsentinels, 3);
+    ck_assert_str_eq(c->redis.sentinels[0], "127.0.0.1:26379");
+    ck_assert_str_eq(c->redis.sentinels[1], "[::1]:26380");
+    ck_assert_str_eq(c->redis.sentinels[2], "unix:/run/s.sock");
+    ck_assert_str_eq(c->redis.master, "my-master.1");
+    ck_assert_str_eq(c->redis.sentinel_password, "s3");
+    ck_assert_uint_eq(c->redis.replicas, 2);
+    config_free(c);
+    /* one sentinel as a scalar; defaults without any */
+    c = load_ok("redis: {sentinels: \"localhost:26379\", master: m}\n");
+    ck_assert_uint_eq(c->redis.nsentinels, 1);
+    ck_assert_str_eq(c->redis.sentinels[0], "localhost:26379");
+    ck_assert_str_eq(c->redis.sentinel_password, "");
+    ck_assert_uint_eq(c->redis.replicas, 0);
+    config_free(c);
+    c = load_ok("redis: {sentinels: [], address: \"127.0.0.1:6380\", replicas: 1000}\n");
+    ck_assert_uint_eq(c->redis.nsentinels, 0);
+    ck_assert_str_eq(c->redis.master, "");
+    ck_assert_uint_eq(c->redis.replicas, 1000);
+    config_free(c);
+}
+END_TEST
+
 START_TEST(test_cluster)
 {
     static const char *const nodes[] = {"10.0.0.1:7700", "10.0.0.2:7700", "[::1]:7700"};
@@ -574,6 +607,37 @@ START_TEST(test_cluster)
     ck_assert_str_eq(config_owner(c, "x", 1), "b.example:1");
     ck_assert(!config_elsewhere(c, "x", 1));
     config_free(c);
+}
+END_TEST
+
+START_TEST(test_error_sentinel)
+{
+    ck_config_error("redis:\n  address: 127.0.0.1:6379\n  sentinels: [127.0.0.1:26379]\n"
+                    "  master: m\n",
+                    "t.yaml:2:12: redis.address and redis.sentinels exclude each other");
+    ck_config_error("redis:\n  sentinels: [127.0.0.1:26379]\n  master: m\n"
+                    "  address: 127.0.0.1:6379\n",
+                    "t.yaml:4:12: redis.address and redis.sentinels exclude each other");
+    ck_config_error("redis: {sentinels: [127.0.0.1:26379]}\n",
+                    "t.yaml:1:20: redis.sentinels needs redis.master");
+    ck_config_error("redis: {master: m}\n", "t.yaml:1:17: redis.master needs redis.sentinels");
+    ck_config_error("redis: {sentinels: [], master: m}\n",
+                    "t.yaml:1:32: redis.master needs redis.sentinels");
+    ck_config_error("redis: {sentinel_password: p}\n",
+                    "t.yaml:1:28: redis.sentinel_password needs redis.sentinels");
+    ck_config_error("redis: {sentinels: [127.0.0.1:26379, nohost], master: m}\n",
+                    "t.yaml:1:38: bad sentinel address 'nohost': missing :port");
+    ck_config_error("redis: {sentinels: [\"h:0\"], master: m}\n",
+                    "t.yaml:1:21: bad sentinel address 'h:0': port must be 1..65535");
+    ck_config_error("redis: {sentinels: {a: 1}, master: m}\n",
+                    "t.yaml:1:20: sentinels must be a list of addresses, not a mapping");
+    ck_config_error("redis: {sentinels: [127.0.0.1:26379], master: \"a b\"}\n",
+                    "t.yaml:1:47: bad master name 'a b' for master (1..255 bytes");
+    ck_config_error("redis: {sentinels: [127.0.0.1:26379], master: \"\"}\n",
+                    "t.yaml:1:47: bad master name '' for master");
+    ck_config_error("redis: {replicas: 1001}\n",
+                    "t.yaml:1:19: number '1001' is out of range for replicas (0..1000)");
+    ck_config_error("redis: {replicas: -1}\n", "t.yaml:1:19: bad number '-1' for replicas");
 }
 END_TEST
 
@@ -1001,6 +1065,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_names);
     tcase_add_test(tc, test_beanstalk);
     tcase_add_test(tc, test_cluster);
+    tcase_add_test(tc, test_sentinel);
     suite_add_tcase(s, tc);
 
     tcase_add_test(te, test_error_keys);
@@ -1015,6 +1080,7 @@ static Suite *config_suite(void)
     tcase_add_test(te, test_error_buffer);
     tcase_add_test(te, test_error_beanstalk);
     tcase_add_test(te, test_error_cluster);
+    tcase_add_test(te, test_error_sentinel);
     suite_add_tcase(s, te);
     return s;
 }

@@ -52,19 +52,7 @@ static void sleep_ms(int ms)
 /* redis-server on PATH (or $REDIS_SERVER), else NULL. */
 static const char *rd_bin(void)
 {
-    static char found[512];
-    const char *env = getenv("REDIS_SERVER"), *path = getenv("PATH");
-
-    if (env != NULL && *env)
-        return env;
-    while (path != NULL && *path) {
-        size_t n = strcspn(path, ":");
-        snprintf(found, sizeof found, "%.*s/redis-server", (int)n, path);
-        if (n > 0 && access(found, X_OK) == 0)
-            return found;
-        path += n + (path[n] == ':');
-    }
-    return NULL;
+    return sd_which("REDIS_SERVER", "redis-server");
 }
 
 static redisContext *rd_conn(const rd_t *r, int db)
@@ -788,41 +776,6 @@ typedef struct kstate {
     unsigned long long max_id;
 } kstate_t;
 
-/* Read what is there without blocking; false on EOF or error. */
-static bool pump(tc_t *c)
-{
-    ssize_t n;
-
-    if (c->off > 0) {
-        memmove(c->buf, c->buf + c->off, c->len - c->off);
-        c->len -= c->off;
-        c->off = 0;
-    }
-    if (c->len == c->cap) {
-        char *p = realloc(c->buf, c->cap * 2);
-        if (p == NULL)
-            return false;
-        c->buf = p;
-        c->cap *= 2;
-    }
-    n = recv(c->fd, c->buf + c->len, c->cap - c->len, MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-        return false;
-    if (n > 0)
-        c->len += (size_t)n;
-    return true;
-}
-
-static bool next_reply(tc_t *c)
-{
-    size_t used = 0;
-
-    if (proto_parse_reply(c->buf + c->off, c->len - c->off, &c->r, &used) != 1)
-        return false;
-    c->off += used;
-    return true;
-}
-
 static bool kparse(const proto_reply_t *r, int *p, int *s)
 {
     char buf[32];
@@ -886,8 +839,8 @@ static void kill9_run(bool redis_too)
         pfd[KP] = (struct pollfd){.fd = cons->fd, .events = POLLIN};
         poll(pfd, KP + 1, 1000);
         for (int p = 0; p < KP && alive; p++) {
-            alive = pump(prod[p]);
-            while (next_reply(prod[p])) {
+            alive = tc_pump(prod[p]);
+            while (tc_next(prod[p])) {
                 int s = ks.answered[p]++;
                 ck_assert_msg(prod[p]->r.type == REPLY_OK, "PUB refused");
                 ks.ok[p][s] = true;
@@ -898,8 +851,8 @@ static void kill9_run(bool redis_too)
             }
             kpub(prod[p], &ks, p);
         }
-        alive = alive && pump(cons);
-        while (next_reply(cons)) {
+        alive = alive && tc_pump(cons);
+        while (tc_next(cons)) {
             int p, s;
             if (cons->r.type != REPLY_MSG || !kparse(&cons->r, &p, &s))
                 continue;

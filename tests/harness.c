@@ -46,6 +46,23 @@ const char *sd_bin(const char *envname, const char *fallback)
     return v && *v ? v : fallback;
 }
 
+const char *sd_which(const char *envname, const char *name)
+{
+    static char found[512];
+    const char *env = getenv(envname), *path = getenv("PATH");
+
+    if (env != NULL && *env)
+        return env;
+    while (path != NULL && *path) {
+        size_t n = strcspn(path, ":");
+        snprintf(found, sizeof found, "%.*s/%s", (int)n, path, name);
+        if (n > 0 && access(found, X_OK) == 0)
+            return found;
+        path += n + (path[n] == ':');
+    }
+    return NULL;
+}
+
 /* Does yaml have `key` (e.g. "listen:") at the start of a line? */
 static bool sd_has_top_key(const char *yaml, const char *key)
 {
@@ -452,6 +469,40 @@ int tc_read_n(tc_t *c, char *out, size_t n)
     memcpy(out, c->buf + c->off, n);
     c->off += n;
     return 0;
+}
+
+bool tc_pump(tc_t *c)
+{
+    ssize_t n;
+
+    if (c->off > 0) {
+        memmove(c->buf, c->buf + c->off, c->len - c->off);
+        c->len -= c->off;
+        c->off = 0;
+    }
+    if (c->len == c->cap) {
+        char *p = realloc(c->buf, c->cap * 2);
+        if (p == NULL)
+            return false;
+        c->buf = p;
+        c->cap *= 2;
+    }
+    n = recv(c->fd, c->buf + c->len, c->cap - c->len, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        return false;
+    if (n > 0)
+        c->len += (size_t)n;
+    return true;
+}
+
+bool tc_next(tc_t *c)
+{
+    size_t used = 0;
+
+    if (proto_parse_reply(c->buf + c->off, c->len - c->off, &c->r, &used) != 1)
+        return false;
+    c->off += used;
+    return true;
 }
 
 const char *tc_line(tc_t *c)

@@ -29,6 +29,10 @@ typedef struct sd {
  * default relative to the build tree. */
 const char *sd_bin(const char *envname, const char *fallback);
 
+/* An installed program: $envname if set, else `name` on PATH (a static
+ * buffer), else NULL. */
+const char *sd_which(const char *envname, const char *name);
+
 /* Start the daemon with `yaml` (may be NULL or "") as its config file; a
  * "listen: [127.0.0.1:0]" line is added first unless yaml has a top-level
  * "listen:", and "admin: {listen: \"\"}" last unless it has a top-level
@@ -101,6 +105,12 @@ int tc_reply(tc_t *c);
 /* Read exactly n bytes into out (a beanstalk body, which may hold CR and
  * LF). 0 or -1. */
 int tc_read_n(tc_t *c, char *out, size_t n);
+
+/* Without blocking: read what the socket holds into the buffer (false on
+ * EOF or an error), and take one whole reply out of it into c->r (false
+ * when none is complete yet). For tests that poll many connections. */
+bool tc_pump(tc_t *c);
+bool tc_next(tc_t *c);
 
 /* Read one line (without the CRLF) into c->line. Returns c->line or NULL. */
 const char *tc_line(tc_t *c);
