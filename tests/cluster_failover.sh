@@ -39,8 +39,15 @@ tag=slc$$
 net=10.201.0
 work=$(mktemp -d "${TMPDIR:-/tmp}/$tag.XXXXXX")
 declare -A ip=([h1]=$net.11 [h2]=$net.12 [h3]=$net.13 [r1]=$net.21 [r2]=$net.22
-               [sb]=$net.31 [cl]=$net.41)
-hosts=(h1 h2 h3 r1 r2 sb cl)
+               [r3]=$net.23 [sb]=$net.31 [cl]=$net.41)
+# Redis replicas (REPLICAS, 1 or 2; default 2). The brokers' +OK waits for
+# one replica (redis.replicas: 1): with two, the failover leaves the new
+# master one to wait on; with one, confirmed PUBs pause until the killed
+# master is back as a replica (docs/scaling.md has both figures).
+nrep=${REPLICAS:-2}
+replica_hosts=(r2)
+((nrep >= 2)) && replica_hosts+=(r3)
+hosts=(h1 h2 h3 r1 "${replica_hosts[@]}" sb cl)
 nodes=${ip[h1]}:7700,${ip[h2]}:7700,${ip[h3]}:7700
 sentinels="[${ip[h1]}:26379, ${ip[h2]}:26379, ${ip[h3]}:26379]"
 declare -A pid=()
@@ -88,7 +95,7 @@ redis() {   # redis HOST [args...]: a redis-server on HOST, in the background
         --save '' --appendonly no --dir "$work/$h" --logfile "$work/$h/redis.log" "$@"
 }
 redis r1
-redis r2 --replicaof "${ip[r1]}" 6379
+for h in "${replica_hosts[@]}"; do redis "$h" --replicaof "${ip[r1]}" 6379; done
 for h in h1 h2 h3; do
     mkdir -p "$work/$h"
     cat >"$work/$h/sentinel.conf" <<EOF
@@ -117,12 +124,12 @@ sentinel_ready() {
     local h out
     for h in h1 h2 h3; do
         out=$(in_ns cl redis-cli -h "${ip[$h]}" -p 26379 sentinel master mymaster 2>/dev/null) || return 1
-        grep -A1 -x num-slaves <<<"$out" | tail -n1 | grep -qx 1 || return 1
+        grep -A1 -x num-slaves <<<"$out" | tail -n1 | grep -qx "$nrep" || return 1
         grep -A1 -x num-other-sentinels <<<"$out" | tail -n1 | grep -qx 2 || return 1
     done
 }
 wait_for 60 "the Sentinels to find each other" sentinel_ready
-log "redis master ${ip[r1]}, replica ${ip[r2]}, 3 sentinels agree"
+log "redis master ${ip[r1]}, $nrep replicas, 3 sentinels agree"
 
 # ---- the brokers ----
 broker_conf() {   # broker_conf NODE: the config of node hN (a standby uses it too)
