@@ -58,6 +58,18 @@ struct config_table {
 
 #define FIELD_AT(base, f, type) ((type *)(void *)((char *)(base) + (f)->off))
 
+/* Entries of the key tables: a field, a number with its range, a list with
+ * its count, and a table of them. */
+#define FLD(type, member, key, fn) \
+    {key, fn, offsetof(type, member), sizeof(((type *)0)->member), 0, 0, UINT64_MAX, NULL}
+#define NUM(type, member, key, fn, lo, hi) \
+    {key, fn, offsetof(type, member), sizeof(((type *)0)->member), 0, lo, hi, NULL}
+#define LIST(type, member, count, key, fn) \
+    {key, fn, offsetof(type, member), sizeof(((type *)0)->member), offsetof(type, count), \
+     0, UINT64_MAX, NULL}
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define TABLE(where, fields) {where, fields, COUNT(fields)}
+
 char *config_strndup(const char *s, size_t n);
 char *config_strdup(const char *s);
 
@@ -117,5 +129,21 @@ long config_entries(config_parser_t *p, yaml_node_t *val, const char *key);
  * passing `valid` (`rule` says what that is, for the message), none twice. */
 int config_check_names(config_parser_t *p, yaml_node_t *map, const char *where,
                        bool (*valid)(const char *, size_t), const char *rule);
+
+/* Setters shared by config.c's tables and config_cluster.c's. A non-empty
+ * string: */
+int config_set_nonempty(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                        void *base);
+
+/* A list of strings, each passing `check` (NULL if fine, else why not, in
+ * p->why); `what` names the items for messages ("addresses"). A single
+ * scalar is a one-element list; null is an empty one. */
+int config_set_strlist(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                       void *base, const char *(*check)(config_parser_t *, yaml_node_t *),
+                       const char *what);
+
+/* The `cluster:` section (config_cluster.c). */
+int config_set_cluster(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                       void *base);
 
 #endif

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# tests/bench/conns.sh: many connections (#15). 4 producers and 4 consumers
+# at full speed (`sluice bench`, 64 B and 1 KiB, window 64, credit 64),
+# alone, beside IDLE idle connections, and beside ACTIVE producers
+# publishing RATE msg/s each (tests/bench/crowd.py), interleaved run by run
+# on one fresh sluiced a round. Prints msg/s and the daemon's CPU per
+# bench message for each, and the ratio to the run alone.
+#
+#   tests/bench/conns.sh         # IDLE=10000 ACTIVE=1000 RATE=5 RUNS=3 MESSAGES=400000
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/common.sh"
+top=$(cd "$here/../.." && pwd)
+SLUICED=${SLUICED:-$top/build/src/sluiced}
+SLUICE=${SLUICE:-$top/build/src/sluice}
+IDLE=${IDLE:-10000} ACTIVE=${ACTIVE:-1000} RATE=${RATE:-5}
+RUNS=${RUNS:-3} MESSAGES=${MESSAGES:-400000} SIZES=${SIZES:-64 1024}
+ulimit -n "$(ulimit -Hn)"
+hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+bench() {   # bench SIZE: one 4/4 run against $port; prints "msg/s cpu-us/msg"
+    local t0 t1 out rate
+    t0=$(cpu_ticks "$daemon")
+    out=$("$SLUICE" bench -s "127.0.0.1:$port" -p 4 -c 4 -n "$MESSAGES" -S "$1" -w 64 -C 64 -a 16 -j)
+    t1=$(cpu_ticks "$daemon")
+    rate=$(grep -o '"msgs_per_s": *[0-9.]*' <<<"$out" | grep -o '[0-9.]*$')
+    awk -v r="$rate" -v a="$t0" -v b="$t1" -v n="$MESSAGES" -v hz="$hz" \
+        'BEGIN { printf "%.0f %.2f", r, (b - a) / hz / n * 1e6 }'
+}
+
+crowd() {   # crowd ARGS...: crowd.py in the background until it is ready
+    coproc CROWD { exec /usr/bin/python3 "$here/crowd.py" "127.0.0.1:$port" "$@"; }
+    crowd_pid=$CROWD_PID
+    pids+=("$crowd_pid")
+    local line
+    read -r -t 120 line <&"${CROWD[0]}" && [[ $line == ready ]] ||
+        { echo "conns.sh: crowd.py $* did not get ready" >&2; exit 1; }
+}
+
+printf '%-6s %-5s %-26s %10s %8s %8s\n' size run beside msg/s ratio us/msg
+for size in $SIZES; do
+    for run in $(seq "$RUNS"); do
+        port=$(free_port)
+        printf 'listen: [127.0.0.1:%s]\nadmin: {listen: ""}\nlog: {level: warn}\nlimits: {max_connections: %s}\n' \
+            "$port" $((IDLE + ACTIVE + 64)) >"$work/conf.yaml"
+        "$SLUICED" -c "$work/conf.yaml" 2>>"$work/sluiced.log" &
+        daemon=$!
+        pids+=("$daemon")
+        for _ in $(seq 100); do "$SLUICE" -s "127.0.0.1:$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+        read -r alone cpu <<<"$(bench "$size")"
+        printf '%-6s %-5s %-26s %10s %8s %8s\n' "$size" "$run" "nothing" "$alone" 1.00 "$cpu"
+        crowd idle "$IDLE"
+        read -r rate cpu <<<"$(bench "$size")"
+        printf '%-6s %-5s %-26s %10s %8.2f %8s\n' "$size" "$run" "$IDLE idle connections" "$rate" \
+            "$(awk -v a="$rate" -v b="$alone" 'BEGIN { print a / b }')" "$cpu"
+        kill "$crowd_pid"; wait "$crowd_pid" 2>/dev/null || true
+        crowd active "$ACTIVE" "$RATE"
+        read -r rate cpu <<<"$(bench "$size")"
+        printf '%-6s %-5s %-26s %10s %8.2f %8s\n' "$size" "$run" "$ACTIVE producers at $RATE/s" "$rate" \
+            "$(awk -v a="$rate" -v b="$alone" 'BEGIN { print a / b }')" "$cpu"
+        kill "$crowd_pid"; wait "$crowd_pid" 2>/dev/null || true
+        kill "$daemon"; wait "$daemon" 2>/dev/null || true
+    done
+done
