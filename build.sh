@@ -16,7 +16,7 @@ jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 build_pkgs=(build-essential autoconf automake libtool pkg-config
             libevent-dev libhiredis-dev libyaml-dev libssl-dev check)
-test_pkgs=(redis-server redis-sentinel beanstalkd valgrind clang libclang-rt-14-dev systemd openssl prometheus
+test_pkgs=(redis-server redis-sentinel iputils-arping beanstalkd valgrind clang libclang-rt-14-dev systemd openssl prometheus
            nodejs iproute2
            groff dpkg-dev debhelper fakeroot lintian tmux python3 gnuplot-nox)
 

@@ -353,6 +353,34 @@ START_TEST(test_systemd_unit_verifies)
 }
 END_TEST
 
+/* The units a standby uses (docs/scaling.md), as make built them: an
+ * instance of each, with the daemon's path pointed at this build. */
+START_TEST(test_standby_units_verify)
+{
+    static const char *const units[] = {"sluiced@", "sluice-takeover@"};
+    char tmp[] = "/tmp/sluice-unit-XXXXXX";
+    char cmd[PATH_MAX * 4];
+    char *out;
+    int status;
+
+    ck_assert_ptr_nonnull(mkdtemp(tmp));
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "sed -e \"s|^ExecStart=.*/sluiced |ExecStart=$SLUICED |\" "
+                 "\"$(dirname \"$SLUICED\")/../systemd/%s.service\" > '%s/%sh1.service' && "
+                 "systemd-analyze verify '%s/%sh1.service' 2>&1",
+                 units[i], tmp, units[i], tmp, units[i]);
+        out = run_capture(cmd, &status);
+        ck_assert_msg(status == 0, "%s: systemd-analyze verify failed (%d): %s", units[i], status, out);
+        free(out);
+    }
+    snprintf(cmd, sizeof cmd, "grep -q '^ExecStart=.*-c .*/sluice/%%i.yaml$' '%s/sluiced@h1.service'", tmp);
+    ck_assert_msg(system(cmd) == 0, "sluiced@.service does not read its instance's config");
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 static Suite *daemon_suite(void)
 {
     Suite *s = suite_create("daemon");
@@ -372,6 +400,7 @@ static Suite *daemon_suite(void)
     tcase_add_test(t, test_notify_abstract_socket);
     tcase_add_test(t, test_watchdog);
     tcase_add_test(t, test_systemd_unit_verifies);
+    tcase_add_test(t, test_standby_units_verify);
     suite_add_tcase(s, t);
     return s;
 }

@@ -36,6 +36,7 @@ echo "deb: built $(basename "$deb")"
 # ---- contents ----
 dpkg-deb -c "$deb" | awk '{ print $6 }' >"$work/contents"
 for path in ./usr/sbin/sluiced ./usr/bin/sluice ./lib/systemd/system/sluiced.service \
+    ./lib/systemd/system/sluiced@.service ./lib/systemd/system/sluice-takeover@.service \
     ./etc/sluice/sluiced.yaml ./usr/share/man/man8/sluiced.8.gz \
     ./usr/share/man/man1/sluice.1.gz ./usr/share/man/man5/sluiced.yaml.5.gz \
     ./usr/share/doc/sluice/README.md ./usr/share/doc/sluice/copyright \
