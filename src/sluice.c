@@ -95,31 +95,37 @@ int main(int argc, char **argv)
     if (strcmp(cli.cmd, "bench") == 0) {
         if (cli.tls)
             return sluice_usage_err(&cli, "bench does not speak TLS");
-        return bench_main(argc, argv, cli.addr);
+        bench_conn_t pre = { .server = cli.addr, .nodes = cli.nodes_opt, .config = cli.config };
+        return bench_main(argc, argv, &pre);
     }
-    if (!cli.addr)
-        cli.addr = client_default_addr();
+    /* each subcommand settles the node list itself, after its own options */
+    int rc;
     if (strcmp(cli.cmd, "pub") == 0)
-        return sluice_pub(&cli, argc, argv);
-    if (strcmp(cli.cmd, "sub") == 0)
-        return sluice_sub(&cli, argc, argv);
-    if (strcmp(cli.cmd, "get") == 0)
-        return sluice_get(&cli, argc, argv);
-    if (strcmp(cli.cmd, "join") == 0)
-        return sluice_join(&cli, argc, argv);
-    if (strcmp(cli.cmd, "stats") == 0)
-        return sluice_stats(&cli, argc, argv);
-    if (strcmp(cli.cmd, "topics") == 0)
-        return sluice_simple(&cli, argc, argv, "TOPICS");
-    if (strcmp(cli.cmd, "top") == 0)
-        return sluice_top(&cli, argc, argv);
-    if (strcmp(cli.cmd, "ping") == 0)
-        return sluice_simple(&cli, argc, argv, "PING");
-    if (strcmp(cli.cmd, "help") == 0) {
+        rc = sluice_pub(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "sub") == 0)
+        rc = sluice_sub(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "get") == 0)
+        rc = sluice_get(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "join") == 0)
+        rc = sluice_join(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "stats") == 0)
+        rc = sluice_stats(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "topics") == 0)
+        rc = sluice_simple(&cli, argc, argv, "TOPICS");
+    else if (strcmp(cli.cmd, "top") == 0)
+        rc = sluice_top(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "ping") == 0)
+        rc = sluice_simple(&cli, argc, argv, "PING");
+    else if (strcmp(cli.cmd, "place") == 0)
+        rc = sluice_place(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "help") == 0) {
         fputs(sluice_usage_text, stdout);
-        return 0;
+        rc = 0;
+    } else {
+        const char *bad = cli.cmd;
+        cli.cmd = NULL;
+        rc = sluice_usage_err(&cli, "unknown command '%s'", bad);
     }
-    const char *bad = cli.cmd;
-    cli.cmd = NULL;
-    return sluice_usage_err(&cli, "unknown command '%s'", bad);
+    client_nodes_free(&cli.nodes);
+    return rc;
 }
