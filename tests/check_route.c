@@ -1,0 +1,403 @@
+/* check_route.c: the `sluice` client over a node list, against three real
+ * daemons: each topic goes to its owner by rendezvous hashing (pub lands
+ * there only; sub, get, join and stats reach it there), `sluice place`
+ * prints place_owner's answer, stats/topics/ping/top cover every node,
+ * bench --topics spreads over the nodes and loses nothing, and the node
+ * list's sources keep their precedence (--nodes, -s, --config,
+ * $SLUICE_NODES, $SLUICE_CONFIG, $SLUICE_ADDR) with exact errors for a
+ * bad file or list.
+ */
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "ck_conn.h"
+#include "harness.h"
+#include "place.h"
+
+#define NNODES 3
+
+static sd_t d[NNODES];
+static sd_guard_t guard[NNODES];
+static const char *addrs[NNODES];
+static char nodes[NNODES * 100];  /* "127.0.0.1:P0,127.0.0.1:P1,127.0.0.1:P2" */
+
+static void route_setup(void)
+{
+    nodes[0] = '\0';
+    for (int i = 0; i < NNODES; i++) {
+        ck_start(&d[i], "");
+        guard[i] = sd_guard(d[i].pid);
+        addrs[i] = d[i].addr;
+        snprintf(nodes + strlen(nodes), sizeof nodes - strlen(nodes), "%s%s", i ? "," : "",
+                 d[i].addr);
+    }
+}
+
+static void route_teardown(void)
+{
+    for (int i = 0; i < NNODES; i++) {
+        sd_stop(&d[i]);
+        sd_guard_release(&guard[i]);
+    }
+}
+
+/* Run `sluice ARGS` with none of the node list's variables set but those
+ * ARGS sets itself ("SLUICE_NODES=... sluice ..." is not possible here, so
+ * `env` comes first: run(&out, "SLUICE_NODES=x", "ping")). stdout in *out
+ * (may be NULL); the exit status returned. */
+static int run(char **out, const char *env, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int run(char **out, const char *env, const char *fmt, ...)
+{
+    char args[4096], cmd[8192];
+    va_list ap;
+    int status = -1;
+
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd,
+             "env -u SLUICE_NODES -u SLUICE_CONFIG -u SLUICE_ADDR %s '%s' %s", env,
+             sd_bin("SLUICE", "../src/sluice"), args);
+    char *o = run_capture(cmd, &status);
+    ck_assert_ptr_nonnull(o);
+    if (out)
+        *out = o;
+    else
+        free(o);
+    return status;
+}
+
+/* The index of topic's owner among the three daemons. */
+static int owner_of(const char *topic)
+{
+    return (int)place_owner(addrs, NNODES, topic, strlen(topic));
+}
+
+/* A topic name that node i owns: "t.K" for the first K that lands there. */
+static const char *topic_on(int i)
+{
+    static char buf[NNODES][32];
+
+    for (int k = 0;; k++) {
+        snprintf(buf[i], sizeof buf[i], "t.%d", k);
+        if (owner_of(buf[i]) == i)
+            return buf[i];
+    }
+}
+
+/* A top-level number of `STATS [topic]` asked of daemon dd directly; -1
+ * if the topic does not exist there. */
+static long stat_on(const sd_t *dd, const char *topic, const char *key)
+{
+    tc_t *c = ck_open(dd);
+    char want[64];
+    long v = -1;
+
+    ck_assert_int_eq(tc_sendf(c, "STATS%s%s\r\n", topic ? " " : "", topic ? topic : ""), 0);
+    ck_assert_int_eq(tc_reply(c), 0);
+    if (c->r.type == REPLY_ERROR) {
+        tc_close(c);
+        return -1;
+    }
+    ck_assert_int_eq(c->r.type, REPLY_STATS);
+    char *body = strndup(c->r.body, c->r.body_len);
+    snprintf(want, sizeof want, "\n%s: ", key);
+    char *at = strstr(body, want);
+    if (at)
+        v = strtol(at + strlen(want), NULL, 10);
+    free(body);
+    tc_close(c);
+    return v;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* ---- routing ---- */
+
+START_TEST(test_pub_lands_on_owner_only)
+{
+    for (int i = 0; i < NNODES; i++) {
+        const char *t = topic_on(i);
+        ck_assert_int_eq(run(NULL, "", "--nodes %s pub %s a b c", nodes, t), 0);
+        for (int j = 0; j < NNODES; j++)
+            ck_assert_int_eq(stat_on(&d[j], t, "ready"), j == i ? 3 : -1);
+    }
+    /* the same through $SLUICE_NODES, and -s after the subcommand's name */
+    char env[sizeof nodes + 32];
+    snprintf(env, sizeof env, "SLUICE_NODES=%s", nodes);
+    const char *t = topic_on(1);
+    ck_assert_int_eq(run(NULL, env, "pub %s d", t), 0);
+    ck_assert_int_eq(stat_on(&d[1], t, "ready"), 4);
+    ck_assert_int_eq(run(NULL, env, "pub %s -s %s e", t, d[0].addr), 0);  /* -s wins */
+    ck_assert_int_eq(stat_on(&d[0], t, "ready"), 1);
+}
+END_TEST
+
+START_TEST(test_sub_get_join_stats_reach_owner)
+{
+    char *out;
+
+    for (int i = 0; i < NNODES; i++) {
+        const char *t = topic_on(i);
+        ck_assert_int_eq(run(NULL, "", "pub --nodes %s %s one two three", nodes, t), 0);
+        ck_assert_int_eq(run(&out, "", "get --nodes %s %s", nodes, t), 0);
+        ck_assert_str_eq(out, "one\n");
+        free(out);
+        ck_assert_int_eq(run(&out, "", "--nodes %s sub %s --count 2", nodes, t), 0);
+        ck_assert_str_eq(out, "two\nthree\n");
+        free(out);
+        ck_assert_int_eq(run(NULL, "", "--nodes %s join %s --timeout 5000", nodes, t), 0);
+        ck_assert_int_eq(run(&out, "", "--nodes %s stats %s --yaml", nodes, t), 0);
+        ck_assert_ptr_nonnull(strstr(out, "\nacked: 3\n"));
+        free(out);
+        ck_assert_int_eq(stat_on(&d[i], t, "acked"), 3);
+    }
+}
+END_TEST
+
+START_TEST(test_place_matches_place_owner)
+{
+    char *out, want[8192] = "", args[4096] = "";
+
+    for (int k = 0; k < 40; k++) {
+        char t[32];
+        snprintf(t, sizeof t, "orders.%d", k);
+        snprintf(args + strlen(args), sizeof args - strlen(args), " %s", t);
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s %s\n", t,
+                 addrs[owner_of(t)]);
+    }
+    ck_assert_int_eq(run(&out, "", "place --nodes %s%s", nodes, args), 0);
+    ck_assert_str_eq(out, want);
+    free(out);
+    ck_assert_int_eq(run(NULL, "", "place --nodes %s 'bad topic' 2>/dev/null", nodes), 2);
+    ck_assert_int_eq(run(NULL, "", "place --nodes %s 2>/dev/null", nodes), 2);
+}
+END_TEST
+
+START_TEST(test_every_node_commands)
+{
+    char *out, want[256];
+
+    for (int i = 0; i < NNODES; i++)
+        ck_assert_int_eq(run(NULL, "", "--nodes %s pub %s x", nodes, topic_on(i)), 0);
+    /* stats: one YAML section per node, named by its address */
+    ck_assert_int_eq(run(&out, "", "--nodes %s stats", nodes), 0);
+    for (int i = 0; i < NNODES; i++) {
+        snprintf(want, sizeof want, "\"%s\":\n  version: ", addrs[i]);
+        ck_assert_msg(strstr(out, want) != NULL, "no section %s in:\n%s", addrs[i], out);
+    }
+    ck_assert_ptr_nonnull(strstr(out, "\n  published: 1\n"));
+    free(out);
+    /* a lone server's stats are as they always were */
+    ck_assert_int_eq(run(&out, "", "-s %s stats", addrs[0]), 0);
+    ck_assert(strncmp(out, "version: ", 9) == 0);
+    free(out);
+    ck_assert_int_eq(run(&out, "", "--nodes %s topics", nodes), 0);
+    for (int i = 0; i < NNODES; i++) {
+        snprintf(want, sizeof want, "%s\n", topic_on(i));
+        ck_assert_ptr_nonnull(strstr(out, want));
+    }
+    free(out);
+    ck_assert_int_eq(run(&out, "", "--nodes %s ping", nodes), 0);
+    for (int i = 0; i < NNODES; i++) {
+        snprintf(want, sizeof want, "%s PONG\n", addrs[i]);
+        ck_assert_ptr_nonnull(strstr(out, want));
+    }
+    free(out);
+    /* top: every node's topics, each with its node */
+    ck_assert_int_eq(run(&out, "", "--nodes %s top --once -i 0.1", nodes), 0);
+    ck_assert_ptr_nonnull(strstr(out, "3 nodes"));
+    ck_assert_ptr_nonnull(strstr(out, " NODE "));
+    for (int i = 0; i < NNODES; i++) {
+        const char *t = topic_on(i);
+        const char *row = strstr(out, t);
+        ck_assert_msg(row != NULL, "no row for %s in:\n%s", t, out);
+        const char *eol = strchr(row, '\n');
+        const char *node = strstr(row, addrs[i]);
+        ck_assert_msg(node != NULL && node < eol, "row of %s does not name %s:\n%s", t, addrs[i],
+                      out);
+    }
+    free(out);
+}
+END_TEST
+
+START_TEST(test_node_down)
+{
+    char *out;
+    const char *up = topic_on(0), *down = topic_on(2);
+
+    ck_assert_int_eq(sd_stop(&d[2]), 0);
+    ck_assert_int_eq(run(NULL, "", "--nodes %s pub %s x", nodes, up), 0);
+    ck_assert_int_eq(run(&out, "", "--nodes %s pub %s x 2>&1", nodes, down), 1);
+    ck_assert_msg(strstr(out, "cannot connect to ") && strstr(out, addrs[2]), "%s", out);
+    free(out);
+    /* every-node commands say which node failed and still show the rest */
+    ck_assert_int_eq(run(&out, "", "--nodes %s ping 2>&1", nodes), 1);
+    ck_assert_ptr_nonnull(strstr(out, "PONG"));
+    ck_assert_ptr_nonnull(strstr(out, "cannot connect to "));
+    free(out);
+}
+END_TEST
+
+/* bench --topics over two nodes: every message arrives (exit 0), both
+ * nodes carried some, and the report counts them per node. */
+START_TEST(test_bench_topics_two_nodes)
+{
+    char two[256], prefix[32], *out;
+    const char *pair[2] = { addrs[0], addrs[1] };
+
+    snprintf(two, sizeof two, "%s,%s", addrs[0], addrs[1]);
+    /* a prefix whose four topics do not all land on one node */
+    for (int k = 0;; k++) {
+        int on[2] = { 0, 0 };
+        snprintf(prefix, sizeof prefix, "bench%d", k);
+        for (int t = 0; t < 4; t++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s.%d", prefix, t);
+            on[place_owner(pair, 2, name, strlen(name))]++;
+        }
+        if (on[0] && on[1])
+            break;
+    }
+    ck_assert_int_eq(run(&out, "", "bench --nodes %s --topics 4 -p 4 -c 4 -n 4000 -t %s "
+                                   "--sched other 2>&1", two, prefix), 0);
+    ck_assert_ptr_nonnull(strstr(out, "lost 0, duplicates 0"));
+    ck_assert_ptr_nonnull(strstr(out, "per node"));
+    long p0 = stat_on(&d[0], NULL, "published"), p1 = stat_on(&d[1], NULL, "published");
+    ck_assert_msg(p0 > 0 && p1 > 0 && p0 + p1 == 4000, "published %ld and %ld", p0, p1);
+    ck_assert_int_eq(stat_on(&d[2], NULL, "published"), 0);
+    char want[128];
+    snprintf(want, sizeof want, "%s %ld", addrs[0], p0);
+    ck_assert_msg(strstr(out, want) != NULL, "no '%s' in:\n%s", want, out);
+    free(out);
+    /* more topics than consumers would leave some unread: refused */
+    ck_assert_int_eq(run(NULL, "", "bench --nodes %s --topics 4 -c 2 2>/dev/null", two), 2);
+    ck_assert_int_eq(run(NULL, "", "bench -T redis --nodes %s 2>/dev/null", two), 2);
+}
+END_TEST
+
+/* ---- where the node list comes from ---- */
+
+START_TEST(test_precedence)
+{
+    char *out, fb[256], fenv[300], all[512];
+
+    /* files with one node each, so `place` shows which source won */
+    snprintf(fb, sizeof fb, "%s/b.yaml", d[0].dir);
+    write_text(fb, "nodes: [127.0.0.1:2]\n");
+    snprintf(fenv, sizeof fenv, "SLUICE_CONFIG=%s", fb);
+    snprintf(all, sizeof all, "SLUICE_NODES=127.0.0.1:1 SLUICE_ADDR=127.0.0.1:3 %s", fenv);
+    ck_assert_int_eq(run(&out, all, "place --nodes 127.0.0.1:4 t"), 0);
+    ck_assert_str_eq(out, "t 127.0.0.1:4\n");
+    free(out);
+    ck_assert_int_eq(run(&out, all, "-s 127.0.0.1:5 place t"), 0);
+    ck_assert_str_eq(out, "t 127.0.0.1:5\n");
+    free(out);
+    /* --config is the command line: it goes before $SLUICE_NODES */
+    write_text(fb, "nodes: [127.0.0.1:6]\n");
+    ck_assert_int_eq(run(&out, "SLUICE_NODES=127.0.0.1:1", "place --config %s t", fb), 0);
+    ck_assert_str_eq(out, "t 127.0.0.1:6\n");
+    free(out);
+    ck_assert_int_eq(run(&out, all, "place t"), 0);
+    ck_assert_str_eq(out, "t 127.0.0.1:1\n");
+    free(out);
+    snprintf(all, sizeof all, "SLUICE_ADDR=127.0.0.1:3 %s", fenv);
+    ck_assert_int_eq(run(&out, all, "place t"), 0);
+    ck_assert_str_eq(out, "t 127.0.0.1:6\n");
+    free(out);
+    ck_assert_int_eq(run(&out, "SLUICE_ADDR=127.0.0.1:3 SLUICE_NODES=", "place t"), 0);
+    ck_assert_str_eq(out, "t 127.0.0.1:3\n");
+    free(out);
+    ck_assert_int_eq(run(&out, "", "place t"), 0);
+    ck_assert_str_eq(out, "t 127.0.0.1:7700\n");
+    free(out);
+    /* a config file works for every command, not only place */
+    snprintf(all, sizeof all, "nodes:\n  - %s\n  - %s\n  - %s\n", addrs[0], addrs[1], addrs[2]);
+    write_text(fb, all);
+    const char *t = topic_on(2);
+    ck_assert_int_eq(run(NULL, fenv, "pub %s x", t), 0);
+    ck_assert_int_eq(stat_on(&d[2], t, "ready"), 1);
+    ck_assert_int_eq(run(NULL, "", "--config %s pub %s y", fb, t), 0);
+    ck_assert_int_eq(stat_on(&d[2], t, "ready"), 2);
+}
+END_TEST
+
+START_TEST(test_bad_sources)
+{
+    char *out, f[256], want[512], env[300];
+
+    snprintf(f, sizeof f, "%s/bad.yaml", d[0].dir);
+    write_text(f, "# cluster\nnodes:\n  - 127.0.0.1:7700\n  - 127.0.0.1:0\n");
+    snprintf(want, sizeof want, "sluice: ping: %s:4:5: bad node address '127.0.0.1:0': port "
+             "must be 1..65535 (use host:port as the daemons' cluster.nodes spell it)\n", f);
+    ck_assert_int_eq(run(&out, "", "--config %s ping 2>&1", f), 1);
+    ck_assert_str_eq(out, want);
+    free(out);
+    snprintf(env, sizeof env, "SLUICE_CONFIG=%s", f);
+    ck_assert_int_eq(run(&out, env, "ping 2>&1"), 1);
+    ck_assert_str_eq(out, want);
+    free(out);
+    write_text(f, "nodes: [127.0.0.1:7700]\nuser: bob\n");
+    snprintf(want, sizeof want, "sluice: pub: %s:2:1: unknown key 'user' in a client config "
+             "file\n", f);
+    ck_assert_int_eq(run(&out, "", "pub --config %s t x 2>&1", f), 1);
+    ck_assert_str_eq(out, want);
+    free(out);
+    ck_assert_int_eq(run(&out, "", "--config /nonexistent/c.yaml ping 2>&1"), 1);
+    ck_assert_str_eq(out, "sluice: ping: /nonexistent/c.yaml: cannot open: No such file or "
+                          "directory\n");
+    free(out);
+    /* -s and --nodes together, or a bad --nodes: the command line is wrong */
+    ck_assert_int_eq(run(&out, "", "-s %s --nodes %s ping 2>&1", addrs[0], nodes), 2);
+    ck_assert_ptr_nonnull(strstr(out, "-s and --nodes exclude each other"));
+    free(out);
+    ck_assert_int_eq(run(NULL, "", "--nodes %s ping -s %s 2>/dev/null", nodes, addrs[0]), 2);
+    ck_assert_int_eq(run(NULL, "", "bench -s %s --nodes %s 2>/dev/null", addrs[0], nodes), 2);
+    ck_assert_int_eq(run(&out, "", "ping --nodes 127.0.0.1:1,,127.0.0.1:2 2>&1"), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--nodes: bad node address '': an empty entry"));
+    free(out);
+    /* ... a bad $SLUICE_NODES is the environment's */
+    ck_assert_int_eq(run(&out, "SLUICE_NODES=127.0.0.1:1,127.0.0.1:1", "ping 2>&1"), 1);
+    ck_assert_str_eq(out, "sluice: ping: $SLUICE_NODES: node '127.0.0.1:1' is listed twice\n");
+    free(out);
+}
+END_TEST
+
+static Suite *route_suite(void)
+{
+    Suite *s = suite_create("route");
+    TCase *t = tcase_create("route");
+
+    tcase_add_checked_fixture(t, route_setup, route_teardown);
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, test_pub_lands_on_owner_only);
+    tcase_add_test(t, test_sub_get_join_stats_reach_owner);
+    tcase_add_test(t, test_place_matches_place_owner);
+    tcase_add_test(t, test_every_node_commands);
+    tcase_add_test(t, test_node_down);
+    tcase_add_test(t, test_bench_topics_two_nodes);
+    tcase_add_test(t, test_precedence);
+    tcase_add_test(t, test_bad_sources);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(route_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
