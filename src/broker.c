@@ -294,7 +294,8 @@ void broker_settle(broker_t *b, uint64_t now)
  * (drop-oldest honoured, never parks). True if the copy was accepted. */
 static bool broker_dead_letter(broker_t *b, const char *name, const msg_t *m, uint64_t now)
 {
-    topic_t *d = broker_topic_for(b, name, strlen(name), true);
+    /* Not `placed`: a topic's dead letters stay on its node, whoever owns the name. */
+    topic_t *d = broker_topic_for(b, name, strlen(name), false);
     msg_t *copy;
 
     if (d == NULL || !broker_make_room(b, d, m->len))
@@ -492,10 +493,10 @@ br_status_t broker_publish(client_t *c, const char *topic, size_t tlen, msg_t *m
     br_status_t st;
 
     assert(c->wait == WAIT_NONE);
-    t = broker_topic_for(b, topic, tlen, true);
+    t = broker_topic_for(b, topic, tlen, c->ops.placed);
     if (t == NULL) {
         msg_free(m);
-        return BR_NOTOPIC;
+        return broker_missing(b, c->ops.placed, topic, tlen);
     }
     if (broker_never_fits(b, t, m->len))
         return broker_refuse(b, t, m);
@@ -608,7 +609,9 @@ br_status_t broker_join(client_t *c, const char *topic, size_t tlen, int64_t tim
 
     assert(c->wait == WAIT_NONE);
     t = broker_find(c->b, topic, tlen);
-    if (t == NULL || t->count == 0)
+    if (t == NULL)
+        return broker_placed_away(c->b, c->ops.placed, topic, tlen) ? BR_MOVED : BR_OK;
+    if (t->count == 0)
         return BR_OK;
     if (timeout_ms == 0)
         return BR_TIMEOUT;

@@ -35,6 +35,8 @@ typedef enum br_status {
                      outcome (BR_OK or BR_UNAVAILABLE) comes later through complete() */
     BR_DEADLINE_SOON, /* RESERVE: a message the client holds is within soon_ms of its
                          deadline and nothing is ready (beanstalk's DEADLINE_SOON) */
+    BR_MOVED,     /* cluster: the topic is not here and another node owns it (only for a
+                     client whose ops are `placed`): -MOVED <topic> <owner> */
 } br_status_t;
 
 /* Which operation a completion finishes. */
@@ -57,6 +59,11 @@ typedef struct client_ops {
     bool (*deliver)(void *ctx, const topic_t *t, const msg_t *m);
     /* A BR_PENDING operation finished. `id` is the message id for a PUB. */
     void (*complete)(void *ctx, br_op_t op, br_status_t st, const topic_t *t, uint64_t id);
+    /* The client obeys the cluster's placement (cfg->cluster): a command
+     * naming a topic that does not exist here and that another node owns
+     * gets BR_MOVED instead of creating it. The native protocol sets it;
+     * beanstalk cannot send a client elsewhere and serves every tube. */
+    bool placed;
 } client_ops_t;
 
 /* Why a message left the broker, for the observer (the Redis mirror). */
@@ -133,6 +140,15 @@ void broker_client_resume(client_t *c, uint64_t now);
 
 /* ---- commands (each returns what the reply should say) ---- */
 
+/* Cluster placement (cfg->cluster), for every command below that names a
+ * topic: for a client whose ops are `placed`, a topic that does not exist
+ * here and that another node owns is BR_MOVED, and is not created. A topic
+ * that exists is served, whoever owns its name. */
+
+/* The same test for commands without a client (STATS, KICK, PAUSE): the
+ * topic does not exist here and the cluster gives it to another node. */
+bool broker_moved(const broker_t *b, const char *topic, size_t tlen);
+
 /* PUB. Takes ownership of m in every case. BR_OK: *id is set. BR_PENDING:
  * parked (block policy); the client must not be read until complete().
  * BR_HELD (confirm mode): *id is set, the message waits for the mirror and
@@ -148,7 +164,8 @@ br_status_t broker_publish(client_t *c, const char *topic, size_t tlen, msg_t *m
  * at the next broker_dispatch(), so "+OK" can be written first. */
 br_status_t broker_subscribe(client_t *c, const char *topic, size_t tlen, int64_t credit);
 
-/* UNSUB. BR_OK even when not subscribed; in-flight messages stay owned. */
+/* UNSUB. BR_OK even when not subscribed (BR_MOVED as above); in-flight
+ * messages stay owned. */
 br_status_t broker_unsubscribe(client_t *c, const char *topic, size_t tlen);
 
 /* GET. BR_OK: the message was pushed through deliver() (that is the reply).
@@ -248,7 +265,7 @@ bool broker_ensure_topic(broker_t *b, const char *topic, size_t tlen);
 
 /* JOIN. timeout_ms < 0 waits as long as it takes; 0 does not wait.
  * BR_OK when the topic holds no ready, delayed or in-flight message
- * (an unknown topic is empty). */
+ * (an unknown topic is empty, unless BR_MOVED as for the commands above). */
 br_status_t broker_join(client_t *c, const char *topic, size_t tlen, int64_t timeout_ms,
                         uint64_t now);
 

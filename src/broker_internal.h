@@ -170,18 +170,40 @@ topic_t *broker_create(broker_t *b, const char *name, size_t len);
 /* A new topic if auto-creation is on and max_topics allows. NULL: BR_NOTOPIC. */
 topic_t *broker_autocreate(broker_t *b, const char *name, size_t len);
 
-/* An existing topic, or a new one if `create`, auto-creation is on and
- * max_topics allows. NULL: BR_NOTOPIC. (Inline: every PUB asks.) */
-static inline topic_t *broker_topic_for(broker_t *b, const char *name, size_t len, bool create)
+/* A topic that does not exist here, for a client that obeys placement
+ * (`placed`): does the cluster give it to another node? Topics that exist
+ * are this node's to serve (its own, restored ones, dead-letter topics its
+ * topics feed), so only a miss asks, and without a cluster the asking is
+ * one branch. */
+static inline bool broker_placed_away(const broker_t *b, bool placed, const char *name,
+                                      size_t len)
+{
+    return placed && config_elsewhere(b->cfg, name, len);
+}
+
+/* An existing topic, or a new one if auto-creation is on, max_topics
+ * allows and (for a `placed` client) the cluster does not place it on
+ * another node. NULL: broker_missing says why. (Inline: every PUB asks.) */
+static inline topic_t *broker_topic_for(broker_t *b, const char *name, size_t len, bool placed)
 {
     topic_t *t = broker_find(b, name, len);
 
-    if (t != NULL || !create)
+    if (t != NULL)
         return t;
+    if (broker_placed_away(b, placed, name, len))
+        return NULL;
     return broker_autocreate(b, name, len);
 }
 
-/* Topics named in the config, and their dead-letter topics, always exist. */
+/* Why broker_topic_for gave NULL: BR_MOVED or BR_NOTOPIC. */
+static inline br_status_t broker_missing(const broker_t *b, bool placed, const char *name,
+                                         size_t len)
+{
+    return broker_placed_away(b, placed, name, len) ? BR_MOVED : BR_NOTOPIC;
+}
+
+/* Topics named in the config (in a cluster, those this node owns), and
+ * their dead-letter topics, always exist. */
 int broker_create_configured(broker_t *b);
 
 /* ---- broker_deliver.c: subscriptions, credit, delivery ---- */

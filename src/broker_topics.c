@@ -98,6 +98,12 @@ topic_t *broker_autocreate(broker_t *b, const char *name, size_t len)
     return broker_create(b, name, len);
 }
 
+bool broker_moved(const broker_t *b, const char *topic, size_t tlen)
+{
+    return b->cfg->cluster.nnodes > 0 && broker_find(b, topic, tlen) == NULL &&
+           config_elsewhere(b->cfg, topic, tlen);
+}
+
 static int broker_ensure(broker_t *b, const char *name)
 {
     size_t len = name != NULL ? strlen(name) : 0;
@@ -107,13 +113,19 @@ static int broker_ensure(broker_t *b, const char *name)
     return broker_create(b, name, len) != NULL ? 0 : -1;
 }
 
-/* Topics named in the config, and their dead-letter topics, always exist. */
+/* Topics named in the config, and their dead-letter topics, always exist;
+ * in a cluster, only those this node owns (the others exist on theirs),
+ * with the dead-letter topics they feed, which stay beside them. */
 int broker_create_configured(broker_t *b)
 {
     const config_t *cfg = b->cfg;
 
     for (size_t i = 0; i < cfg->ntopics; i++) {
-        if (broker_ensure(b, cfg->topics[i].name) < 0 ||
+        const char *name = cfg->topics[i].name;
+
+        if (config_elsewhere(cfg, name, strlen(name)))
+            continue;
+        if (broker_ensure(b, name) < 0 ||
             broker_ensure(b, cfg->topics[i].conf.dead_letter) < 0)
             return -1;
     }

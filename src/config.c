@@ -97,6 +97,8 @@ void config_free(config_t *cfg)
     free(cfg->users);
     config_free_strv(cfg->beanstalk.listen, cfg->beanstalk.nlisten);
     free(cfg->beanstalk.user);
+    free(cfg->cluster.self);
+    config_free_strv(cfg->cluster.nodes, cfg->cluster.nnodes);
     free(cfg);
 }
 
@@ -145,7 +147,9 @@ config_t *config_default(void)
     cfg->redis.flush_interval_ms = 100;
     cfg->beanstalk.listen = calloc(1, sizeof(char *));
     cfg->beanstalk.user = config_strdup("");
-    if (cfg->nlisten == 0 || cfg->beanstalk.listen == NULL || cfg->beanstalk.user == NULL || cfg->tls.cert == NULL || cfg->tls.key == NULL ||
+    cfg->cluster.self = config_strdup(""); /* no cluster: nodes stays NULL */
+    if (cfg->nlisten == 0 || cfg->beanstalk.listen == NULL || cfg->beanstalk.user == NULL ||
+        cfg->cluster.self == NULL || cfg->tls.cert == NULL || cfg->tls.key == NULL ||
         cfg->tls.ca == NULL || cfg->admin.listen == NULL || cfg->admin.token == NULL ||
         cfg->defaults.dead_letter == NULL || cfg->redis.address == NULL ||
         cfg->redis.password == NULL || cfg->redis.prefix == NULL) {
@@ -274,8 +278,8 @@ static int config_set_string(config_parser_t *p, const config_field_t *f, yaml_n
     return config_store_string(p, f, base, config_is_null(val) ? "" : s);
 }
 
-static int config_set_nonempty(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
-                               void *base)
+int config_set_nonempty(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                        void *base)
 {
     const char *s = config_value(p, f, val, "a string");
 
@@ -462,20 +466,13 @@ static int config_set_section(config_parser_t *p, const config_field_t *f, yaml_
     return config_walk(p, val, f->key, f->sub, (char *)base + f->off, NULL);
 }
 
+#define SECTION(key, table) {key, config_set_section, 0, 0, 0, 0, 0, &(table)}
+
 static int config_set_topics(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
                              void *base);
 static int config_set_users(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
                             void *base);
 
-#define FLD(type, member, key, fn) \
-    {key, fn, offsetof(type, member), sizeof(((type *)0)->member), 0, 0, UINT64_MAX, NULL}
-#define NUM(type, member, key, fn, lo, hi) \
-    {key, fn, offsetof(type, member), sizeof(((type *)0)->member), 0, lo, hi, NULL}
-#define LIST(type, member, count, key, fn) \
-    {key, fn, offsetof(type, member), sizeof(((type *)0)->member), offsetof(type, count), \
-     0, UINT64_MAX, NULL}
-#define SECTION(key, table) {key, config_set_section, 0, 0, 0, 0, 0, &(table)}
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 static const config_field_t config_tls_fields[] = {
     FLD(config_t, tls.cert, "cert", config_set_string),
@@ -544,7 +541,6 @@ static const config_field_t config_user_fields[] = {
 };
 #define USER_PASSWORD_BIT (1u << 0)
 
-#define TABLE(where, fields) {where, fields, COUNT(fields)}
 static const config_table_t config_tls_table = TABLE("tls", config_tls_fields);
 static const config_table_t config_admin_table = TABLE("admin", config_admin_fields);
 static const config_table_t config_log_table = TABLE("log", config_log_fields);
@@ -566,6 +562,7 @@ static const config_field_t config_root_fields[] = {
     SECTION("redis", config_redis_table),
     {"users", config_set_users, 0, 0, 0, 0, 0, NULL},
     SECTION("beanstalk", config_beanstalk_table),
+    {"cluster", config_set_cluster, 0, 0, 0, 0, 0, NULL},
 };
 static const config_table_t config_root_table = TABLE("the top level", config_root_fields);
 

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "place.h"
+
 #define CONFIG_EX_CONFIG 78 /* sysexits.h EX_CONFIG: the exit status for a bad file */
 #define CONFIG_DEFAULT_PATH "/etc/sluice/sluiced.yaml"
 #define CONFIG_ERR_MAX 512
@@ -123,6 +125,17 @@ typedef struct config {
         size_t nlisten;
         char *user;
     } beanstalk;
+
+    /* The cluster this broker is one node of (docs/scaling.md): off while
+     * nnodes is 0. Topics are placed over `nodes` by place.h, which hashes
+     * each address as written; a command naming a topic that is neither
+     * here nor this node's gets -MOVED. Not reloadable (daemon.c). */
+    struct config_cluster {
+        char *self;        /* "" = no cluster; else one of nodes, spelled the same */
+        char **nodes;      /* "host:port" or "[v6]:port", in the file's order */
+        size_t nnodes;
+        size_t self_index; /* nodes[self_index] is self */
+    } cluster;
 } config_t;
 
 /* The built-in configuration (no file). Never NULL unless out of memory. */
@@ -145,6 +158,27 @@ bool config_user_allows(const user_entry_t *u, bool publish, const char *name, s
 
 /* Limits for a topic: its own entry if listed, else the defaults. */
 const topic_conf_t *config_topic(const config_t *cfg, const char *name, size_t len);
+
+/* With a cluster section, the address (as cluster.nodes spells it) of the
+ * node that owns the topic name[0..len); NULL without one. Inline, like
+ * config_elsewhere, so the core reads the placement straight from the
+ * config without linking the loader. */
+static inline const char *config_owner(const config_t *cfg, const char *name, size_t len)
+{
+    if (cfg->cluster.nnodes == 0)
+        return NULL;
+    return cfg->cluster.nodes[place_owner((const char *const *)cfg->cluster.nodes,
+                                          cfg->cluster.nnodes, name, len)];
+}
+
+/* Does a cluster section give the topic to another node? false without
+ * one. */
+static inline bool config_elsewhere(const config_t *cfg, const char *name, size_t len)
+{
+    return cfg->cluster.nnodes > 0 &&
+           place_owner((const char *const *)cfg->cluster.nodes, cfg->cluster.nnodes, name,
+                       len) != cfg->cluster.self_index;
+}
 
 /* "64MiB", "4KiB", "1GiB", "512B", "100" (bytes). Returns 0 or -1. */
 int config_parse_size(const char *s, uint64_t *out);
@@ -176,8 +210,8 @@ int config_client_load_string(const char *name, const char *text, size_t len, cl
 int config_nodes_parse(const char *list, const char *what, client_conf_t *out, char *err,
                        size_t errlen);
 
-/* NULL if s[0..len) can be a node's address (what `sluice -s` takes, up
- * to CONFIG_NODE_MAX bytes, no comma), else why not. */
+/* NULL if s[0..len) can be a node's address (host:port or [v6]:port, as
+ * in cluster.nodes; up to CONFIG_NODE_MAX bytes), else why not. */
 const char *config_node_check(const char *s, size_t len);
 
 void config_client_free(client_conf_t *c);

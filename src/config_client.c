@@ -35,7 +35,9 @@ const char *config_node_check(const char *s, size_t len)
     }
     memcpy(copy, s, len);
     copy[len] = '\0';
-    return addr_parse(copy, ADDR_CLIENT, &a);
+    /* as the daemons' cluster.nodes: TCP, host:port or [v6]:port; the
+     * transport (--tls) is the client's own setting, not part of the name */
+    return addr_parse(copy, 0, &a);
 }
 
 void config_client_free(client_conf_t *c)
@@ -67,8 +69,8 @@ static const char *config_check_node(config_parser_t *p, yaml_node_t *it)
 
     if (why == NULL)
         return NULL;
-    snprintf(p->why, sizeof(p->why), "bad node address '%s': %s (use host:port as the daemons' "
-             "cluster.nodes spell it)",
+    snprintf(p->why, sizeof(p->why), "bad node address '%s': %s (use host:port or [v6]:port, "
+             "as the daemons' cluster.nodes spell it)",
              config_quote(q, sizeof(q), s, it->data.scalar.length), why);
     return p->why;
 }
@@ -91,12 +93,10 @@ static int config_set_nodes(config_parser_t *p, const config_field_t *f, yaml_no
 }
 
 static const config_field_t config_client_fields[] = {
-    {"nodes", config_set_nodes, offsetof(client_conf_t, nodes), sizeof(char **),
-     offsetof(client_conf_t, nnodes), 0, UINT64_MAX, NULL},
+    LIST(client_conf_t, nodes, nnodes, "nodes", config_set_nodes),
 };
-static const config_table_t config_client_table = {
-    "a client config file", config_client_fields,
-    sizeof config_client_fields / sizeof config_client_fields[0]};
+static const config_table_t config_client_table =
+    TABLE("a client config file", config_client_fields);
 
 /* The client's document into the client_conf_t at arg (p->cfg is unused). */
 static int config_client_apply(config_parser_t *p, yaml_node_t *root, void *arg)

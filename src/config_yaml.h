@@ -58,6 +58,18 @@ struct config_table {
 
 #define FIELD_AT(base, f, type) ((type *)(void *)((char *)(base) + (f)->off))
 
+/* Entries of the key tables: a field, a number with its range, a list with
+ * its count, and a table of them. */
+#define FLD(type, member, key, fn) \
+    {key, fn, offsetof(type, member), sizeof(((type *)0)->member), 0, 0, UINT64_MAX, NULL}
+#define NUM(type, member, key, fn, lo, hi) \
+    {key, fn, offsetof(type, member), sizeof(((type *)0)->member), 0, lo, hi, NULL}
+#define LIST(type, member, count, key, fn) \
+    {key, fn, offsetof(type, member), sizeof(((type *)0)->member), offsetof(type, count), \
+     0, UINT64_MAX, NULL}
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define TABLE(where, fields) {where, fields, COUNT(fields)}
+
 char *config_strndup(const char *s, size_t n);
 char *config_strdup(const char *s);
 /* Free the n strings of v, then v. */
@@ -145,5 +157,14 @@ void config_parser_init(config_parser_t *p, const char *name, const char *text, 
  * 0 or -1. */
 int config_parse_doc(config_parser_t *p, int (*apply)(config_parser_t *, yaml_node_t *, void *),
                      void *arg);
+
+/* Setters shared by config.c's tables and config_cluster.c's. A non-empty
+ * string: */
+int config_set_nonempty(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                        void *base);
+
+/* The `cluster:` section (config_cluster.c). */
+int config_set_cluster(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
+                       void *base);
 
 #endif

@@ -44,6 +44,7 @@ static void conn_on_complete(void *ctx, br_op_t op, br_status_t st, const topic_
 static const client_ops_t conn_client_ops = {
     .deliver = conn_on_deliver,
     .complete = conn_on_complete,
+    .placed = true, /* -MOVED sends a client to the topic's node */
 };
 
 /* Output is written once per loop turn, by the owner's flush pass. */
@@ -150,9 +151,36 @@ static void conn_reply_notfound(conn_t *c, uint64_t id)
     conn_reply_code(c, "-NOTFOUND", num, proto_u64(num, id));
 }
 
+/* "-MOVED <topic> <host:port>": the cluster's node for the topic, as
+ * cluster.nodes spells it (an address the config checked: safe to echo). */
+static void conn_reply_moved(conn_t *c, const char *topic, size_t tlen)
+{
+    const char *owner = config_owner(conn_cfg(c), topic, tlen);
+    struct evbuffer *r = conn_rbuf(c);
+
+    evbuffer_add(r, "-MOVED ", 7);
+    evbuffer_add(r, topic, tlen);
+    evbuffer_add(r, " ", 1);
+    evbuffer_add(r, owner, strlen(owner));
+    conn_reply_lit(c, "\r\n");
+}
+
+/* A command without a client in the core (STATS, KICK, PAUSE) found no
+ * such topic: another node's, or none at all. */
+static void conn_reply_unknown(conn_t *c, const char *topic, size_t tlen)
+{
+    if (broker_moved(c->host->broker, topic, tlen))
+        conn_reply_moved(c, topic, tlen);
+    else
+        conn_reply_lit(c, "-ERR unknown topic\r\n");
+}
+
 static void conn_reply_topic_error(conn_t *c, br_status_t st, const char *topic, size_t tlen)
 {
     switch (st) {
+    case BR_MOVED:
+        conn_reply_moved(c, topic, tlen);
+        break;
     case BR_FULL:
         conn_reply_code(c, "-FULL", topic, tlen);
         break;
@@ -433,7 +461,7 @@ static void conn_cmd_stats(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
     if (cmd->topic != NULL) {
         topic_stats_t ts;
         if (!broker_topic_stats(c->host->broker, cmd->topic, cmd->topic_len, now, &ts)) {
-            conn_reply_lit(c, "-ERR unknown topic\r\n");
+            conn_reply_unknown(c, cmd->topic, cmd->topic_len);
             return;
         }
         n = stats_yaml_topic(body, sizeof body, &ts);
@@ -500,7 +528,7 @@ static void conn_cmd_kick(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
     if (broker_kick(c->host->broker, cmd->topic, cmd->topic_len, cmd->num, now, &n) == BR_OK)
         conn_reply_u64(c, n);
     else
-        conn_reply_lit(c, "-ERR unknown topic\r\n");
+        conn_reply_unknown(c, cmd->topic, cmd->topic_len);
 }
 
 static void conn_cmd_pause(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
@@ -508,7 +536,7 @@ static void conn_cmd_pause(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
     if (broker_pause(c->host->broker, cmd->topic, cmd->topic_len, cmd->num, now) == BR_OK)
         conn_reply_lit(c, "+OK\r\n");
     else
-        conn_reply_lit(c, "-ERR unknown topic\r\n");
+        conn_reply_unknown(c, cmd->topic, cmd->topic_len);
 }
 
 static void conn_cmd_waiting(conn_t *c, br_status_t st, const char *topic, size_t tlen)
@@ -532,8 +560,14 @@ static void conn_exec(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
         conn_reply_lit(c, "-NOAUTH authentication required\r\n");
         return;
     }
+    /* -MOVED comes before -DENIED: a topic another node holds is that
+     * node's to refuse. (Allowed commands learn it from the core, which
+     * asks only when the topic is not here.) */
     if ((CONN_TOPIC_RIGHTS >> cmd->type & 1) && !conn_may(c, cmd->type, cmd->topic, cmd->topic_len)) {
-        conn_reply_code(c, "-DENIED", cmd->topic, cmd->topic_len);
+        if (broker_moved(c->host->broker, cmd->topic, cmd->topic_len))
+            conn_reply_moved(c, cmd->topic, cmd->topic_len);
+        else
+            conn_reply_code(c, "-DENIED", cmd->topic, cmd->topic_len);
         return;
     }
     switch (cmd->type) {
@@ -551,7 +585,10 @@ static void conn_exec(conn_t *c, const proto_cmd_t *cmd, uint64_t now)
         }
         break;
     case CMD_UNSUB:
-        broker_unsubscribe(c->client, cmd->topic, cmd->topic_len);
+        if (broker_unsubscribe(c->client, cmd->topic, cmd->topic_len) == BR_MOVED) {
+            conn_reply_moved(c, cmd->topic, cmd->topic_len);
+            break;
+        }
         conn_sub_forget(c, cmd->topic, cmd->topic_len);
         conn_reply_lit(c, "+OK\r\n");
         break;

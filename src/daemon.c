@@ -104,6 +104,16 @@ static bool daemon_same_listen(const config_t *a, const config_t *b)
                              b->beanstalk.nlisten);
 }
 
+/* The cluster is not reloadable: the node list decides where every topic
+ * lives, and a node that changed it alone would answer -MOVED from another
+ * map than its peers and clients hold. A changed one waits for a restart. */
+static bool daemon_same_cluster(const config_t *a, const config_t *b)
+{
+    return strcmp(a->cluster.self, b->cluster.self) == 0 &&
+           daemon_same_addrs(a->cluster.nodes, a->cluster.nnodes, b->cluster.nodes,
+                             b->cluster.nnodes);
+}
+
 /* Listeners stay as bound: the new config keeps the old addresses so
  * STATS and the next comparison see what is really open. */
 static void daemon_swap_addrs(char ***a, size_t *na, char ***b, size_t *nb)
@@ -226,6 +236,14 @@ static void daemon_reload(daemon_t *d)
     daemon_swap_addrs(&cfg->listen, &cfg->nlisten, &d->cfg->listen, &d->cfg->nlisten);
     daemon_swap_addrs(&cfg->beanstalk.listen, &cfg->beanstalk.nlisten, &d->cfg->beanstalk.listen,
                       &d->cfg->beanstalk.nlisten);
+    if (!daemon_same_cluster(cfg, d->cfg)) {
+        struct config_cluster keep = cfg->cluster;
+
+        log_warn("reload: the cluster section changed; it applies at the next restart "
+                 "(the running node list stays)");
+        cfg->cluster = d->cfg->cluster;
+        d->cfg->cluster = keep;
+    }
 
     log_set_level(cfg->log_level);
     server_configure(d->server, cfg);

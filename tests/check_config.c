@@ -934,8 +934,13 @@ START_TEST(test_client_file)
     ck_assert_int_eq(load_client("# one node\nnodes:\n  - \"[::1]:7700\"\n"), 0);
     ck_assert_uint_eq(cc.nnodes, 1);
     ck_assert_str_eq(cc.nodes[0], "[::1]:7700");
-    ck_assert_int_eq(load_client("nodes: unix:/run/sluice.sock\n"), 0);  /* a scalar: one */
-    ck_assert_str_eq(cc.nodes[0], "unix:/run/sluice.sock");
+    ck_assert_int_eq(load_client("nodes: b.example:7700\n"), 0);  /* a scalar: one */
+    ck_assert_str_eq(cc.nodes[0], "b.example:7700");
+    /* a node is reached over TCP, and its name is what is hashed */
+    ck_client_error("nodes: [unix:/run/sluice.sock]\n",
+                    "c.yaml:1:9: bad node address 'unix:/run/sluice.sock': unix sockets are not "
+                    "allowed here (use host:port or [v6]:port, as the daemons' cluster.nodes "
+                    "spell it)");
     config_client_free(&cc);
     config_client_free(&cc);  /* twice is fine */
 }
@@ -960,11 +965,11 @@ START_TEST(test_client_file_errors)
                     "c.yaml:3:5: nodes must be addresses, not a list");
     ck_client_error("nodes:\n  - 10.0.0.1:7700\n  - 10.0.0.2:99999\n",
                     "c.yaml:3:5: bad node address '10.0.0.2:99999': port must be 1..65535 (use "
-                    "host:port as the daemons' cluster.nodes spell it)");
+                    "host:port or [v6]:port, as the daemons' cluster.nodes spell it)");
     ck_client_error("nodes: [\"a:1,b:2\"]\n",
                     "c.yaml:1:9: bad node address 'a:1,b:2': blanks, commas, quotes, backslashes "
-                    "and control characters are not allowed (use host:port as the daemons' "
-                    "cluster.nodes spell it)");
+                    "and control characters are not allowed (use host:port or [v6]:port, as "
+                    "the daemons' cluster.nodes spell it)");
     ck_client_error("nodes: [a:1, b:2, a:1]\n", "c.yaml:1:19: node 'a:1' is listed twice");
     ck_client_error("nodes: [a:1\n", "c.yaml:2:1: did not find expected ',' or ']' (while "
                                      "parsing a flow sequence at 1:8)");

@@ -1564,7 +1564,7 @@ static void rnd_obs_removed(void *ctx, const topic_t *t, const msg_t *m, br_remo
     rnd_removed[why]++;
 }
 
-static const client_ops_t rnd_ops = {rnd_deliver, rnd_complete};
+static const client_ops_t rnd_ops = {rnd_deliver, rnd_complete, false};
 static const broker_observer_t rnd_observer = {rnd_obs_enqueued, NULL, rnd_obs_removed, NULL};
 
 static void rnd_check(void)

@@ -340,7 +340,8 @@ START_TEST(test_bad_sources)
     snprintf(f, sizeof f, "%s/bad.yaml", d[0].dir);
     write_text(f, "# cluster\nnodes:\n  - 127.0.0.1:7700\n  - 127.0.0.1:0\n");
     snprintf(want, sizeof want, "sluice: ping: %s:4:5: bad node address '127.0.0.1:0': port "
-             "must be 1..65535 (use host:port as the daemons' cluster.nodes spell it)\n", f);
+             "must be 1..65535 (use host:port or [v6]:port, as the daemons' cluster.nodes spell "
+             "it)\n", f);
     ck_assert_int_eq(run(&out, "", "--config %s ping 2>&1", f), 1);
     ck_assert_str_eq(out, want);
     free(out);

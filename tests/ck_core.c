@@ -100,7 +100,7 @@ void fk_complete(void *ctx, br_op_t op, br_status_t st, const topic_t *t, uint64
     f->ndone++;
 }
 
-static const client_ops_t fk_ops = {fk_deliver, fk_complete};
+static const client_ops_t fk_ops = {fk_deliver, fk_complete, false};
 
 fake_t *fake(void)
 {

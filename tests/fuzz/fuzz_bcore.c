@@ -56,7 +56,7 @@ static void fuzz_complete(void *ctx, br_op_t op, br_status_t st, const topic_t *
     f->waiting = false;
 }
 
-static const client_ops_t fuzz_ops = {fuzz_deliver, fuzz_complete};
+static const client_ops_t fuzz_ops = {fuzz_deliver, fuzz_complete, false};
 
 static void fuzz_client_new(fclient_t *f)
 {
