@@ -5,14 +5,20 @@
  * bench --topics spreads over the nodes and loses nothing, and the node
  * list's sources keep their precedence (--nodes, -s, --config,
  * $SLUICE_NODES, $SLUICE_CONFIG, $SLUICE_ADDR) with exact errors for a
- * bad file or list.
+ * bad file or list. Then against daemons that know the cluster: a stale
+ * list still delivers by following -MOVED (and says so once), and
+ * daemons that disagree cannot send a command round for ever.
  */
 #include <check.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
 
 #include "ck_conn.h"
 #include "harness.h"
@@ -40,6 +46,8 @@ static void route_setup(void)
 static void route_teardown(void)
 {
     for (int i = 0; i < NNODES; i++) {
+        if (guard[i].pid <= 0)
+            continue;  /* not started by this test */
         sd_stop(&d[i]);
         sd_guard_release(&guard[i]);
     }
@@ -375,6 +383,155 @@ START_TEST(test_bad_sources)
 }
 END_TEST
 
+/* ---- against daemons that know the cluster (-MOVED) ---- */
+
+/* n loopback ports that were free a moment ago: a cluster's daemons must
+ * know every node's address before any of them starts. */
+static void free_ports(int *port, int n)
+{
+    int fd[NNODES];
+
+    for (int i = 0; i < n; i++) {
+        struct sockaddr_in sin = { .sin_family = AF_INET,
+                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t sl = sizeof sin;
+        fd[i] = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_ge(fd[i], 0);
+        ck_assert_int_eq(bind(fd[i], (struct sockaddr *)&sin, sizeof sin), 0);
+        ck_assert_int_eq(getsockname(fd[i], (struct sockaddr *)&sin, &sl), 0);
+        port[i] = ntohs(sin.sin_port);
+    }
+    for (int i = 0; i < n; i++)
+        close(fd[i]);
+}
+
+/* Start daemon i on port[i], told it is `self` among `list` (YAML flow
+ * items). */
+static void start_node(int i, int port, const char *self, const char *list)
+{
+    char yaml[1024];
+
+    snprintf(yaml, sizeof yaml, "listen: [127.0.0.1:%d]\ncluster:\n  self: \"%s\"\n"
+             "  nodes: [%s]\n", port, self, list);
+    ck_start(&d[i], yaml);
+    guard[i] = sd_guard(d[i].pid);
+}
+
+/* The three daemons know the whole cluster. */
+static void cluster_setup(void)
+{
+    int port[NNODES];
+    char list[NNODES * 100] = "";
+
+    free_ports(port, NNODES);
+    nodes[0] = '\0';
+    for (int i = 0; i < NNODES; i++)
+        snprintf(nodes + strlen(nodes), sizeof nodes - strlen(nodes), "%s127.0.0.1:%d",
+                 i ? "," : "", port[i]);
+    for (int i = 0; i < NNODES; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"127.0.0.1:%d\"",
+                 i ? ", " : "", port[i]);
+    for (int i = 0; i < NNODES; i++) {
+        char self[64];
+        snprintf(self, sizeof self, "127.0.0.1:%d", port[i]);
+        start_node(i, port[i], self, list);
+        addrs[i] = d[i].addr;
+        ck_assert_str_eq(d[i].addr, self);
+    }
+}
+
+/* A client whose list lacks the third node (the daemons have it): a topic
+ * the third node owns is sent elsewhere, answered -MOVED, and delivered
+ * there all the same, with one line on stderr saying the list is stale. */
+START_TEST(test_stale_list_follows_moved)
+{
+    char stale[256], *out;
+    const char *t = topic_on(2);
+
+    snprintf(stale, sizeof stale, "%s,%s", addrs[0], addrs[1]);
+    ck_assert_int_eq(run(&out, "", "--nodes %s pub %s one two three 2>&1", stale, t), 0);
+    ck_assert_msg(strstr(out, "the node list looks stale") && strstr(out, addrs[2]), "%s", out);
+    ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1, "more than one line: %s", out);
+    free(out);
+    for (int j = 0; j < NNODES; j++)
+        ck_assert_int_eq(stat_on(&d[j], t, "ready"), j == 2 ? 3 : -1);
+    ck_assert_int_eq(run(&out, "", "--nodes %s get %s 2>/dev/null", stale, t), 0);
+    ck_assert_str_eq(out, "one\n");
+    free(out);
+    ck_assert_int_eq(run(&out, "", "--nodes %s sub %s --count 2 2>/dev/null", stale, t), 0);
+    ck_assert_str_eq(out, "two\nthree\n");
+    free(out);
+    ck_assert_int_eq(run(&out, "", "--nodes %s join %s 2>&1", stale, t), 0);
+    ck_assert_ptr_nonnull(strstr(out, "looks stale"));
+    free(out);
+    ck_assert_int_eq(run(&out, "", "--nodes %s stats %s --yaml 2>/dev/null", stale, t), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\nacked: 3\n"));
+    free(out);
+    /* the whole list: straight to the owner, nothing said */
+    ck_assert_int_eq(run(&out, "", "--nodes %s pub %s four 2>&1", nodes, t), 0);
+    ck_assert_str_eq(out, "");
+    free(out);
+    /* one server given with -s is followed too */
+    ck_assert_int_eq(run(&out, "", "-s %s get %s 2>/dev/null", addrs[0], t), 0);
+    ck_assert_str_eq(out, "four\n");
+    free(out);
+}
+END_TEST
+
+/* bench over the stale list: its consumers follow -MOVED, its producers
+ * go where they went, and nothing is lost. */
+START_TEST(test_bench_stale_list)
+{
+    char stale[256], *out, prefix[32];
+    int want = 0;
+
+    snprintf(stale, sizeof stale, "%s,%s", addrs[0], addrs[1]);
+    for (int k = 0; !want; k++) {  /* a prefix with one of four topics on the third node */
+        snprintf(prefix, sizeof prefix, "bs%d", k);
+        for (int t = 0; t < 4; t++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s.%d", prefix, t);
+            want += owner_of(name) == 2;
+        }
+    }
+    ck_assert_int_eq(run(&out, "", "bench --nodes %s --topics 4 -p 4 -c 4 -n 4000 -t %s "
+                                   "--sched other 2>&1", stale, prefix), 0);
+    ck_assert_ptr_nonnull(strstr(out, "lost 0, duplicates 0"));
+    ck_assert_ptr_nonnull(strstr(out, "the node list looks stale"));
+    ck_assert_int_eq(stat_on(&d[2], NULL, "published"), want * 1000);
+    free(out);
+}
+END_TEST
+
+/* Two daemons whose lists disagree (the second spells the first another
+ * way) send a topic back and forth: the client stops after three hops. */
+START_TEST(test_moved_hops_are_bounded)
+{
+    int port[2];
+    char a[64], alias[64], b[64], la[160], lb[160], t[32], *out;
+
+    free_ports(port, 2);
+    snprintf(a, sizeof a, "127.0.0.1:%d", port[0]);
+    snprintf(alias, sizeof alias, "localhost:%d", port[0]);
+    snprintf(b, sizeof b, "127.0.0.1:%d", port[1]);
+    const char *na[] = { a, b }, *nb[] = { alias, b };
+    for (int k = 0;; k++) {  /* a thinks b owns it, b thinks "localhost" (a) does */
+        snprintf(t, sizeof t, "ping.%d", k);
+        if (place_owner(na, 2, t, strlen(t)) == 1 && place_owner(nb, 2, t, strlen(t)) == 0)
+            break;
+    }
+    snprintf(la, sizeof la, "\"%s\", \"%s\"", a, b);
+    snprintf(lb, sizeof lb, "\"%s\", \"%s\"", alias, b);
+    start_node(0, port[0], a, la);
+    start_node(1, port[1], b, lb);
+    ck_assert_int_eq(run(&out, "", "-s %s pub %s x 2>&1", a, t), 1);
+    ck_assert_msg(strstr(out, "still -MOVED after 3 hops"), "%s", out);
+    free(out);
+    ck_assert_int_eq(stat_on(&d[0], t, "ready"), -1);
+    ck_assert_int_eq(stat_on(&d[1], t, "ready"), -1);
+}
+END_TEST
+
 static Suite *route_suite(void)
 {
     Suite *s = suite_create("route");
@@ -391,6 +548,19 @@ static Suite *route_suite(void)
     tcase_add_test(t, test_precedence);
     tcase_add_test(t, test_bad_sources);
     suite_add_tcase(s, t);
+
+    TCase *c = tcase_create("cluster");
+    tcase_add_checked_fixture(c, cluster_setup, route_teardown);
+    tcase_set_timeout(c, 120);
+    tcase_add_test(c, test_stale_list_follows_moved);
+    tcase_add_test(c, test_bench_stale_list);
+    suite_add_tcase(s, c);
+
+    TCase *h = tcase_create("hops");
+    tcase_add_checked_fixture(h, NULL, route_teardown);
+    tcase_set_timeout(h, 60);
+    tcase_add_test(h, test_moved_hops_are_bounded);
+    suite_add_tcase(s, h);
     return s;
 }
 
