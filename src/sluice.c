@@ -5,7 +5,7 @@
  * the load generator in src/bench/.
  *
  * Exit status: 0 success, 1 failure (cannot connect, refused by the server,
- * I/O error), 2 usage error, 3 nothing arrived in time (GET/JOIN -TIMEOUT),
+ * I/O error, a bad $SLUICE_NODES or config file), 2 usage error, 3 nothing arrived in time (GET/JOIN -TIMEOUT),
  * 128+N when stopped by signal N.
  */
 #include <signal.h>
@@ -18,8 +18,8 @@
 #include "version.h"
 
 static const char sluice_usage_text[] =
-    "usage: sluice [-s ADDR] [-u USER] [--tls [--ca FILE] [--cert FILE [--key FILE]]]\n"
-    "              COMMAND [ARGS...]\n"
+    "usage: sluice [-s ADDR | --nodes LIST | --config FILE] [-u USER]\n"
+    "              [--tls [--ca FILE] [--cert FILE [--key FILE]]] COMMAND [ARGS...]\n"
     "\n"
     "Commands:\n"
     "  pub TOPIC [MESSAGE...]  publish the arguments, or one message per line of stdin\n"
@@ -44,15 +44,21 @@ static const char sluice_usage_text[] =
     "  join TOPIC              wait until the topic has no ready, delayed or unacked message\n"
     "      -t, --timeout MS    give up after MS (default: wait as long as it takes)\n"
     "  stats [TOPIC]           counters: a table on a terminal, YAML otherwise\n"
+    "                          (no TOPIC and a node list: every node's)\n"
     "      --yaml              always print the raw YAML\n"
     "  topics                  list topics, one per line\n"
-    "  ping                    check the broker answers\n"
+    "  ping                    check the broker answers (every node of a list)\n"
+    "  place TOPIC...          print each topic's node (from the node list alone)\n"
     "  top [-i SECS] [-o KEY] [--once]  live view of every topic (sluice top --help)\n"
     "  bench [OPTIONS]         load generator (sluice bench --help)\n"
     "\n"
     "Options:\n"
-    "  -s, --server ADDR   host:port, [v6addr]:port or unix:/path\n"
-    "                      (default: $SLUICE_ADDR, else " CLIENT_DEFAULT_ADDR ")\n"
+    "  -s, --server ADDR   one server: host:port, [v6addr]:port or unix:/path\n"
+    "  --nodes LIST        a cluster's nodes, host:port,host:port,...: each topic's\n"
+    "                      commands go to its owner (-MOVED is followed)\n"
+    "  --config FILE       a client config file: nodes: [host:port, ...]\n"
+    "                      (the first given of --nodes, -s, --config, $SLUICE_NODES,\n"
+    "                      $SLUICE_CONFIG, $SLUICE_ADDR; else " CLIENT_DEFAULT_ADDR ")\n"
     "  -u, --user USER     authenticate as USER (default: $SLUICE_USER) with the\n"
     "                      password in $SLUICE_PASSWORD\n"
     "  --tls               connect with TLS 1.2+ (so does -s tls://host:port)\n"

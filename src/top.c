@@ -32,7 +32,8 @@ static const char top_enter_seq[] = "\033[?1049h\033[?25l\033[H\033[2J";
 static const char top_leave_seq[] = "\033[?25h\033[?1049l";
 
 const char top_usage_text[] =
-    "usage: sluice top [-i SECONDS] [-o KEY] [--once] [-s ADDR] [-u USER] [--tls ...]\n"
+    "usage: sluice top [-i SECONDS] [-o KEY] [--once] [-s ADDR | --nodes LIST] [-u USER]\n"
+    "                  [--tls ...]\n"
     "  -i, --interval SECONDS  refresh every SECONDS (default 1; 0.1 to 3600)\n"
     "  -o, --sort KEY          name, ready, delayed, inflight, parked, consumers,\n"
     "                          pub, ack, dead or bytes (default: name)\n"
@@ -40,7 +41,8 @@ const char top_usage_text[] =
     "                          and exit; no escape codes when stdout is not a terminal\n"
     "Keys: q quit; n r d f k c p a x b sort by that column (again: reverse);\n"
     "      < > previous/next column; i reverse the order.\n"
-    "-s, -u, --tls, --ca, --cert, --key: as for every command (sluice --help).\n";
+    "-s, --nodes, --config, -u, --tls, --ca, --cert, --key: as for every command\n"
+    "(sluice --help); with a node list, every node's topics and a NODE column.\n";
 
 /* The terminal, as found and as changed; read by the signal handlers. */
 static struct termios top_saved;
