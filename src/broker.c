@@ -294,8 +294,9 @@ void broker_settle(broker_t *b, uint64_t now)
  * (drop-oldest honoured, never parks). True if the copy was accepted. */
 static bool broker_dead_letter(broker_t *b, const char *name, const msg_t *m, uint64_t now)
 {
-    /* Not `placed`: a topic's dead letters stay on its node, whoever owns the name. */
-    topic_t *d = broker_topic_for(b, name, strlen(name), false);
+    /* No client, so no placement: a topic's dead letters stay on its node,
+     * whoever owns their name. */
+    topic_t *d = broker_topic_for(b, name, strlen(name), NULL);
     msg_t *copy;
 
     if (d == NULL || !broker_make_room(b, d, m->len))
@@ -493,10 +494,10 @@ br_status_t broker_publish(client_t *c, const char *topic, size_t tlen, msg_t *m
     br_status_t st;
 
     assert(c->wait == WAIT_NONE);
-    t = broker_topic_for(b, topic, tlen, c->ops.placed);
+    t = broker_topic_for(b, topic, tlen, c);
     if (t == NULL) {
         msg_free(m);
-        return broker_missing(b, c->ops.placed, topic, tlen);
+        return broker_missing(b, c, topic, tlen);
     }
     if (broker_never_fits(b, t, m->len))
         return broker_refuse(b, t, m);
@@ -610,7 +611,7 @@ br_status_t broker_join(client_t *c, const char *topic, size_t tlen, int64_t tim
     assert(c->wait == WAIT_NONE);
     t = broker_find(c->b, topic, tlen);
     if (t == NULL)
-        return broker_placed_away(c->b, c->ops.placed, topic, tlen) ? BR_MOVED : BR_OK;
+        return broker_placed_away(c->b, c, topic, tlen) ? BR_MOVED : BR_OK;
     if (t->count == 0)
         return BR_OK;
     if (timeout_ms == 0)

@@ -126,7 +126,7 @@ static int broker_reserve_scan(broker_t *b, const br_reserve_t *r, uint64_t now,
     *best = NULL;
     *any = false;
     for (size_t i = 0; i < r->n; i++) {
-        topic_t *t = broker_topic_for(b, r->names[i], r->lens[i], false);
+        topic_t *t = broker_topic_for(b, r->names[i], r->lens[i], NULL);
         msg_t *head;
         if (t == NULL)
             return -1;
@@ -426,5 +426,5 @@ bool broker_job_info(const broker_t *b, uint64_t id, uint64_t now, br_job_info_t
 
 bool broker_ensure_topic(broker_t *b, const char *topic, size_t tlen)
 {
-    return broker_topic_for(b, topic, tlen, false) != NULL;
+    return broker_topic_for(b, topic, tlen, NULL) != NULL;
 }

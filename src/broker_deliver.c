@@ -214,11 +214,11 @@ void broker_unflight(broker_t *b, msg_t *m)
 br_status_t broker_subscribe(client_t *c, const char *topic, size_t tlen, int64_t credit)
 {
     broker_t *b = c->b;
-    topic_t *t = broker_topic_for(b, topic, tlen, c->ops.placed);
+    topic_t *t = broker_topic_for(b, topic, tlen, c);
     sub_t *s;
 
     if (t == NULL)
-        return broker_missing(b, c->ops.placed, topic, tlen);
+        return broker_missing(b, c, topic, tlen);
     s = broker_find_sub(c, t);
     if (s == NULL) {
         s = calloc(1, sizeof(*s));
@@ -247,7 +247,7 @@ br_status_t broker_unsubscribe(client_t *c, const char *topic, size_t tlen)
     sub_t *s = t != NULL ? broker_find_sub(c, t) : NULL;
     msg_t *m;
 
-    if (t == NULL && broker_placed_away(c->b, c->ops.placed, topic, tlen))
+    if (t == NULL && broker_placed_away(c->b, c, topic, tlen))
         return BR_MOVED;
     if (s == NULL)
         return BR_OK;
@@ -266,9 +266,9 @@ br_status_t broker_get(client_t *c, const char *topic, size_t tlen, uint64_t tim
     topic_t *t;
 
     assert(c->wait == WAIT_NONE);
-    t = broker_topic_for(b, topic, tlen, c->ops.placed);
+    t = broker_topic_for(b, topic, tlen, c);
     if (t == NULL)
-        return broker_missing(b, c->ops.placed, topic, tlen);
+        return broker_missing(b, c, topic, tlen);
     if (!topic_paused(t, now)) {
         broker_serve_gets(t, now);
         if (t->ready.n > 0 && broker_deliver(c, t, topic_ready_pop(t), NULL, now) == 0)

@@ -336,6 +336,30 @@ static void daemon_free(daemon_t *d)
     config_free(d->cfg);
 }
 
+/* Which node this is, once at start. `self` is what -MOVED sends clients
+ * to: a port that no native listener binds is worth a warning (behind a
+ * port forward it is right, hence not an error). */
+static void daemon_log_cluster(const config_t *cfg)
+{
+    addr_t self, l;
+    bool bound = false;
+
+    if (cfg->cluster.nnodes == 0)
+        return;
+    log_info("cluster: this is %s, node %zu of %zu", cfg->cluster.self,
+             cfg->cluster.self_index + 1, cfg->cluster.nnodes);
+    if (addr_parse(cfg->cluster.self, 0, &self) != NULL)
+        return;
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        if (addr_parse(cfg->listen[i], ADDR_LISTEN, &l) == NULL && l.kind == ADDR_KIND_TCP &&
+            (l.port == self.port || l.port == 0))
+            bound = true;
+    if (!bound)
+        log_warn("cluster.self %s: no native listener binds port %u; clients that -MOVED "
+                 "sends here must reach it through a forward",
+                 cfg->cluster.self, (unsigned)self.port);
+}
+
 static int daemon_start(daemon_t *d)
 {
     const char *port_file = getenv("SLUICED_PORT_FILE");
@@ -378,6 +402,7 @@ static int daemon_start(daemon_t *d)
         d->server->admin_addr = admin_address(d->admin);
     }
     daemon_warn_exposed(d->cfg);
+    daemon_log_cluster(d->cfg);
     if (port_file != NULL && server_write_port_file(d->server, port_file) != 0) {
         log_error("cannot write %s: %s", port_file, strerror(errno));
         return 1;

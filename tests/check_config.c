@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "place.h"
 
 #define KIB ((uint64_t)1024)
 #define MIB (KIB * 1024)
@@ -538,6 +539,79 @@ START_TEST(test_error_beanstalk)
 }
 END_TEST
 
+START_TEST(test_cluster)
+{
+    static const char *const nodes[] = {"10.0.0.1:7700", "10.0.0.2:7700", "[::1]:7700"};
+    config_t *c = load_ok("");
+
+    /* Off by default: no node list, every topic this broker's. */
+    ck_assert_uint_eq(c->cluster.nnodes, 0);
+    ck_assert_str_eq(c->cluster.self, "");
+    ck_assert_ptr_null(config_owner(c, "orders", 6));
+    ck_assert(!config_elsewhere(c, "orders", 6));
+    config_free(c);
+
+    c = load_ok("cluster:\n  self: 10.0.0.2:7700\n"
+                "  nodes: [10.0.0.1:7700, 10.0.0.2:7700, \"[::1]:7700\"]\n");
+    ck_assert_uint_eq(c->cluster.nnodes, 3);
+    for (size_t i = 0; i < 3; i++)
+        ck_assert_str_eq(c->cluster.nodes[i], nodes[i]);
+    ck_assert_str_eq(c->cluster.self, "10.0.0.2:7700");
+    ck_assert_uint_eq(c->cluster.self_index, 1);
+    /* The owner is place_owner over the list as written, whatever the topic. */
+    for (int k = 0; k < 64; k++) {
+        char t[16];
+        int n = snprintf(t, sizeof t, "topic-%d", k);
+        size_t o = place_owner(nodes, 3, t, (size_t)n);
+
+        ck_assert_str_eq(config_owner(c, t, (size_t)n), nodes[o]);
+        ck_assert(config_elsewhere(c, t, (size_t)n) == (o != 1));
+    }
+    config_free(c);
+
+    /* One node, as a single scalar: a cluster that owns everything. */
+    c = load_ok("cluster: {self: \"b.example:1\", nodes: b.example:1}\n");
+    ck_assert_uint_eq(c->cluster.nnodes, 1);
+    ck_assert_str_eq(config_owner(c, "x", 1), "b.example:1");
+    ck_assert(!config_elsewhere(c, "x", 1));
+    config_free(c);
+}
+END_TEST
+
+START_TEST(test_error_cluster)
+{
+    ck_config_error("cluster: {self: a:1}\n", "t.yaml:1:10: cluster needs nodes:");
+    ck_config_error("cluster: {nodes: [a:1]}\n", "t.yaml:1:10: cluster needs self:");
+    ck_config_error("cluster:\n", "t.yaml:1:9: cluster needs nodes:");
+    ck_config_error("cluster: {self: a:1, nodes: []}\n",
+                    "t.yaml:1:29: cluster.nodes needs at least one address");
+    ck_config_error("cluster:\n  self: a:1\n  nodes: [a:1, \"unix:/x\"]\n",
+                    "t.yaml:3:16: bad node address 'unix:/x' in cluster.nodes: unix sockets "
+                    "are not allowed here (use host:port or [v6]:port)");
+    ck_config_error("cluster:\n  self: a:1\n  nodes: [a:1, \"tls://b:2\"]\n",
+                    "t.yaml:3:16: bad node address 'tls://b:2' in cluster.nodes: tls:// is not "
+                    "allowed here");
+    ck_config_error("cluster:\n  self: a:1\n  nodes: [a:1, b]\n",
+                    "t.yaml:3:16: bad node address 'b' in cluster.nodes: missing :port");
+    ck_config_error("cluster:\n  self: a:1\n  nodes: [a:1, b:0]\n",
+                    "t.yaml:3:16: bad node address 'b:0' in cluster.nodes: port must be");
+    ck_config_error("cluster:\n  self: a:1\n  nodes: [a:1, b:2, a:1]\n",
+                    "t.yaml:3:21: node 'a:1' is listed twice in cluster.nodes");
+    ck_config_error("cluster:\n  self: c:3\n  nodes: [a:1, b:2]\n",
+                    "t.yaml:2:9: cluster.self 'c:3' is not one of cluster.nodes");
+    /* Names are compared as written: they are what is hashed. */
+    ck_config_error("cluster:\n  self: localhost:1\n  nodes: [127.0.0.1:1]\n",
+                    "t.yaml:2:9: cluster.self 'localhost:1' is not one of cluster.nodes");
+    ck_config_error("cluster: {self: \"\", nodes: [a:1]}\n",
+                    "t.yaml:1:17: self must not be empty");
+    ck_config_error("cluster: {self: a:1, nodes: [a:1], weight: 2}\n",
+                    "t.yaml:1:36: unknown key 'weight' in cluster");
+    ck_config_error("cluster: {self: a:1, nodes: {a: 1}}\n",
+                    "t.yaml:1:29: nodes must be a list of addresses, not a mapping");
+    ck_config_error("cluster: [a:1]\n", "t.yaml:1:10: cluster must be a mapping");
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Errors: exact place and wording                                     */
 
@@ -1037,6 +1111,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_files);
     tcase_add_test(tc, test_names);
     tcase_add_test(tc, test_beanstalk);
+    tcase_add_test(tc, test_cluster);
     suite_add_tcase(s, tc);
 
     tcase_add_test(te, test_error_keys);
@@ -1050,6 +1125,7 @@ static Suite *config_suite(void)
     tcase_add_test(te, test_error_yaml);
     tcase_add_test(te, test_error_buffer);
     tcase_add_test(te, test_error_beanstalk);
+    tcase_add_test(te, test_error_cluster);
     suite_add_tcase(s, te);
 
     TCase *tcl = tcase_create("client");

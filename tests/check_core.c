@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ck_core.h"
+#include "place.h"
 
 /* ================= publishing and bounds ================= */
 
@@ -1759,6 +1760,110 @@ START_TEST(test_memory_per_message)
 }
 END_TEST
 
+/* ================= cluster placement ================= */
+
+static const char *const two_nodes[] = {"10.0.0.1:7700", "10.0.0.2:7700"};
+
+/* This broker is node 0 of two_nodes. */
+static void cfg_cluster(void)
+{
+    tcfg.cfg.cluster.self = (char *)two_nodes[0];
+    tcfg.cfg.cluster.nodes = (char **)two_nodes;
+    tcfg.cfg.cluster.nnodes = 2;
+    tcfg.cfg.cluster.self_index = 0;
+}
+
+/* The first name "<prefix>N" that node `node` owns. */
+static const char *owned_by(size_t node, const char *prefix)
+{
+    static char names[4][32];
+    static int k;
+    char *n = names[k++ % 4];
+
+    for (int i = 0;; i++) {
+        int len = snprintf(n, 32, "%s%d", prefix, i);
+        if (place_owner(two_nodes, 2, n, (size_t)len) == node)
+            return n;
+    }
+}
+
+START_TEST(test_cluster_moves_only_misses_of_placed_clients)
+{
+    cfg_cluster();
+    start();
+    const char *mine = owned_by(0, "m"), *theirs = owned_by(1, "t");
+    fake_t *n = fake_placed(), *bs = fake();
+
+    ck_assert(broker_moved(b, theirs, strlen(theirs)));
+    ck_assert(!broker_moved(b, mine, strlen(mine)));
+    /* Every command that names a topic, and nothing is created. */
+    ck_assert_int_eq(pub(n, theirs, "x"), BR_MOVED);
+    ck_assert_int_eq(broker_subscribe(n->c, theirs, strlen(theirs), -1), BR_MOVED);
+    ck_assert_int_eq(broker_unsubscribe(n->c, theirs, strlen(theirs)), BR_MOVED);
+    ck_assert_int_eq(get(n, theirs, 0), BR_MOVED);
+    ck_assert_int_eq(join(n, theirs, 0), BR_MOVED);
+    ck_assert(!has_topic(theirs));
+    ck_assert_uint_eq(ss().topics, 0);
+    ck_assert_uint_eq(ss().totals.published, 0);
+    /* Its own topics as ever. */
+    ck_assert_uint_eq(pub_ok(n, mine, "x"), 1);
+    ck_assert_int_eq(broker_unsubscribe(n->c, mine, strlen(mine)), BR_OK);
+    ck_assert_int_eq(join(n, owned_by(0, "e"), 0), BR_OK); /* unknown and ours: empty */
+    /* A client that ignores placement (beanstalk) creates it; from then on
+     * it exists here and everyone is served. */
+    ck_assert_uint_eq(pub_ok(bs, theirs, "y"), 2);
+    ck_assert(!broker_moved(b, theirs, strlen(theirs)));
+    ck_assert_uint_eq(pub_ok(n, theirs, "z"), 3);
+    ck_assert_str_eq(get_ok(n, theirs)->data, "y");
+}
+END_TEST
+
+START_TEST(test_cluster_config_topics_only_on_their_owner)
+{
+    cfg_cluster();
+    const char *mine = owned_by(0, "cm"), *theirs = owned_by(1, "ct");
+    const char *dl = owned_by(1, "dl"); /* a dead-letter topic node 1 owns */
+    cfg_topic(&tcfg, theirs);
+    topic_conf_t *tc = cfg_topic(&tcfg, mine);
+    tc->dead_letter = (char *)dl;
+    tc->max_deliveries = 1;
+    start();
+    fake_t *n = fake_placed();
+
+    ck_assert(has_topic(mine));
+    ck_assert(!has_topic(theirs));
+    ck_assert(has_topic(dl)); /* beside the topic it serves */
+    ck_assert_uint_eq(ss().topics, 2);
+    /* A message that dies moves to it, and it is served here. */
+    pub_ok(n, mine, "job");
+    get_ok(n, mine);
+    ck_assert_int_eq(broker_nack(n->c, 1, 0, now), BR_OK);
+    ck_assert_uint_eq(ts(dl).ready, 1);
+    ck_assert_str_eq(get_ok(n, dl)->data, "job");
+    /* Restored topics are this node's, whoever owns the name. */
+    const char *r = owned_by(1, "r");
+    ck_assert_int_eq(broker_restore(b, r, strlen(r), msg_new_copy("old", 3), 10, 1), BR_OK);
+    ck_assert_str_eq(get_ok(n, r)->data, "old");
+    /* A reload creates none of the other node's either. */
+    broker_configure(b, &tcfg.cfg, now);
+    ck_assert(!has_topic(theirs));
+}
+END_TEST
+
+START_TEST(test_no_cluster_nothing_moves)
+{
+    start();
+    fake_t *n = fake_placed();
+
+    for (int i = 0; i < 50; i++) {
+        char t[16];
+        snprintf(t, sizeof t, "t%d", i);
+        ck_assert(!broker_moved(b, t, strlen(t)));
+        pub_ok(n, t, "x");
+    }
+}
+END_TEST
+
 static Suite *broker_suite(void)
 {
     Suite *s = suite_create("broker");
@@ -1835,6 +1940,13 @@ static Suite *broker_suite(void)
     tcase_add_test(tc, test_max_topics);
     tcase_add_test(tc, test_auto_create_off);
     tcase_add_test(tc, test_stats_numbers);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("cluster");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_cluster_moves_only_misses_of_placed_clients);
+    tcase_add_test(tc, test_cluster_config_topics_only_on_their_owner);
+    tcase_add_test(tc, test_no_cluster_nothing_moves);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("random");

@@ -101,17 +101,21 @@ void fk_complete(void *ctx, br_op_t op, br_status_t st, const topic_t *t, uint64
 }
 
 static const client_ops_t fk_ops = {fk_deliver, fk_complete, false};
+static const client_ops_t fk_placed_ops = {fk_deliver, fk_complete, true};
 
-fake_t *fake(void)
+static fake_t *fake_with(const client_ops_t *ops)
 {
     fake_t *f;
 
     ck_assert_uint_lt(nfakes, MAX_FAKES);
     f = &fakes[nfakes++];
-    f->c = broker_client_new(b, &fk_ops, f);
+    f->c = broker_client_new(b, ops, f);
     ck_assert_ptr_nonnull(f->c);
     return f;
 }
+
+fake_t *fake(void) { return fake_with(&fk_ops); }
+fake_t *fake_placed(void) { return fake_with(&fk_placed_ops); }
 
 void fake_gone(fake_t *f)
 {

@@ -66,6 +66,8 @@ void ev_topic(ev_t *e, const topic_t *t);
 bool fk_deliver(void *ctx, const topic_t *t, const msg_t *m);
 void fk_complete(void *ctx, br_op_t op, br_status_t st, const topic_t *t, uint64_t id);
 fake_t *fake(void);
+/* A client that obeys the cluster's placement, as a native connection. */
+fake_t *fake_placed(void);
 void fake_gone(fake_t *f);
 const ev_t *dl(const fake_t *f, size_t i);
 const ev_t *done(const fake_t *f, size_t i);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/man_coverage.sh: the man pages cannot fall behind the code. Every
 # option in the getopt tables of the daemon and the client, every subcommand
-# of the client and every key in src/config.c's field tables must appear as
+# of the client and every key in the field tables of src/config*.c must appear as
 # an item of its page, and every page must render without a groff warning.
 # Each key read from the source is also fed to `sluiced -t`, which must not
 # call it unknown: a broken extraction fails instead of passing silently.
@@ -89,19 +89,20 @@ for c in $cmds; do
 done
 echo "sluice.1: $n subcommands checked"
 
-# ---- config keys: every string in each config_*_fields table ----
+# ---- config keys: every string in each config_*_fields table of src/config*.c ----
 # table -> "where sluiced -t finds it|prefix in the page" (root: empty).
 # A table not listed here fails: map it when you add it.
 declare -A where=([root]="|" [tls]="tls|tls." [admin]="admin|admin." [log]="log|log."
                   [limits]="limits|limits." [redis]="redis|redis." [topic]="defaults|"
-                  [user]="users.u|" [beanstalk]="beanstalk|beanstalk.")
+                  [user]="users.u|" [beanstalk]="beanstalk|beanstalk." [cluster]="cluster|cluster.")
 tags "$man/sluiced.yaml.5" >"$tmp/yaml.tags"
 # sluiced -t must call a bogus key unknown, or the probe proves nothing.
 echo 'redis: {bogus_probe_key: 1}' >"$tmp/probe.yaml"
 out=$("$sluiced" -t -c "$tmp/probe.yaml" 2>&1)
 grep -q "unknown key 'bogus_probe_key'" <<<"$out" ||
     fail "sluiced -t does not report an unknown key the way this test expects"
-tables=$(grep -oE '^static const config_field_t config_[a-z]+_fields\[\]' "$src/src/config.c" |
+cat "$src"/src/config*.c >"$tmp/config.c"
+tables=$(grep -oE '^static const config_field_t config_[a-z]+_fields\[\]' "$tmp/config.c" |
     sed -E 's/.*config_([a-z]+)_fields.*/\1/')
 total=0
 for t in $tables; do
@@ -109,7 +110,7 @@ for t in $tables; do
     path=${where[$t]%%|*}
     prefix=${where[$t]#*|}
     keys=$(sed -n "/^static const config_field_t config_${t}_fields\[\] = {/,/^};/p" \
-        "$src/src/config.c" | grep -oE '"[a-z_]+"' | tr -d '"')
+        "$tmp/config.c" | grep -oE '"[a-z_]+"' | tr -d '"')
     [[ -n $keys ]] || fail "config.c: no keys read from config_${t}_fields"
     for k in $keys; do
         total=$((total + 1))
