@@ -61,23 +61,14 @@ static int run(char **out, const char *env, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int run(char **out, const char *env, const char *fmt, ...)
 {
-    char args[4096], cmd[8192];
+    char args[4096], pre[1024];
     va_list ap;
-    int status = -1;
 
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd,
-             "env -u SLUICE_NODES -u SLUICE_CONFIG -u SLUICE_ADDR %s '%s' %s", env,
-             sd_bin("SLUICE", "../src/sluice"), args);
-    char *o = run_capture(cmd, &status);
-    ck_assert_ptr_nonnull(o);
-    if (out)
-        *out = o;
-    else
-        free(o);
-    return status;
+    snprintf(pre, sizeof pre, "env -u SLUICE_NODES -u SLUICE_CONFIG -u SLUICE_ADDR %s", env);
+    return ck_sluice_line(out, pre, args);
 }
 
 /* The index of topic's owner among the three daemons. */

@@ -218,7 +218,34 @@ class _Slot:
         self.sub = sub            # the Subscription a SUB makes live
 
 
-class Subscription:
+class _Iterated:
+    """`async for` over next() and `async with`, for a subscription that
+    has _start(), next(), close_nowait() and close(): leaving the loop
+    closes it."""
+
+    def __aiter__(self):
+        return self._iterate()
+
+    async def _iterate(self):
+        try:
+            while True:
+                try:
+                    msg = await self.next()
+                except StopAsyncIteration:
+                    return
+                yield msg
+        finally:
+            self.close_nowait()
+
+    async def __aenter__(self):
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+
+class Subscription(_Iterated):
     """`async for msg in client.subscribe(topic)`; also `async with`.
 
     Leaving the loop (break, an exception, cancellation) closes the
@@ -272,20 +299,6 @@ class Subscription:
                 self._waiter = None
         return self._queue.popleft()
 
-    def __aiter__(self):
-        return self._iterate()
-
-    async def _iterate(self):
-        try:
-            while True:
-                try:
-                    msg = await self.next()
-                except StopAsyncIteration:
-                    return
-                yield msg
-        finally:
-            self.close_nowait()
-
     def close_nowait(self):
         """Send UNSUB and give back the messages not handed out; no wait."""
         if self.closed:
@@ -306,13 +319,6 @@ class Subscription:
         self.close_nowait()
         if was_open and not self._client._closed:
             await self._client.ping()
-
-    async def __aenter__(self):
-        await self._start()
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.close()
 
 
 class Client:
@@ -724,7 +730,7 @@ def parse_nodes(nodes):
 MAX_HOPS = 3
 
 
-class _ClusterSubscription:
+class _ClusterSubscription(_Iterated):
     """A Subscription on the topic's owner, found when it starts (a -MOVED
     answer to SUB moves it); otherwise it is that node's Subscription."""
 
@@ -748,21 +754,6 @@ class _ClusterSubscription:
     async def next(self):
         return await (await self._start()).next()
 
-    def __aiter__(self):
-        return self._iterate()
-
-    async def _iterate(self):
-        sub = await self._start()
-        try:
-            while True:
-                try:
-                    msg = await sub.next()
-                except StopAsyncIteration:
-                    return
-                yield msg
-        finally:
-            self.close_nowait()
-
     def close_nowait(self):
         self.closed = True
         if self._sub is not None:
@@ -772,13 +763,6 @@ class _ClusterSubscription:
         self.closed = True
         if self._sub is not None:
             await self._sub.close()
-
-    async def __aenter__(self):
-        await self._start()
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.close()
 
 
 class Cluster:
