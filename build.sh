@@ -83,7 +83,7 @@ fuzz() {
     local yaml_flags
     yaml_flags=$(pkg-config --cflags --libs yaml-0.1 libevent)
     mkdir -p build-fuzz
-    declare -A srcs=([proto]="src/proto.c" [config]="src/config.c src/config_yaml.c src/config_units.c src/config_cluster.c src/addr.c"
+    declare -A srcs=([proto]="src/proto.c" [config]="src/config.c src/config_yaml.c src/config_units.c src/config_cluster.c src/config_client.c src/addr.c"
                      [bproto]="src/bproto.c src/proto.c"
                      [bcore]="src/bproto.c src/proto.c src/msg.c src/idtab.c src/topic.c src/broker.c
                               src/broker_deliver.c src/broker_timer.c src/broker_topics.c

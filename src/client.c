@@ -587,3 +587,20 @@ void client_reply_str(const proto_reply_t *r, char *out, size_t n)
     snprintf(out, n, "-%.*s%s%.*s", (int)r->code_len, r->code, r->text_len ? " " : "",
              (int)r->text_len, r->text);
 }
+
+bool client_moved(const proto_reply_t *r, char *out, size_t cap)
+{
+    if (r->type != REPLY_ERROR || r->code_len != 5 || memcmp(r->code, "MOVED", 5) != 0)
+        return false;
+    /* "topic host:port": neither holds a blank */
+    const char *sp = memchr(r->text, ' ', r->text_len);
+    if (sp == NULL)
+        return false;
+    const char *a = sp + 1;
+    size_t n = r->text_len - (size_t)(a - r->text);
+    if (n == 0 || n >= cap || memchr(a, ' ', n) != NULL)
+        return false;
+    memcpy(out, a, n);
+    out[n] = '\0';
+    return true;
+}

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "proto.h"
 
 #define CLIENT_DEFAULT_ADDR "127.0.0.1:7700"
@@ -104,5 +105,48 @@ void client_consume(client_t *c, size_t n);
 
 /* Format an error reply as "-CODE text" into out (n bytes). */
 void client_reply_str(const proto_reply_t *r, char *out, size_t n);
+
+/* If r is `-MOVED topic host:port` (the topic's owner, as the daemon's
+ * node list spells it): that address into out (cap bytes, NUL-ended) and
+ * true. False for any other reply, or one whose address does not fit. */
+bool client_moved(const proto_reply_t *r, char *out, size_t cap);
+
+/* How many times a command follows -MOVED before giving up. */
+#define CLIENT_MAX_HOPS 3
+
+/* ---- which brokers to talk to (client_nodes.c; docs/cli.md) ---- */
+
+/* What the command line said; NULL for what it did not. */
+typedef struct client_nodes_opts {
+    const char *nodes;    /* --nodes host:port,... */
+    const char *server;   /* -s ADDR: one server */
+    const char *config;   /* --config FILE */
+    const char *fallback; /* the address when nothing names one; NULL: $SLUICE_ADDR, else
+                           * CLIENT_DEFAULT_ADDR */
+    bool no_env;          /* look at no environment variable ($SLUICE_NODES, ...) */
+} client_nodes_opts_t;
+
+/* The node list a command goes by: every topic goes to its owner among
+ * v[0..n) (place.h); one node is one server, as before clusters. */
+typedef struct client_nodes {
+    char **v;
+    size_t n;
+    char from[CONFIG_NODE_MAX + 32];  /* where it came from, for messages: "--nodes", "-s", ... */
+    client_conf_t list;   /* what v points into */
+} client_nodes_t;
+
+enum { CLIENT_NODES_USAGE = -2, CLIENT_NODES_BAD = -1 };
+
+/* Settle the node list by the precedence docs/cli.md gives: --nodes, -s,
+ * --config FILE, $SLUICE_NODES, $SLUICE_CONFIG, $SLUICE_ADDR, the default.
+ * 0; CLIENT_NODES_USAGE when the command line is wrong (-s with --nodes,
+ * a bad --nodes); CLIENT_NODES_BAD when what it names is (a bad file or
+ * $SLUICE_NODES). Why in err (CLIENT_ERR_MAX bytes is enough). */
+int client_nodes_resolve(client_nodes_t *out, const client_nodes_opts_t *o, char *err,
+                         size_t errlen);
+void client_nodes_free(client_nodes_t *nl);
+
+/* The address of topic's owner: one of nl->v. */
+const char *client_nodes_owner(const client_nodes_t *nl, const char *topic, size_t len);
 
 #endif

@@ -18,7 +18,6 @@
 #include "config_units.h"
 #include "config_yaml.h"
 
-#include <errno.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +30,6 @@
 #define DURATION_MAX (8760 * MS_PER_H)
 #define TOPIC_NAME_MAX 255
 #define USER_NAME_MAX 255
-#define FILE_MAX (64 * MIB)
 
 /* ------------------------------------------------------------------ */
 /* Names                                                               */
@@ -69,13 +67,6 @@ static bool config_valid_token(const char *s, size_t len, size_t max)
 
 /* ------------------------------------------------------------------ */
 /* Built-in defaults and freeing                                       */
-
-static void config_free_strv(char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
 
 void config_free(config_t *cfg)
 {
@@ -448,48 +439,6 @@ static int config_set_dead_letter(config_parser_t *p, const config_field_t *f,
     return config_store_string(p, f, base, s);
 }
 
-int config_set_strlist(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
-                       void *base, const char *(*check)(config_parser_t *, yaml_node_t *),
-                       const char *what)
-{
-    char ***slot = FIELD_AT(base, f, char **);
-    size_t *count = (size_t *)(void *)((char *)base + f->off2);
-    bool scalar = val->type == YAML_SCALAR_NODE;
-    size_t n = 0;
-    char **v;
-
-    if (val->type == YAML_MAPPING_NODE)
-        return config_fail(p, val->start_mark, "%s must be a list of %s, not a mapping",
-                           f->key, what);
-    if (!scalar)
-        n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
-    else if (!config_is_null(val))
-        n = 1;
-    v = calloc(n ? n : 1, sizeof(char *));
-    if (v == NULL)
-        return config_oom(p);
-    for (size_t i = 0; i < n; i++) {
-        yaml_node_t *it = scalar ? val : config_node(p, val->data.sequence.items.start[i]);
-        const char *s = config_scalar(p, f, it, what);
-        const char *why = NULL;
-
-        if (s == NULL || (why = check(p, it)) != NULL) {
-            if (why != NULL)
-                config_fail(p, it->start_mark, "%s", why);
-            config_free_strv(v, n);
-            return -1;
-        }
-        if ((v[i] = config_strdup(s)) == NULL) {
-            config_free_strv(v, n);
-            return config_oom(p);
-        }
-    }
-    config_free_strv(*slot, *count);
-    *slot = v;
-    *count = n;
-    return 0;
-}
-
 static const char *config_check_listen(config_parser_t *p, yaml_node_t *it)
 {
     char q[QUOTE_CAP];
@@ -525,13 +474,7 @@ static const char *config_check_glob(config_parser_t *p, yaml_node_t *it)
 static int config_set_listen(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
                              void *base)
 {
-    config_t *cfg = base;
-
-    if (config_set_strlist(p, f, val, base, config_check_listen, "addresses") < 0)
-        return -1;
-    if (cfg->nlisten == 0)
-        return config_fail(p, val->start_mark, "listen needs at least one address");
-    return 0;
+    return config_set_addrs(p, f, val, base, config_check_listen);
 }
 
 /* The beanstalk listener's addresses: the native forms; none is off. */
@@ -883,8 +826,9 @@ static int config_check_sentinels(config_parser_t *p, yaml_node_t *root)
 /* Loading                                                             */
 
 /* Fill p->cfg from the loaded document. */
-static int config_apply(config_parser_t *p, yaml_node_t *root)
+static int config_apply(config_parser_t *p, yaml_node_t *root, void *unused)
 {
+    (void)unused;
     config_field_t top = {"the top level", NULL, 0, 0, 0, 0, 0, &config_root_table};
 
     if (root == NULL || config_is_null(root))
@@ -902,55 +846,20 @@ static int config_apply(config_parser_t *p, yaml_node_t *root)
     return 0;
 }
 
-/* Load the first document, apply it, and refuse a second one. */
-static int config_parse(config_parser_t *p, yaml_parser_t *y)
-{
-    yaml_document_t doc, next;
-    int rc;
-
-    if (!yaml_parser_load(y, &doc))
-        return config_syntax_error(p, y);
-    p->doc = &doc;
-    rc = config_apply(p, yaml_document_get_root_node(&doc));
-    yaml_document_delete(&doc);
-    p->doc = NULL;
-    if (rc < 0)
-        return -1;
-    if (!yaml_parser_load(y, &next))
-        return config_syntax_error(p, y);
-    if (yaml_document_get_root_node(&next) != NULL)
-        rc = config_fail(p, next.start_mark,
-                         "a second YAML document starts here (a config file holds one)");
-    yaml_document_delete(&next);
-    return rc;
-}
-
 config_t *config_load_string(const char *name, const char *text, size_t len, char *err,
                              size_t errlen)
 {
-    config_parser_t p = {0};
-    yaml_parser_t y;
+    config_parser_t p;
     int rc;
 
-    p.name = name != NULL ? name : "<config>";
-    p.text = text != NULL ? text : "";
-    p.len = text != NULL ? len : 0;
-    p.err = err;
-    p.errlen = errlen;
+    config_parser_init(&p, name, text, len, err, errlen);
     p.cfg = config_default();
     if (p.cfg == NULL || (p.cfg->path = config_strdup(p.name)) == NULL) {
         config_free(p.cfg);
         config_fail_file(p.name, err, errlen, "out of memory");
         return NULL;
     }
-    if (!yaml_parser_initialize(&y)) {
-        config_free(p.cfg);
-        config_fail_file(p.name, err, errlen, "out of memory");
-        return NULL;
-    }
-    yaml_parser_set_input_string(&y, (const unsigned char *)p.text, p.len);
-    rc = config_parse(&p, &y);
-    yaml_parser_delete(&y);
+    rc = config_parse_doc(&p, config_apply, NULL);
     free(p.topic_keys);
     free(p.topic_vals);
     free(p.topic_set);
@@ -963,49 +872,15 @@ config_t *config_load_string(const char *name, const char *text, size_t len, cha
 
 config_t *config_load_file(const char *path, char *err, size_t errlen)
 {
-    char what[CONFIG_ERR_MAX];
-    FILE *fp = fopen(path, "rb");
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
+    char *buf;
+    size_t len;
     config_t *cfg;
 
-    if (fp == NULL) {
-        snprintf(what, sizeof(what), "cannot open: %s", strerror(errno));
-        config_fail_file(path, err, errlen, what);
+    if (config_read_file(path, &buf, &len, err, errlen) < 0)
         return NULL;
-    }
-    for (;;) {
-        size_t got;
-
-        if (len == cap) {
-            char *nb = cap >= FILE_MAX ? NULL : realloc(buf, cap ? cap * 2 : 4096);
-
-            if (nb == NULL) {
-                config_fail_file(path, err, errlen,
-                                 cap >= FILE_MAX ? "file is larger than 64MiB" : "out of memory");
-                goto fail;
-            }
-            buf = nb;
-            cap = cap ? cap * 2 : 4096;
-        }
-        got = fread(buf + len, 1, cap - len, fp);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(fp)) {
-        snprintf(what, sizeof(what), "cannot read: %s", strerror(errno));
-        config_fail_file(path, err, errlen, what);
-        goto fail;
-    }
-    fclose(fp);
     cfg = config_load_string(path, buf, len, err, errlen);
     free(buf);
     return cfg;
-fail:
-    fclose(fp);
-    free(buf);
-    return NULL;
 }
 
 /* ------------------------------------------------------------------ */

@@ -191,6 +191,36 @@ int config_parse_size(const char *s, uint64_t *out);
 /* "30s", "100ms", "5m", "1h", "250" (ms). Returns 0 or -1. */
 int config_parse_duration(const char *s, uint64_t *out_ms);
 
+/* ---- the client's config file (sluice --config, $SLUICE_CONFIG;
+ * config_client.c, docs/cli.md) ---- */
+
+#define CONFIG_NODE_MAX 127 /* bytes of one node address */
+
+/* What a client config file holds: the node list of a cluster. */
+typedef struct client_conf {
+    char **nodes;  /* addresses exactly as written: placement hashes these bytes */
+    size_t nnodes; /* at least 1 once loaded */
+} client_conf_t;
+
+/* Load a client config file (YAML, a top-level `nodes: [host:port, ...]`
+ * and nothing else) into *out. 0, or -1 with "FILE:LINE:COL: message" in
+ * err. The string form names the text `name` in messages. */
+int config_client_load_file(const char *path, client_conf_t *out, char *err, size_t errlen);
+int config_client_load_string(const char *name, const char *text, size_t len, client_conf_t *out,
+                              char *err, size_t errlen);
+
+/* A node list written "host:port,host:port,..." (--nodes, $SLUICE_NODES;
+ * blanks around an entry are dropped) into *out; `what` names the source
+ * in messages. 0, or -1 with "WHAT: why" in err. */
+int config_nodes_parse(const char *list, const char *what, client_conf_t *out, char *err,
+                       size_t errlen);
+
+/* NULL if s[0..len) can be a node's address (host:port or [v6]:port, as
+ * in cluster.nodes; up to CONFIG_NODE_MAX bytes), else why not. */
+const char *config_node_check(const char *s, size_t len);
+
+void config_client_free(client_conf_t *c);
+
 const char *config_overflow_name(overflow_policy_t p);
 const char *config_log_level_name(log_level_t l);
 

@@ -6,6 +6,7 @@
  */
 #include "config_yaml.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,13 @@ char *config_strndup(const char *s, size_t n)
 char *config_strdup(const char *s)
 {
     return config_strndup(s, strlen(s));
+}
+
+void config_free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
 }
 
 const char *config_quote(char *out, size_t outlen, const char *s, size_t len)
@@ -371,4 +379,157 @@ long config_entries(config_parser_t *p, yaml_node_t *val, const char *key)
         return config_fail(p, val->start_mark, "%s must be a mapping, not %s", key,
                            config_kind(val));
     return (long)(val->data.mapping.pairs.top - val->data.mapping.pairs.start);
+}
+
+/* ------------------------------------------------------------------ */
+/* Lists of strings                                                    */
+
+int config_set_strlist(config_parser_t *p, const config_field_t *f, yaml_node_t *val, void *base,
+                       const char *(*check)(config_parser_t *, yaml_node_t *), const char *what)
+{
+    char ***slot = FIELD_AT(base, f, char **);
+    size_t *count = (size_t *)(void *)((char *)base + f->off2);
+    bool scalar = val->type == YAML_SCALAR_NODE;
+    size_t n = 0;
+    char **v;
+
+    if (val->type == YAML_MAPPING_NODE)
+        return config_fail(p, val->start_mark, "%s must be a list of %s, not a mapping",
+                           f->key, what);
+    if (!scalar)
+        n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+    else if (!config_is_null(val))
+        n = 1;
+    v = calloc(n ? n : 1, sizeof(char *));
+    if (v == NULL)
+        return config_oom(p);
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *it = scalar ? val : config_node(p, val->data.sequence.items.start[i]);
+        const char *s = config_scalar(p, f, it, what);
+        const char *why = NULL;
+
+        if (s == NULL || (why = check(p, it)) != NULL) {
+            if (why != NULL)
+                config_fail(p, it->start_mark, "%s", why);
+            config_free_strv(v, n);
+            return -1;
+        }
+        if ((v[i] = config_strdup(s)) == NULL) {
+            config_free_strv(v, n);
+            return config_oom(p);
+        }
+    }
+    config_free_strv(*slot, *count);
+    *slot = v;
+    *count = n;
+    return 0;
+}
+
+int config_set_addrs(config_parser_t *p, const config_field_t *f, yaml_node_t *val, void *base,
+                     const char *(*check)(config_parser_t *, yaml_node_t *))
+{
+    if (config_set_strlist(p, f, val, base, check, "addresses") < 0)
+        return -1;
+    if (*(size_t *)(void *)((char *)base + f->off2) == 0)
+        return config_fail(p, val->start_mark, "%s needs at least one address", f->key);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Files and documents                                                 */
+
+#define CONFIG_FILE_MAX ((size_t)64 << 20)
+
+int config_read_file(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
+{
+    char what[CONFIG_ERR_MAX];
+    FILE *fp = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+
+    if (fp == NULL) {
+        snprintf(what, sizeof(what), "cannot open: %s", strerror(errno));
+        config_fail_file(path, err, errlen, what);
+        return -1;
+    }
+    for (;;) {
+        size_t got;
+
+        if (len == cap) {
+            char *nb = cap >= CONFIG_FILE_MAX ? NULL : realloc(buf, cap ? cap * 2 : 4096);
+
+            if (nb == NULL) {
+                config_fail_file(path, err, errlen,
+                                 cap >= CONFIG_FILE_MAX ? "file is larger than 64MiB"
+                                                        : "out of memory");
+                goto fail;
+            }
+            buf = nb;
+            cap = cap ? cap * 2 : 4096;
+        }
+        got = fread(buf + len, 1, cap - len, fp);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(fp)) {
+        snprintf(what, sizeof(what), "cannot read: %s", strerror(errno));
+        config_fail_file(path, err, errlen, what);
+        goto fail;
+    }
+    fclose(fp);
+    *out = buf;
+    *outlen = len;
+    return 0;
+fail:
+    fclose(fp);
+    free(buf);
+    return -1;
+}
+
+void config_parser_init(config_parser_t *p, const char *name, const char *text, size_t len,
+                        char *err, size_t errlen)
+{
+    memset(p, 0, sizeof *p);
+    p->name = name != NULL ? name : "<config>";
+    p->text = text != NULL ? text : "";
+    p->len = text != NULL ? len : 0;
+    p->err = err;
+    p->errlen = errlen;
+}
+
+static int config_parse_loaded(config_parser_t *p, yaml_parser_t *y,
+                               int (*apply)(config_parser_t *, yaml_node_t *, void *), void *arg)
+{
+    yaml_document_t doc, next;
+    int rc;
+
+    if (!yaml_parser_load(y, &doc))
+        return config_syntax_error(p, y);
+    p->doc = &doc;
+    rc = apply(p, yaml_document_get_root_node(&doc), arg);
+    yaml_document_delete(&doc);
+    p->doc = NULL;
+    if (rc < 0)
+        return -1;
+    if (!yaml_parser_load(y, &next))
+        return config_syntax_error(p, y);
+    if (yaml_document_get_root_node(&next) != NULL)
+        rc = config_fail(p, next.start_mark,
+                         "a second YAML document starts here (a config file holds one)");
+    yaml_document_delete(&next);
+    return rc;
+}
+
+int config_parse_doc(config_parser_t *p, int (*apply)(config_parser_t *, yaml_node_t *, void *),
+                     void *arg)
+{
+    yaml_parser_t y;
+
+    if (!yaml_parser_initialize(&y))
+        return config_oom(p);
+    yaml_parser_set_input_string(&y, (const unsigned char *)p->text, p->len);
+    int rc = config_parse_loaded(p, &y, apply, arg);
+    yaml_parser_delete(&y);
+    return rc;
 }

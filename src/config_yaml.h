@@ -72,6 +72,8 @@ struct config_table {
 
 char *config_strndup(const char *s, size_t n);
 char *config_strdup(const char *s);
+/* Free the n strings of v, then v. */
+void config_free_strv(char **v, size_t n);
 
 /* Copy s into out (QUOTE_CAP bytes) for an error message: control bytes
  * escaped (a message is one line whatever the file holds) and long values
@@ -130,17 +132,36 @@ long config_entries(config_parser_t *p, yaml_node_t *val, const char *key);
 int config_check_names(config_parser_t *p, yaml_node_t *map, const char *where,
                        bool (*valid)(const char *, size_t), const char *rule);
 
+/* A list of strings into the char ** at f->off and its count at f->off2,
+ * each passing `check` (NULL if fine, else why not; `what` names the
+ * items for messages). A single scalar is a one-element list; null is an
+ * empty one. */
+int config_set_strlist(config_parser_t *p, const config_field_t *f, yaml_node_t *val, void *base,
+                       const char *(*check)(config_parser_t *, yaml_node_t *), const char *what);
+
+/* The same for a list of addresses that may not be empty. */
+int config_set_addrs(config_parser_t *p, const config_field_t *f, yaml_node_t *val, void *base,
+                     const char *(*check)(config_parser_t *, yaml_node_t *));
+
+/* The whole file at path (at most 64 MiB) into *out (malloc'ed) and
+ * *outlen. 0, or -1 with "PATH: why" in err. */
+int config_read_file(const char *path, char **out, size_t *outlen, char *err, size_t errlen);
+
+/* A parser over text[0..len) (NULL: empty), named `name` in messages,
+ * its errors into err; every other field zero. */
+void config_parser_init(config_parser_t *p, const char *name, const char *text, size_t len,
+                        char *err, size_t errlen);
+
+/* Load the first YAML document of p->text, hand its root (NULL when
+ * empty) and arg to apply with p->doc set, and refuse a second document.
+ * 0 or -1. */
+int config_parse_doc(config_parser_t *p, int (*apply)(config_parser_t *, yaml_node_t *, void *),
+                     void *arg);
+
 /* Setters shared by config.c's tables and config_cluster.c's. A non-empty
  * string: */
 int config_set_nonempty(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
                         void *base);
-
-/* A list of strings, each passing `check` (NULL if fine, else why not, in
- * p->why); `what` names the items for messages ("addresses"). A single
- * scalar is a one-element list; null is an empty one. */
-int config_set_strlist(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
-                       void *base, const char *(*check)(config_parser_t *, yaml_node_t *),
-                       const char *what);
 
 /* The `cluster:` section (config_cluster.c). */
 int config_set_cluster(config_parser_t *p, const config_field_t *f, yaml_node_t *val,

@@ -5,7 +5,7 @@
  * the load generator in src/bench/.
  *
  * Exit status: 0 success, 1 failure (cannot connect, refused by the server,
- * I/O error), 2 usage error, 3 nothing arrived in time (GET/JOIN -TIMEOUT),
+ * I/O error, a bad $SLUICE_NODES or config file), 2 usage error, 3 nothing arrived in time (GET/JOIN -TIMEOUT),
  * 128+N when stopped by signal N.
  */
 #include <signal.h>
@@ -18,8 +18,8 @@
 #include "version.h"
 
 static const char sluice_usage_text[] =
-    "usage: sluice [-s ADDR] [-u USER] [--tls [--ca FILE] [--cert FILE [--key FILE]]]\n"
-    "              COMMAND [ARGS...]\n"
+    "usage: sluice [-s ADDR | --nodes LIST | --config FILE] [-u USER]\n"
+    "              [--tls [--ca FILE] [--cert FILE [--key FILE]]] COMMAND [ARGS...]\n"
     "\n"
     "Commands:\n"
     "  pub TOPIC [MESSAGE...]  publish the arguments, or one message per line of stdin\n"
@@ -44,15 +44,21 @@ static const char sluice_usage_text[] =
     "  join TOPIC              wait until the topic has no ready, delayed or unacked message\n"
     "      -t, --timeout MS    give up after MS (default: wait as long as it takes)\n"
     "  stats [TOPIC]           counters: a table on a terminal, YAML otherwise\n"
+    "                          (no TOPIC and a node list: every node's)\n"
     "      --yaml              always print the raw YAML\n"
     "  topics                  list topics, one per line\n"
-    "  ping                    check the broker answers\n"
+    "  ping                    check the broker answers (every node of a list)\n"
+    "  place TOPIC...          print each topic's node (from the node list alone)\n"
     "  top [-i SECS] [-o KEY] [--once]  live view of every topic (sluice top --help)\n"
     "  bench [OPTIONS]         load generator (sluice bench --help)\n"
     "\n"
     "Options:\n"
-    "  -s, --server ADDR   host:port, [v6addr]:port or unix:/path\n"
-    "                      (default: $SLUICE_ADDR, else " CLIENT_DEFAULT_ADDR ")\n"
+    "  -s, --server ADDR   one server: host:port, [v6addr]:port or unix:/path\n"
+    "  --nodes LIST        a cluster's nodes, host:port,host:port,...: each topic's\n"
+    "                      commands go to its owner (-MOVED is followed)\n"
+    "  --config FILE       a client config file: nodes: [host:port, ...]\n"
+    "                      (the first given of --nodes, -s, --config, $SLUICE_NODES,\n"
+    "                      $SLUICE_CONFIG, $SLUICE_ADDR; else " CLIENT_DEFAULT_ADDR ")\n"
     "  -u, --user USER     authenticate as USER (default: $SLUICE_USER) with the\n"
     "                      password in $SLUICE_PASSWORD\n"
     "  --tls               connect with TLS 1.2+ (so does -s tls://host:port)\n"
@@ -95,31 +101,37 @@ int main(int argc, char **argv)
     if (strcmp(cli.cmd, "bench") == 0) {
         if (cli.tls)
             return sluice_usage_err(&cli, "bench does not speak TLS");
-        return bench_main(argc, argv, cli.addr);
+        bench_conn_t pre = { .server = cli.addr, .nodes = cli.nodes_opt, .config = cli.config };
+        return bench_main(argc, argv, &pre);
     }
-    if (!cli.addr)
-        cli.addr = client_default_addr();
+    /* each subcommand settles the node list itself, after its own options */
+    int rc;
     if (strcmp(cli.cmd, "pub") == 0)
-        return sluice_pub(&cli, argc, argv);
-    if (strcmp(cli.cmd, "sub") == 0)
-        return sluice_sub(&cli, argc, argv);
-    if (strcmp(cli.cmd, "get") == 0)
-        return sluice_get(&cli, argc, argv);
-    if (strcmp(cli.cmd, "join") == 0)
-        return sluice_join(&cli, argc, argv);
-    if (strcmp(cli.cmd, "stats") == 0)
-        return sluice_stats(&cli, argc, argv);
-    if (strcmp(cli.cmd, "topics") == 0)
-        return sluice_simple(&cli, argc, argv, "TOPICS");
-    if (strcmp(cli.cmd, "top") == 0)
-        return sluice_top(&cli, argc, argv);
-    if (strcmp(cli.cmd, "ping") == 0)
-        return sluice_simple(&cli, argc, argv, "PING");
-    if (strcmp(cli.cmd, "help") == 0) {
+        rc = sluice_pub(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "sub") == 0)
+        rc = sluice_sub(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "get") == 0)
+        rc = sluice_get(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "join") == 0)
+        rc = sluice_join(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "stats") == 0)
+        rc = sluice_stats(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "topics") == 0)
+        rc = sluice_simple(&cli, argc, argv, "TOPICS");
+    else if (strcmp(cli.cmd, "top") == 0)
+        rc = sluice_top(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "ping") == 0)
+        rc = sluice_simple(&cli, argc, argv, "PING");
+    else if (strcmp(cli.cmd, "place") == 0)
+        rc = sluice_place(&cli, argc, argv);
+    else if (strcmp(cli.cmd, "help") == 0) {
         fputs(sluice_usage_text, stdout);
-        return 0;
+        rc = 0;
+    } else {
+        const char *bad = cli.cmd;
+        cli.cmd = NULL;
+        rc = sluice_usage_err(&cli, "unknown command '%s'", bad);
     }
-    const char *bad = cli.cmd;
-    cli.cmd = NULL;
-    return sluice_usage_err(&cli, "unknown command '%s'", bad);
+    client_nodes_free(&cli.nodes);
+    return rc;
 }

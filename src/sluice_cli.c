@@ -1,7 +1,8 @@
 /* sluice_cli.c: what every `sluice` subcommand shares: messages and exit
  * codes for errors, strict numbers, the stop signal, the connection
  * options with the one getopt prologue that takes them, connect (TLS,
- * AUTH), and reading replies and printing payloads.
+ * AUTH), and reading replies and printing payloads. Which node a
+ * command goes to is sluice_route.c's.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -92,6 +93,8 @@ static bool sluice_conn_option(cli_t *cli, int o)
     switch (o) {
     case 's': cli->addr = optarg; return true;
     case 'u': cli->user = optarg; return true;
+    case OPT_NODES: cli->nodes_opt = optarg; return true;
+    case OPT_CONFIG: cli->config = optarg; return true;
     case OPT_TLS: break;
     case OPT_CA: cli->tls_opt.ca = optarg; break;
     case OPT_CERT: cli->tls_opt.cert = optarg; break;
@@ -111,18 +114,18 @@ int sluice_getopt(cli_t *cli, int argc, char **argv, const char *shorts, const s
     return o;
 }
 
-/* Connect (with TLS if asked), and AUTH when a user is set. NULL after
- * printing why. */
-client_t *sluice_connect(const cli_t *cli)
+/* Connect to addr (with TLS if asked), and AUTH when a user is set. NULL
+ * after printing why. */
+client_t *sluice_connect(const cli_t *cli, const char *to)
 {
     char err[CLIENT_ERR_MAX];
     /* The prefix is taken off here, not by addr_parse(ADDR_TLS): what
      * follows is the client's form, shortcuts and "unix:" included, and
      * client_connect's messages name it without the prefix. */
     static const char prefix[] = "tls://";
-    bool prefixed = strncmp(cli->addr, prefix, sizeof prefix - 1) == 0;
+    bool prefixed = strncmp(to, prefix, sizeof prefix - 1) == 0;
     bool tls = cli->tls || prefixed;
-    const char *addr = prefixed ? cli->addr + sizeof prefix - 1 : cli->addr;
+    const char *addr = prefixed ? to + sizeof prefix - 1 : to;
 
     if (cli->tls_opt.key && !cli->tls_opt.cert) {
         sluice_err(cli, "--key needs --cert");

@@ -3,6 +3,7 @@
  * top.c takes over.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -37,16 +38,17 @@ int sluice_join(cli_t *cli, int argc, char **argv)
     const char *topic = argv[optind];
     if (!proto_topic_valid(topic, strlen(topic)))
         return sluice_usage_err(cli, "bad topic name '%s'", topic);
-    client_t *c = sluice_connect(cli);
-    if (!c)
-        return 1;
-    if (has_timeout)
-        client_printf(c, "JOIN %s %llu\r\n", topic, (unsigned long long)timeout);
-    else
-        client_printf(c, "JOIN %s\r\n", topic);
+    int rc = sluice_resolve(cli);
+    if (rc != 0)
+        return rc;
+    client_t *c = NULL;
     proto_reply_t r;
-    int rc = 1;
-    if (sluice_reply(cli, c, &r, -1) < 0)
+    rc = 1;
+    /* the wait has no end but the topic's: no reply timeout */
+    int k = has_timeout ? sluice_exchangef(cli, &c, topic, &r, -1, "JOIN %s %llu\r\n", topic,
+                                           (unsigned long long)timeout)
+                        : sluice_exchangef(cli, &c, topic, &r, -1, "JOIN %s\r\n", topic);
+    if (k < 0)
         goto out;
     if (r.type == REPLY_OK) {
         rc = 0;
@@ -99,11 +101,56 @@ int sluice_top(cli_t *cli, int argc, char **argv)
         sluice_err(cli, "needs a terminal (for scripts: sluice top --once)");
         return 1;
     }
-    client_t *c = sluice_connect(cli);
-    return c ? top_run(c, cli->addr, &t) : 1;
+    int rc = sluice_resolve(cli);
+    if (rc != 0)
+        return rc;
+    client_t **cs = calloc(cli->nodes.n, sizeof *cs);
+    if (!cs) {
+        sluice_err(cli, "out of memory");
+        return 1;
+    }
+    for (size_t i = 0; i < cli->nodes.n; i++) {
+        if ((cs[i] = sluice_connect(cli, cli->nodes.v[i])) == NULL) {
+            while (i > 0)
+                client_free(cs[--i]);
+            free(cs);
+            return 1;
+        }
+    }
+    rc = top_run(cs, (const char *const *)cli->nodes.v, cli->nodes.n, &t);
+    free(cs);
+    return rc;
 }
 
-/* The commands with no arguments: TOPICS and PING. */
+/* TOPICS or PING to one node: 0, or 1 after saying why. */
+static int sluice_simple_one(const cli_t *cli, const char *addr, const char *line, bool label)
+{
+    client_t *c = sluice_connect(cli, addr);
+    proto_reply_t r;
+    int rc = 1;
+
+    if (!c)
+        return 1;
+    client_printf(c, "%s\r\n", line);
+    if (sluice_reply(cli, c, &r, SLUICE_QUICK_MS) < 0)
+        goto out;
+    if (r.type == REPLY_PONG) {
+        printf("%s%sPONG\n", label ? addr : "", label ? " " : "");
+        rc = 0;
+    } else if (r.type == REPLY_TOPICS) {
+        fwrite(r.body, 1, r.body_len, stdout);
+        rc = 0;
+    } else {
+        sluice_err_reply(cli, &r);
+    }
+out:
+    client_free(c);
+    return rc;
+}
+
+/* The commands with no arguments: TOPICS and PING, to every node (a topic
+ * lives on one, so the cluster's list is all the nodes' lists; a ping
+ * line names its node when there are several). */
 int sluice_simple(cli_t *cli, int argc, char **argv, const char *line)
 {
     static const struct option opts[] = {
@@ -115,24 +162,11 @@ int sluice_simple(cli_t *cli, int argc, char **argv, const char *line)
         return sluice_bad_option();
     if (optind < argc)
         return sluice_usage_err(cli, "unexpected argument '%s'", argv[optind]);
-    client_t *c = sluice_connect(cli);
-    if (!c)
-        return 1;
-    client_printf(c, "%s\r\n", line);
-    proto_reply_t r;
-    int rc = 1;
-    if (sluice_reply(cli, c, &r, SLUICE_QUICK_MS) < 0)
-        goto out;
-    if (r.type == REPLY_PONG) {
-        puts("PONG");
-        rc = 0;
-    } else if (r.type == REPLY_TOPICS) {
-        fwrite(r.body, 1, r.body_len, stdout);
-        rc = 0;
-    } else {
-        sluice_err_reply(cli, &r);
-    }
-out:
-    client_free(c);
+    int rc = sluice_resolve(cli);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < cli->nodes.n; i++)
+        if (sluice_simple_one(cli, cli->nodes.v[i], line, cli->nodes.n > 1) != 0)
+            rc = 1;
     return rc;
 }

@@ -147,7 +147,8 @@ typedef struct pub {
     uint64_t ok_shown;      /* p->ok at the last progress line */
 } pub_t;
 
-static int pub_queue(pub_t *p, const char *msg, size_t n)
+/* Queue one PUB of msg[0..n) on c, uncounted. 0, or -1 out of memory. */
+static int pub_put(const pub_t *p, client_t *c, const char *msg, size_t n)
 {
     char hdr[PROTO_TOPIC_MAX + 64];
     int h;
@@ -157,12 +158,45 @@ static int pub_queue(pub_t *p, const char *msg, size_t n)
                      (unsigned long long)p->delay_ms);
     else
         h = snprintf(hdr, sizeof hdr, "PUB %s %zu\r\n", p->topic, n);
-    if (client_put(p->c, hdr, (size_t)h) < 0 || client_put(p->c, msg, n) < 0 ||
-        client_put(p->c, "\r\n", 2) < 0)
+    if (client_put(c, hdr, (size_t)h) < 0 || client_put(c, msg, n) < 0 ||
+        client_put(c, "\r\n", 2) < 0)
+        return -1;
+    return 0;
+}
+
+static int pub_queue(pub_t *p, const char *msg, size_t n)
+{
+    if (pub_put(p, p->c, msg, n) < 0)
         return -1;
     p->inflight++;
     p->sent++;
     return 0;
+}
+
+/* The first message, for sluice_exchange (which may send it more than once). */
+typedef struct pub_first {
+    const pub_t *p;
+    const char *msg;
+    size_t n;
+} pub_first_t;
+
+static int pub_put_first(client_t *c, void *arg)
+{
+    const pub_first_t *f = arg;
+    return pub_put(f->p, c, f->msg, f->n);
+}
+
+/* Account for one PUB's reply. */
+static void pub_answered(pub_t *p, const proto_reply_t *r)
+{
+    if (r->type == REPLY_OK) {
+        p->ok++;
+        if (p->verbose)
+            printf("%.*s\n", (int)r->text_len, r->text);
+        return;
+    }
+    if (p->refused++ == 0)
+        client_reply_str(r, p->first_err, sizeof p->first_err);
 }
 
 /* Take every reply already read. 0, or -1 when the stream is broken. */
@@ -181,14 +215,7 @@ static int pub_replies(pub_t *p)
             return -1;
         }
         p->inflight--;
-        if (r.type == REPLY_OK) {
-            p->ok++;
-            if (p->verbose)
-                printf("%.*s\n", (int)r.text_len, r.text);
-            continue;
-        }
-        if (p->refused++ == 0)
-            client_reply_str(&r, p->first_err, sizeof p->first_err);
+        pub_answered(p, &r);
     }
     if (k < 0)
         sluice_err(p->cli, "%s", p->c->err);
@@ -217,11 +244,47 @@ static void pub_progress(pub_t *p, bool final)
     p->ok_shown = p->ok;
 }
 
+/* The first message goes alone and waits for its reply: a broker that
+ * does not own the topic answers -MOVED, and the message is sent again to
+ * the owner before a window of others follows it there. 1 when it went
+ * (accepted or refused), 0 when there is no message at all, -1 on error. */
+static int pub_first(pub_t *p, pub_src_t *s)
+{
+    pub_first_t f = { .p = p };
+    proto_reply_t r;
+    int k;
+
+    while ((k = pub_src_next(s, &f.msg, &f.n)) == 0) {
+        bool ready = false;
+        if (sluice_stop_sig)
+            return -1;
+        if (client_step(p->c, -1, STDIN_FILENO, &ready) < 0) {
+            sluice_err(p->cli, "%s", p->c->err);
+            return -1;
+        }
+        if (ready && pub_src_fill(s) < 0) {
+            sluice_err(p->cli, "stdin: %s", strerror(errno));
+            return -1;
+        }
+    }
+    if (k < 0)
+        return 0;
+    if (sluice_exchange(p->cli, &p->c, p->topic, pub_put_first, &f, &r, -1) < 0)
+        return -1;
+    p->sent++;
+    pub_answered(p, &r);
+    return 1;
+}
+
 /* The pipelined publish loop: keep up to `window` PUBs unanswered, read
  * stdin only when it has something and the window has room. */
 static int pub_run(pub_t *p, pub_src_t *s)
 {
-    bool input_left = true;
+    int first = pub_first(p, s);
+    bool input_left = first > 0;
+
+    if (first < 0)
+        return -1;
 
     for (;;) {
         while (input_left && p->refused == 0 && p->inflight < p->window &&
@@ -311,7 +374,13 @@ int sluice_pub(cli_t *cli, int argc, char **argv)
             return 1;
         }
     }
-    p.c = sluice_connect(cli);
+    int rc = sluice_resolve(cli);
+    if (rc != 0) {
+        free(s.data);
+        return rc;
+    }
+    /* at once, so a broker that is down is said before stdin is read */
+    p.c = sluice_connect(cli, sluice_owner(cli, p.topic));
     if (!p.c) {
         free(s.data);
         return 1;
@@ -319,7 +388,7 @@ int sluice_pub(cli_t *cli, int argc, char **argv)
     p.progress = isatty(STDERR_FILENO);
     p.t0 = clock_s();
     sluice_catch_signals();
-    int rc = pub_run(&p, &s);
+    rc = pub_run(&p, &s);
     pub_progress(&p, true);
     if (p.refused) {
         sluice_err(cli, "%s", p.first_err);

@@ -158,6 +158,83 @@ out:
     return rc;
 }
 
+/* A STATS body indented under a YAML key (the node), so that several
+ * nodes' bodies make one document. */
+static void stats_print_indented(const char *body, size_t len)
+{
+    const char *p = body, *end = body + len;
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl + 1 : end;
+        printf("  %.*s", (int)(le - p), p);
+        p = le;
+    }
+    if (len && end[-1] != '\n')
+        putchar('\n');
+}
+
+/* One topic's counters, from its owner. */
+static int stats_topic(const cli_t *cli, const char *topic, bool yaml)
+{
+    client_t *c = NULL;
+    proto_reply_t r;
+    int rc = 1;
+
+    if (sluice_exchangef(cli, &c, topic, &r, SLUICE_QUICK_MS, "STATS %s\r\n", topic) < 0)
+        goto out;
+    if (r.type != REPLY_STATS) {
+        sluice_err_reply(cli, &r);
+        goto out;
+    }
+    rc = 0;
+    if (yaml)
+        fwrite(r.body, 1, r.body_len, stdout);
+    else
+        stats_print_pairs(r.body, r.body_len);
+out:
+    client_free(c);
+    return rc;
+}
+
+/* One node's server counters (and, on a terminal, its topic table);
+ * `label` (NULL for a lone server) names its section. 0 or 1. */
+static int stats_server(const cli_t *cli, const char *addr, const char *label, bool yaml,
+                        bool first)
+{
+    client_t *c = sluice_connect(cli, addr);
+    proto_reply_t r;
+    int rc = 1;
+
+    if (!c)
+        return 1;
+    client_printf(c, "STATS\r\n");
+    if (sluice_reply(cli, c, &r, SLUICE_QUICK_MS) < 0)
+        goto out;
+    if (r.type != REPLY_STATS) {
+        sluice_err_reply(cli, &r);
+        goto out;
+    }
+    rc = 0;
+    if (yaml && label) {
+        printf("\"%s\":\n", label);  /* node addresses hold no '"' or '\\' */
+        stats_print_indented(r.body, r.body_len);
+        goto out;
+    }
+    if (yaml) {
+        fwrite(r.body, 1, r.body_len, stdout);
+        goto out;
+    }
+    if (label)
+        printf("%s== %s ==\n", first ? "" : "\n", label);
+    stats_print_pairs(r.body, r.body_len);
+    if (stats_topics_table(cli, c) < 0)
+        rc = 1;
+out:
+    client_free(c);
+    return rc;
+}
+
 int sluice_stats(cli_t *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -180,31 +257,16 @@ int sluice_stats(cli_t *cli, int argc, char **argv)
     const char *topic = optind < argc ? argv[optind] : NULL;
     if (topic && !proto_topic_valid(topic, strlen(topic)))
         return sluice_usage_err(cli, "bad topic name '%s'", topic);
-    client_t *c = sluice_connect(cli);
-    if (!c)
-        return 1;
+    int rc = sluice_resolve(cli);
+    if (rc != 0)
+        return rc;
     if (topic)
-        client_printf(c, "STATS %s\r\n", topic);
-    else
-        client_printf(c, "STATS\r\n");
-    proto_reply_t r;
-    int rc = 1;
-    if (sluice_reply(cli, c, &r, SLUICE_QUICK_MS) < 0)
-        goto out;
-    if (r.type != REPLY_STATS) {
-        sluice_err_reply(cli, &r);
-        goto out;
+        return stats_topic(cli, topic, yaml);
+    /* every node: one section each, named, when there are several */
+    for (size_t i = 0; i < cli->nodes.n; i++) {
+        const char *label = cli->nodes.n > 1 ? cli->nodes.v[i] : NULL;
+        if (stats_server(cli, cli->nodes.v[i], label, yaml, i == 0) != 0)
+            rc = 1;
     }
-    rc = 0;
-    if (yaml) {
-        fwrite(r.body, 1, r.body_len, stdout);
-        goto out;
-    }
-    stats_print_pairs(r.body, r.body_len);
-    if (!topic && stats_topics_table(cli, c) < 0)
-        rc = 1;
-out:
-    client_free(c);
     return rc;
 }
-

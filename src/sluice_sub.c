@@ -315,15 +315,13 @@ int sluice_sub(cli_t *cli, int argc, char **argv)
         s.credit = s.count < SUB_COUNT_CREDIT ? s.count : SUB_COUNT_CREDIT;
     if (s.count && s.credit > s.count)
         s.credit = s.count;
-    s.c = sluice_connect(cli);
-    if (!s.c)
-        return 1;
+    if ((rc = sluice_resolve(cli)) != 0)
+        return rc;
     sluice_catch_signals();
-    if (s.credit)
-        client_printf(s.c, "SUB %s %llu\r\n", s.topic, (unsigned long long)s.credit);
-    else
-        client_printf(s.c, "SUB %s\r\n", s.topic);
-    if (sluice_reply(cli, s.c, &r, -1) < 0) {
+    int k = s.credit ? sluice_exchangef(cli, &s.c, s.topic, &r, -1, "SUB %s %llu\r\n", s.topic,
+                                        (unsigned long long)s.credit)
+                     : sluice_exchangef(cli, &s.c, s.topic, &r, -1, "SUB %s\r\n", s.topic);
+    if (k < 0) {
         client_free(s.c);
         return 1;
     }
@@ -352,12 +350,11 @@ int sluice_get(cli_t *cli, int argc, char **argv)
 
     if (rc)
         return rc;
-    s.c = sluice_connect(cli);
-    if (!s.c)
-        return 1;
-    client_printf(s.c, "GET %s %llu\r\n", s.topic, (unsigned long long)timeout);
+    if ((rc = sluice_resolve(cli)) != 0)
+        return rc;
     rc = 1;
-    if (sluice_reply(cli, s.c, &r, -1) < 0)
+    if (sluice_exchangef(cli, &s.c, s.topic, &r, -1, "GET %s %llu\r\n", s.topic,
+                         (unsigned long long)timeout) < 0)
         goto out;
     if (sluice_is_timeout(&r)) {
         sluice_err(cli, "no message in %s", s.topic);

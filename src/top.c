@@ -1,6 +1,8 @@
-/* top.c: `sluice top`, a live view of a broker: every interval it reads
- * STATS, TOPICS and STATS <topic> for each topic over one connection, and
- * redraws the frame topview.c renders. The terminal is put in a raw mode
+/* top.c: `sluice top`, a live view of a broker or of every node of a
+ * cluster: every interval it reads STATS, TOPICS and STATS <topic> for
+ * each topic over one connection per node, and redraws the frame
+ * topview.c renders (a NODE column with several nodes, whose server
+ * counters add up in the header). The terminal is put in a raw mode
  * (no echo, key by key) on the alternate screen and given back as it was
  * on every way out: q, Ctrl-C, SIGTERM/SIGHUP, a lost connection, a crash
  * signal, and around Ctrl-Z.
@@ -30,7 +32,8 @@ static const char top_enter_seq[] = "\033[?1049h\033[?25l\033[H\033[2J";
 static const char top_leave_seq[] = "\033[?25h\033[?1049l";
 
 const char top_usage_text[] =
-    "usage: sluice top [-i SECONDS] [-o KEY] [--once] [-s ADDR] [-u USER] [--tls ...]\n"
+    "usage: sluice top [-i SECONDS] [-o KEY] [--once] [-s ADDR | --nodes LIST] [-u USER]\n"
+    "                  [--tls ...]\n"
     "  -i, --interval SECONDS  refresh every SECONDS (default 1; 0.1 to 3600)\n"
     "  -o, --sort KEY          name, ready, delayed, inflight, parked, consumers,\n"
     "                          pub, ack, dead or bytes (default: name)\n"
@@ -38,7 +41,8 @@ const char top_usage_text[] =
     "                          and exit; no escape codes when stdout is not a terminal\n"
     "Keys: q quit; n r d f k c p a x b sort by that column (again: reverse);\n"
     "      < > previous/next column; i reverse the order.\n"
-    "-s, -u, --tls, --ca, --cert, --key: as for every command (sluice --help).\n";
+    "-s, --nodes, --config, -u, --tls, --ca, --cert, --key: as for every command\n"
+    "(sluice --help); with a node list, every node's topics and a NODE column.\n";
 
 /* The terminal, as found and as changed; read by the signal handlers. */
 static struct termios top_saved;
@@ -47,7 +51,11 @@ static volatile sig_atomic_t top_stop_sig; /* SIGINT/SIGTERM/SIGHUP came */
 static volatile sig_atomic_t top_resized;  /* SIGWINCH, or back from Ctrl-Z: redraw */
 
 typedef struct top {
-    client_t *c;
+    client_t **c;           /* one connection per node */
+    const char *const *addrs;
+    size_t n;
+    char err[CLIENT_ERR_MAX + 64]; /* why it stopped, said once the terminal is back */
+    char label[32];         /* "3 nodes", for the header */
     tv_view_t view;
     tv_sample_t cur, prev;  /* prev: the sample on screen, until the next */
     tv_buf_t frame;
@@ -170,48 +178,49 @@ static void top_term_size(top_t *t)
 
 /* ---- talking to the broker ---- */
 
-/* The next reply, in steps short enough to notice a stop. 1, 0 when
- * stopped, -1 on error (said on stderr after the terminal is restored). */
-static int top_reply(top_t *t, proto_reply_t *r)
+/* The next reply on c, in steps short enough to notice a stop. 1, 0 when
+ * stopped, -1 on error (in t->err, said after the terminal is restored). */
+static int top_reply(top_t *t, client_t *c, proto_reply_t *r)
 {
     double deadline = clock_s() + TOP_REPLY_MS / 1000.0;
 
     for (;;) {
-        int k = client_next(t->c, r);
+        int k = client_next(c, r);
         if (k == 1)
             return 1;
         if (k < 0) {
-            snprintf(t->c->err, sizeof t->c->err, "%s: not a sluice server reply", t->c->addr);
+            snprintf(t->err, sizeof t->err, "%s: not a sluice server reply", c->addr);
             return -1;
         }
         if (top_stop_sig)
             return 0;
         if (clock_s() > deadline) {
-            snprintf(t->c->err, sizeof t->c->err, "%s: no reply in %d ms", t->c->addr,
-                     TOP_REPLY_MS);
+            snprintf(t->err, sizeof t->err, "%s: no reply in %d ms", c->addr, TOP_REPLY_MS);
             return -1;
         }
-        if (client_step(t->c, TOP_STEP_MS, -1, NULL) < 0)
+        if (client_step(c, TOP_STEP_MS, -1, NULL) < 0) {
+            snprintf(t->err, sizeof t->err, "%s", c->err);
             return -1;
+        }
     }
 }
 
-/* A reply of the wanted type, else -1 with the reason in c->err. */
-static int top_expect(top_t *t, proto_reply_t *r, proto_reply_type_t want)
+/* A reply of the wanted type, else -1 with the reason in t->err. */
+static int top_expect(top_t *t, client_t *c, proto_reply_t *r, proto_reply_type_t want)
 {
-    int k = top_reply(t, r);
+    int k = top_reply(t, c, r);
 
     if (k <= 0 || r->type == want)
         return k;
     char e[PROTO_ERR_MAX + 8] = "unexpected reply";
     if (r->type == REPLY_ERROR)
         client_reply_str(r, e, sizeof e);
-    snprintf(t->c->err, sizeof t->c->err, "%s", e);
+    snprintf(t->err, sizeof t->err, "%s: %s", c->addr, e);
     return -1;
 }
 
 /* Queue STATS <name> for each valid name of a TOPICS body; how many. */
-static size_t top_ask_topics(top_t *t, const char *body, size_t len)
+static size_t top_ask_topics(client_t *c, const char *body, size_t len)
 {
     const char *p = body, *end = body + len;
     size_t n = 0;
@@ -220,40 +229,62 @@ static size_t top_ask_topics(top_t *t, const char *body, size_t len)
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
         if (proto_topic_valid(p, (size_t)(le - p)) &&
-            client_printf(t->c, "STATS %.*s\r\n", (int)(le - p), p) >= 0)
+            client_printf(c, "STATS %.*s\r\n", (int)(le - p), p) >= 0)
             n++;
         p = le + 1;
     }
     return n;
 }
 
-/* Read one sample into s: 1, 0 when stopped, -1 on error. */
-static int top_sample(top_t *t, tv_sample_t *s)
+/* Read node i's part of a sample into s (its STATS and TOPICS were
+ * sent): 1, 0 when stopped, -1 on error. */
+static int top_sample_node(top_t *t, size_t i, tv_sample_t *s)
 {
+    client_t *c = t->c[i];
     proto_reply_t r;
+    tv_server_t srv;
     int k;
 
-    tv_sample_clear(s);
-    client_printf(t->c, "STATS\r\nTOPICS\r\n");
-    if ((k = top_expect(t, &r, REPLY_STATS)) <= 0)
+    if ((k = top_expect(t, c, &r, REPLY_STATS)) <= 0)
         return k;
-    s->t = clock_s();
-    if (tv_parse_server(r.body, r.body_len, &s->srv) < 0) {
-        snprintf(t->c->err, sizeof t->c->err, "%s: STATS body not understood", t->c->addr);
+    if (tv_parse_server(r.body, r.body_len, &srv) < 0) {
+        snprintf(t->err, sizeof t->err, "%s: STATS body not understood", c->addr);
         return -1;
     }
-    if ((k = top_expect(t, &r, REPLY_TOPICS)) <= 0)
+    tv_server_add(&s->srv, &srv, i == 0);
+    if ((k = top_expect(t, c, &r, REPLY_TOPICS)) <= 0)
         return k;
-    size_t n = top_ask_topics(t, r.body, r.body_len);
-    for (size_t i = 0; i < n; i++) {
-        if ((k = top_reply(t, &r)) <= 0)
+    size_t n = top_ask_topics(c, r.body, r.body_len);
+    for (size_t j = 0; j < n; j++) {
+        if ((k = top_reply(t, c, &r)) <= 0)
             return k;
         if (r.type == REPLY_ERROR)
             continue;  /* the topic went away meanwhile */
         if (r.type != REPLY_STATS || tv_sample_add(s, r.body, r.body_len) < 0) {
-            snprintf(t->c->err, sizeof t->c->err, "%s: topic STATS not understood", t->c->addr);
+            snprintf(t->err, sizeof t->err, "%s: topic STATS not understood", c->addr);
             return -1;
         }
+        s->topics[s->n - 1].node = t->n > 1 ? t->addrs[i] : NULL;
+    }
+    return 1;
+}
+
+/* Read one sample of every node into s: 1, 0 when stopped, -1 on error. */
+static int top_sample(top_t *t, tv_sample_t *s)
+{
+    tv_sample_clear(s);
+    /* each node's requests go out before any reply is awaited */
+    for (size_t i = 0; i < t->n; i++) {
+        if (client_printf(t->c[i], "STATS\r\nTOPICS\r\n") < 0 || client_flush(t->c[i]) < 0) {
+            snprintf(t->err, sizeof t->err, "%s: %s", t->addrs[i], t->c[i]->err);
+            return -1;
+        }
+    }
+    s->t = clock_s();
+    for (size_t i = 0; i < t->n; i++) {
+        int k = top_sample_node(t, i, s);
+        if (k <= 0)
+            return k;
     }
     return 1;
 }
@@ -264,7 +295,7 @@ static int top_draw(top_t *t, tv_sample_t *s)
 {
     tv_sort(s, t->view.key, t->view.reverse);
     if (tv_render(&t->frame, s, &t->view) < 0) {
-        snprintf(t->c->err, sizeof t->c->err, "out of memory");
+        snprintf(t->err, sizeof t->err, "out of memory");
         return -1;
     }
     top_write(t->frame.p, t->frame.len);
@@ -387,19 +418,26 @@ bool top_interval_parse(const char *s, double *out)
     return true;
 }
 
-int top_run(client_t *c, const char *addr, const top_opts_t *o)
+int top_run(client_t **cs, const char *const *addrs, size_t n, const top_opts_t *o)
 {
-    top_t t = {.c = c, .view = {.interval = o->interval, .addr = addr, .key = o->key}};
+    top_t t = {.c = cs, .addrs = addrs, .n = n,
+               .view = {.interval = o->interval, .addr = addrs[0], .key = o->key,
+                        .node_col = n > 1}};
 
+    if (n > 1) {
+        snprintf(t.label, sizeof t.label, "%zu nodes", n);
+        t.view.addr = t.label;
+    }
     top_catch_signals();
     int k = o->once ? top_once(&t) : top_live(&t);
     top_term_restore();
-    if (k < 0 && t.c->err[0])
-        fprintf(stderr, "sluice: top: %s\n", t.c->err);
+    if (k < 0 && t.err[0])
+        fprintf(stderr, "sluice: top: %s\n", t.err);
     int rc = k < 0 ? 1 : 0;
     if (top_stop_sig == SIGTERM || top_stop_sig == SIGHUP || top_stop_sig == SIGQUIT)
         rc = 128 + top_stop_sig;
-    client_free(t.c);
+    for (size_t i = 0; i < n; i++)
+        client_free(cs[i]);
     tv_sample_free(&t.cur);
     tv_sample_free(&t.prev);
     tv_buf_free(&t.frame);

@@ -1,4 +1,4 @@
-/* top.h: `sluice top`, a live view of a broker in a terminal (and one
+/* top.h: `sluice top`, a live view of a broker (or a cluster's nodes) in a terminal (and one
  * frame for scripts with --once). The frame itself is made by topview.c;
  * this module owns the terminal, the signals and the polling loop.
  */
@@ -23,9 +23,10 @@ extern const char top_usage_text[];
 /* A --interval value: seconds, 0.1 to 3600. False if it is not one. */
 bool top_interval_parse(const char *s, double *out);
 
-/* Run `sluice top` on the connected client c (freed before returning);
- * addr is the server's address as given, for the header. Returns the exit
- * status: 0 (q, Ctrl-C), 1 (error), 128+N (stopped by SIGTERM/SIGHUP). */
-int top_run(client_t *c, const char *addr, const top_opts_t *o);
+/* Run `sluice top` on cs[0..n), one connected client per node (freed
+ * before returning); addrs[i] is node i's address as given, for the header
+ * and the NODE column. Returns the exit status: 0 (q, Ctrl-C), 1 (error),
+ * 128+N (stopped by SIGTERM/SIGHUP). */
+int top_run(client_t **cs, const char *const *addrs, size_t n, const top_opts_t *o);
 
 #endif

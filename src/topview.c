@@ -216,9 +216,37 @@ static double tv_rate(uint64_t now, uint64_t before, double dt)
     return (double)(now - before) / dt;
 }
 
+/* Names, then nodes (a topic left behind on a node that no longer owns
+ * it is a row of its own). */
 static int tv_cmp_name(const void *a, const void *b)
 {
-    return strcmp(((const tv_topic_t *)a)->name, ((const tv_topic_t *)b)->name);
+    const tv_topic_t *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+
+    if (c != 0 || x->node == y->node)
+        return c;
+    return strcmp(x->node ? x->node : "", y->node ? y->node : "");
+}
+
+void tv_server_add(tv_server_t *sum, const tv_server_t *one, bool first)
+{
+    if (first) {
+        *sum = *one;
+        return;
+    }
+    sum->uptime_s = one->uptime_s < sum->uptime_s ? one->uptime_s : sum->uptime_s;
+    sum->connections += one->connections;
+    sum->topics += one->topics;
+    sum->messages += one->messages;
+    sum->bytes += one->bytes;
+    sum->blocked += one->blocked;
+    if (one->max_loop_stall_ms > sum->max_loop_stall_ms)
+        sum->max_loop_stall_ms = one->max_loop_stall_ms;
+#define TV_SUM(f, help) sum->c.f += one->c.f;
+    SLUICE_COUNTERS(TV_SUM)
+#undef TV_SUM
+    sum->redis_connected = sum->redis_connected && one->redis_connected;
+    sum->redis_lag_ops += one->redis_lag_ops;
 }
 
 void tv_rates(tv_sample_t *cur, tv_sample_t *prev)
@@ -314,7 +342,7 @@ static int tv_cmp_rows(const void *a, const void *b, void *arg)
         c = vx > vy ? -1 : vx < vy ? 1 : 0;  /* biggest first */
     }
     if (c == 0)
-        c = strcmp(x->name, y->name);
+        c = tv_cmp_name(x, y);
     return o->reverse ? -c : c;
 }
 
@@ -481,18 +509,24 @@ static const struct {
 /* Column widths of one frame. */
 typedef struct tv_layout {
     int name_w, bar_w;
+    int node_w;         /* 0: no NODE column */
 } tv_layout_t;
 
 static tv_layout_t tv_layout(const tv_sample_t *s, const tv_view_t *v)
 {
-    tv_layout_t l = { 5, TV_BAR_PLAIN };  /* "TOPIC" */
+    tv_layout_t l = { 5, TV_BAR_PLAIN, v->node_col ? 4 : 0 };  /* "TOPIC", "NODE" */
     int fixed = 0;
 
     for (size_t i = 0; i < s->n; i++) {
         int n = (int)strlen(s->topics[i].name);
         if (n > l.name_w)
             l.name_w = n;
+        int nw = s->topics[i].node ? (int)strlen(s->topics[i].node) : 0;
+        if (l.node_w && nw > l.node_w)
+            l.node_w = nw;
     }
+    if (l.node_w)
+        fixed += l.node_w + 1;
     if (v->width <= 0)
         return l;  /* not a terminal: nothing is cut */
     if (l.name_w > TV_NAME_MAX)
@@ -544,6 +578,8 @@ static void tv_titles(tv_buf_t *b, const tv_view_t *v, const tv_layout_t *l)
     tv_text_t t = { .len = 0 };
 
     tv_add(&t, "%-*s", l->name_w, v->key == TV_KEY_NAME ? "TOPIC*" : "TOPIC");
+    if (l->node_w)
+        tv_add(&t, " %-*s", l->node_w, "NODE");
     for (size_t c = 0; c < TV_NCOLS; c++) {
         char label[16];
         snprintf(label, sizeof label, "%s%s", v->key == tv_cols[c].key ? "*" : "",
@@ -565,6 +601,8 @@ static void tv_row(tv_buf_t *b, const tv_view_t *v, const tv_layout_t *l, const 
         tv_add(&t, "%.*s~", l->name_w - 1, r->name);
     else
         tv_add(&t, "%-*s", l->name_w, r->name);
+    if (l->node_w)
+        tv_add(&t, " %-*s", l->node_w, r->node ? r->node : "-");
     for (size_t c = 0; c < TV_NCOLS; c++) {
         const char *s;
         if (tv_cols[c].key == TV_KEY_PUB)

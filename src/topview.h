@@ -35,6 +35,7 @@ typedef struct tv_topic {
     uint64_t ready, delayed, in_flight, bytes, consumers, blocked, max_messages, max_bytes;
     tv_counters_t c;
     double pub_rate, ack_rate;  /* per second; < 0 while unknown (first sample) */
+    const char *node;           /* the node it is on, with several (else NULL); the caller's */
 } tv_topic_t;
 
 /* The server, from `STATS`. */
@@ -64,11 +65,17 @@ int tv_parse_topic(const char *body, size_t len, tv_topic_t *t);
  * memory; s is unchanged). */
 int tv_sample_add(tv_sample_t *s, const char *body, size_t len);
 
+/* Add one node's server counters into sum (a cluster's view): counts and
+ * counters add up, the uptime is the youngest node's, Redis is connected
+ * only if it is on every node. `first` starts the sum. */
+void tv_server_add(tv_server_t *sum, const tv_server_t *one, bool first);
+
 /* Forget the rows (keeping their memory) / free them. */
 void tv_sample_clear(tv_sample_t *s);
 void tv_sample_free(tv_sample_t *s);
 
-/* Rates of cur from the deltas since prev (NULL: none yet). A topic new
+/* Rates of cur from the deltas since prev (NULL: none yet). A topic (by
+ * name and node) new
  * since prev, a counter that went backwards (the broker restarted) or no
  * time between the samples leaves the rate unknown. Reorders prev. */
 void tv_rates(tv_sample_t *cur, tv_sample_t *prev);
@@ -105,7 +112,8 @@ typedef struct tv_view {
     bool help;          /* the key help line at the bottom */
     tv_key_t key;
     bool reverse;
-    const char *addr;   /* the server, for the header */
+    const char *addr;   /* the server (or "3 nodes"), for the header */
+    bool node_col;      /* a NODE column: the rows come from several nodes */
     double interval;    /* seconds between refreshes, for the header */
 } tv_view_t;
 

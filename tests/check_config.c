@@ -1,6 +1,7 @@
 /* check_config.c: unit tests of the YAML config loader (src/config.c):
  * defaults, the example file, units, per-topic merging, and the exact
- * FILE:LINE:COL of every kind of error.
+ * FILE:LINE:COL of every kind of error; and of the client's config file
+ * and node lists (src/config_client.c).
  */
 #include <check.h>
 #include <stdio.h>
@@ -1042,6 +1043,116 @@ START_TEST(test_names)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* The client's config file and node lists (config_client.c)           */
+
+static client_conf_t cc;
+
+static int load_client(const char *yaml)
+{
+    err[0] = '\0';
+    config_client_free(&cc);
+    return config_client_load_string("c.yaml", yaml, strlen(yaml), &cc, err, sizeof(err));
+}
+
+#define ck_client_error(yaml, want)                                                        \
+    do {                                                                                   \
+        ck_assert_msg(load_client(yaml) < 0, "loaded, expected error: %s", (want));        \
+        ck_assert_msg(strcmp(err, (want)) == 0, "\nexpected: %s\n     got: %s", (want), err); \
+    } while (0)
+
+START_TEST(test_client_file)
+{
+    ck_assert_msg(load_client("nodes: [10.0.0.1:7700, \"10.0.0.2:7700\", host.example:7700]\n")
+                      == 0, "%s", err);
+    ck_assert_uint_eq(cc.nnodes, 3);
+    ck_assert_str_eq(cc.nodes[0], "10.0.0.1:7700");
+    ck_assert_str_eq(cc.nodes[1], "10.0.0.2:7700");
+    ck_assert_str_eq(cc.nodes[2], "host.example:7700");
+    ck_assert_int_eq(load_client("# one node\nnodes:\n  - \"[::1]:7700\"\n"), 0);
+    ck_assert_uint_eq(cc.nnodes, 1);
+    ck_assert_str_eq(cc.nodes[0], "[::1]:7700");
+    ck_assert_int_eq(load_client("nodes: b.example:7700\n"), 0);  /* a scalar: one */
+    ck_assert_str_eq(cc.nodes[0], "b.example:7700");
+    /* a node is reached over TCP, and its name is what is hashed */
+    ck_client_error("nodes: [unix:/run/sluice.sock]\n",
+                    "c.yaml:1:9: bad node address 'unix:/run/sluice.sock': unix sockets are not "
+                    "allowed here (use host:port or [v6]:port, as the daemons' cluster.nodes "
+                    "spell it)");
+    config_client_free(&cc);
+    config_client_free(&cc);  /* twice is fine */
+}
+END_TEST
+
+START_TEST(test_client_file_errors)
+{
+    ck_client_error("", "c.yaml:1:1: no nodes: (a client config file is `nodes: [host:port, ...]`)");
+    ck_client_error("# nothing\n",
+                    "c.yaml:1:1: no nodes: (a client config file is `nodes: [host:port, ...]`)");
+    ck_client_error("[a, b]\n", "c.yaml:1:1: the top level must be a mapping, not a list");
+    ck_client_error("nodes: [a:1]\nnode: [b:2]\n",
+                    "c.yaml:2:1: unknown key 'node' in a client config file (did you mean "
+                    "'nodes'?)");
+    ck_client_error("nodes: [a:1]\nnodes: [b:2]\n",
+                    "c.yaml:2:1: duplicate key 'nodes' in a client config file");
+    ck_client_error("nodes: []\n", "c.yaml:1:8: nodes needs at least one address");
+    ck_client_error("nodes:\n", "c.yaml:1:7: nodes needs at least one address");
+    ck_client_error("nodes: {a: 1}\n", "c.yaml:1:8: nodes must be a list of addresses, not a "
+                                        "mapping");
+    ck_client_error("nodes:\n  - 10.0.0.1:7700\n  - [x]\n",
+                    "c.yaml:3:5: nodes must be addresses, not a list");
+    ck_client_error("nodes:\n  - 10.0.0.1:7700\n  - 10.0.0.2:99999\n",
+                    "c.yaml:3:5: bad node address '10.0.0.2:99999': port must be 1..65535 (use "
+                    "host:port or [v6]:port, as the daemons' cluster.nodes spell it)");
+    ck_client_error("nodes: [\"a:1,b:2\"]\n",
+                    "c.yaml:1:9: bad node address 'a:1,b:2': blanks, commas, quotes, backslashes "
+                    "and control characters are not allowed (use host:port or [v6]:port, as "
+                    "the daemons' cluster.nodes spell it)");
+    ck_client_error("nodes: [a:1, b:2, a:1]\n", "c.yaml:1:19: node 'a:1' is listed twice");
+    ck_client_error("nodes: [a:1\n", "c.yaml:2:1: did not find expected ',' or ']' (while "
+                                     "parsing a flow sequence at 1:8)");
+    ck_client_error("nodes: [a:1]\n---\nnodes: [b:2]\n",
+                    "c.yaml:2:1: a second YAML document starts here (a config file holds one)");
+    ck_assert_int_eq(config_client_load_file("/nonexistent/c.yaml", &cc, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "/nonexistent/c.yaml: cannot open: No such file or directory");
+}
+END_TEST
+
+static int parse_nodes(const char *list)
+{
+    err[0] = '\0';
+    config_client_free(&cc);
+    return config_nodes_parse(list, "--nodes", &cc, err, sizeof(err));
+}
+
+START_TEST(test_node_lists)
+{
+    ck_assert_int_eq(parse_nodes("10.0.0.1:7700"), 0);
+    ck_assert_uint_eq(cc.nnodes, 1);
+    ck_assert_int_eq(parse_nodes("10.0.0.1:7700,10.0.0.2:7700, [::1]:7700 ,\tb:1"), 0);
+    ck_assert_uint_eq(cc.nnodes, 4);
+    ck_assert_str_eq(cc.nodes[1], "10.0.0.2:7700");
+    ck_assert_str_eq(cc.nodes[2], "[::1]:7700");  /* blanks around an entry are dropped */
+    ck_assert_str_eq(cc.nodes[3], "b:1");
+    ck_assert_int_eq(parse_nodes(""), -1);
+    ck_assert_str_eq(err, "--nodes: bad node address '': no node given");
+    ck_assert_int_eq(parse_nodes("a:1,,b:2"), -1);
+    ck_assert_str_eq(err, "--nodes: bad node address '': an empty entry (two commas in a row?)");
+    ck_assert_int_eq(parse_nodes("a:1,"), -1);
+    ck_assert_str_eq(err, "--nodes: bad node address '': an empty entry (two commas in a row?)");
+    ck_assert_int_eq(parse_nodes("a:1,b:0"), -1);
+    ck_assert_str_eq(err, "--nodes: bad node address 'b:0': port must be 1..65535");
+    ck_assert_int_eq(parse_nodes("a:1,a b:2"), -1);
+    ck_assert_str_eq(err, "--nodes: bad node address 'a b:2': blanks, commas, quotes, backslashes "
+                          "and control characters are not allowed");
+    ck_assert_int_eq(parse_nodes("a:1,b:2,a:1"), -1);
+    ck_assert_str_eq(err, "--nodes: node 'a:1' is listed twice");
+    ck_assert_ptr_null(config_node_check("h:1", 3));
+    ck_assert_ptr_nonnull(config_node_check("h:1", 0));
+    config_client_free(&cc);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -1082,6 +1193,12 @@ static Suite *config_suite(void)
     tcase_add_test(te, test_error_cluster);
     tcase_add_test(te, test_error_sentinel);
     suite_add_tcase(s, te);
+
+    TCase *tcl = tcase_create("client");
+    tcase_add_test(tcl, test_client_file);
+    tcase_add_test(tcl, test_client_file_errors);
+    tcase_add_test(tcl, test_node_lists);
+    suite_add_tcase(s, tcl);
     return s;
 }
 

@@ -2,7 +2,8 @@
  * STATS bodies (made by the server's own stats.c, so the two cannot drift
  * apart) parsed into samples, malformed bodies refused, rates from counter
  * deltas, sort keys and orders, and rendered frames: rows, the bound bar,
- * compact numbers, width and height limits, no escape codes when plain.
+ * compact numbers, width and height limits, no escape codes when plain;
+ * and rows from several nodes (a NODE column, the server counters summed).
  */
 #include <check.h>
 #include <stdio.h>
@@ -416,6 +417,57 @@ START_TEST(test_render_no_topics)
 }
 END_TEST
 
+/* ---- several nodes ---- */
+
+/* A topic left on a node that no longer owns it is a row of its own, with
+ * its own rate; the NODE column names each row's node; the server line
+ * adds the nodes up. */
+START_TEST(test_nodes_rows_rates_and_sums)
+{
+    static const char *const names[] = {"a", "a", "b"};
+    static const char *const where[] = {"10.0.0.1:7700", "10.0.0.2:7700", "10.0.0.2:7700"};
+    const uint64_t pub0[] = {10, 100, 5}, pub1[] = {20, 300, 5};
+    tv_sample_t s0, s1;
+    tv_buf_t b = { 0 };
+    tv_view_t v = { .addr = "2 nodes", .node_col = true, .interval = 1 };
+    char l[512];
+
+    sample_of(&s0, 1.0, names, pub0, 3);
+    sample_of(&s1, 2.0, names, pub1, 3);
+    for (size_t i = 0; i < 3; i++)
+        s0.topics[i].node = s1.topics[i].node = where[i];
+    tv_rates(&s1, &s0);
+    ck_assert_double_eq_tol(s1.topics[0].pub_rate, 10.0, 1e-9);
+    ck_assert_double_eq_tol(s1.topics[1].pub_rate, 200.0, 1e-9);
+    tv_server_t one = { .uptime_s = 50, .connections = 2, .topics = 1, .redis_connected = true },
+                two = { .uptime_s = 7, .connections = 3, .topics = 2, .redis_connected = false };
+    one.c.published = 40;
+    two.c.published = 2;
+    tv_server_add(&s1.srv, &one, true);
+    tv_server_add(&s1.srv, &two, false);
+    ck_assert_uint_eq(s1.srv.connections, 5);
+    ck_assert_uint_eq(s1.srv.topics, 3);
+    ck_assert_uint_eq(s1.srv.uptime_s, 7);          /* the youngest node */
+    ck_assert_uint_eq(s1.srv.c.published, 42);
+    ck_assert(!s1.srv.redis_connected);             /* not on every node */
+    tv_sort(&s1, TV_KEY_NAME, false);
+    ck_assert_int_eq(tv_render(&b, &s1, &v), 0);
+    ck_assert_ptr_nonnull(strstr(b.p, "sluice top  2 nodes  "));
+    ck_assert_ptr_nonnull(strstr(b.p, "\nTOPIC* NODE "));
+    const char *a1 = strstr(b.p, "\na     10.0.0.1:7700 "), *a2 = strstr(b.p, "\na     10.0.0.2:7700 ");
+    ck_assert_msg(a1 && a2 && a1 < a2, "%s", b.p);  /* by name, then node */
+    line_with(b.p, "b     10.0.0.2:7700", l, sizeof l);
+    ck_assert_msg(l[0] != '\0', "%s", b.p);
+    /* one node: no column */
+    v.node_col = false;
+    ck_assert_int_eq(tv_render(&b, &s1, &v), 0);
+    ck_assert_ptr_null(strstr(b.p, "NODE"));
+    tv_buf_free(&b);
+    tv_sample_free(&s0);
+    tv_sample_free(&s1);
+}
+END_TEST
+
 static Suite *topview_suite(void)
 {
     Suite *s = suite_create("topview");
@@ -434,6 +486,7 @@ static Suite *topview_suite(void)
     tcase_add_test(t, test_render_compacts_big_numbers);
     tcase_add_test(t, test_render_fits_the_terminal);
     tcase_add_test(t, test_render_no_topics);
+    tcase_add_test(t, test_nodes_rows_rates_and_sums);
     suite_add_tcase(s, t);
     return s;
 }

@@ -42,12 +42,19 @@ void ck_expect_prefix(tc_t *c, const char *prefix)
 
 int ck_sluice(char **out, const char *addr, const char *redirect, const char *fmt, va_list ap)
 {
-    char args[4096], cmd[8192];
-    int status = -1;
+    char args[4096], line[4200];
 
     vsnprintf(args, sizeof args, fmt, ap);
-    snprintf(cmd, sizeof cmd, "'%s' -s %s %s %s", sd_bin("SLUICE", "../src/sluice"), addr, args,
-             redirect);
+    snprintf(line, sizeof line, "-s %s %s %s", addr, args, redirect);
+    return ck_sluice_line(out, "", line);
+}
+
+int ck_sluice_line(char **out, const char *env, const char *args)
+{
+    char cmd[8192];
+    int status = -1;
+
+    snprintf(cmd, sizeof cmd, "%s '%s' %s", env, sd_bin("SLUICE", "../src/sluice"), args);
     char *o = run_capture(cmd, &status);
     ck_assert_ptr_nonnull(o);
     if (out)

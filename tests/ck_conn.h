@@ -27,4 +27,8 @@ void ck_expect_prefix(tc_t *c, const char *prefix);
  * the caller; with out NULL it is dropped); returns its wait status. */
 int ck_sluice(char **out, const char *addr, const char *redirect, const char *fmt, va_list ap);
 
+/* Run `ENV sluice ARGS` through the shell (ENV: a prefix such as
+ * "NAME=value" or "env -u NAME", or ""); stdout and the status as above. */
+int ck_sluice_line(char **out, const char *env, const char *args);
+
 #endif

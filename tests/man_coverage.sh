@@ -2,7 +2,7 @@
 # tests/man_coverage.sh: the man pages cannot fall behind the code. Every
 # option in the getopt tables of the daemon and the client, every subcommand
 # of the client and every key in the field tables of src/config*.c must appear as
-# an item of its page, and every page must render without a groff warning.
+# an item of its page (config_client.c's, the client's own file, in sluice.1), and every page must render without a groff warning.
 # Each key read from the source is also fed to `sluiced -t`, which must not
 # call it unknown: a broken extraction fails instead of passing silently.
 set -uo pipefail
@@ -89,6 +89,16 @@ for c in $cmds; do
 done
 echo "sluice.1: $n subcommands checked"
 
+# ---- the client's config file (src/config_client.c): each key an item of sluice.1 ----
+client_keys=$(sed -n '/^static const config_field_t config_client_fields\[\] = {/,/^};/p' \
+    "$src/src/config_client.c" | grep -oE '"[a-z_]+"' | tr -d '"')
+[[ -n $client_keys ]] || fail "config_client.c: no keys read from config_client_fields"
+tags "$man/sluice.1" >"$tmp/sluice.tags"
+for k in $client_keys; do
+    grep -qE "^       $k( |$)" "$tmp/sluice.tags" || fail "sluice.1: no item for the client config key $k"
+done
+echo "sluice.1: $(wc -w <<<"$client_keys") client config keys checked"
+
 # ---- config keys: every string in each config_*_fields table of src/config*.c ----
 # table -> "where sluiced -t finds it|prefix in the page" (root: empty).
 # A table not listed here fails: map it when you add it.
@@ -102,8 +112,9 @@ out=$("$sluiced" -t -c "$tmp/probe.yaml" 2>&1)
 grep -q "unknown key 'bogus_probe_key'" <<<"$out" ||
     fail "sluiced -t does not report an unknown key the way this test expects"
 cat "$src"/src/config*.c >"$tmp/config.c"
+# config_client_fields is the sluice client's own file, not sluiced's: below.
 tables=$(grep -oE '^static const config_field_t config_[a-z]+_fields\[\]' "$tmp/config.c" |
-    sed -E 's/.*config_([a-z]+)_fields.*/\1/')
+    sed -E 's/.*config_([a-z]+)_fields.*/\1/' | grep -vx client)
 total=0
 for t in $tables; do
     [[ -n ${where[$t]+x} ]] || { fail "config.c: table config_${t}_fields is not mapped here"; continue; }

@@ -12,17 +12,24 @@ replies go to their subscription. The API is documented in docs/python.md.
     async for msg in client.subscribe("jobs", credit=64):
         ...
         await msg.ack()
+
+Over a cluster, `await sluice.connect(nodes=["10.0.0.1:7700", ...])` (or
+$SLUICE_NODES) gives a Cluster with the same commands: each topic goes to
+its owner by rendezvous hashing (place_owner, the function src/place.c
+has), over one connection per node, and a -MOVED reply is followed.
 """
 
 import asyncio
 import collections
 import logging
+import os
 import re
 
 __all__ = [
-    "connect", "Client", "Message", "Subscription",
+    "connect", "connect_cluster", "Client", "Cluster", "Message", "Subscription",
     "SluiceError", "ReplyError", "Full", "TooBig", "NotFound", "NoAuth",
-    "Denied", "Busy", "Timeout", "ConnectionLost", "ProtocolError", "PublishCancelled",
+    "Denied", "Busy", "Timeout", "Moved", "ConnectionLost", "ProtocolError",
+    "PublishCancelled", "place_weight", "place_owner", "parse_nodes",
 ]
 
 log = logging.getLogger("sluice")
@@ -73,6 +80,15 @@ class Timeout(ReplyError, TimeoutError):
     """-TIMEOUT: GET or JOIN found nothing in time."""
 
 
+class Moved(ReplyError):
+    """-MOVED topic host:port: this node does not own the topic; `addr` does
+    (as the daemons' cluster.nodes spell it). A Cluster follows it."""
+
+    def __init__(self, code, text):
+        super().__init__(code, text)
+        self.topic, _, self.addr = text.partition(" ")
+
+
 class ConnectionLost(SluiceError, ConnectionError):
     """The connection closed or failed.
 
@@ -105,7 +121,7 @@ class ProtocolError(SluiceError):
 
 
 _ERRORS = {"FULL": Full, "TOOBIG": TooBig, "NOTFOUND": NotFound, "NOAUTH": NoAuth,
-           "DENIED": Denied, "BUSY": Busy, "TIMEOUT": Timeout}
+           "DENIED": Denied, "BUSY": Busy, "TIMEOUT": Timeout, "MOVED": Moved}
 
 
 def _reply_error(line):
@@ -202,7 +218,34 @@ class _Slot:
         self.sub = sub            # the Subscription a SUB makes live
 
 
-class Subscription:
+class _Iterated:
+    """`async for` over next() and `async with`, for a subscription that
+    has _start(), next(), close_nowait() and close(): leaving the loop
+    closes it."""
+
+    def __aiter__(self):
+        return self._iterate()
+
+    async def _iterate(self):
+        try:
+            while True:
+                try:
+                    msg = await self.next()
+                except StopAsyncIteration:
+                    return
+                yield msg
+        finally:
+            self.close_nowait()
+
+    async def __aenter__(self):
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+
+class Subscription(_Iterated):
     """`async for msg in client.subscribe(topic)`; also `async with`.
 
     Leaving the loop (break, an exception, cancellation) closes the
@@ -256,20 +299,6 @@ class Subscription:
                 self._waiter = None
         return self._queue.popleft()
 
-    def __aiter__(self):
-        return self._iterate()
-
-    async def _iterate(self):
-        try:
-            while True:
-                try:
-                    msg = await self.next()
-                except StopAsyncIteration:
-                    return
-                yield msg
-        finally:
-            self.close_nowait()
-
     def close_nowait(self):
         """Send UNSUB and give back the messages not handed out; no wait."""
         if self.closed:
@@ -290,13 +319,6 @@ class Subscription:
         self.close_nowait()
         if was_open and not self._client._closed:
             await self._client.ping()
-
-    async def __aenter__(self):
-        await self._start()
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.close()
 
 
 class Client:
@@ -579,12 +601,28 @@ class Client:
             self._read_task.cancel()
 
 
-async def connect(host="127.0.0.1", port=7700, *, path=None, user=None, password=None,
+async def connect(host=None, port=None, *, nodes=None, path=None, user=None, password=None,
                   ssl=None, server_hostname=None, timeout=10.0, max_pending=4096):
     """Connect (TCP, or a Unix socket with `path=`, or TLS with `ssl=` an
     ssl.SSLContext), authenticate if `user` is given, and return a Client.
     `timeout` bounds connecting, the TLS handshake and AUTH; it raises
-    TimeoutError. `max_pending` bounds the unanswered PUBs of one client."""
+    TimeoutError. `max_pending` bounds the unanswered PUBs of one client.
+
+    With `nodes=` (a list of "host:port", or one string with commas), or
+    with neither host nor path given and $SLUICE_NODES set, return a Cluster
+    over those nodes instead (connect_cluster), which takes the same
+    keyword arguments for each of its connections."""
+    if nodes is None and host is None and path is None and os.environ.get("SLUICE_NODES"):
+        nodes = os.environ["SLUICE_NODES"]
+    if nodes is not None:
+        if host is not None or port is not None or path is not None:
+            raise ValueError("host/port/path and nodes exclude each other")
+        return await connect_cluster(nodes, user=user, password=password, ssl=ssl,
+                                     server_hostname=server_hostname, timeout=timeout,
+                                     max_pending=max_pending)
+    host = "127.0.0.1" if host is None else host
+    port = 7700 if port is None else port
+
     async def _open():
         kw = {} if ssl is None else {"ssl": ssl}
         if server_hostname is not None:
@@ -607,3 +645,257 @@ async def connect(host="127.0.0.1", port=7700, *, path=None, user=None, password
     if isinstance(host, str) and host.startswith("unix:") and path is None:
         path = host[5:]
     return await asyncio.wait_for(_open(), timeout)
+
+
+# ---- placement: which node owns a topic (src/place.c, docs/scaling.md) ----
+
+_MASK64 = (1 << 64) - 1
+_FNV_OFFSET = 0xcbf29ce484222325
+_FNV_PRIME = 0x100000001b3
+
+
+def _fnv(h, data):
+    for b in data:
+        h = ((h ^ b) * _FNV_PRIME) & _MASK64
+    return h
+
+
+def _fmix64(k):
+    k ^= k >> 33
+    k = (k * 0xff51afd7ed558ccd) & _MASK64
+    k ^= k >> 33
+    k = (k * 0xc4ceb9fe1a85ec53) & _MASK64
+    k ^= k >> 33
+    return k
+
+
+def place_weight(node, topic):
+    """The weight of `node` (its address as the node list spells it) for
+    `topic`: MurmurHash3's finalizer over FNV-1a-64 of node, one 0x00 byte
+    and topic. The same number as src/place.c's place_weight."""
+    node = node.encode() if isinstance(node, str) else node
+    topic = topic.encode() if isinstance(topic, str) else topic
+    return _fmix64(_fnv(_fnv(_FNV_OFFSET, node), b"\0" + topic))
+
+
+def place_owner(nodes, topic):
+    """The index in `nodes` of topic's owner: the highest weight wins, the
+    lower index on a tie (rendezvous hashing)."""
+    best, top = 0, place_weight(nodes[0], topic)
+    for i in range(1, len(nodes)):
+        w = place_weight(nodes[i], topic)
+        if w > top:
+            best, top = i, w
+    return best
+
+
+_NODE_BAD = re.compile(r'[\x00-\x20\x7f,"\\]')
+
+
+def _split_addr(addr):
+    """'host:port' or '[v6]:port' into (host, port), or ValueError."""
+    if _NODE_BAD.search(addr) or not addr or len(addr) > 127:
+        raise ValueError(f"bad node address {addr!r}")
+    if addr.startswith("["):
+        host, sep, rest = addr[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"bad node address {addr!r}: use [v6]:port")
+        port = rest[1:]
+    else:
+        host, sep, port = addr.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"bad node address {addr!r}: missing :port")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"bad node address {addr!r}: use host:port, port 1..65535")
+    return host, int(port)
+
+
+def parse_nodes(nodes):
+    """A node list as a list of addresses, checked: a list (or tuple), or
+    one string "host:port,host:port" as $SLUICE_NODES and `sluice --nodes`
+    take it (blanks around an entry dropped). No entry twice."""
+    if isinstance(nodes, str):
+        nodes = [n.strip(" \t") for n in nodes.split(",")]
+    nodes = list(nodes)
+    if not nodes:
+        raise ValueError("empty node list")
+    for n in nodes:
+        _split_addr(n)
+    if len(set(nodes)) != len(nodes):
+        raise ValueError(f"a node is listed twice in {nodes!r}")
+    return nodes
+
+
+# How many times a command follows -MOVED before giving up.
+MAX_HOPS = 3
+
+
+class _ClusterSubscription(_Iterated):
+    """A Subscription on the topic's owner, found when it starts (a -MOVED
+    answer to SUB moves it); otherwise it is that node's Subscription."""
+
+    def __init__(self, cluster, topic, credit):
+        self._cluster = cluster
+        self.topic = topic
+        self.credit = credit
+        self._sub = None
+        self.closed = False
+
+    async def _start(self):
+        if self._sub is None:
+            self._sub = await self._cluster._routed(self.topic, self._try)
+        return self._sub
+
+    async def _try(self, client):
+        sub = client.subscribe(self.topic, self.credit)
+        await sub._start()
+        return sub
+
+    async def next(self):
+        return await (await self._start()).next()
+
+    def close_nowait(self):
+        self.closed = True
+        if self._sub is not None:
+            self._sub.close_nowait()
+
+    async def close(self):
+        self.closed = True
+        if self._sub is not None:
+            await self._sub.close()
+
+
+class Cluster:
+    """The nodes of a cluster as one client: each topic's commands go to its
+    owner (place_owner over the node list, spelled exactly as the daemons'
+    cluster.nodes), over one connection per node, made when first needed.
+    A -MOVED answer (the list is stale) is followed, at most MAX_HOPS
+    times, with one warning logged, and remembered for that topic.
+    Make it with `await sluice.connect(nodes=...)` or connect_cluster()."""
+
+    def __init__(self, nodes, **connect_kw):
+        self.nodes = parse_nodes(nodes)
+        self._kw = connect_kw
+        self._conns = {}       # address -> Task giving its Client
+        self._moved = {}       # topic -> the address a -MOVED named
+        self._warned = False
+        self._closed = False
+
+    def owner(self, topic):
+        """The address topic's commands go to first."""
+        topic = _check_topic(topic)
+        return self._moved.get(topic) or self.nodes[place_owner(self.nodes, topic)]
+
+    async def client(self, addr):
+        """The connection to node `addr` (made now if there is none)."""
+        if self._closed:
+            raise ConnectionLost("cluster is closed", sent=False)
+        task = self._conns.get(addr)
+        if task is not None and task.done() and (task.cancelled() or task.exception() or
+                                                 task.result()._closed):
+            task = None  # failed, or lost since: connect again
+        if task is None:
+            host, port = _split_addr(addr)
+            task = asyncio.ensure_future(connect(host, port, **self._kw))
+            self._conns[addr] = task
+        return await asyncio.shield(task)
+
+    async def _routed(self, topic, fn):
+        """fn(client) on topic's owner, following -MOVED."""
+        addr = self.owner(topic)
+        for hop in range(MAX_HOPS + 1):
+            try:
+                return await fn(await self.client(addr))
+            except Moved as e:
+                if hop == MAX_HOPS:
+                    raise
+                if not self._warned:
+                    self._warned = True
+                    log.warning("the node list looks stale: %s says %s is on %s "
+                                "(following -MOVED)", addr, topic, e.addr)
+                self._moved[topic] = addr = e.addr
+
+    async def publish(self, topic, data, delay=None):
+        """Client.publish on the topic's owner."""
+        return await self._routed(topic, lambda c: c.publish(topic, data, delay))
+
+    def subscribe(self, topic, credit=64):
+        """Client.subscribe on the topic's owner (found when it starts)."""
+        return _ClusterSubscription(self, _check_topic(topic), int(credit))
+
+    async def get(self, topic, timeout=None):
+        return await self._routed(topic, lambda c: c.get(topic, timeout))
+
+    async def join(self, topic, timeout=None):
+        return await self._routed(topic, lambda c: c.join(topic, timeout))
+
+    async def stats(self, topic=None):
+        """A topic's counters (from its owner) as a dict; without a topic,
+        {address: that node's server counters} for every node."""
+        if topic is not None:
+            return await self._routed(topic, lambda c: c.stats(topic))
+        out = {}
+        for addr in self.nodes:
+            out[addr] = await (await self.client(addr)).stats()
+        return out
+
+    async def topics(self):
+        """Every node's topics, once each."""
+        seen = {}
+        for addr in self.nodes:
+            for t in await (await self.client(addr)).topics():
+                seen.setdefault(t, None)
+        return list(seen)
+
+    async def ping(self):
+        """PING every node."""
+        for addr in self.nodes:
+            await (await self.client(addr)).ping()
+
+    async def ack(self, *msgs):
+        """Acknowledge many messages, one ACK per node they came from."""
+        by_client = {}
+        for m in msgs:
+            if not isinstance(m, Message):
+                raise ValueError("Cluster.ack takes messages (an id alone names no node)")
+            by_client.setdefault(m._client, []).append(m.id)
+        for client, ids in by_client.items():
+            await client.ack(*ids)
+
+    async def close(self, timeout=5.0):
+        """Close every node's connection (Client.close)."""
+        self._closed = True
+        tasks, self._conns = list(self._conns.values()), {}
+        for task in tasks:
+            try:
+                client = await task
+            except BaseException:
+                continue
+            await client.close(timeout)
+
+    def abort(self):
+        self._closed = True
+        for task in self._conns.values():
+            if task.done() and not task.cancelled() and task.exception() is None:
+                task.result().abort()
+            else:
+                task.cancel()
+        self._conns = {}
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+
+async def connect_cluster(nodes=None, **connect_kw):
+    """A Cluster over `nodes` (a list of "host:port", or one string with
+    commas; None: $SLUICE_NODES). It connects to a node when a command
+    first needs it; `connect_kw` (user, password, ssl, timeout, ...) is
+    passed to connect() for each."""
+    if nodes is None:
+        nodes = os.environ.get("SLUICE_NODES")
+        if not nodes:
+            raise ValueError("no node list: pass nodes= or set $SLUICE_NODES")
+    return Cluster(nodes, **connect_kw)

@@ -164,14 +164,36 @@ static void bench_produce(bench_worker_t *w, char *payload, uint64_t pad_sum)
     }
 }
 
+/* Connect w to its topic's owner. */
 static bool bench_connect(bench_worker_t *w, const char *role)
 {
-    char err[CLIENT_ERR_MAX];
+    char err[CLIENT_ERR_MAX], addr[CONFIG_NODE_MAX + 1];
+    bench_t *b = w->b;
 
-    w->c = client_connect(w->b->o.addr, w->b->o.target->port, BENCH_CONNECT_MS, err);
+    pthread_mutex_lock(&b->lock);
+    memcpy(addr, b->tp[w->tix].addr, sizeof addr);
+    pthread_mutex_unlock(&b->lock);
+    w->c = client_connect(addr, b->o.target->port, BENCH_CONNECT_MS, err);
     if (!w->c)
-        bench_note(w->b, true, "%s %u: %s", role, w->idx, err);
+        bench_note(b, true, "%s %u: %s", role, w->idx, err);
     return w->c != NULL;
+}
+
+bool bench_moved(bench_worker_t *w, const char *to)
+{
+    bench_t *b = w->b;
+    char from[sizeof w->c->addr];
+
+    snprintf(from, sizeof from, "%s", w->c->addr);
+    pthread_mutex_lock(&b->lock);
+    snprintf(b->tp[w->tix].addr, sizeof b->tp[w->tix].addr, "%s", to);
+    pthread_mutex_unlock(&b->lock);
+    if (!atomic_exchange(&b->warned_stale, true))
+        fprintf(stderr, "sluice: bench: the node list looks stale: %s says %s is on %s "
+                        "(following -MOVED)\n", from, w->topic, to);
+    client_free(w->c);
+    w->c = NULL;
+    return bench_connect(w, "consumer");
 }
 
 /* A load generator should not take the CPU from the server it measures:
@@ -226,6 +248,27 @@ static void *bench_consumer_main(void *arg)
 }
 /* ---- the run ---- */
 
+/* What each node delivered, by the address its consumers ended on (a
+ * node named twice, once by the list and once by a -MOVED, is one). Only
+ * when the run spread over several nodes or topics. */
+static void bench_tally_nodes(bench_t *b, bench_result_t *r)
+{
+    if (b->nodes.n < 2 && b->o.topics < 2)
+        return;
+    r->per_node = calloc(b->o.consumers, sizeof *r->per_node);
+    if (!r->per_node)
+        return;
+    for (unsigned c = 0; c < b->o.consumers; c++) {
+        const char *addr = b->tp[b->cons[c].tix].addr;
+        size_t i = 0;
+        while (i < r->nper_node && strcmp(r->per_node[i].addr, addr) != 0)
+            i++;
+        if (i == r->nper_node)
+            r->per_node[r->nper_node++].addr = addr;
+        r->per_node[i].received += b->cons[c].got;
+    }
+}
+
 /* Losses: accepted sequence numbers no consumer saw. */
 static void bench_tally(bench_t *b, bench_result_t *r)
 {
@@ -249,6 +292,7 @@ static void bench_tally(bench_t *b, bench_result_t *r)
     r->corrupt = atomic_load(&b->corrupt);
     r->stale = atomic_load(&b->stale);
     r->errors = atomic_load(&b->errors);
+    bench_tally_nodes(b, r);
     uint64_t last = b->t_start;
     for (unsigned c = 0; c < b->o.consumers; c++) {
         bench_hist_merge(r->hist, b->cons[c].hist);
@@ -372,19 +416,34 @@ static int bench_alloc(bench_t *b)
 {
     const bench_opts_t *o = &b->o;
 
+    b->ntp = o->topics ? o->topics : 1;
     b->seen = calloc(o->producers, sizeof *b->seen);
     b->prod = calloc(o->producers, sizeof *b->prod);
     b->cons = calloc(o->consumers, sizeof *b->cons);
-    if (!b->seen || !b->prod || !b->cons)
+    b->tp = calloc(b->ntp, sizeof *b->tp);
+    if (!b->seen || !b->prod || !b->cons || !b->tp)
         return -1;
+    for (unsigned t = 0; t < b->ntp; t++) {
+        bench_topic_t *tp = &b->tp[t];
+        if (o->topics)
+            snprintf(tp->name, sizeof tp->name, "%s.%u", o->topic, t);
+        else
+            snprintf(tp->name, sizeof tp->name, "%s", o->topic);
+        snprintf(tp->addr, sizeof tp->addr, "%s",
+                 client_nodes_owner(&b->nodes, tp->name, strlen(tp->name)));
+    }
     for (unsigned i = 0; i < o->producers; i++) {
         b->prod[i].b = b;
         b->prod[i].idx = i;
+        b->prod[i].tix = i % b->ntp;
+        b->prod[i].topic = b->tp[i % b->ntp].name;
         b->prod[i].quota = o->messages / o->producers + (i < o->messages % o->producers);
     }
     for (unsigned i = 0; i < o->consumers; i++) {
         b->cons[i].b = b;
         b->cons[i].idx = i;
+        b->cons[i].tix = i % b->ntp;
+        b->cons[i].topic = b->tp[i % b->ntp].name;
         b->cons[i].hist = malloc(sizeof *b->cons[i].hist);
         if (!b->cons[i].hist)
             return -1;
@@ -408,6 +467,7 @@ static void bench_free(bench_t *b)
     free(b->seen);
     free(b->prod);
     free(b->cons);
+    free(b->tp);
     pthread_mutex_destroy(&b->lock);
 }
 
@@ -452,18 +512,74 @@ static int bench_execute(bench_t *b)
         bench_report_json(&b->o, &r);
     else
         bench_report_text(&b->o, &r);
+    free(r.per_node);
     fflush(stdout);
     bool bad = r.lost || r.dups || r.corrupt || r.errors || atomic_load(&b->abort);
     return bad ? 1 : 0;
 }
 
-int bench_main(int argc, char **argv, const char *addr)
+/* The node list from bench's own options, else those before it; only
+ * the sluice target takes a list (and the environment's). 0, or the exit
+ * status after saying why. */
+static int bench_settle(bench_t *b, const bench_conn_t *pre, char **joined)
+{
+    bench_opts_t *o = &b->o;
+    bool sluice = o->target == &bsl_target;
+    client_nodes_opts_t no = {
+        .nodes = o->nodes_opt ? o->nodes_opt : pre->nodes,
+        .server = o->addr ? o->addr : pre->server,
+        .config = o->config ? o->config : pre->config,
+        .fallback = sluice ? NULL : o->target->addr,
+        .no_env = !sluice,
+    };
+    char err[CONFIG_ERR_MAX + 64];
+
+    if (!sluice && (no.nodes || no.config || o->topics)) {
+        fprintf(stderr, "sluice: bench: --nodes, --config and --topics are for -T sluice\n"
+                        "Try 'sluice bench --help'.\n");
+        return 2;
+    }
+    if (o->topics > o->consumers) {
+        fprintf(stderr, "sluice: bench: --topics %u needs at least %u consumers (one a topic)\n"
+                        "Try 'sluice bench --help'.\n", o->topics, o->topics);
+        return 2;
+    }
+    if (o->topics && strlen(o->topic) + 11 > PROTO_TOPIC_MAX) {
+        fprintf(stderr, "sluice: bench: --topic too long for --topics\n");
+        return 2;
+    }
+    int rc = client_nodes_resolve(&b->nodes, &no, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "sluice: bench: %s\n%s", err,
+                rc == CLIENT_NODES_USAGE ? "Try 'sluice bench --help'.\n" : "");
+        return rc == CLIENT_NODES_USAGE ? 2 : 1;
+    }
+    if (b->nodes.n == 1) {
+        o->addr = b->nodes.v[0];
+        return 0;
+    }
+    size_t len = 0;
+    for (size_t i = 0; i < b->nodes.n; i++)
+        len += strlen(b->nodes.v[i]) + 1;
+    if ((*joined = malloc(len)) == NULL) {
+        fprintf(stderr, "sluice: bench: out of memory\n");
+        return 1;
+    }
+    char *p = *joined;
+    for (size_t i = 0; i < b->nodes.n; i++)
+        p += sprintf(p, "%s%s", i ? "," : "", b->nodes.v[i]);
+    o->addr = *joined;
+    return 0;
+}
+
+int bench_main(int argc, char **argv, const bench_conn_t *pre)
 {
     bench_t *b = calloc(1, sizeof *b);
+    char *joined = NULL;
     if (!b)
         return 1;
     b->o = (bench_opts_t){
-        .target = &bsl_target, .addr = addr, .producers = 1, .consumers = 1, .messages = 100000,
+        .target = &bsl_target, .producers = 1, .consumers = 1, .messages = 100000,
         .size = 64, .window = 64, .credit = 256, .ack_batch = 64, .topic = "bench",
         .drain_ms = 5000,
     };
@@ -480,11 +596,14 @@ int bench_main(int argc, char **argv, const char *addr)
         free(b);
         return rc;
     }
-    if (!b->o.addr)
-        b->o.addr = b->o.target->addr ? b->o.target->addr : client_default_addr();
-    b->run = bench_run_id();
-    rc = bench_execute(b);
+    rc = bench_settle(b, pre, &joined);
+    if (rc == 0) {
+        b->run = bench_run_id();
+        rc = bench_execute(b);
+    }
     bench_free(b);
+    client_nodes_free(&b->nodes);
+    free(joined);
     free(b);
     return rc;
 }

@@ -13,11 +13,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Entry point of `sluice bench`: argv[0] is "bench"; addr is the -s given
- * before the subcommand (NULL if none). Returns the exit status: 0 when
- * every message arrived once and intact, 1 when any was lost, duplicated
- * or corrupt or a server refused one, 2 on a usage error. */
-int bench_main(int argc, char **argv, const char *addr);
+/* The connection options given before the subcommand (NULL: not given). */
+typedef struct bench_conn {
+    const char *server;  /* -s */
+    const char *nodes;   /* --nodes */
+    const char *config;  /* --config */
+} bench_conn_t;
+
+/* Entry point of `sluice bench`: argv[0] is "bench"; pre holds what was
+ * given before the subcommand. Returns the exit status: 0 when every
+ * message arrived once and intact, 1 when any was lost, duplicated or
+ * corrupt or a server refused one, 2 on a usage error. */
+int bench_main(int argc, char **argv, const bench_conn_t *pre);
 
 /* ---- latency histogram: log-linear buckets, fixed size, no allocation ----
  * Values below 2^SUB_BITS get a bucket each; above, every power of two is

@@ -29,7 +29,11 @@ typedef struct bench_target bench_target_t;
 
 typedef struct bench_opts {
     const bench_target_t *target;
-    const char *addr;
+    const char *addr;       /* -s; once settled, the one node's address, or the nodes
+                             * joined by commas (for the report) */
+    const char *nodes_opt;  /* --nodes */
+    const char *config;     /* --config */
+    unsigned topics;        /* --topics N: NAME.0 .. NAME.N-1; 0: the one topic NAME */
     unsigned producers, consumers;
     uint64_t messages;      /* total; unused with duration */
     double duration;        /* seconds; 0 = run by --messages */
@@ -45,6 +49,8 @@ typedef struct bench_opts {
 typedef struct bench_worker {
     bench_t *b;
     unsigned idx;
+    unsigned tix;           /* its topic: b->tp[tix] (idx % topics) */
+    const char *topic;      /* that topic's name */
     pthread_t th;
     bool started;
     client_t *c;
@@ -114,8 +120,19 @@ void bench_seen_free(bench_seen_t *s);
 
 /* ---- the run (bench.c) ---- */
 
+/* One topic of the run and the node that owns it: place.h's owner, put
+ * right by the consumers if a node answers -MOVED (under b->lock). */
+typedef struct bench_topic {
+    char name[PROTO_TOPIC_MAX + 1];
+    char addr[CONFIG_NODE_MAX + 1];
+} bench_topic_t;
+
 struct bench {
     bench_opts_t o;
+    client_nodes_t nodes;   /* the settled node list */
+    bench_topic_t *tp;      /* ntp topics */
+    unsigned ntp;
+    atomic_bool warned_stale; /* the -MOVED line was printed */
     uint32_t run;           /* tells this run's messages from leftovers */
     bench_seen_t *seen;     /* one per producer */
     bench_worker_t *prod, *cons;
@@ -139,6 +156,10 @@ void bench_take(bench_worker_t *w, const char *p, size_t n);
 /* One I/O step of a consumer winding down; false once deadline_ns has
  * passed or the connection failed. */
 bool bench_wait_until(bench_worker_t *w, uint64_t deadline_ns);
+/* A consumer's first reply was -MOVED to `to`: record the topic's owner,
+ * say once that the node list looks stale, and connect w there. False
+ * (noted) if it cannot. */
+bool bench_moved(bench_worker_t *w, const char *to);
 
 /* ---- options (bench_opts.c) ---- */
 
@@ -148,10 +169,18 @@ int bench_opts_parse(int argc, char **argv, bench_opts_t *o);
 
 /* ---- report (bench_report.c) ---- */
 
+/* Messages one node delivered (to the consumers connected to it). */
+typedef struct bench_node_count {
+    const char *addr;
+    uint64_t received;
+} bench_node_count_t;
+
 typedef struct bench_result {
     uint64_t sent, accepted, unconfirmed, received, lost, dups, corrupt, stale, errors;
     double elapsed;         /* first publish to last new message, seconds */
     bench_hist_t *hist;
+    bench_node_count_t *per_node;  /* with several nodes or topics; else NULL */
+    size_t nper_node;
 } bench_result_t;
 
 void bench_report_text(const bench_opts_t *o, const bench_result_t *r);

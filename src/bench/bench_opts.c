@@ -20,6 +20,9 @@ static const char bench_usage_text[] =
     "  -s, --server ADDR      host:port or unix:/path (sluice: $SLUICE_ADDR or\n"
     "                         127.0.0.1:7700; redis 127.0.0.1:6379; beanstalkd 127.0.0.1:11300;\n"
     "                         relay 127.0.0.1:7709)\n"
+    "      --nodes LIST       sluice: host:port,host:port,... each topic on its owner\n"
+    "                         (default: as every command, sluice --help)\n"
+    "      --config FILE      sluice: a client config file with the node list\n"
     "  -p, --producers N      producer threads, one connection each (1)\n"
     "  -c, --consumers N      consumer threads, one connection each (1)\n"
     "  -n, --messages N       messages in all (100000)\n"
@@ -30,6 +33,8 @@ static const char bench_usage_text[] =
     "                         COUNT, beanstalkd reserves in flight (256)\n"
     "  -a, --ack-batch N      ids per ACK / XACK; beanstalkd deletes per write (64)\n"
     "  -t, --topic NAME       topic, stream key or tube (bench)\n"
+    "      --topics N         sluice: N topics NAME.0 .. NAME.N-1; producer and consumer k\n"
+    "                         on topic k %% N, each on that topic's node (needs N consumers)\n"
     "      --drain-timeout MS after the producers finish, how long to wait for\n"
     "                         missing messages before calling them lost (5000)\n"
     "      --sched POLICY     batch: worker threads run as SCHED_BATCH, so they do not\n"
@@ -72,6 +77,7 @@ static int bench_bad(const char *what, const char *arg)
 
 int bench_opts_parse(int argc, char **argv, bench_opts_t *o)
 {
+    enum { OPT_NODES = 0x100, OPT_CONFIG, OPT_TOPICS };
     static const struct option opts[] = {
         { "target", required_argument, NULL, 'T' },
         { "server", required_argument, NULL, 's' },
@@ -88,6 +94,9 @@ int bench_opts_parse(int argc, char **argv, bench_opts_t *o)
         { "sched", required_argument, NULL, 'P' },
         { "json", no_argument, NULL, 'j' },
         { "relay-listen", required_argument, NULL, 'R' },
+        { "nodes", required_argument, NULL, OPT_NODES },
+        { "config", required_argument, NULL, OPT_CONFIG },
+        { "topics", required_argument, NULL, OPT_TOPICS },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -159,6 +168,13 @@ int bench_opts_parse(int argc, char **argv, bench_opts_t *o)
             break;
         case 'j': o->json = true; break;
         case 'R': o->relay_listen = optarg; break;
+        case OPT_NODES: o->nodes_opt = optarg; break;
+        case OPT_CONFIG: o->config = optarg; break;
+        case OPT_TOPICS:
+            if (!bench_num(optarg, 1, 1024, &v))
+                return bench_bad("--topics", optarg);
+            o->topics = (unsigned)v;
+            break;
         case 'h': fputs(bench_usage_text, stdout); return -1;
         default:
             fprintf(stderr, "Try 'sluice bench --help'.\n");

@@ -73,7 +73,11 @@ void bench_report_text(const bench_opts_t *o, const bench_result_t *r)
     bench_fmt_ns(p99, sizeof p99, bench_hist_quantile(r->hist, 0.99));
     bench_fmt_ns(p999, sizeof p999, bench_hist_quantile(r->hist, 0.999));
     bench_fmt_ns(mx, sizeof mx, r->hist->max);
-    printf("target      %s at %s, topic %s\n", o->target->name, o->addr, o->topic);
+    if (o->topics)
+        printf("target      %s at %s, topics %s.0 .. %s.%u\n", o->target->name, o->addr,
+               o->topic, o->topic, o->topics - 1);
+    else
+        printf("target      %s at %s, topic %s\n", o->target->name, o->addr, o->topic);
     printf("load        %u producers, %u consumers, %zu B messages, window %u, credit %u, ack batch %u\n",
            o->producers, o->consumers, o->size, o->window, o->credit, o->ack_batch);
     printf("throughput  %.0f msg/s, %.2f MB/s (%llu messages in %.3f s)\n", rate,
@@ -88,6 +92,13 @@ void bench_report_text(const bench_opts_t *o, const bench_result_t *r)
         printf("also        %llu stale (from earlier runs, ignored), %llu unconfirmed, %llu errors\n",
                (unsigned long long)r->stale, (unsigned long long)r->unconfirmed,
                (unsigned long long)r->errors);
+    if (r->nper_node) {
+        printf("per node   ");
+        for (size_t i = 0; i < r->nper_node; i++)
+            printf("%s %s %llu", i ? "," : "", r->per_node[i].addr,
+                   (unsigned long long)r->per_node[i].received);
+        printf(" (messages received)\n");
+    }
     if (r->hist->count)
         bench_print_hist(r->hist);
 }
@@ -108,6 +119,15 @@ void bench_report_json(const bench_opts_t *o, const bench_result_t *r)
            (unsigned long long)r->dups, (unsigned long long)r->corrupt,
            (unsigned long long)r->stale, (unsigned long long)r->unconfirmed,
            (unsigned long long)r->errors);
+    if (o->topics)
+        printf("\"topics\":%u,", o->topics);
+    if (r->nper_node) {
+        printf("\"per_node\":{");
+        for (size_t i = 0; i < r->nper_node; i++)
+            printf("%s\"%s\":%llu", i ? "," : "", r->per_node[i].addr,
+                   (unsigned long long)r->per_node[i].received);
+        printf("},");
+    }
     printf("\"elapsed_s\":%.6f,\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,", r->elapsed, rate,
            rate * (double)o->size / 1e6);
     printf("\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,"

@@ -1,7 +1,8 @@
 /* bench_sluice.c: the sluice target of `sluice bench`: producers pipeline
  * PUB (one header for the whole run, written with the payload in one
- * copy), consumers SUB with a credit and ACK in batches, each line kept
- * under the server's default max_line.
+ * copy), consumers SUB with a credit (following -MOVED to a topic's
+ * owner) and ACK in batches, each line kept under the server's default
+ * max_line.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,7 @@
 
 static int bsl_prod_open(bench_worker_t *w)
 {
-    int h = snprintf(w->put_hdr, sizeof w->put_hdr, "PUB %s %zu\r\n", w->b->o.topic, w->b->o.size);
+    int h = snprintf(w->put_hdr, sizeof w->put_hdr, "PUB %s %zu\r\n", w->topic, w->b->o.size);
 
     w->put_hdr_len = (size_t)h;
     return 0;
@@ -96,6 +97,34 @@ static int bsl_cons_reply(bench_worker_t *w, const proto_reply_t *r, uint64_t *i
     return 0;
 }
 
+/* SUB on the topic's owner: a node that does not own it answers -MOVED,
+ * and the consumer goes where it says (a few hops at most), so that the
+ * producers, which start after every consumer is in place, go there too. */
+static int bsl_subscribe(bench_worker_t *w)
+{
+    bench_t *b = w->b;
+    proto_reply_t r;
+    char to[CONFIG_NODE_MAX + 1];
+
+    for (int hops = 0;; hops++) {
+        client_printf(w->c, "SUB %s %u\r\n", w->topic, b->o.credit);
+        if (client_read(w->c, &r, BENCH_REPLY_MS) != 1) {
+            bench_note(b, true, "consumer %u: SUB failed: %s", w->idx, w->c->err);
+            return -1;
+        }
+        if (r.type == REPLY_OK)
+            return 0;
+        if (!client_moved(&r, to, sizeof to) || hops == CLIENT_MAX_HOPS) {
+            char e[PROTO_ERR_MAX + 8];
+            client_reply_str(&r, e, sizeof e);
+            bench_note(b, true, "consumer %u: SUB %s refused: %s", w->idx, w->topic, e);
+            return -1;
+        }
+        if (!bench_moved(w, to))
+            return -1;
+    }
+}
+
 static int bsl_consume(bench_worker_t *w)
 {
     bench_t *b = w->b;
@@ -108,9 +137,7 @@ static int bsl_consume(bench_worker_t *w)
         bench_note(b, true, "out of memory");
         return -1;
     }
-    client_printf(w->c, "SUB %s %u\r\n", b->o.topic, b->o.credit);
-    if (client_read(w->c, &r, BENCH_REPLY_MS) != 1 || r.type != REPLY_OK) {
-        bench_note(b, true, "consumer %u: SUB failed: %s", w->idx, w->c->err);
+    if (bsl_subscribe(w) < 0) {
         free(ids);
         return -1;
     }
