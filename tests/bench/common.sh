@@ -1,6 +1,11 @@
 # tests/bench/common.sh: what every benchmark script starts with (source it):
 # a scratch directory $work, and $pids, the servers and loads it started,
-# all killed and removed when the script exits however it exits.
+# all killed and removed when the script exits however it exits; $here (this
+# folder), $top (the tree), and SLUICED and SLUICE defaulting to its build.
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+top=$(cd "$here/../.." && pwd)
+SLUICED=${SLUICED:-$top/build/src/sluiced}
+SLUICE=${SLUICE:-$top/build/src/sluice}
 work=$(mktemp -d)
 pids=()
 bench_cleanup() {

@@ -8,11 +8,7 @@
 #
 #   tests/bench/conns.sh         # IDLE=10000 ACTIVE=1000 RATE=5 RUNS=3 MESSAGES=400000
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-source "$here/common.sh"
-top=$(cd "$here/../.." && pwd)
-SLUICED=${SLUICED:-$top/build/src/sluiced}
-SLUICE=${SLUICE:-$top/build/src/sluice}
+source "$(dirname "$0")/common.sh"
 IDLE=${IDLE:-10000} ACTIVE=${ACTIVE:-1000} RATE=${RATE:-5}
 RUNS=${RUNS:-3} MESSAGES=${MESSAGES:-400000} SIZES=${SIZES:-64 1024}
 ulimit -n "$(ulimit -Hn)"

@@ -13,11 +13,7 @@
 # 65536"), RUNS (3), MESSAGES (a count for every size; by default 200000
 # up to 1 KiB, 50000 at 16 KiB, 20000 above), RAW=FILE (every run's --json).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-source "$here/common.sh"
-top=$(cd "$here/../.." && pwd)
-SLUICED=${SLUICED:-$top/build/src/sluiced}
-SLUICE=${SLUICE:-$top/build/src/sluice}
+source "$(dirname "$0")/common.sh"
 SIZES=${SIZES:-64 1024 16384 65536}
 RUNS=${RUNS:-3}
 ticks=$(getconf CLK_TCK)
