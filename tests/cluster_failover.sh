@@ -43,7 +43,8 @@ declare -A ip=([h1]=$net.11 [h2]=$net.12 [h3]=$net.13 [r1]=$net.21 [r2]=$net.22
 # Redis replicas (REPLICAS, 1 or 2; default 2). The brokers' +OK waits for
 # one replica (redis.replicas: 1): with two, the failover leaves the new
 # master one to wait on; with one, confirmed PUBs pause until the killed
-# master is back as a replica (docs/scaling.md has both figures).
+# master is back as a replica, about 17 s here, so give REPLICAS=1 at
+# least 40 s of load (docs/scaling.md has both figures).
 nrep=${REPLICAS:-2}
 replica_hosts=(r2)
 ((nrep >= 2)) && replica_hosts+=(r3)
