@@ -48,10 +48,20 @@ static bool broker_never_fits(const broker_t *b, const topic_t *t, uint32_t len)
            len > b->cfg->limits.max_memory;
 }
 
-static bool broker_fits(const broker_t *b, const topic_t *t, uint32_t len)
+/* max_lag: a topic whose subscribers are that far behind counts as full,
+ * so a producer faster than its consumers feels it at once instead of
+ * when max_bytes fills (docs/protocol.md, "Bounds"). */
+static bool broker_lagging(const topic_t *t)
+{
+    return t->nsubs != 0 && t->ready.n >= t->conf->max_lag;
+}
+
+/* Inline: it is on every PUB's path, and max_lag is off unless set. */
+static inline bool broker_fits(const broker_t *b, const topic_t *t, uint32_t len)
 {
     return t->count < t->conf->max_messages && t->bytes + len <= t->conf->max_bytes &&
-           b->bytes + len <= b->cfg->limits.max_memory;
+           b->bytes + len <= b->cfg->limits.max_memory &&
+           (t->conf->max_lag == 0 || !broker_lagging(t));
 }
 
 /* Would it fit once every ready message of t were dropped? (drop-oldest

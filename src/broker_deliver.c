@@ -89,6 +89,8 @@ void broker_sub_drop(client_t *c, sub_t *s)
     if (s->in_room)
         TAILQ_REMOVE(&s->topic->room, s, rlink);
     s->topic->nsubs--;
+    if (s->topic->nparked != 0)
+        c->b->retry_parked = true; /* max_lag applies only while subscribed */
     memmove(&c->subs[i], &c->subs[i + 1], (c->nsubs - i - 1) * sizeof(*c->subs));
     c->nsubs--;
     free(s);
@@ -152,26 +154,30 @@ static void broker_serve_gets(topic_t *t, uint64_t now)
     }
 }
 
-static void broker_dispatch_topic(topic_t *t, uint64_t now)
+/* True when its deliveries shortened a max_lag topic's ready queue while
+ * producers are parked on it: they may fit now (any other bound waits for
+ * a message to leave). */
+static bool broker_dispatch_topic(topic_t *t, uint64_t now)
 {
     sub_t *s;
 
     /* A paused topic is marked again when its pause ends. */
     if (topic_paused(t, now))
-        return;
+        return false;
     broker_serve_gets(t, now);
     if (!TAILQ_EMPTY(&t->reservers))
         broker_serve_reserves(t, now);
     while (t->ready.n > 0 && (s = TAILQ_FIRST(&t->room)) != NULL && TAILQ_EMPTY(&t->gets) &&
            TAILQ_EMPTY(&t->reservers)) {
         if (broker_deliver(s->client, t, topic_ready_pop(t), s, now) < 0)
-            return;
+            return false;
         /* Round-robin: a consumer that still has room goes to the back. */
         if (s->in_room) {
             TAILQ_REMOVE(&t->room, s, rlink);
             TAILQ_INSERT_TAIL(&t->room, s, rlink);
         }
     }
+    return t->nparked != 0 && t->conf->max_lag != 0;
 }
 
 void broker_dispatch(broker_t *b, uint64_t now)
@@ -179,8 +185,12 @@ void broker_dispatch(broker_t *b, uint64_t now)
     topic_t *t;
 
     broker_settle(b, now);
-    while ((t = broker_unmark(b)) != NULL)
-        broker_dispatch_topic(t, now);
+    while ((t = broker_unmark(b)) != NULL) {
+        if (broker_dispatch_topic(t, now)) {
+            b->retry_parked = true;
+            broker_settle(b, now); /* a PUB it lets in marks t again */
+        }
+    }
 }
 
 /* ---- leaving flight ---- */

@@ -558,6 +558,7 @@ static const config_field_t config_topic_fields[] = {
     NUM(topic_conf_t, ack_timeout_ms, "ack_timeout", config_set_duration, 1, DURATION_MAX),
     NUM(topic_conf_t, max_deliveries, "max_deliveries", config_set_count, 0, 65535),
     FLD(topic_conf_t, dead_letter, "dead_letter", config_set_dead_letter),
+    NUM(topic_conf_t, max_lag, "max_lag", config_set_count, 0, UINT64_MAX),
 };
 #define TOPIC_DEAD_LETTER_BIT (1u << 7)
 

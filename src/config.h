@@ -51,6 +51,7 @@ typedef struct topic_conf {
     uint64_t ack_timeout_ms;
     uint32_t max_deliveries;   /* 0 = unlimited */
     char *dead_letter;         /* never NULL; "" = drop and count as dead */
+    uint64_t max_lag;          /* with subscribers, this many ready = full; 0 = off */
 } topic_conf_t;
 
 typedef struct topic_entry {

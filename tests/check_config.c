@@ -79,6 +79,7 @@ static void check_defaults(const config_t *c)
     ck_assert_uint_eq(c->defaults.prefetch, 64);
     ck_assert_uint_eq(c->defaults.ack_timeout_ms, 30000);
     ck_assert_uint_eq(c->defaults.max_deliveries, 5);
+    ck_assert_uint_eq(c->defaults.max_lag, 0);
     ck_assert_str_eq(c->defaults.dead_letter, "");
     ck_assert(!c->redis.enabled);
     ck_assert_str_eq(c->redis.address, "127.0.0.1:6379");
@@ -275,8 +276,9 @@ START_TEST(test_range_edges)
     ck_assert_uint_eq(c->redis.db, 2147483647);
     config_free(c);
 
-    c = load_ok("defaults: {prefetch: 0, max_deliveries: 0}\n"
+    c = load_ok("defaults: {prefetch: 0, max_deliveries: 0, max_lag: 256}\n"
                 "limits: {max_message: 1GiB, max_line: 64}\n");
+    ck_assert_uint_eq(c->defaults.max_lag, 256);
     ck_assert_uint_eq(c->defaults.prefetch, 0);
     ck_assert_uint_eq(c->defaults.max_deliveries, 0);
     ck_assert_uint_eq(c->limits.max_message, GIB);

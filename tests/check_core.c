@@ -77,6 +77,62 @@ START_TEST(test_block_park_resume_fifo)
 }
 END_TEST
 
+/* max_lag: with a subscriber, that many ready messages make the topic
+ * full for its policy; deliveries make room again; without subscribers
+ * the queue absorbs up to its other bounds. */
+START_TEST(test_max_lag)
+{
+    tcfg.cfg.defaults.max_lag = 2;
+    start();
+    fake_t *p = fake(), *q = fake(), *c = fake();
+
+    for (int i = 0; i < 4; i++)
+        pub_ok(p, "t", "x"); /* nobody subscribed: no lag to speak of */
+    sub(c, "t", 1);
+    disp();
+    ck_assert_uint_eq(c->ndeliv, 1);
+    ck_assert_uint_eq(ts("t").ready, 3);
+    ck_assert_int_eq(pub(q, "t", "q"), BR_PENDING); /* 3 ready >= 2: parked */
+    ck_assert(broker_ack(c->c, 1, now));
+    disp();                                          /* a delivery: 2 ready, still */
+    ck_assert_uint_eq(q->ndone, 0);
+    ck_assert(broker_ack(c->c, 2, now));
+    disp();                                          /* 1 ready: q gets in */
+    ck_assert_uint_eq(q->ndone, 1);
+    assert_done(q, 0, BR_OP_PUB, BR_OK, 5);
+    ck_assert_uint_eq(ts("t").ready, 2);
+    ck_assert_int_eq(pub(q, "t", "r"), BR_PENDING);
+    ck_assert_int_eq(broker_unsubscribe(c->c, "t", 1), BR_OK);
+    disp();                                          /* no subscriber: no lag */
+    ck_assert_uint_eq(q->ndone, 2);
+    assert_done(q, 1, BR_OP_PUB, BR_OK, 6);
+}
+END_TEST
+
+/* Under reject a lagging topic answers -FULL; under drop-oldest it keeps
+ * the newest max_lag - 1 ready and takes the new one. */
+START_TEST(test_max_lag_policies)
+{
+    topic_conf_t *r = cfg_topic(&tcfg, "r"), *d = cfg_topic(&tcfg, "d");
+    r->max_lag = d->max_lag = 2;
+    r->overflow = OVERFLOW_REJECT;
+    d->overflow = OVERFLOW_DROP_OLDEST;
+    start();
+    fake_t *p = fake(), *c = fake();
+
+    sub(c, "r", 0);
+    sub(c, "d", 0);
+    pub_ok(p, "r", "a");
+    pub_ok(p, "r", "b");
+    ck_assert_int_eq(pub(p, "r", "c"), BR_FULL);
+    pub_ok(p, "d", "a");
+    pub_ok(p, "d", "b");
+    pub_ok(p, "d", "c");
+    ck_assert_uint_eq(ts("d").ready, 2);
+    ck_assert_uint_eq(ts("d").totals.dropped, 1);
+}
+END_TEST
+
 START_TEST(test_block_head_blocks_the_rest)
 {
     tcfg.cfg.defaults.max_bytes = 10;
@@ -1877,6 +1933,8 @@ static Suite *broker_suite(void)
     tcase_add_test(tc, test_block_timeout);
     tcase_add_test(tc, test_block_waits_forever_without_timeout);
     tcase_add_test(tc, test_reject);
+    tcase_add_test(tc, test_max_lag);
+    tcase_add_test(tc, test_max_lag_policies);
     tcase_add_test(tc, test_drop_oldest);
     tcase_add_test(tc, test_drop_oldest_by_bytes);
     tcase_add_test(tc, test_drop_oldest_full);

@@ -9,7 +9,8 @@
 #
 # Environment: SLUICED, SLUICE (build/src), BASE_SLUICED (optional: a
 # second daemon, e.g. main's, to compare with), BOUNDED (optional: a
-# count; adds a row for SLUICED with defaults.max_messages at it), SIZES ("64 1024 16384
+# count; adds a row for SLUICED with defaults.max_messages at it), LAG
+# (optional: a count; a row with defaults.max_lag at it), SIZES ("64 1024 16384
 # 65536"), RUNS (3), MESSAGES (a count for every size; by default 200000
 # up to 1 KiB, 50000 at 16 KiB, 20000 above), RAW=FILE (every run's --json).
 set -euo pipefail
@@ -27,11 +28,12 @@ messages_for() {
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# start_daemon BIN [MAX_MESSAGES]: a fresh daemon on a free port; sets
-# $spid and $saddr.
+# start_daemon BIN [MAX_MESSAGES [MAX_LAG]]: a fresh daemon on a free port;
+# sets $spid and $saddr.
 start_daemon() {
     rm -f "$work/port"
-    printf 'admin: {listen: ""}\ndefaults: {max_messages: %s}\n' "${2:-100000}" >"$work/conf.yaml"
+    printf 'admin: {listen: ""}\ndefaults: {max_messages: %s, max_lag: %s}\n' "${2:-100000}" \
+        "${3:-0}" >"$work/conf.yaml"
     SLUICED_PORT_FILE=$work/port "$1" -c "$work/conf.yaml" -l 127.0.0.1:0 2>"$work/sluiced.log" &
     spid=$!
     pids+=("$spid")
@@ -83,6 +85,10 @@ for size in $SIZES; do
         if [[ -n ${BOUNDED:-} ]]; then
             start_daemon "$SLUICED" "$BOUNDED"
             one bounded "$size"
+        fi
+        if [[ -n ${LAG:-} ]]; then
+            start_daemon "$SLUICED" 100000 "$LAG"
+            one lag "$size"
         fi
         start_relay
         one relay "$size"
