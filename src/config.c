@@ -387,17 +387,10 @@ static int config_set_redis_addr(config_parser_t *p, const config_field_t *f, ya
 /* A sentinel's address: the forms of redis.address. */
 static const char *config_check_sentinel(config_parser_t *p, yaml_node_t *it)
 {
-    char q[QUOTE_CAP];
-    const char *s = (const char *)it->data.scalar.value;
     addr_t a;
-    const char *why = addr_parse(s, ADDR_REDIS, &a);
+    const char *why = addr_parse((const char *)it->data.scalar.value, ADDR_REDIS, &a);
 
-    if (why == NULL)
-        return NULL;
-    snprintf(p->why, sizeof(p->why),
-             "bad sentinel address '%s': %s (use host:port, [v6]:port or unix:/path)",
-             config_quote(q, sizeof(q), s, it->data.scalar.length), why);
-    return p->why;
+    return config_bad_address(p, it, why, "sentinel", "host:port, [v6]:port or unix:/path");
 }
 
 static int config_set_sentinels(config_parser_t *p, const config_field_t *f, yaml_node_t *val,
@@ -441,21 +434,13 @@ static int config_set_dead_letter(config_parser_t *p, const config_field_t *f,
 
 static const char *config_check_listen(config_parser_t *p, yaml_node_t *it)
 {
-    char q[QUOTE_CAP];
-    const char *s = (const char *)it->data.scalar.value;
     addr_t a;
-    const char *why = addr_parse(s, ADDR_LISTEN, &a);
+    const char *why = addr_parse((const char *)it->data.scalar.value, ADDR_LISTEN, &a);
 
-    if (why == NULL) {
-        if (a.tls && p->tls_listen == NULL)
-            p->tls_listen = it;
-        return NULL;
-    }
-    snprintf(p->why, sizeof(p->why),
-             "bad listen address '%s': %s (use host:port, [v6]:port, unix:/path or "
-             "tls://host:port)",
-             config_quote(q, sizeof(q), s, it->data.scalar.length), why);
-    return p->why;
+    if (why == NULL && a.tls && p->tls_listen == NULL)
+        p->tls_listen = it;
+    return config_bad_address(p, it, why, "listen",
+                              "host:port, [v6]:port, unix:/path or tls://host:port");
 }
 
 static const char *config_check_glob(config_parser_t *p, yaml_node_t *it)

@@ -63,16 +63,10 @@ static size_t config_first_dup(char *const *v, size_t n)
 
 static const char *config_check_node(config_parser_t *p, yaml_node_t *it)
 {
-    char q[QUOTE_CAP];
-    const char *s = (const char *)it->data.scalar.value;
-    const char *why = config_node_check(s, it->data.scalar.length);
+    const char *why = config_node_check((const char *)it->data.scalar.value, it->data.scalar.length);
 
-    if (why == NULL)
-        return NULL;
-    snprintf(p->why, sizeof(p->why), "bad node address '%s': %s (use host:port or [v6]:port, "
-             "as the daemons' cluster.nodes spell it)",
-             config_quote(q, sizeof(q), s, it->data.scalar.length), why);
-    return p->why;
+    return config_bad_address(p, it, why, "node",
+                              "host:port or [v6]:port, as the daemons' cluster.nodes spell it");
 }
 
 static int config_set_nodes(config_parser_t *p, const config_field_t *f, yaml_node_t *val,

@@ -24,17 +24,10 @@
  * hashed; the transport is the client's own setting), no port 0. */
 static const char *config_check_node(config_parser_t *p, yaml_node_t *it)
 {
-    char q[QUOTE_CAP];
-    const char *s = (const char *)it->data.scalar.value;
     addr_t a;
-    const char *why = addr_parse(s, 0, &a);
 
-    if (why == NULL)
-        return NULL;
-    snprintf(p->why, sizeof(p->why),
-             "bad node address '%s' in cluster.nodes: %s (use host:port or [v6]:port)",
-             config_quote(q, sizeof(q), s, it->data.scalar.length), why);
-    return p->why;
+    return config_bad_address(p, it, addr_parse((const char *)it->data.scalar.value, 0, &a),
+                              "node", "host:port or [v6]:port");
 }
 
 static int config_set_nodes(config_parser_t *p, const config_field_t *f, yaml_node_t *val,

@@ -384,6 +384,20 @@ long config_entries(config_parser_t *p, yaml_node_t *val, const char *key)
 /* ------------------------------------------------------------------ */
 /* Lists of strings                                                    */
 
+const char *config_bad_address(config_parser_t *p, yaml_node_t *it, const char *why,
+                               const char *kind, const char *forms)
+{
+    char q[QUOTE_CAP];
+
+    if (why == NULL)
+        return NULL;
+    snprintf(p->why, sizeof(p->why), "bad %s address '%s': %s (use %s)", kind,
+             config_quote(q, sizeof(q), (const char *)it->data.scalar.value,
+                          it->data.scalar.length),
+             why, forms);
+    return p->why;
+}
+
 int config_set_strlist(config_parser_t *p, const config_field_t *f, yaml_node_t *val, void *base,
                        const char *(*check)(config_parser_t *, yaml_node_t *), const char *what)
 {

@@ -80,6 +80,11 @@ void config_free_strv(char **v, size_t n);
  * cut short. Returns out. */
 const char *config_quote(char *out, size_t outlen, const char *s, size_t len);
 
+/* A list item's address check: NULL when `why` is NULL, else "bad KIND
+ * address 'ITEM': WHY (use FORMS)" in p->why (config_set_strlist's check). */
+const char *config_bad_address(config_parser_t *p, yaml_node_t *it, const char *why,
+                               const char *kind, const char *forms);
+
 /* Record "FILE:LINE:COL: message" (libyaml marks are 0-based). Returns -1 so
  * callers can `return config_fail(...)`. */
 int config_fail(config_parser_t *p, yaml_mark_t m, const char *fmt, ...)

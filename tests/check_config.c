@@ -652,15 +652,15 @@ START_TEST(test_error_cluster)
     ck_config_error("cluster: {self: a:1, nodes: []}\n",
                     "t.yaml:1:29: cluster.nodes needs at least one address");
     ck_config_error("cluster:\n  self: a:1\n  nodes: [a:1, \"unix:/x\"]\n",
-                    "t.yaml:3:16: bad node address 'unix:/x' in cluster.nodes: unix sockets "
+                    "t.yaml:3:16: bad node address 'unix:/x': unix sockets "
                     "are not allowed here (use host:port or [v6]:port)");
     ck_config_error("cluster:\n  self: a:1\n  nodes: [a:1, \"tls://b:2\"]\n",
-                    "t.yaml:3:16: bad node address 'tls://b:2' in cluster.nodes: tls:// is not "
+                    "t.yaml:3:16: bad node address 'tls://b:2': tls:// is not "
                     "allowed here");
     ck_config_error("cluster:\n  self: a:1\n  nodes: [a:1, b]\n",
-                    "t.yaml:3:16: bad node address 'b' in cluster.nodes: missing :port");
+                    "t.yaml:3:16: bad node address 'b': missing :port");
     ck_config_error("cluster:\n  self: a:1\n  nodes: [a:1, b:0]\n",
-                    "t.yaml:3:16: bad node address 'b:0' in cluster.nodes: port must be");
+                    "t.yaml:3:16: bad node address 'b:0': port must be");
     ck_config_error("cluster:\n  self: a:1\n  nodes: [a:1, b:2, a:1]\n",
                     "t.yaml:3:21: node 'a:1' is listed twice in cluster.nodes");
     ck_config_error("cluster:\n  self: c:3\n  nodes: [a:1, b:2]\n",
