@@ -63,7 +63,8 @@ static size_t config_first_dup(char *const *v, size_t n)
 
 static const char *config_check_node(config_parser_t *p, yaml_node_t *it)
 {
-    const char *why = config_node_check((const char *)it->data.scalar.value, it->data.scalar.length);
+    const char *s = (const char *)it->data.scalar.value;
+    const char *why = config_node_check(s, it->data.scalar.length);
 
     return config_bad_address(p, it, why, "node",
                               "host:port or [v6]:port, as the daemons' cluster.nodes spell it");
