@@ -110,16 +110,6 @@ static void msent_goto(mirror_t *mi, const char *addr, const char *how)
     snprintf(mi->where, sizeof mi->where, "%s", addr);
 }
 
-/* Send AUTH to a sentinel if it wants a password; cb sees the reply. */
-static void msent_auth(const mirror_t *mi, redisAsyncContext *ac, redisCallbackFn *cb)
-{
-    const char *argv[2] = {"AUTH", mi->sentinel_password};
-    size_t lens[2] = {4, strlen(mi->sentinel_password)};
-
-    if (mi->sentinel_password[0] != '\0')
-        redisAsyncCommandArgv(ac, cb, NULL, 2, argv, lens);
-}
-
 static void msent_ask_master(const mirror_t *mi, redisAsyncContext *ac, redisCallbackFn *cb)
 {
     const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", mi->master};
@@ -131,6 +121,7 @@ static void msent_ask_master(const mirror_t *mi, redisAsyncContext *ac, redisCal
 /* ---- asking where the master is ---- */
 
 static void msent_ask_next(mirror_t *mi);
+static void msent_hooks(mirror_t *mi, redisAsyncContext *ac);
 
 /* Close the ask ourselves (its callbacks then see it is no longer ours). */
 static void msent_ask_close(struct msent *s)
@@ -160,44 +151,6 @@ static void msent_ask_failed(mirror_t *mi, const char *why)
     }
     snprintf(line, sizeof line, "no sentinel said where it is (last, %s)", s->ask_why);
     mirror_down(mi, line, false);
-}
-
-static void msent_on_ask_connect(const redisAsyncContext *ac, int status)
-{
-    mirror_t *mi = ac->data;
-    struct msent *s = mi->sent;
-
-    if (s == NULL || s->ask != ac || status == REDIS_OK)
-        return;
-    s->ask = NULL; /* hiredis frees it when this returns */
-    msent_ask_failed(mi, ac->errstr != NULL ? ac->errstr : "connect failed");
-}
-
-static void msent_on_ask_disconnect(const redisAsyncContext *ac, int status)
-{
-    mirror_t *mi = ac->data;
-    struct msent *s = mi->sent;
-
-    (void)status;
-    if (s == NULL || s->ask != ac)
-        return;
-    s->ask = NULL;
-    msent_ask_failed(mi, ac->errstr != NULL && ac->errstr[0] ? ac->errstr : "connection closed");
-}
-
-static void msent_on_ask_auth(redisAsyncContext *ac, void *reply, void *priv)
-{
-    mirror_t *mi = ac->data;
-    struct msent *s = mi->sent;
-    const redisReply *r = reply;
-    char why[160];
-
-    (void)priv;
-    if (s == NULL || s->ask != ac || r == NULL || r->type != REDIS_REPLY_ERROR)
-        return;
-    snprintf(why, sizeof why, "AUTH refused: %.*s", (int)(r->len < 120 ? r->len : 120), r->str);
-    msent_ask_close(s);
-    msent_ask_failed(mi, why);
 }
 
 static void msent_on_ask_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -245,10 +198,8 @@ static void msent_ask_next(mirror_t *mi)
         msent_ask_failed(mi, why);
         return;
     }
-    redisAsyncSetConnectCallback(ac, msent_on_ask_connect);
-    redisAsyncSetDisconnectCallback(ac, msent_on_ask_disconnect);
     s->ask = ac;
-    msent_auth(mi, ac, msent_on_ask_auth);
+    msent_hooks(mi, ac);
     msent_ask_master(mi, ac, msent_on_ask_reply);
     evtimer_add(s->ask_ev, &tv);
 }
@@ -307,42 +258,69 @@ static void msent_sub_lost(mirror_t *mi, const char *why)
                                                                        : s->sub_backoff_ms * 2;
 }
 
-static void msent_on_sub_connect(const redisAsyncContext *ac, int status)
+/* ---- either connection ---- */
+
+/* The ask or the subscription failed for `why`: dropped by hiredis (it
+ * frees the context) or by us (`ours`: we free it). A context that is
+ * neither any more is stale and ignored. */
+static void msent_conn_failed(mirror_t *mi, const redisAsyncContext *ac, const char *why,
+                              bool ours)
 {
-    mirror_t *mi = ac->data;
     struct msent *s = mi->sent;
 
-    if (s == NULL || s->sub != ac || status == REDIS_OK)
+    if (s == NULL)
         return;
-    s->sub = NULL;
-    msent_sub_lost(mi, ac->errstr != NULL ? ac->errstr : "connect failed");
+    if (s->ask == ac) {
+        if (ours)
+            msent_ask_close(s);
+        else
+            s->ask = NULL;
+        msent_ask_failed(mi, why);
+    } else if (s->sub == ac) {
+        if (ours)
+            msent_sub_close(s);
+        else
+            s->sub = NULL;
+        msent_sub_lost(mi, why);
+    }
 }
 
-static void msent_on_sub_disconnect(const redisAsyncContext *ac, int status)
+static void msent_on_connect(const redisAsyncContext *ac, int status)
 {
-    mirror_t *mi = ac->data;
-    struct msent *s = mi->sent;
+    if (status != REDIS_OK)
+        msent_conn_failed(ac->data, ac, ac->errstr != NULL ? ac->errstr : "connect failed", false);
+}
 
+static void msent_on_disconnect(const redisAsyncContext *ac, int status)
+{
     (void)status;
-    if (s == NULL || s->sub != ac)
-        return;
-    s->sub = NULL;
-    msent_sub_lost(mi, ac->errstr != NULL && ac->errstr[0] ? ac->errstr : "connection closed");
+    msent_conn_failed(ac->data, ac,
+                      ac->errstr != NULL && ac->errstr[0] ? ac->errstr : "connection closed", false);
 }
 
-static void msent_on_sub_auth(redisAsyncContext *ac, void *reply, void *priv)
+static void msent_on_auth(redisAsyncContext *ac, void *reply, void *priv)
 {
-    mirror_t *mi = ac->data;
-    struct msent *s = mi->sent;
     const redisReply *r = reply;
     char why[160];
 
     (void)priv;
-    if (s == NULL || s->sub != ac || r == NULL || r->type != REDIS_REPLY_ERROR)
+    if (r == NULL || r->type != REDIS_REPLY_ERROR)
         return;
     snprintf(why, sizeof why, "AUTH refused: %.*s", (int)(r->len < 120 ? r->len : 120), r->str);
-    msent_sub_close(s);
-    msent_sub_lost(mi, why);
+    msent_conn_failed(ac->data, ac, why, true);
+}
+
+/* A new connection to a sentinel: its losses come to msent_conn_failed,
+ * and it sends AUTH first if the sentinels want a password. */
+static void msent_hooks(mirror_t *mi, redisAsyncContext *ac)
+{
+    const char *argv[2] = {"AUTH", mi->sentinel_password};
+    size_t lens[2] = {4, strlen(mi->sentinel_password)};
+
+    redisAsyncSetConnectCallback(ac, msent_on_connect);
+    redisAsyncSetDisconnectCallback(ac, msent_on_disconnect);
+    if (mi->sentinel_password[0] != '\0')
+        redisAsyncCommandArgv(ac, msent_on_auth, NULL, 2, argv, lens);
 }
 
 /* Our master is at addr (a +switch-master, or the subscription's own
@@ -457,11 +435,9 @@ static void msent_subscribe(mirror_t *mi)
         msent_sub_lost(mi, why);
         return;
     }
-    redisAsyncSetConnectCallback(ac, msent_on_sub_connect);
-    redisAsyncSetDisconnectCallback(ac, msent_on_sub_disconnect);
     s->sub = ac;
     s->subscribed = false;
-    msent_auth(mi, ac, msent_on_sub_auth);
+    msent_hooks(mi, ac);
     msent_ask_master(mi, ac, msent_on_sub_check);
     redisAsyncCommandArgv(ac, msent_on_sub_msg, NULL, 2, argv, lens);
     evtimer_add(s->sub_ev, &tv);
