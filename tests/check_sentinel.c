@@ -483,6 +483,40 @@ START_TEST(test_first_sentinel_dead)
 }
 END_TEST
 
+/* ---- sentinel_password ---- */
+
+/* Sentinels that want a password: a wrong one is refused (and said so in
+ * the log), the right one finds the master, at start-up (the restore's
+ * blocking ask) and on the loop. */
+START_TEST(test_sentinel_password)
+{
+    rp_t m, s;
+    sd_t d;
+    redisReply *r;
+
+    if (!have_sentinel())
+        return;
+    rp_start(&m, 0);
+    rp_sentinel(&s, m.port, 1, 60000);
+    ck_assert(wait_sentinel_master(&s, m.port));
+    r = rp_cmd(s.port, "ACL SETUSER default resetpass >sekrit");
+    ck_assert(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+
+    start_broker(&d, &s, 1, 0, "  sentinel_password: wrong\n  restore: false\n");
+    ck_assert(wait_log(&d, "AUTH refused"));
+    ck_assert(wait_connected(&d, false));
+    ck_assert_int_eq(stop_broker(&d), 0);
+
+    start_broker(&d, &s, 1, 0, "  sentinel_password: sekrit\n");
+    ck_assert(wait_connected(&d, true)); /* the ask got through with the password */
+    ck_assert(!sd_log_has(&d, "AUTH refused"));
+    ck_assert_int_eq(stop_broker(&d), 0);
+    rp_stop(&s);
+    rp_stop(&m);
+}
+END_TEST
+
 /* ---- ROLE and READONLY: a sentinel naming a replica ---- */
 
 /* The sentinel monitors a replica as if it were the master (a stale
@@ -885,6 +919,7 @@ static Suite *sentinel_suite(void)
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_find_master);
     tcase_add_test(tc, test_first_sentinel_dead);
+    tcase_add_test(tc, test_sentinel_password);
     tcase_add_test(tc, test_role_check);
     tcase_add_test(tc, test_wait_replicas);
     tcase_add_test(tc, test_failover);
