@@ -60,7 +60,8 @@
     X(urgent, "topic_urgent_messages", "Ready messages with a priority below 1024.")              \
     /* clients waiting in a RESERVE (beanstalk's current-waiting) */                               \
     X(waiting, "topic_waiting_clients", "Clients waiting in a reserve.")                          \
-    X(paused, "topic_paused", "1 while the topic is paused (PAUSE, beanstalk pause-tube).")
+    X(paused, "topic_paused", "1 while the topic is paused (PAUSE, beanstalk pause-tube).")      \
+    X(max_lag, "topic_max_lag", "The topic's max_lag bound (ready messages; 0: off).")
 
 typedef struct br_counters {
 #define BR_COUNTER_FIELD(f, help) uint64_t f;

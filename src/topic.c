@@ -395,6 +395,7 @@ void topic_fill_stats(const topic_t *t, uint64_t now, topic_stats_t *out)
     out->blocked_producers = t->nparked;
     out->max_messages = t->conf->max_messages;
     out->max_bytes = t->conf->max_bytes;
+    out->max_lag = t->conf->max_lag;
     out->buried = t->buried.n;
     out->urgent = t->ready_urgent;
     out->waiting = t->nreservers;

@@ -150,6 +150,34 @@ START_TEST(test_block_timeout)
 }
 END_TEST
 
+/* max_lag end to end: with a subscriber, 2 ready messages park the next
+ * PUB; a delivery (credit given, no ACK yet) lets it in; STATS shows it. */
+START_TEST(test_max_lag)
+{
+    sd_t d;
+    net_start(&d, "topics:\n  l:\n    max_lag: 2\n");
+    tc_t *p = net_open(&d), *c = net_open(&d);
+
+    net_puts(c, "SUB l 0\r\n");
+    NET_EXPECT(c, "+OK");
+    NET_PUB(p, "l", "a");
+    NET_PUB(p, "l", "b");
+    net_puts(p, "PUB l 1\r\nc\r\n");
+    net_wait_stat(c, "l", "blocked_producers", 1);
+    ck_assert_uint_eq(net_stat(c, "l", "max_lag"), 2);
+    ck_assert_uint_eq(net_stat(c, "l", "ready"), 2);
+    net_puts(c, "SUB l 1\r\n");
+    NET_EXPECT(c, "+OK");
+    NET_EXPECT_MSG(c, "l", 1, "a");
+    NET_EXPECT(p, "+OK 3");
+    ck_assert_uint_eq(net_stat(c, "l", "ready"), 2);
+    net_ping(p);
+    tc_close(p);
+    tc_close(c);
+    net_stop(&d);
+}
+END_TEST
+
 /* Parked producers resume strictly in the order they parked. */
 START_TEST(test_block_fifo)
 {
@@ -368,6 +396,7 @@ Suite *net_bounds_suite(void)
     tcase_add_test(t, test_reject);
     tcase_add_test(t, test_drop_oldest);
     tcase_add_test(t, test_max_bytes_exact_fit);
+    tcase_add_test(t, test_max_lag);
     tcase_add_test(t, test_max_memory);
     tcase_add_test(t, test_block_timeout);
     tcase_add_test(t, test_block_fifo);
