@@ -30,13 +30,6 @@
 #define WAIT_MS 15000
 #define ADMIN_YAML "admin: {listen: \"127.0.0.1:0\"}\n"
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- a minimal HTTP/1.1 client ---- */
 
 typedef struct http_res {
@@ -312,9 +305,9 @@ static size_t read_to_eof(int fd)
 {
     char buf[65536];
     size_t total = 0;
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
 
-    while (now_ms() < until) {
+    while (sd_now_ms() < until) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         ssize_t n;
         if (poll(&pfd, 1, 1000) <= 0)
@@ -353,14 +346,14 @@ START_TEST(test_healthz_503_while_shutting_down)
     for (int i = 0; i < 256; i++)
         ck_expect_prefix(p, "+OK ");
     fd = slow_consumer(&d, "big");
-    until = now_ms() + WAIT_MS;
-    while (stats_field(p, "big", "in_flight") == 0 && now_ms() < until)
+    until = sd_now_ms() + WAIT_MS;
+    while (stats_field(p, "big", "in_flight") == 0 && sd_now_ms() < until)
         usleep(10000);
     ck_assert_int_gt(stats_field(p, "big", "in_flight"), 0);
 
     sd_signal(&d, SIGTERM);
-    until = now_ms() + WAIT_MS;
-    while (now_ms() < until && (st = http_status(&d, "GET", "/healthz", NULL)) == 200)
+    until = sd_now_ms() + WAIT_MS;
+    while (sd_now_ms() < until && (st = http_status(&d, "GET", "/healthz", NULL)) == 200)
         usleep(10000);
     ck_assert_int_eq(st, 503);
     http(&d, "GET", "/healthz", NULL, &r);
@@ -406,10 +399,10 @@ static pid_t redis_start(const char *dir, const char *sock)
 
 static int healthz_wait(const sd_t *d, int want)
 {
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
     int st;
 
-    while ((st = http_status(d, "GET", "/healthz", NULL)) != want && now_ms() < until)
+    while ((st = http_status(d, "GET", "/healthz", NULL)) != want && sd_now_ms() < until)
         usleep(20000);
     return st;
 }
@@ -487,9 +480,9 @@ START_TEST(test_bearer_token)
     /* A reload changes the token at once. */
     sd_write_conf(&d, "admin: {listen: \"127.0.0.1:0\", token: fresh}\n");
     sd_signal(&d, SIGHUP);
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
     while (http_status(&d, "GET", "/healthz", "Authorization: Bearer fresh\r\n") != 200 &&
-           now_ms() < until)
+           sd_now_ms() < until)
         usleep(10000);
     ck_assert_int_eq(http_status(&d, "GET", "/healthz", "Authorization: Bearer fresh\r\n"), 200);
     ck_assert_int_eq(http_status(&d, "GET", "/healthz", "Authorization: Bearer tok-3n\r\n"), 401);
@@ -601,8 +594,8 @@ START_TEST(test_no_secret_in_the_log)
     ck_assert_int_eq(http_status(&d, "GET", "/metrics", "Authorization: Bearer admintok-x\r\n"),
                      200);
     sd_signal(&d, SIGHUP);
-    uint64_t until = now_ms() + WAIT_MS;
-    while (!sd_log_has(&d, "reloaded") && now_ms() < until)
+    uint64_t until = sd_now_ms() + WAIT_MS;
+    while (!sd_log_has(&d, "reloaded") && sd_now_ms() < until)
         usleep(10000);
     for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++)
         ck_assert_msg(!sd_log_has(&d, secrets[i]), "the log shows %s", secrets[i]);

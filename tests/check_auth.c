@@ -36,13 +36,6 @@ static const char *users_yaml =
     "    password: secret-reader\n"
     "    subscribe: [\"orders.*\"]\n";
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void auth(tc_t *c, const char *user, const char *pass)
 {
     ck_assert_int_eq(tc_sendf(c, "AUTH %s %s\r\n", user, pass), 0);
@@ -53,11 +46,11 @@ static void auth(tc_t *c, const char *user, const char *pass)
 static void reload(sd_t *d, const char *yaml)
 {
     int before = sd_log_count(d, "reloaded");
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
 
     ck_assert_int_eq(sd_write_conf(d, yaml), 0);
     sd_signal(d, SIGHUP);
-    while (sd_log_count(d, "reloaded") == before && now_ms() < until)
+    while (sd_log_count(d, "reloaded") == before && sd_now_ms() < until)
         usleep(10000);
     ck_assert_msg(sd_log_count(d, "reloaded") > before, "the daemon did not reload");
 }

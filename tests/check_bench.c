@@ -628,19 +628,6 @@ static bool have(const char *prog)
     return system(cmd) == 0;
 }
 
-/* A loopback port that was free a moment ago. */
-static int free_port(void)
-{
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t sl = sizeof sin;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
-    close(fd);
-    return ntohs(sin.sin_port);
-}
-
 static bool port_open(int port)
 {
     struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -682,7 +669,7 @@ static void reap(pid_t pid)
 START_TEST(test_bench_redis_streams)
 {
     ck_assert_msg(have("redis-server"), "redis-server is not installed (apt-get install redis-server)");
-    int port = free_port();
+    int port = sd_free_port();
     char ps[16], args[256], *out;
     snprintf(ps, sizeof ps, "%d", port);
     char *argv[] = { "redis-server", "--port", ps, "--bind", "127.0.0.1", "--save", "",
@@ -702,7 +689,7 @@ END_TEST
 START_TEST(test_bench_beanstalkd)
 {
     ck_assert_msg(have("beanstalkd"), "beanstalkd is not installed (apt-get install beanstalkd)");
-    int port = free_port();
+    int port = sd_free_port();
     char ps[16], args[256], *out;
     snprintf(ps, sizeof ps, "%d", port);
     char *argv[] = { "beanstalkd", "-l", "127.0.0.1", "-p", ps, NULL };
@@ -723,7 +710,7 @@ END_TEST
  * arrives once and intact (2 producers, 2 consumers: the round robin). */
 START_TEST(test_bench_relay)
 {
-    int port = free_port();
+    int port = sd_free_port();
     char addr[64], args[256], *out;
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     char *argv[] = { (char *)sluice_bin(), "bench", "--relay-listen", addr, NULL };

@@ -311,13 +311,6 @@ END_TEST
 
 /* ---- reload, beanstalk, a single node ---- */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 START_TEST(test_reload_keeps_the_running_node_list)
 {
     cluster_t k;
@@ -332,8 +325,8 @@ START_TEST(test_reload_keeps_the_running_node_list)
              k.node[0], k.node[0], k.node[0]);
     ck_assert_int_eq(sd_write_conf(&k.d[0], yaml), 0);
     sd_signal(&k.d[0], SIGHUP);
-    until = now_ms() + WAIT_MS;
-    while (!sd_log_has(&k.d[0], "reloaded") && now_ms() < until)
+    until = sd_now_ms() + WAIT_MS;
+    while (!sd_log_has(&k.d[0], "reloaded") && sd_now_ms() < until)
         usleep(10000);
     ck_assert(sd_log_has(&k.d[0], "reloaded"));
     ck_assert(sd_log_has(&k.d[0], "the cluster section changed; it applies at the next restart"));

@@ -36,22 +36,6 @@
 
 /* ---- small helpers ---- */
 
-static uint64_t hs_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void hs_sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* A deterministic byte stream, so a failure replays exactly. */
 static uint64_t hs_rand(uint64_t *s)
 {
@@ -186,13 +170,13 @@ static uint64_t hs_stat(tc_t *c, const char *topic, const char *key)
 /* Ask STATS until `key` equals want; fails after 30 s. */
 static void hs_wait_stat(tc_t *c, const char *topic, const char *key, uint64_t want)
 {
-    uint64_t until = hs_ms() + 30000, v = 0;
+    uint64_t until = sd_now_ms() + 30000, v = 0;
 
-    while (hs_ms() < until) {
+    while (sd_now_ms() < until) {
         v = hs_stat(c, topic, key);
         if (v == want)
             return;
-        hs_sleep_ms(20);
+        sd_sleep_ms(20);
     }
     ck_abort_msg("STATS %s stayed %" PRIu64 ", want %" PRIu64, key, v, want);
 }
@@ -200,14 +184,14 @@ static void hs_wait_stat(tc_t *c, const char *topic, const char *key, uint64_t w
 /* Wait until the daemon holds exactly `want` descriptors again. */
 static void hs_wait_fds(pid_t pid, int want)
 {
-    uint64_t until = hs_ms() + 30000;
+    uint64_t until = sd_now_ms() + 30000;
     int n = -1;
 
-    while (hs_ms() < until) {
+    while (sd_now_ms() < until) {
         n = sd_fd_count(pid);
         if (n == want)
             return;
-        hs_sleep_ms(20);
+        sd_sleep_ms(20);
     }
     ck_abort_msg("the daemon holds %d descriptors, %d at the start", n, want);
 }
@@ -288,7 +272,7 @@ static void *hs_sampler_run(void *arg)
         uint64_t kib = sd_rss_kib(s->pid);
         if (kib > atomic_load(&s->max_kib))
             atomic_store(&s->max_kib, kib);
-        hs_sleep_ms(100);
+        sd_sleep_ms(100);
     }
     return NULL;
 }
@@ -348,7 +332,7 @@ START_TEST(test_slowloris)
     for (unsigned i = 0; i < sizeof pub - 1; i++) {
         hs_send(slow, pub + i, 1);
         hs_round_trip(other, i);
-        hs_sleep_ms(200);
+        sd_sleep_ms(200);
     }
     ck_assert_int_eq(sscanf(tc_reply_line(slow), "+OK %llu", &id), 1);
 
@@ -356,7 +340,7 @@ START_TEST(test_slowloris)
     for (unsigned i = 0; i < sizeof cut - 1; i++) {
         hs_send(half, cut + i, 1);
         hs_round_trip(other, 100 + i);
-        hs_sleep_ms(200);
+        sd_sleep_ms(200);
     }
     tc_close(half);
     hs_wait_stat(other, NULL, "connections", 2);
@@ -502,10 +486,10 @@ static void nr_take(nr_consumer_t *k)
  * (want 0) none left ready for us. Fails after two minutes. */
 static void nr_consume(nr_consumer_t *k, tc_t *ctl, atomic_bool *producing, unsigned want)
 {
-    uint64_t until = hs_ms() + 120000;
+    uint64_t until = sd_now_ms() + 120000;
 
     for (;;) {
-        ck_assert_msg(hs_ms() < until, "the good consumer starved: %u of %u", k->unique,
+        ck_assert_msg(sd_now_ms() < until, "the good consumer starved: %u of %u", k->unique,
                       NR_COUNT);
         if (k->g->off < k->g->len || hs_readable(k->g->fd, 50)) {
             nr_take(k);
@@ -763,18 +747,18 @@ START_TEST(test_pipelined_behind_waiting_get)
     tc_t *c = hs_open(&d), *other = hs_open(&d);
     hs_send(c, "GET t 3000\r\n", 12);
     hs_send(c, pings, bulk * 6);
-    hs_sleep_ms(200);
+    sd_sleep_ms(200);
 
     /* More bytes keep coming while the buffer is full: the broker must
      * stop reading, not spin on a readable socket. */
     cpu = hs_cpu_s(d.pid);
-    t0 = hs_ms();
+    t0 = sd_now_ms();
     for (unsigned i = 0; i < trickle * 6; i++) {
         hs_send(c, &"PING\r\n"[i % 6], 1);
-        hs_sleep_ms(10);
+        sd_sleep_ms(10);
     }
     cpu = hs_cpu_s(d.pid) - cpu;
-    wall = hs_ms() - t0;
+    wall = sd_now_ms() - t0;
     hs_ping(other);
     ck_assert_msg(cpu * 1000 < (double)wall / 4, "the daemon used %.2f s of CPU in %.2f s idle",
                   cpu, (double)wall / 1000);

@@ -37,18 +37,6 @@ typedef struct rd {
     bool aof;         /* appendonly yes, appendfsync always (set before rd_spawn) */
 } rd_t;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    usleep((useconds_t)ms * 1000);
-}
-
 /* redis-server on PATH (or $REDIS_SERVER), else NULL. */
 static const char *rd_bin(void)
 {
@@ -162,14 +150,14 @@ static int rd_spawn(rd_t *r)
         }
         _exit(127);
     }
-    until = now_ms() + WAIT_MS;
-    while (now_ms() < until) {
+    until = sd_now_ms() + WAIT_MS;
+    while (sd_now_ms() < until) {
         redisReply *rep = rd_cmd(r, 0, "PING");
         bool up = rep != NULL && rep->type != REDIS_REPLY_ERROR;
         freeReplyObject(rep);
         if (up)
             return 0;
-        sleep_ms(10);
+        sd_sleep_ms(10);
     }
     return -1;
 }
@@ -268,13 +256,13 @@ static bool stats_has(tc_t *c, const char *topic, const char *needle)
 static bool wait_connected(const sd_t *d, bool want)
 {
     tc_t *c = tc_open(d);
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
     bool ok = false;
 
-    while (c != NULL && !ok && now_ms() < until) {
+    while (c != NULL && !ok && sd_now_ms() < until) {
         ok = stats_has(c, NULL, want ? "connected: true" : "connected: false");
         if (!ok)
-            sleep_ms(20);
+            sd_sleep_ms(20);
     }
     tc_close(c);
     return ok;
@@ -296,26 +284,26 @@ static long long rd_msgs(const rd_t *r, int db, const char *key)
  * last count. */
 static long long wait_hlen(const rd_t *r, int db, const char *key, long long n)
 {
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
     long long v = -1;
 
-    while (now_ms() < until) {
+    while (sd_now_ms() < until) {
         v = rd_msgs(r, db, key);
         if (v == n)
             break;
-        sleep_ms(20);
+        sd_sleep_ms(20);
     }
     return v;
 }
 
 static bool wait_field(const rd_t *r, const char *key, const char *field, const char *want)
 {
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
 
-    while (now_ms() < until) {
+    while (sd_now_ms() < until) {
         if (rd_str_is(r, "HGET %s %s", key, field, want))
             return true;
-        sleep_ms(20);
+        sd_sleep_ms(20);
     }
     return false;
 }
@@ -346,16 +334,16 @@ static char *rd_hkeys(const rd_t *r, const char *key)
 
 static bool wait_hkeys(const rd_t *r, const char *key, const char *want)
 {
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
     char *got = NULL;
     bool eq = false;
 
-    while (!eq && now_ms() < until) {
+    while (!eq && sd_now_ms() < until) {
         free(got);
         got = rd_hkeys(r, key);
         eq = strcmp(got, want) == 0;
         if (!eq)
-            sleep_ms(20);
+            sd_sleep_ms(20);
     }
     if (!eq)
         fprintf(stderr, "%s: want {%s}, got {%s}\n", key, want, got);
@@ -415,10 +403,10 @@ START_TEST(test_key_schema)
     ck_assert(rd_str_is(&r, "GET %s%s", "t:next_id", "", "4"));
     /* heartbeat: unix ms, expiring after 3 flush intervals (polled: a
      * stalled machine may let it lapse between two snapshots) */
-    until = now_ms() + WAIT_MS;
+    until = sd_now_ms() + WAIT_MS;
     do {
         pttl = rd_int(&r, 0, "PTTL %s", "t:heartbeat");
-    } while (pttl <= 0 && now_ms() < until);
+    } while (pttl <= 0 && sd_now_ms() < until);
     ck_assert_msg(pttl > 0 && pttl <= 150, "heartbeat PTTL %lld", pttl);
     rep = rd_cmd(&r, 0, "GET t:heartbeat");
     ck_assert_ptr_nonnull(rep);
@@ -520,12 +508,12 @@ static void rd_do(const rd_t *r, const char *fmt, const char *arg)
 /* The key is gone (or the wait ends). */
 static bool wait_gone(const rd_t *r, const char *key)
 {
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
 
-    while (now_ms() < until) {
+    while (sd_now_ms() < until) {
         if (rd_int(r, 0, "EXISTS %s", key) == 0)
             return true;
-        sleep_ms(20);
+        sd_sleep_ms(20);
     }
     return false;
 }
@@ -673,12 +661,12 @@ static void cmd_is(tc_t *c, const char *line, const char *want)
 /* STATS of a topic shows both (or the wait ends). */
 static bool wait_stats(tc_t *c, const char *topic, const char *a, const char *b)
 {
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
 
-    while (now_ms() < until) {
+    while (sd_now_ms() < until) {
         if (stats_has(c, topic, a) && stats_has(c, topic, b))
             return true;
-        sleep_ms(20);
+        sd_sleep_ms(20);
     }
     return false;
 }
@@ -726,7 +714,7 @@ START_TEST(test_meta_survives)
     ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:meta:0:plain"), 0);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    sleep_ms(1100); /* d5's due time passes while the broker is down */
+    sd_sleep_ms(1100); /* d5's due time passes while the broker is down */
 
     start_broker(&d, &r, NULL);
     ck_assert(sd_log_has(&d, "restored 7 messages"));
@@ -831,8 +819,8 @@ static void kill9_run(bool redis_too)
         prod[p] = tc_open(&d);
         kpub(prod[p], &ks, p);
     }
-    until = now_ms() + 60000;
-    while (alive && ks.oks < KTARGET && now_ms() < until) {
+    until = sd_now_ms() + 60000;
+    while (alive && ks.oks < KTARGET && sd_now_ms() < until) {
         struct pollfd pfd[KP + 1];
         for (int p = 0; p < KP; p++)
             pfd[p] = (struct pollfd){.fd = prod[p]->fd, .events = POLLIN};
@@ -971,16 +959,16 @@ START_TEST(test_confirm_pipelined)
     o = tc_open(&d);
     {
         char held[48];
-        uint64_t until = now_ms() + WAIT_MS;
+        uint64_t until = sd_now_ms() + WAIT_MS;
         bool seen = false;
         snprintf(held, sizeof held, "bytes: %d\n", (N + MAXU) * 3);
-        while (!seen && now_ms() < until) {
+        while (!seen && sd_now_ms() < until) {
             seen = stats_has(o, "p", held);
             if (!seen)
-                sleep_ms(20);
+                sd_sleep_ms(20);
         }
         ck_assert_msg(seen, "the held PUBs never reached max_unconfirmed");
-        sleep_ms(200); /* and no more are taken while Redis stays frozen */
+        sd_sleep_ms(200); /* and no more are taken while Redis stays frozen */
         ck_assert(stats_has(o, "p", held));
         ck_assert(stats_has(o, "p", "ready: 300\n"));
     }
@@ -1112,8 +1100,8 @@ START_TEST(test_confirm_redis_down)
     ck_assert_int_eq(sd_log_count(&d, "time out (-ERR mirror unavailable)"), 1);
 
     rd_restart(&r);
-    until = now_ms() + WAIT_MS;
-    while (!ok && now_ms() < until) {
+    until = sd_now_ms() + WAIT_MS;
+    while (!ok && sd_now_ms() < until) {
         tc_sendf(c, "PUB w 5\r\nagain\r\n");
         ck_assert_ptr_nonnull(tc_reply_line(c));
         ok = c->r.type == REPLY_OK;
@@ -1154,9 +1142,9 @@ START_TEST(test_auth_and_db)
     start_broker(&d, &r, "  password: wrong\n  restore: false\n");
     c = tc_open(&d);
     pub(c, "a", "served anyway", "+OK 1");
-    until = now_ms() + 1000; /* several retries */
-    while (now_ms() < until)
-        sleep_ms(50);
+    until = sd_now_ms() + 1000; /* several retries */
+    while (sd_now_ms() < until)
+        sd_sleep_ms(50);
     ck_assert(stats_has(c, NULL, "connected: false"));
     ck_assert_int_eq(sd_log_count(&d, "redis mirror: cannot use"), 1);
     ck_assert_int_eq(sd_log_count(&d, "setup refused"), 1);
@@ -1198,11 +1186,11 @@ START_TEST(test_restore_when_redis_returns)
     c = tc_open(&d);
     pub(c, "z", "new1", "+OK 1");
     rd_restart(&r); /* loads dump.rdb */
-    until = now_ms() + WAIT_MS;
-    while (!four && now_ms() < until) {
+    until = sd_now_ms() + WAIT_MS;
+    while (!four && sd_now_ms() < until) {
         four = stats_has(c, "z", "ready: 4\n");
         if (!four)
-            sleep_ms(20);
+            sd_sleep_ms(20);
     }
     ck_assert(four);
     ck_assert(sd_log_has(&d, "restored 3 messages"));
@@ -1249,8 +1237,8 @@ START_TEST(test_stats_mode_and_frozen_redis)
     freeReplyObject(rep);
 
     kill(r.pid, SIGSTOP);
-    until = now_ms() + WAIT_MS;
-    while (!lagging && now_ms() < until) {
+    until = sd_now_ms() + WAIT_MS;
+    while (!lagging && sd_now_ms() < until) {
         tc_sendf(c, "PUB st 1\r\ny\r\n");
         ck_assert_ptr_nonnull(tc_reply_line(c));
         ck_assert_int_eq(c->r.type, REPLY_OK);
@@ -1258,9 +1246,9 @@ START_TEST(test_stats_mode_and_frozen_redis)
     }
     ck_assert(lagging);
     kill(r.pid, SIGCONT);
-    until = now_ms() + WAIT_MS;
-    while (!stats_has(c, NULL, "lag_ops: 0\n") && now_ms() < until)
-        sleep_ms(20);
+    until = sd_now_ms() + WAIT_MS;
+    while (!stats_has(c, NULL, "lag_ops: 0\n") && sd_now_ms() < until)
+        sd_sleep_ms(20);
     ck_assert(stats_has(c, NULL, "lag_ops: 0\n"));
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);

@@ -32,35 +32,6 @@
 #define WAIT_MS 30000 /* longest a condition may take before the test fails */
 #define MASTER "mm"   /* the name the sentinels monitor the master by */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    usleep((useconds_t)ms * 1000);
-}
-
-/* A port nothing listens on now (the kernel's pick for a socket closed at once). */
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        port = ntohs(sa.sin_port);
-    if (fd >= 0)
-        close(fd);
-    ck_assert_int_gt(port, 0);
-    return port;
-}
-
 /* ---- redis-server and redis-sentinel processes ---- */
 
 typedef struct rp {
@@ -197,15 +168,15 @@ static bool rp_try_spawn(rp_t *r)
         }
         _exit(127);
     }
-    until = now_ms() + WAIT_MS;
-    while (now_ms() < until) {
+    until = sd_now_ms() + WAIT_MS;
+    while (sd_now_ms() < until) {
         if (rp_has(r->port, "PONG", "PING"))
             return true;
         if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
             r->pid = 0;
             return false;
         }
-        sleep_ms(10);
+        sd_sleep_ms(10);
     }
     ck_abort_msg("%s on port %d did not start", r->sentinel ? "redis-sentinel" : "redis-server",
                  r->port);
@@ -222,7 +193,7 @@ static void rp_spawn(rp_t *r)
 static void rp_first_spawn(rp_t *r)
 {
     for (int i = 0; i < 3; i++) {
-        r->port = free_port();
+        r->port = sd_free_port();
         if (r->sentinel)
             rp_write_sentinel_conf(r);
         if (rp_try_spawn(r))
@@ -290,12 +261,12 @@ static int sentinel_master(const rp_t *s)
 
 static bool wait_sentinel_master(const rp_t *s, int port)
 {
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
 
-    while (now_ms() < until) {
+    while (sd_now_ms() < until) {
         if (sentinel_master(s) == port)
             return true;
-        sleep_ms(50);
+        sd_sleep_ms(50);
     }
     return false;
 }
@@ -303,12 +274,12 @@ static bool wait_sentinel_master(const rp_t *s, int port)
 /* The replica's link to its master is up. */
 static bool wait_replica_up(const rp_t *replica)
 {
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
 
-    while (now_ms() < until) {
+    while (sd_now_ms() < until) {
         if (rp_has(replica->port, "master_link_status:up", "INFO replication"))
             return true;
-        sleep_ms(20);
+        sd_sleep_ms(20);
     }
     return false;
 }
@@ -317,11 +288,11 @@ static bool wait_replica_up(const rp_t *replica)
  * that a failover can be agreed on. */
 static bool wait_sentinels_ready(const rp_t *s, int n, int replicas)
 {
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
     char usable[32];
 
     snprintf(usable, sizeof usable, "OK %d usable", n);
-    while (now_ms() < until) {
+    while (sd_now_ms() < until) {
         int ok = 0;
         for (int i = 0; i < n; i++) {
             redisReply *r = rp_cmd(s[i].port, "SENTINEL replicas " MASTER);
@@ -333,7 +304,7 @@ static bool wait_sentinels_ready(const rp_t *s, int n, int replicas)
         }
         if (ok == n)
             return true;
-        sleep_ms(100);
+        sd_sleep_ms(100);
     }
     return false;
 }
@@ -383,16 +354,16 @@ static int stop_broker(sd_t *d)
 static bool wait_connected(const sd_t *d, bool want)
 {
     tc_t *c = tc_open(d);
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
     bool ok = false;
 
-    while (c != NULL && !ok && now_ms() < until) {
+    while (c != NULL && !ok && sd_now_ms() < until) {
         tc_sendf(c, "STATS\r\n");
         ok = tc_reply(c) == 0 && c->r.type == REPLY_STATS &&
              memmem(c->r.body, c->r.body_len, want ? "connected: true" : "connected: false",
                     want ? 15 : 16) != NULL;
         if (!ok)
-            sleep_ms(20);
+            sd_sleep_ms(20);
     }
     tc_close(c);
     return ok;
@@ -400,12 +371,12 @@ static bool wait_connected(const sd_t *d, bool want)
 
 static bool wait_log(sd_t *d, const char *needle)
 {
-    uint64_t until = now_ms() + WAIT_MS;
+    uint64_t until = sd_now_ms() + WAIT_MS;
 
-    while (now_ms() < until) {
+    while (sd_now_ms() < until) {
         if (sd_log_has(d, needle))
             return true;
-        sleep_ms(20);
+        sd_sleep_ms(20);
     }
     return false;
 }
@@ -428,7 +399,7 @@ static void find_master_run(bool dead_first)
     sd_t d;
     tc_t *c;
     char want[96];
-    int dead = dead_first ? free_port() : 0;
+    int dead = dead_first ? sd_free_port() : 0;
     redisReply *r;
 
     if (!have_sentinel())
@@ -589,20 +560,20 @@ START_TEST(test_wait_replicas)
     c = tc_open(&d);
     pub(c, "w", "alone", "-ERR mirror unavailable");
     ck_assert(wait_log(&d, "0 of 1 replicas acknowledged in time"));
-    until = now_ms() + WAIT_MS;
-    while (n != 0 && now_ms() < until) {
+    until = sd_now_ms() + WAIT_MS;
+    while (n != 0 && sd_now_ms() < until) {
         redisReply *rep = rp_cmd(m.port, "HEXISTS t:msg:0:w 1");
         n = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
         freeReplyObject(rep);
         if (n != 0)
-            sleep_ms(20);
+            sd_sleep_ms(20);
     }
     ck_assert_int_eq(n, 0);
 
     rp_start(&r, m.port);
     ck_assert(wait_replica_up(&r));
-    until = now_ms() + WAIT_MS;
-    while (!ok && now_ms() < until) {
+    until = sd_now_ms() + WAIT_MS;
+    while (!ok && sd_now_ms() < until) {
         tc_sendf(c, "PUB w 5\r\nagain\r\n");
         ck_assert_ptr_nonnull(tc_reply_line(c));
         ok = c->r.type == REPLY_OK;
@@ -667,17 +638,17 @@ static void ftop_up(fload_t *l, int p)
 static bool fload_until(fload_t *l, bool (*done)(void *), void *arg)
 {
     fround_t *fr = l->fr;
-    uint64_t until = now_ms() + 60000, look = 0;
+    uint64_t until = sd_now_ms() + 60000, look = 0;
 
     for (int p = 0; p < FP; p++)
         ftop_up(l, p);
-    while (now_ms() < until) {
+    while (sd_now_ms() < until) {
         struct pollfd pfd[FP + 1];
         int n = FP;
-        if (now_ms() >= look) {
+        if (sd_now_ms() >= look) {
             if (done(arg))
                 return true;
-            look = now_ms() + 100;
+            look = sd_now_ms() + 100;
         }
         for (int p = 0; p < FP; p++)
             pfd[p] = (struct pollfd){.fd = l->prod[p]->fd, .events = POLLIN};

@@ -31,14 +31,6 @@
 
 #define SOAK_SECONDS "20"
 
-static uint64_t ck_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The soak driver: $SOAK, else `soak` next to this program. */
 static const char *soak_path(void)
 {
@@ -137,7 +129,7 @@ static pid_t bench_start(const sd_t *d, const char *log, const char *const args[
  * (or from the start to the first) in ms. Returns the bench's exit status. */
 static int watch_pings(notify_sock_t *n, pid_t pid, uint64_t *max_gap, unsigned *pings)
 {
-    uint64_t last = ck_ms();
+    uint64_t last = sd_now_ms();
     int status = -1;
 
     for (;;) {
@@ -149,7 +141,7 @@ static int watch_pings(notify_sock_t *n, pid_t pid, uint64_t *max_gap, unsigned 
             if (len > 0) {
                 buf[len] = '\0';
                 if (strstr(buf, "WATCHDOG=1")) {
-                    uint64_t now = ck_ms();
+                    uint64_t now = sd_now_ms();
                     if (now - last > *max_gap)
                         *max_gap = now - last;
                     last = now;
@@ -161,8 +153,8 @@ static int watch_pings(notify_sock_t *n, pid_t pid, uint64_t *max_gap, unsigned 
             break;
     }
     /* The time since the last ping counts too. */
-    if (ck_ms() - last > *max_gap)
-        *max_gap = ck_ms() - last;
+    if (sd_now_ms() - last > *max_gap)
+        *max_gap = sd_now_ms() - last;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

@@ -225,21 +225,14 @@ static int sclient(char **out, const char *input, const char *opts)
     return status;
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Wait until the daemon's log has `needle`: the daemon may log a failed
  * handshake after the client has already given up, and reloads are
  * asynchronous. */
 static bool wait_log(const char *needle)
 {
-    uint64_t until = now_ms() + TT_IO_MS;
+    uint64_t until = sd_now_ms() + TT_IO_MS;
 
-    while (now_ms() < until) {
+    while (sd_now_ms() < until) {
         if (sd_log_has(&d, needle))
             return true;
         usleep(10000);
@@ -264,9 +257,9 @@ static bool log_line_has_both(const char *a, const char *b)
 /* A failed handshake is logged, with the peer's address and why. */
 static bool wait_log_failure(const char *why)
 {
-    uint64_t until = now_ms() + TT_IO_MS;
+    uint64_t until = sd_now_ms() + TT_IO_MS;
 
-    while (now_ms() < until) {
+    while (sd_now_ms() < until) {
         if (log_line_has_both("handshake with 127.0.0.1:", why))
             return true;
         usleep(10000);
@@ -290,7 +283,7 @@ static bool tt_wait(tt_t *t, int ssl_ret, uint64_t until)
 {
     int e = SSL_get_error(t->ssl, ssl_ret);
     struct pollfd p = {.fd = t->fd, .events = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN};
-    uint64_t now = now_ms();
+    uint64_t now = sd_now_ms();
 
     if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
         ck_abort_msg("TLS error %d: %s", e, ERR_reason_error_string(ERR_get_error()));
@@ -304,7 +297,7 @@ static tt_t *tt_open(void)
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)tls_port)};
     char ca[128];
     tt_t *t = calloc(1, sizeof *t);
-    uint64_t until = now_ms() + TT_IO_MS;
+    uint64_t until = sd_now_ms() + TT_IO_MS;
     int r;
 
     ck_assert_ptr_nonnull(t);
@@ -346,7 +339,7 @@ static size_t tt_write(tt_t *t, const char *data, size_t len, int quiet_ms)
             done += (size_t)n;
             continue;
         }
-        if (!tt_wait(t, n, now_ms() + (uint64_t)quiet_ms))
+        if (!tt_wait(t, n, sd_now_ms() + (uint64_t)quiet_ms))
             break;
     }
     return done;
@@ -360,7 +353,7 @@ static void tt_send(tt_t *t, const char *s)
 /* One line (without CRLF) within timeout_ms; NULL on timeout or close. */
 static const char *tt_line(tt_t *t, int timeout_ms)
 {
-    uint64_t until = now_ms() + (uint64_t)timeout_ms;
+    uint64_t until = sd_now_ms() + (uint64_t)timeout_ms;
 
     for (;;) {
         char *nl = memchr(t->buf, '\n', t->len);
@@ -564,12 +557,12 @@ END_TEST
 static size_t read_to_eof(int fd, char *buf, size_t cap, bool *closed)
 {
     size_t len = 0;
-    uint64_t until = now_ms() + TT_IO_MS;
+    uint64_t until = sd_now_ms() + TT_IO_MS;
 
     *closed = false;
-    while (now_ms() < until && len < cap) {
+    while (sd_now_ms() < until && len < cap) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, (int)(until - now_ms())) <= 0)
+        if (poll(&p, 1, (int)(until - sd_now_ms())) <= 0)
             break;
         ssize_t n = recv(fd, buf + len, cap - len, 0);
         if (n <= 0) {

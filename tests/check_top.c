@@ -167,12 +167,6 @@ static char *pane(void)
     return tmux(NULL, "capture-pane -p -t top");
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
 /* The whitespace-separated fields of the pane line starting "name ". */
 static int row_fields(const char *text, const char *name, char f[][32], int max)
 {
@@ -217,7 +211,7 @@ static char *wait_loaded_frame(void)
             rate_positive(hot[F_PUB]) && rate_positive(hot[F_ACK]) &&
             strcmp(full[F_PARKED], "1") == 0 && strcmp(full[F_READY], "50") == 0)
             return text;
-        sleep_ms(200);
+        sd_sleep_ms(200);
     }
     ck_abort_msg("no loaded frame in %d ms; last:\n%s", WAIT_MS, text);
     return NULL;
@@ -250,7 +244,7 @@ static void wait_order(const char *sort, const char *want)
                 return;
             }
         }
-        sleep_ms(100);
+        sd_sleep_ms(100);
     }
     ck_abort_msg("wanted '%s' with %s first; last frame:\n%s", sort, want, text);
 }
@@ -266,7 +260,7 @@ static int wait_exit(void)
             fclose(f);
             return rc;
         }
-        sleep_ms(100);
+        sd_sleep_ms(100);
     }
     ck_abort_msg("sluice top did not exit");
     return -1;
@@ -291,7 +285,7 @@ static void assert_restored(void)
         text = pane();
         if (strstr(text, "TOP-EXITED"))
             break;
-        sleep_ms(100);
+        sd_sleep_ms(100);
     }
     ck_assert_msg(strstr(text, "TOP-EXITED") != NULL, "%s", text);
     ck_assert_msg(strstr(text, "sluice top") == NULL, "frame left on screen:\n%s", text);

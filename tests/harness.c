@@ -33,11 +33,37 @@ extern char **environ;
 #define HARNESS_STOP_MS 60000
 #define HARNESS_IO_MS 10000
 
-static uint64_t harness_ms(void)
+uint64_t sd_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void sd_sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+int sd_free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    if (fd >= 0)
+        close(fd);
+    if (port <= 0) {
+        perror("sd_free_port"); /* no loopback socket at all: nothing can run */
+        abort();
+    }
+    return port;
 }
 
 const char *sd_bin(const char *envname, const char *fallback)
@@ -187,8 +213,8 @@ int sd_start_wrapped(sd_t *d, const char *wrap, const char *yaml, char *const ex
         execv(bin, argv);
         _exit(127);
     }
-    until = harness_ms() + HARNESS_START_MS;
-    while (harness_ms() < until) {
+    until = sd_now_ms() + HARNESS_START_MS;
+    while (sd_now_ms() < until) {
         int status;
         if (sd_read_port(d, port_file) == 0)
             return 0;
@@ -226,7 +252,7 @@ static void sd_rmdir(const char *dir)
 
 int sd_stop(sd_t *d)
 {
-    uint64_t until = harness_ms() + HARNESS_STOP_MS;
+    uint64_t until = sd_now_ms() + HARNESS_STOP_MS;
     int status = 0, rc = -1;
 
     if (d->pid <= 0) {
@@ -234,7 +260,7 @@ int sd_stop(sd_t *d)
         return -1;
     }
     kill(d->pid, SIGTERM);
-    while (harness_ms() < until) {
+    while (sd_now_ms() < until) {
         pid_t p = waitpid(d->pid, &status, WNOHANG);
         if (p == d->pid) {
             rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -561,11 +587,11 @@ const char *tc_reply_line(tc_t *c)
 
 bool tc_closed(tc_t *c, int timeout_ms)
 {
-    uint64_t until = harness_ms() + (uint64_t)timeout_ms;
+    uint64_t until = sd_now_ms() + (uint64_t)timeout_ms;
 
-    while (harness_ms() < until) {
+    while (sd_now_ms() < until) {
         c->off = c->len; /* anything still queued is not what we wait for */
-        int r = tc_fill(c, (int)(until - harness_ms()));
+        int r = tc_fill(c, (int)(until - sd_now_ms()));
         if (r == 0)
             return true;
         if (r < 0)

@@ -27,6 +27,13 @@ typedef struct sd {
 
 /* Path of a built program from the environment ($SLUICED, $SLUICE), or a
  * default relative to the build tree. */
+/* The monotonic clock in ms, and a sleep: what every test's waits use. */
+uint64_t sd_now_ms(void);
+void sd_sleep_ms(int ms);
+/* A loopback TCP port the kernel just gave a socket that is now closed:
+ * free a moment ago (another process may take it; callers that can, retry). */
+int sd_free_port(void);
+
 const char *sd_bin(const char *envname, const char *fallback);
 
 /* An installed program: $envname if set, else `name` on PATH (a static

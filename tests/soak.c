@@ -239,22 +239,6 @@ static void soak_violation(atomic_uint_fast64_t *counter, const char *fmt, ...)
     }
 }
 
-static uint64_t soak_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void soak_sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* xorshift64*: one stream per thread, from the seed. */
 static uint64_t soak_rand(uint64_t *s)
 {
@@ -508,7 +492,7 @@ static void *producer_run(void *arg)
         if (!sk_open(&c)) {
             soak_violation(&v_protocol, "producer %u: cannot connect: %s", p->index,
                            strerror(errno));
-            soak_sleep_ms(100);
+            sd_sleep_ms(100);
             continue;
         }
         atomic_fetch_add(&n_prod_sessions, 1);
@@ -780,7 +764,7 @@ static bool consumer_on_msg(consumer_t *k)
  * meanwhile are recorded and left unacked: they go back on close. */
 static bool consumer_settle(consumer_t *k, bool ack)
 {
-    uint64_t until = soak_ms() + 60000;
+    uint64_t until = sd_now_ms() + 60000;
 
     if (ack && !consumer_send_acks(k))
         return false;
@@ -788,7 +772,7 @@ static bool consumer_settle(consumer_t *k, bool ack)
         return false;
     while (k->p_count > 0) {
         int rr = sk_reply(&k->c, 1000);
-        if (rr < 0 || soak_ms() > until) {
+        if (rr < 0 || sd_now_ms() > until) {
             soak_violation(&v_protocol, "consumer %u: %s while %zu replies were due", k->index,
                            rr < 0 ? "connection lost" : "a minute passed", k->p_count);
             return false;
@@ -830,13 +814,13 @@ static bool consumer_session(consumer_t *k)
     bool calm_start = atomic_load(&soak_calm);
     /* After how many pushes, or how long, this session walks away. */
     unsigned leave_after = 20 + soak_below(&k->rng, 2000);
-    uint64_t leave_at = soak_ms() + 200 + soak_below(&k->rng, 3000);
+    uint64_t leave_at = sd_now_ms() + 200 + soak_below(&k->rng, 3000);
     unsigned taken = 0;
 
     if (!sk_open(&k->c)) {
         soak_violation(&v_protocol, "consumer %u: cannot connect: %s", k->index,
                        strerror(errno));
-        soak_sleep_ms(100);
+        sd_sleep_ms(100);
         return true;
     }
     atomic_fetch_add(&n_cons_sessions, 1);
@@ -848,7 +832,7 @@ static bool consumer_session(consumer_t *k)
         bool calm = atomic_load(&soak_calm) || k->dlq;
         if (atomic_load(&soak_stop_consumers) || (calm && !calm_start && !k->dlq))
             break;
-        if (!calm && (taken >= leave_after || soak_ms() >= leave_at)) {
+        if (!calm && (taken >= leave_after || sd_now_ms() >= leave_at)) {
             /* Walk away with messages in flight (the ACKs gathered are
              * never sent) and pushes on the wire. */
             if (!consumer_settle(k, false))
@@ -911,7 +895,7 @@ static void *sampler_run(void *arg)
         if (fds > 0 && (uint64_t)fds > atomic_load(&soak_fd_max))
             atomic_store(&soak_fd_max, (uint64_t)fds);
         atomic_fetch_add(&soak_rss_samples, 1);
-        soak_sleep_ms(100);
+        sd_sleep_ms(100);
     }
     return NULL;
 }
@@ -1124,13 +1108,13 @@ static uint64_t soak_rss_bound_kib(uint64_t base_kib, unsigned conns)
 /* Wait until the broker holds nothing; false after two minutes. */
 static bool soak_drain(sk_t *ctl)
 {
-    uint64_t until = soak_ms() + 120000, left = UINT64_MAX;
+    uint64_t until = sd_now_ms() + 120000, left = UINT64_MAX;
 
-    while (soak_ms() < until) {
+    while (sd_now_ms() < until) {
         left = soak_stat(ctl, NULL, "messages");
         if (left == 0)
             return true;
-        soak_sleep_ms(100);
+        sd_sleep_ms(100);
     }
     soak_fail("the broker still holds %" PRIu64 " messages after two minutes of draining", left);
     return false;
@@ -1240,7 +1224,7 @@ int main(int argc, char **argv)
     cons = calloc(nc + 1, sizeof *cons);
     if (prods == NULL || cons == NULL)
         return 1;
-    start = soak_ms();
+    start = sd_now_ms();
     for (unsigned i = 0; i <= nc; i++) {
         cons[i].index = i;
         cons[i].dlq = i == nc;
@@ -1253,17 +1237,17 @@ int main(int argc, char **argv)
         prods[i].rng = soak_opts.seed * 0x9e3779b97f4a7c15ull + 1 + i;
         pthread_create(&prods[i].thread, NULL, producer_run, &prods[i]);
     }
-    while (soak_ms() - start < (uint64_t)soak_opts.duration_s * 1000) {
+    while (sd_now_ms() - start < (uint64_t)soak_opts.duration_s * 1000) {
         uint64_t parked;
-        soak_sleep_ms(1000);
+        sd_sleep_ms(1000);
         /* Proof that block really parks producers now and then. */
         parked = soak_stat(&ctl, NULL, "blocked_producers");
         if (parked != UINT64_MAX && parked > max_parked)
             max_parked = parked;
-        if (!soak_opts.quiet && (soak_ms() - start) / 1000 % 10 == 0)
+        if (!soak_opts.quiet && (sd_now_ms() - start) / 1000 % 10 == 0)
             printf("soak: %3" PRIu64 " s: +OK %" PRIu64 ", -FULL %" PRIu64 ", delivered %" PRIu64
                    ", acked %" PRIu64 ", RSS max %" PRIu64 " KiB\n",
-                   (soak_ms() - start) / 1000, (uint64_t)atomic_load(&n_ok),
+                   (sd_now_ms() - start) / 1000, (uint64_t)atomic_load(&n_ok),
                    (uint64_t)atomic_load(&n_full), (uint64_t)atomic_load(&n_delivered),
                    (uint64_t)atomic_load(&n_ack_ok), (uint64_t)atomic_load(&soak_rss_max));
     }
@@ -1283,7 +1267,7 @@ int main(int argc, char **argv)
 
     soak_reconcile(&ctl);
     stall = soak_stat(&ctl, NULL, "max_loop_stall_ms");
-    for (uint64_t until = soak_ms() + 10000; soak_ms() < until; soak_sleep_ms(20))
+    for (uint64_t until = sd_now_ms() + 10000; sd_now_ms() < until; sd_sleep_ms(20))
         if ((end_fds = sd_fd_count(soak_d.pid)) == base_fds)
             break;
     if (end_fds != base_fds)
