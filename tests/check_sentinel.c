@@ -77,38 +77,42 @@ static redisContext *rp_conn(int port)
 }
 
 /* One command on a fresh connection; NULL if nothing answers. */
-static redisReply *rp_cmd(int port, const char *fmt, ...)
+static redisReply *rp_vcmd(int port, const char *fmt, va_list ap)
 {
     redisContext *c = rp_conn(port);
     redisReply *r;
-    va_list ap;
 
     if (c == NULL)
         return NULL;
-    va_start(ap, fmt);
     r = redisvCommand(c, fmt, ap);
-    va_end(ap);
     redisFree(c);
+    return r;
+}
+
+static redisReply *rp_cmd(int port, const char *fmt, ...)
+{
+    redisReply *r;
+    va_list ap;
+
+    va_start(ap, fmt);
+    r = rp_vcmd(port, fmt, ap);
+    va_end(ap);
     return r;
 }
 
 /* Does the reply of fmt (a status, string or INFO text) contain needle? */
 static bool rp_has(int port, const char *needle, const char *fmt, ...)
 {
-    redisContext *c = rp_conn(port);
     redisReply *r;
     va_list ap;
     bool has;
 
-    if (c == NULL)
-        return false;
     va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
+    r = rp_vcmd(port, fmt, ap);
     va_end(ap);
     has = r != NULL && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING) &&
           strstr(r->str, needle) != NULL;
     freeReplyObject(r);
-    redisFree(c);
     return has;
 }
 

@@ -442,12 +442,9 @@ int tc_sendf(tc_t *c, const char *fmt, ...)
     return tc_send(c, buf, (size_t)n);
 }
 
-/* Wait up to timeout_ms for more bytes. 1 got some, 0 EOF, -1 timeout/error. */
-static int tc_fill(tc_t *c, int timeout_ms)
+/* Consumed bytes out of the way, and room for at least one more. */
+static bool tc_make_room(tc_t *c)
 {
-    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-    ssize_t n;
-
     if (c->off > 0) {
         memmove(c->buf, c->buf + c->off, c->len - c->off);
         c->len -= c->off;
@@ -456,10 +453,21 @@ static int tc_fill(tc_t *c, int timeout_ms)
     if (c->len == c->cap) {
         char *p = realloc(c->buf, c->cap * 2);
         if (p == NULL)
-            return -1;
+            return false;
         c->buf = p;
         c->cap *= 2;
     }
+    return true;
+}
+
+/* Wait up to timeout_ms for more bytes. 1 got some, 0 EOF, -1 timeout/error. */
+static int tc_fill(tc_t *c, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    ssize_t n;
+
+    if (!tc_make_room(c))
+        return -1;
     if (poll(&pfd, 1, timeout_ms) <= 0)
         return -1;
     n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
@@ -501,18 +509,8 @@ bool tc_pump(tc_t *c)
 {
     ssize_t n;
 
-    if (c->off > 0) {
-        memmove(c->buf, c->buf + c->off, c->len - c->off);
-        c->len -= c->off;
-        c->off = 0;
-    }
-    if (c->len == c->cap) {
-        char *p = realloc(c->buf, c->cap * 2);
-        if (p == NULL)
-            return false;
-        c->buf = p;
-        c->cap *= 2;
-    }
+    if (!tc_make_room(c))
+        return false;
     n = recv(c->fd, c->buf + c->len, c->cap - c->len, MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
         return false;
