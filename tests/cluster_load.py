@@ -66,15 +66,22 @@ async def connect(addr):
                                   CONNECT_TIMEOUT * 2)
 
 
+async def connect_or_wait(addr, ledger):
+    """A client, or None (the failure counted) after a pause to retry."""
+    try:
+        return await connect(addr)
+    except (OSError, asyncio.TimeoutError, sluice.SluiceError) as e:
+        ledger.error(e)
+        await asyncio.sleep(RETRY_S)
+        return None
+
+
 async def producer(topic, addr, ledger, args, stop):
     seq = 0
     period = 1.0 / args.rate
     while not stop.is_set():
-        try:
-            client = await connect(addr)
-        except (OSError, asyncio.TimeoutError, sluice.SluiceError) as e:
-            ledger.error(e)
-            await asyncio.sleep(RETRY_S)
+        client = await connect_or_wait(addr, ledger)
+        if client is None:
             continue
         dead = asyncio.Event()
         window = asyncio.Semaphore(args.window)
@@ -118,11 +125,8 @@ async def producer(topic, addr, ledger, args, stop):
 
 async def consumer(topic, addr, ledger, done):
     while not done.is_set():
-        try:
-            client = await connect(addr)
-        except (OSError, asyncio.TimeoutError, sluice.SluiceError) as e:
-            ledger.error(e)
-            await asyncio.sleep(RETRY_S)
+        client = await connect_or_wait(addr, ledger)
+        if client is None:
             continue
         sub = client.subscribe(topic, credit=64)
 
