@@ -163,7 +163,7 @@ static void walk_value(void *arg, const char *p, size_t n)
  * REDIS_REPLY_* type, or -1 when the reader calls its shape bad. */
 static int walk(const char *s, walk_rec_t *rec, bool split)
 {
-    brd_sink_t sink = { walk_id, walk_value, rec };
+    brd_sink_t sink = { walk_id, walk_value, rec, false };
     brd_rd_t *rd = brd_rd_new(&sink);
     size_t n = strlen(s);
 
@@ -217,7 +217,7 @@ END_TEST
 START_TEST(test_redis_reply_pipeline)
 {
     walk_rec_t rec = { 0 };
-    brd_sink_t sink = { walk_id, walk_value, &rec };
+    brd_sink_t sink = { walk_id, walk_value, &rec, false };
     brd_rd_t *rd = brd_rd_new(&sink);
     char buf[1024];
 
@@ -666,7 +666,9 @@ static void reap(pid_t pid)
     waitpid(pid, NULL, 0);
 }
 
-START_TEST(test_bench_redis_streams)
+/* One bench run of `target` against a fresh redis-server: every message
+ * arrives once and intact. */
+static void bench_against_redis(const char *target)
 {
     ck_assert_msg(have("redis-server"), "redis-server is not installed (apt-get install redis-server)");
     int port = sd_free_port();
@@ -676,13 +678,25 @@ START_TEST(test_bench_redis_streams)
                      "--appendonly", "no", NULL };
     sd_guard_t g;
     pid_t pid = spawn_server(argv, port, &g);
-    snprintf(args, sizeof args, "-T redis-streams -s 127.0.0.1:%d -n 2000 -p 2 -c 2 -C 50 -a 20", port);
+    snprintf(args, sizeof args, "-T %s -s 127.0.0.1:%d -n 2000 -p 2 -c 2 -C 50 -a 20", target, port);
     int rc = bench_run(&out, args);
     reap(pid);
     sd_guard_release(&g);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
     ck_assert_ptr_nonnull(strstr(out, "received 2000, lost 0, duplicates 0, corrupt 0"));
     free(out);
+}
+
+START_TEST(test_bench_redis_streams)
+{
+    bench_against_redis("redis-streams");
+}
+END_TEST
+
+/* A plain list: LPUSH and BLMPOP, every message once (no acks to lose). */
+START_TEST(test_bench_redis_lists)
+{
+    bench_against_redis("redis-lists");
 }
 END_TEST
 
@@ -757,6 +771,7 @@ static Suite *bench_suite(void)
     tcase_add_test(r, test_bench_reports_duplicate);
     tcase_add_test(r, test_bench_reports_corruption);
     tcase_add_test(r, test_bench_redis_streams);
+    tcase_add_test(r, test_bench_redis_lists);
     tcase_add_test(r, test_bench_beanstalkd);
     tcase_add_test(r, test_bench_relay);
     suite_add_tcase(s, r);

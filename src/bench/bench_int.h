@@ -94,6 +94,7 @@ struct bench_target {
 
 extern const bench_target_t bsl_target;   /* bench_sluice.c */
 extern const bench_target_t brd_target;   /* bench_redis.c */
+extern const bench_target_t brl_target;   /* bench_rlist.c */
 extern const bench_target_t bbs_target;   /* bench_beanstalk.c */
 extern const bench_target_t bsl_relay_target; /* bench_sluice.c: sluice's client side, to the relay */
 
@@ -190,7 +191,8 @@ void bench_report_json(const bench_opts_t *o, const bench_result_t *r);
 
 struct redisReader;
 
-/* Where brd_rd_t puts what an XREADGROUP reply brings. */
+/* Where brd_rd_t puts what an XREADGROUP (or, with `list`, a BLMPOP)
+ * reply brings. */
 typedef struct brd_sink {
     /* Each entry's id, once (to XACK it): 0, or -1 to mark the reply bad. */
     int (*id)(void *arg, const char *id, size_t n);
@@ -198,6 +200,7 @@ typedef struct brd_sink {
      * deleted before it was read. */
     void (*value)(void *arg, const char *p, size_t n);
     void *arg;
+    bool list;  /* BLMPOP's [key, [value, ...]]: values only, no ids */
 } brd_sink_t;
 
 /* A reply reader on hiredis's parser that builds no reply objects: it
@@ -206,7 +209,7 @@ typedef struct brd_sink {
  * to its sink while they are parsed. */
 typedef struct brd_rd {
     struct redisReader *r;
-    brd_sink_t sink;        /* id NULL: no entries expected (producers, set-up) */
+    brd_sink_t sink;        /* value NULL: no entries expected (producers, set-up) */
     int type;               /* REDIS_REPLY_* of the last reply */
     bool bad;               /* with a sink: the reply was not shaped as XREADGROUP's */
     char err[201];          /* an error reply as sent, "-ERR ..." (up to 200 bytes) */
@@ -220,5 +223,18 @@ int brd_rd_feed(brd_rd_t *rd, const char *p, size_t n);
 /* Parse on: 1 when one more whole reply was read (type, bad and err tell
  * what it was), 0 when more bytes are needed, -1 when it is not RESP. */
 int brd_rd_get(brd_rd_t *rd);
+
+/* RESP out and in over a bench connection, shared with bench_rlist.c. */
+int brd_put_cmd(client_t *c, int argc, const char *const *argv, const size_t *lens);
+int brd_next(client_t *c, brd_rd_t *rd);
+int brd_command(client_t *c, int argc, const char *const *argv, char *err, size_t errlen);
+const char *brd_errstr(const brd_rd_t *rd, char *buf, size_t len);
+/* A producer's reader (its priv), and its next reply: 1 when of ok_type,
+ * 2 an error reply (err), 0 none yet, -1 anything else. */
+int brd_prod_open(bench_worker_t *w);
+void brd_prod_close(bench_worker_t *w);
+int brd_prod_answer(bench_worker_t *w, int ok_type, char *err, size_t errlen);
+/* DEL the target's key on a fresh connection, errors ignored. */
+void brd_teardown(bench_t *b);
 
 #endif

@@ -11,12 +11,13 @@
 #include "bench_int.h"
 
 /* Every protocol the bench speaks; a new target adds its line here. */
-static const bench_target_t *const bench_targets[] = { &bsl_target, &brd_target, &bbs_target,
-                                                        &bsl_relay_target };
+static const bench_target_t *const bench_targets[] = { &bsl_target, &brd_target, &brl_target,
+                                                        &bbs_target, &bsl_relay_target };
 
 static const char bench_usage_text[] =
     "usage: sluice bench [OPTIONS]\n"
-    "  -T, --target NAME      sluice | redis-streams | beanstalkd | relay (sluice)\n"
+    "  -T, --target NAME      sluice | redis-streams | redis-lists | beanstalkd | relay\n"
+    "                         (sluice; redis-lists: LPUSH and BLMPOP, no acks)\n"
     "  -s, --server ADDR      host:port or unix:/path (sluice: $SLUICE_ADDR or\n"
     "                         127.0.0.1:7700; redis 127.0.0.1:6379; beanstalkd 127.0.0.1:11300;\n"
     "                         relay 127.0.0.1:7709)\n"

@@ -53,7 +53,7 @@ static int brd_put_bulk(client_t *c, const char *s, size_t len)
 }
 
 /* One command; lens NULL when every argument is a C string. */
-static int brd_put_cmd(client_t *c, int argc, const char *const *argv, const size_t *lens)
+int brd_put_cmd(client_t *c, int argc, const char *const *argv, const size_t *lens)
 {
     if (brd_put_argc(c, (size_t)argc) < 0)
         return -1;
@@ -86,13 +86,16 @@ typedef enum brd_slot {
 
 /* The slot of a read task: by its depth (0 the reply, 1 a stream, 2 its
  * name and entries, 3 an entry, 4 its id and fields, 5 a field or value)
- * and its index in its parent. */
-static brd_slot_t brd_slot(const redisReadTask *t)
+ * and its index in its parent. A BLMPOP reply, [key, [value, ...]], has
+ * its values at depth 2. */
+static brd_slot_t brd_slot(const brd_rd_t *rd, const redisReadTask *t)
 {
     int d = 0;
 
     for (const redisReadTask *p = t; p->parent; p = p->parent)
         d++;
+    if (rd->sink.list)
+        return d == 1 ? (t->idx == 1 ? BRD_ENTRIES : BRD_ANY) : d == 2 ? BRD_VALUE : BRD_ANY;
     switch (d) {
     case 1:
     case 3: return BRD_PAIR;
@@ -123,9 +126,9 @@ static void *brd_on_string(const redisReadTask *t, char *s, size_t len)
             snprintf(rd->err, sizeof rd->err, "-%.*s", (int)(len > 199 ? 199 : len), s);
         return rd;
     }
-    if (!rd->sink.id)
+    if (!rd->sink.value)
         return rd;
-    brd_slot_t slot = brd_slot(t);
+    brd_slot_t slot = brd_slot(rd, t);
     bool bulk = t->type == REDIS_REPLY_STRING;
     if (slot == BRD_ID && bulk)
         rd->bad |= rd->sink.id(rd->sink.arg, s, len) < 0;
@@ -140,9 +143,9 @@ static void *brd_on_array(const redisReadTask *t, int n)
 {
     brd_rd_t *rd = t->privdata;
 
-    if (brd_rd_top(rd, t, REDIS_REPLY_ARRAY) || !rd->sink.id)
+    if (brd_rd_top(rd, t, REDIS_REPLY_ARRAY) || !rd->sink.value)
         return rd;
-    brd_slot_t slot = brd_slot(t);
+    brd_slot_t slot = brd_slot(rd, t);
     if ((slot == BRD_PAIR && n != 2) || slot == BRD_ID || slot == BRD_VALUE)
         rd->bad = true;
     return rd;
@@ -153,7 +156,7 @@ static void *brd_on_integer(const redisReadTask *t, long long v)
     brd_rd_t *rd = t->privdata;
 
     (void)v;
-    if (!brd_rd_top(rd, t, REDIS_REPLY_INTEGER) && rd->sink.id && brd_slot(t) != BRD_ANY)
+    if (!brd_rd_top(rd, t, REDIS_REPLY_INTEGER) && rd->sink.value && brd_slot(rd, t) != BRD_ANY)
         rd->bad = true;
     return rd;
 }
@@ -162,9 +165,9 @@ static void *brd_on_nil(const redisReadTask *t)
 {
     brd_rd_t *rd = t->privdata;
 
-    if (brd_rd_top(rd, t, REDIS_REPLY_NIL) || !rd->sink.id)
+    if (brd_rd_top(rd, t, REDIS_REPLY_NIL) || !rd->sink.value)
         return rd;   /* at the top: XREADGROUP's BLOCK timed out */
-    switch (brd_slot(t)) {
+    switch (brd_slot(rd, t)) {
     case BRD_FIELDS: rd->sink.value(rd->sink.arg, NULL, 0); break;   /* deleted before it was read */
     case BRD_VALUE: rd->sink.value(rd->sink.arg, "", 0); break;      /* not a payload: corrupt */
     case BRD_PAIR:
@@ -233,7 +236,7 @@ int brd_rd_get(brd_rd_t *rd)
 /* The next whole reply on c, after handing the reader every byte received
  * so far: 1 (rd describes it), 0 when none is complete yet, -1 when the
  * bytes are not RESP. */
-static int brd_next(client_t *c, brd_rd_t *rd)
+int brd_next(client_t *c, brd_rd_t *rd)
 {
     size_t n = client_avail(c);
 
@@ -246,7 +249,7 @@ static int brd_next(client_t *c, brd_rd_t *rd)
 }
 
 /* A reply that is not the error or the type expected, for messages. */
-static const char *brd_errstr(const brd_rd_t *rd, char *buf, size_t len)
+const char *brd_errstr(const brd_rd_t *rd, char *buf, size_t len)
 {
     if (rd->type == REDIS_REPLY_ERROR)
         return rd->err;
@@ -257,7 +260,7 @@ static const char *brd_errstr(const brd_rd_t *rd, char *buf, size_t len)
 /* ---- set-up and clean-up ---- */
 
 /* A blocking command on a fresh connection. */
-static int brd_command(client_t *c, int argc, const char *const *argv, char *err, size_t errlen)
+int brd_command(client_t *c, int argc, const char *const *argv, char *err, size_t errlen)
 {
     brd_rd_t *rd = brd_rd_new(NULL);
     int k = -1, rc = -1;
@@ -306,10 +309,10 @@ static int brd_setup(bench_t *b, char *err, size_t errlen)
     return rc;
 }
 
-static void brd_teardown(bench_t *b)
+void brd_teardown(bench_t *b)
 {
     char err[CLIENT_ERR_MAX];
-    client_t *c = client_connect(b->o.addr, brd_target.port, BENCH_CONNECT_MS, err);
+    client_t *c = client_connect(b->o.addr, b->o.target->port, BENCH_CONNECT_MS, err);
     const char *del[] = { "DEL", b->o.topic };
 
     if (!c)
@@ -320,7 +323,7 @@ static void brd_teardown(bench_t *b)
 
 /* ---- producer: the worker's priv is its connection's reader ---- */
 
-static int brd_prod_open(bench_worker_t *w)
+int brd_prod_open(bench_worker_t *w)
 {
     w->priv = brd_rd_new(NULL);
     if (w->priv)
@@ -329,7 +332,7 @@ static int brd_prod_open(bench_worker_t *w)
     return -1;
 }
 
-static void brd_prod_close(bench_worker_t *w)
+void brd_prod_close(bench_worker_t *w)
 {
     brd_rd_free(w->priv);
     w->priv = NULL;
@@ -344,19 +347,24 @@ static int brd_prod_put(bench_worker_t *w, const char *payload, size_t n)
     return brd_put_cmd(w->c, 5, argv, lens);
 }
 
-static int brd_prod_reply(bench_worker_t *w, char *err, size_t errlen)
+int brd_prod_answer(bench_worker_t *w, int ok_type, char *err, size_t errlen)
 {
     brd_rd_t *rd = w->priv;
     int k = brd_next(w->c, rd);
 
     if (k <= 0)
         return k;
-    if (rd->type == REDIS_REPLY_STRING)
-        return 1;   /* the new entry's id */
+    if (rd->type == ok_type)
+        return 1;
     if (rd->type != REDIS_REPLY_ERROR)
         return -1;
     snprintf(err, errlen, "%s", rd->err);
     return 2;
+}
+
+static int brd_prod_reply(bench_worker_t *w, char *err, size_t errlen)
+{
+    return brd_prod_answer(w, REDIS_REPLY_STRING, err, errlen); /* the new entry's id */
 }
 
 /* ---- consumer ---- */
@@ -491,7 +499,7 @@ static int brd_consume(bench_worker_t *w)
 {
     bench_t *b = w->b;
     brd_cons_t s = { .w = w };
-    const brd_sink_t sink = { brd_ids_add, brd_take, &s };
+    const brd_sink_t sink = { brd_ids_add, brd_take, &s, false };
     char consumer[32];
 
     s.rd = brd_rd_new(&sink);

@@ -10,10 +10,14 @@
 #   RUNS=3 MESSAGES=100000 tests/bench/compare.sh
 #   TARGETS="sluice redis-streams" SIZES=64 LOADS="1/1" tests/bench/compare.sh
 #
+# redis-lists (LPUSH, BLMPOP) does no acknowledgement, and relay (`sluice
+# bench --relay-listen`: frames in, frames out, nothing kept) is the copy
+# floor: both are there to compare with, not the same work.
+#
 # Environment: SLUICED, SLUICE (default build/src/sluiced, build/src/sluice),
 # REDIS_SERVER (redis-server), BEANSTALKD (beanstalkd), RUNS (5), MESSAGES
 # (200000 per run), SIZES ("64 1024"), LOADS ("1/1 4/4": producers/consumers),
-# TARGETS ("sluice redis-streams beanstalkd"), BENCH_ARGS (extra options for
+# TARGETS ("sluice redis-streams beanstalkd"; also redis-lists, relay), BENCH_ARGS (extra options for
 # every run, e.g. "--window 128"), RAW (file to append every run's JSON to).
 set -euo pipefail
 
@@ -49,9 +53,9 @@ for prog in "$SLUICED" "$SLUICE"; do
 done
 for t in $TARGETS; do
     case $t in
-    redis-streams) command -v "$REDIS_SERVER" >/dev/null || die "$REDIS_SERVER not found (apt-get install redis-server)" ;;
+    redis-streams | redis-lists) command -v "$REDIS_SERVER" >/dev/null || die "$REDIS_SERVER not found (apt-get install redis-server)" ;;
     beanstalkd) command -v "$BEANSTALKD" >/dev/null || die "$BEANSTALKD not found (apt-get install beanstalkd)" ;;
-    sluice) ;;
+    sluice | relay) ;;
     *) die "unknown target $t" ;;
     esac
 done
@@ -89,9 +93,12 @@ start_server() {
         printf 'listen: [127.0.0.1:%s]\nadmin: {listen: ""}\n' "$port" >"$work/sluiced.yaml"
         "$SLUICED" -c "$work/sluiced.yaml" 2>"$work/server.log" &
         ;;
-    redis-streams)
+    redis-streams | redis-lists)
         "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
             --dir "$work" >"$work/server.log" 2>&1 &
+        ;;
+    relay)
+        "$SLUICE" bench --relay-listen "$addr" >"$work/server.log" 2>&1 &
         ;;
     beanstalkd)
         "$BEANSTALKD" -l 127.0.0.1 -p "$port" >"$work/server.log" 2>&1 &
