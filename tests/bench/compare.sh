@@ -101,7 +101,8 @@ start_server() {
         "$SLUICE" bench --relay-listen "$addr" >"$work/server.log" 2>&1 &
         ;;
     beanstalkd)
-        "$BEANSTALKD" -l 127.0.0.1 -p "$port" >"$work/server.log" 2>&1 &
+        # -z: jobs up to 1 MiB, as sluice's default max_message (its own default is 65,535 B)
+        "$BEANSTALKD" -l 127.0.0.1 -p "$port" -z 1048576 >"$work/server.log" 2>&1 &
         ;;
     esac
     server_pid=$!
