@@ -11,20 +11,18 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "ck_conn.h"
+#include "ck_redis.h"
 #include "harness.h"
 
 #define WAIT_MS 15000
@@ -372,31 +370,6 @@ START_TEST(test_healthz_503_while_shutting_down)
 }
 END_TEST
 
-/* A private redis-server on a unix socket in its own directory. */
-static pid_t redis_start(const char *dir, const char *sock)
-{
-    pid_t pid = fork();
-    char log[256];
-
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int fd;
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with a failed test */
-        snprintf(log, sizeof log, "%s/redis.log", dir);
-        fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock,
-               "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", dir,
-               (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
 static int healthz_wait(const sd_t *d, int want)
 {
     uint64_t until = sd_now_ms() + WAIT_MS;
@@ -410,16 +383,15 @@ static int healthz_wait(const sd_t *d, int want)
 START_TEST(test_healthz_follows_redis_in_confirm_mode)
 {
     sd_t d;
-    char dir[] = "/tmp/sluice-test-XXXXXX", sock[128], yaml[1024], cmd[128];
-    pid_t redis;
+    ckr_t redis;
+    char yaml[1024];
     http_res_t r;
 
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
+    ckr_init(&redis, NULL, false, WAIT_MS);
     snprintf(yaml, sizeof yaml,
              ADMIN_YAML "redis:\n  enabled: true\n  address: unix:%s\n  confirm: true\n"
                         "  restore: false\n",
-             sock);
+             redis.sock);
 
     /* No Redis yet: confirm mode cannot accept a PUB, so not healthy. */
     admin_start(&d, yaml);
@@ -428,22 +400,20 @@ START_TEST(test_healthz_follows_redis_in_confirm_mode)
     ck_assert_str_eq(r.body, "redis unreachable (confirm mode)\n");
     http_res_free(&r);
 
-    redis = redis_start(dir, sock);
+    ckr_spawn(&redis);
     ck_assert_int_eq(healthz_wait(&d, 200), 200);
-    kill(redis, SIGKILL);
-    waitpid(redis, NULL, 0);
+    ckr_kill(&redis);
     ck_assert_int_eq(healthz_wait(&d, 503), 503);
     ck_assert_int_eq(sd_stop(&d), 0);
 
     /* Without confirm, Redis being away does not make the broker unhealthy. */
     snprintf(yaml, sizeof yaml,
-             ADMIN_YAML "redis:\n  enabled: true\n  address: unix:%s\n  restore: false\n", sock);
+             ADMIN_YAML "redis:\n  enabled: true\n  address: unix:%s\n  restore: false\n",
+             redis.sock);
     admin_start(&d, yaml);
     ck_assert_int_eq(http_status(&d, "GET", "/healthz", NULL), 200);
     ck_assert_int_eq(sd_stop(&d), 0);
-
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    ckr_stop(&redis);
 }
 END_TEST
 

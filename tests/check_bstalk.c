@@ -14,12 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bproto.h"
 #include "ck_conn.h"
+#include "ck_redis.h"
 #include "harness.h"
 
 #define BS_YAML "beanstalk: {listen: [127.0.0.1:0]}\n"
@@ -726,41 +725,17 @@ END_TEST
 
 /* ---- confirm mode: INSERTED once Redis has the job ---- */
 
-/* A private redis-server on a unix socket in dir; its pid. */
-static pid_t bs_redis(const char *dir, char *sock, size_t cap)
-{
-    const char *bin = getenv("REDIS_SERVER");
-    struct stat st;
-    pid_t pid;
-
-    snprintf(sock, cap, "%s/redis.sock", dir);
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        if (freopen("/dev/null", "w", stdout) == NULL)
-            _exit(126);
-        execlp(bin && *bin ? bin : "redis-server", "redis-server", "--port", "0", "--unixsocket",
-               sock, "--save", "", "--appendonly", "no", "--dir", dir, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 1000 && stat(sock, &st) != 0; i++)
-        usleep(10000);
-    ck_assert_msg(stat(sock, &st) == 0, "redis-server did not start (is it installed?)");
-    return pid;
-}
-
 START_TEST(test_confirm_mode_waits_for_redis)
 {
-    char dir[] = "/tmp/bstalk-redis-XXXXXX", sock[128], yaml[512];
-    pid_t rpid;
+    char yaml[512];
+    ckr_t redis;
     sd_t d;
 
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    rpid = bs_redis(dir, sock, sizeof sock);
+    ckr_start(&redis, NULL, false, 10000); /* 10 s to answer PING */
     snprintf(yaml, sizeof yaml,
              "redis: {enabled: true, address: \"unix:%s\", confirm: true, "
              "confirm_timeout: 300ms}\n",
-             sock);
+             redis.sock);
     bs_start(&d, yaml);
     tc_t *c = bs_open(&d);
 
@@ -772,15 +747,13 @@ START_TEST(test_confirm_mode_waits_for_redis)
     bs_send(c, "reserve-with-timeout 0\r\n");
     bs_job(c, "RESERVED", "ok");
     /* Redis gone: the mirror cannot take the job. */
-    kill(rpid, SIGKILL);
-    waitpid(rpid, NULL, 0);
+    ckr_kill(&redis);
     bs_send(c, "put 0 0 60 2\r\nno\r\nlist-tube-used\r\n");
     bs_expect(c, "INTERNAL_ERROR");
     bs_expect(c, "USING default");
     tc_close(c);
     ck_assert_int_eq(sd_stop(&d), 0);
-    unlink(sock);
-    rmdir(dir);
+    ckr_stop(&redis);
 }
 END_TEST
 

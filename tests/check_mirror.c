@@ -7,198 +7,23 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "ck_redis.h"
 #include "harness.h"
 #include "mrestore.h"
 
 #define WAIT_MS 15000 /* longest a convergence may take before the test fails */
-
-/* ---- a private redis-server ---- */
-
-typedef struct rd {
-    pid_t pid;
-    char dir[64];
-    char sock[128];
-    const char *pass; /* --requirepass, or NULL */
-    bool aof;         /* appendonly yes, appendfsync always (set before rd_spawn) */
-} rd_t;
-
-/* redis-server on PATH (or $REDIS_SERVER), else NULL. */
-static const char *rd_bin(void)
-{
-    return sd_which("REDIS_SERVER", "redis-server");
-}
-
-static redisContext *rd_conn(const rd_t *r, int db)
-{
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectUnixWithTimeout(r->sock, tv);
-    redisReply *rep;
-
-    if (c == NULL || c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    if (r->pass != NULL) {
-        rep = redisCommand(c, "AUTH %s", r->pass);
-        freeReplyObject(rep);
-    }
-    if (db != 0) {
-        rep = redisCommand(c, "SELECT %d", db);
-        freeReplyObject(rep);
-    }
-    return c;
-}
-
-/* Run one command on a fresh connection; NULL if Redis is not there. */
-static redisReply *rd_cmd(const rd_t *r, int db, const char *fmt, ...)
-{
-    redisContext *c = rd_conn(r, db);
-    redisReply *rep;
-    va_list ap;
-
-    if (c == NULL)
-        return NULL;
-    va_start(ap, fmt);
-    rep = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    redisFree(c);
-    return rep;
-}
-
-static long long rd_int(const rd_t *r, int db, const char *fmt, const char *key)
-{
-    redisReply *rep = rd_cmd(r, db, fmt, key);
-    long long v = -1;
-
-    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER)
-        v = rep->integer;
-    freeReplyObject(rep);
-    return v;
-}
-
-/* A string reply as a malloc'ed string ("" for nil, NULL if no Redis). */
-static char *rd_str(const rd_t *r, int db, const char *fmt, const char *a, const char *b)
-{
-    redisReply *rep = rd_cmd(r, db, fmt, a, b);
-    char *s = NULL;
-
-    if (rep != NULL && rep->type == REDIS_REPLY_STRING)
-        s = strndup(rep->str, rep->len);
-    else if (rep != NULL && rep->type == REDIS_REPLY_NIL)
-        s = strdup("");
-    freeReplyObject(rep);
-    return s;
-}
-
-static bool rd_str_is(const rd_t *r, const char *fmt, const char *a, const char *b, const char *want)
-{
-    char *s = rd_str(r, 0, fmt, a, b);
-    bool eq = s != NULL && strcmp(s, want) == 0;
-
-    free(s);
-    return eq;
-}
-
-static int rd_spawn(rd_t *r)
-{
-    const char *bin = rd_bin();
-    uint64_t until;
-
-    ck_assert_msg(bin != NULL, "redis-server is not on PATH: the mirror tests need a real Redis "
-                               "(apt-get install redis-server)");
-    r->pid = fork();
-    if (r->pid < 0)
-        return -1;
-    if (r->pid == 0) {
-        char log[160];
-        int fd;
-        snprintf(log, sizeof log, "%s/redis.log", r->dir);
-        fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        setpgid(0, 0);
-        /* A failed test exits at once: its Redis must not outlive it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() == 1)
-            _exit(127);
-        {
-            const char *argv[] = {bin, "--port", "0", "--unixsocket", r->sock,
-                                  "--unixsocketperm", "700", "--save", "", "--daemonize", "no",
-                                  "--dir", r->dir, "--appendonly", r->aof ? "yes" : "no",
-                                  "--appendfsync", r->aof ? "always" : "everysec",
-                                  r->pass ? "--requirepass" : NULL, r->pass, NULL};
-            execv(bin, (char *const *)argv);
-        }
-        _exit(127);
-    }
-    until = sd_now_ms() + WAIT_MS;
-    while (sd_now_ms() < until) {
-        redisReply *rep = rd_cmd(r, 0, "PING");
-        bool up = rep != NULL && rep->type != REDIS_REPLY_ERROR;
-        freeReplyObject(rep);
-        if (up)
-            return 0;
-        sd_sleep_ms(10);
-    }
-    return -1;
-}
-
-static void rd_start(rd_t *r, const char *pass)
-{
-    memset(r, 0, sizeof *r);
-    snprintf(r->dir, sizeof r->dir, "/tmp/sluice-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(r->dir));
-    snprintf(r->sock, sizeof r->sock, "%s/redis.sock", r->dir);
-    r->pass = pass;
-    ck_assert_int_eq(rd_spawn(r), 0);
-}
-
-static void rd_kill(rd_t *r)
-{
-    if (r->pid <= 0)
-        return;
-    kill(r->pid, SIGKILL);
-    waitpid(r->pid, NULL, 0);
-    r->pid = 0;
-    unlink(r->sock);
-}
-
-/* Same directory and socket: a dump.rdb there is loaded. */
-static void rd_restart(rd_t *r)
-{
-    ck_assert_int_eq(rd_spawn(r), 0);
-}
-
-static void rd_stop(rd_t *r)
-{
-    char cmd[128];
-
-    rd_kill(r);
-    if (strncmp(r->dir, "/tmp/sluice-test-", 17) == 0) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", r->dir);
-    }
-}
 
 /* ---- the broker ---- */
 
@@ -211,7 +36,7 @@ static void kill_daemon_at_exit(void)
         kill(-g_daemon, SIGKILL);
 }
 
-static void start_broker(sd_t *d, const rd_t *r, const char *extra)
+static void start_broker(sd_t *d, const ckr_t *r, const char *extra)
 {
     char yaml[2048];
 
@@ -275,20 +100,20 @@ static void pub(tc_t *c, const char *topic, const char *payload, const char *wan
 }
 
 /* The messages in a message hash: its fields but the pin. */
-static long long rd_msgs(const rd_t *r, int db, const char *key)
+static long long msgs_in(const ckr_t *r, int db, const char *key)
 {
-    return rd_int(r, db, "HLEN %s", key) - rd_int(r, db, "HEXISTS %s " MRESTORE_PIN_FIELD, key);
+    return ckr_int(r, db, "HLEN %s", key) - ckr_int(r, db, "HEXISTS %s " MRESTORE_PIN_FIELD, key);
 }
 
 /* The messages in a message hash reach n (or the wait ends); returns the
  * last count. */
-static long long wait_hlen(const rd_t *r, int db, const char *key, long long n)
+static long long wait_hlen(const ckr_t *r, int db, const char *key, long long n)
 {
     uint64_t until = sd_now_ms() + WAIT_MS;
     long long v = -1;
 
     while (sd_now_ms() < until) {
-        v = rd_msgs(r, db, key);
+        v = msgs_in(r, db, key);
         if (v == n)
             break;
         sd_sleep_ms(20);
@@ -296,12 +121,12 @@ static long long wait_hlen(const rd_t *r, int db, const char *key, long long n)
     return v;
 }
 
-static bool wait_field(const rd_t *r, const char *key, const char *field, const char *want)
+static bool wait_field(const ckr_t *r, const char *key, const char *field, const char *want)
 {
     uint64_t until = sd_now_ms() + WAIT_MS;
 
     while (sd_now_ms() < until) {
-        if (rd_str_is(r, "HGET %s %s", key, field, want))
+        if (ckr_str_is(r, "HGET %s %s", key, field, want))
             return true;
         sd_sleep_ms(20);
     }
@@ -309,9 +134,9 @@ static bool wait_field(const rd_t *r, const char *key, const char *field, const 
 }
 
 /* The sorted ids in a hash (the pin is not one), joined by ",". */
-static char *rd_hkeys(const rd_t *r, const char *key)
+static char *ids_in(const ckr_t *r, const char *key)
 {
-    redisReply *rep = rd_cmd(r, 0, "HKEYS %s", key);
+    redisReply *rep = ckr_cmd(r, 0, "HKEYS %s", key);
     char *out = calloc(1, 65536);
     unsigned long long ids[4096];
     size_t n = 0, len = 0;
@@ -332,7 +157,7 @@ static char *rd_hkeys(const rd_t *r, const char *key)
     return out;
 }
 
-static bool wait_hkeys(const rd_t *r, const char *key, const char *want)
+static bool wait_hkeys(const ckr_t *r, const char *key, const char *want)
 {
     uint64_t until = sd_now_ms() + WAIT_MS;
     char *got = NULL;
@@ -340,7 +165,7 @@ static bool wait_hkeys(const rd_t *r, const char *key, const char *want)
 
     while (!eq && sd_now_ms() < until) {
         free(got);
-        got = rd_hkeys(r, key);
+        got = ids_in(r, key);
         eq = strcmp(got, want) == 0;
         if (!eq)
             sd_sleep_ms(20);
@@ -356,14 +181,14 @@ static bool wait_hkeys(const rd_t *r, const char *key, const char *want)
 /* PUB 3, ACK 1, one more in flight: the documented keys, exactly. */
 START_TEST(test_key_schema)
 {
-    rd_t r;
+    ckr_t r;
     sd_t d;
     tc_t *c, *k;
     redisReply *rep;
     long long pttl;
     uint64_t until;
 
-    rd_start(&r, NULL);
+    ckr_start(&r, NULL, false, WAIT_MS);
     start_broker(&d, &r, NULL);
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
@@ -381,40 +206,40 @@ START_TEST(test_key_schema)
     ck_assert(wait_hkeys(&r, "t:msg:0:s", "2,3"));
     ck_assert(wait_field(&r, "t:topic:s", "acked", "1"));
     ck_assert(wait_field(&r, "t:topic:s", "in_flight", "1"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:msg:0:s", "2", "beta"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:msg:0:s", "3", "gamma"));
+    ck_assert(ckr_str_is(&r, "HGET %s %s", "t:msg:0:s", "2", "beta"));
+    ck_assert(ckr_str_is(&r, "HGET %s %s", "t:msg:0:s", "3", "gamma"));
     /* the pin keeps the message hash a hash table (MRESTORE_PIN_FIELD) */
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:msg:0:s", MRESTORE_PIN_FIELD, MRESTORE_PIN_VALUE));
-    ck_assert(rd_str_is(&r, "OBJECT ENCODING %s%s", "t:msg:0:s", "", "hashtable"));
+    ck_assert(ckr_str_is(&r, "HGET %s %s", "t:msg:0:s", MRESTORE_PIN_FIELD, MRESTORE_PIN_VALUE));
+    ck_assert(ckr_str_is(&r, "OBJECT ENCODING %s%s", "t:msg:0:s", "", "hashtable"));
     /* deliveries so far, only for delivered messages */
     ck_assert(wait_hkeys(&r, "t:att:0:s", "2"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:att:0:s", "2", "1"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:topic:s", "published", "3"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:topic:s", "delivered", "2"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:topic:s", "ready", "1"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:topic:s", "overflow", "block"));
+    ck_assert(ckr_str_is(&r, "HGET %s %s", "t:att:0:s", "2", "1"));
+    ck_assert(ckr_str_is(&r, "HGET %s %s", "t:topic:s", "published", "3"));
+    ck_assert(ckr_str_is(&r, "HGET %s %s", "t:topic:s", "delivered", "2"));
+    ck_assert(ckr_str_is(&r, "HGET %s %s", "t:topic:s", "ready", "1"));
+    ck_assert(ckr_str_is(&r, "HGET %s %s", "t:topic:s", "overflow", "block"));
     ck_assert(wait_field(&r, "t:server", "acked", "1"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:server", "published", "3"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:server", "messages", "2"));
-    ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s s", "t:topics"), 1);
-    ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s s", "t:message_topics"), 1);
-    ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s 0", "t:shards:s"), 1);
-    ck_assert_int_eq(rd_int(&r, 0, "SCARD %s", "t:shards:s"), 1);
-    ck_assert(rd_str_is(&r, "GET %s%s", "t:next_id", "", "4"));
+    ck_assert(ckr_str_is(&r, "HGET %s %s", "t:server", "published", "3"));
+    ck_assert(ckr_str_is(&r, "HGET %s %s", "t:server", "messages", "2"));
+    ck_assert_int_eq(ckr_int(&r, 0, "SISMEMBER %s s", "t:topics"), 1);
+    ck_assert_int_eq(ckr_int(&r, 0, "SISMEMBER %s s", "t:message_topics"), 1);
+    ck_assert_int_eq(ckr_int(&r, 0, "SISMEMBER %s 0", "t:shards:s"), 1);
+    ck_assert_int_eq(ckr_int(&r, 0, "SCARD %s", "t:shards:s"), 1);
+    ck_assert(ckr_str_is(&r, "GET %s%s", "t:next_id", "", "4"));
     /* heartbeat: unix ms, expiring after 3 flush intervals (polled: a
      * stalled machine may let it lapse between two snapshots) */
     until = sd_now_ms() + WAIT_MS;
     do {
-        pttl = rd_int(&r, 0, "PTTL %s", "t:heartbeat");
+        pttl = ckr_int(&r, 0, "PTTL %s", "t:heartbeat");
     } while (pttl <= 0 && sd_now_ms() < until);
     ck_assert_msg(pttl > 0 && pttl <= 150, "heartbeat PTTL %lld", pttl);
-    rep = rd_cmd(&r, 0, "GET t:heartbeat");
+    rep = ckr_cmd(&r, 0, "GET t:heartbeat");
     ck_assert_ptr_nonnull(rep);
     ck_assert_int_eq(rep->type, REDIS_REPLY_STRING);
     ck_assert(strtoull(rep->str, NULL, 10) > 1600000000000ull);
     freeReplyObject(rep);
     /* nothing else under the prefix */
-    rep = rd_cmd(&r, 0, "KEYS t:*");
+    rep = ckr_cmd(&r, 0, "KEYS t:*");
     ck_assert_ptr_nonnull(rep);
     ck_assert_int_eq((int)rep->elements, 9);
     freeReplyObject(rep);
@@ -423,9 +248,9 @@ START_TEST(test_key_schema)
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
     /* A clean stop deletes the heartbeat; the messages stay. */
-    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:heartbeat"), 0);
-    ck_assert_int_eq(rd_msgs(&r, 0, "t:msg:0:s"), 2);
-    rd_stop(&r);
+    ck_assert_int_eq(ckr_int(&r, 0, "EXISTS %s", "t:heartbeat"), 0);
+    ck_assert_int_eq(msgs_in(&r, 0, "t:msg:0:s"), 2);
+    ckr_stop(&r);
 }
 END_TEST
 
@@ -433,11 +258,11 @@ END_TEST
  * and ids continue above every id handed out, even once all were acked. */
 START_TEST(test_restore_after_clean_stop)
 {
-    rd_t r;
+    ckr_t r;
     sd_t d;
     tc_t *c, *k;
 
-    rd_start(&r, NULL);
+    ckr_start(&r, NULL, false, WAIT_MS);
     start_broker(&d, &r, NULL);
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
@@ -483,7 +308,7 @@ START_TEST(test_restore_after_clean_stop)
     ck_assert_str_eq(tc_reply_line(c), "+OK 1");
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    ck_assert_int_eq(rd_msgs(&r, 0, "t:msg:0:r"), 0);
+    ck_assert_int_eq(msgs_in(&r, 0, "t:msg:0:r"), 0);
 
     /* Nothing left to restore, yet ids go on: the high-water mark. */
     start_broker(&d, &r, NULL);
@@ -491,27 +316,17 @@ START_TEST(test_restore_after_clean_stop)
     pub(c, "r", "later", "+OK 7");
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rd_stop(&r);
+    ckr_stop(&r);
 }
 END_TEST
 
-/* Run a command, ignore its reply (the setup of a test's Redis). */
-static void rd_do(const rd_t *r, const char *fmt, const char *arg)
-{
-    redisReply *rep = rd_cmd(r, 0, fmt, arg);
-
-    ck_assert_ptr_nonnull(rep);
-    ck_assert_int_ne(rep->type, REDIS_REPLY_ERROR);
-    freeReplyObject(rep);
-}
-
 /* The key is gone (or the wait ends). */
-static bool wait_gone(const rd_t *r, const char *key)
+static bool wait_gone(const ckr_t *r, const char *key)
 {
     uint64_t until = sd_now_ms() + WAIT_MS;
 
     while (sd_now_ms() < until) {
-        if (rd_int(r, 0, "EXISTS %s", key) == 0)
+        if (ckr_int(r, 0, "EXISTS %s", key) == 0)
             return true;
         sd_sleep_ms(20);
     }
@@ -550,12 +365,12 @@ static void pub_id(tc_t *c, const char *topic, unsigned long long id)
  * open one deletes it. */
 START_TEST(test_shards)
 {
-    rd_t r;
+    ckr_t r;
     sd_t d;
     tc_t *c, *k;
 
-    rd_start(&r, NULL);
-    rd_do(&r, "SET t:next_id %s", "65533");
+    ckr_start(&r, NULL, false, WAIT_MS);
+    ckr_do(&r, "SET t:next_id %s", "65533");
     start_broker(&d, &r, NULL);
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
@@ -563,8 +378,8 @@ START_TEST(test_shards)
         pub_id(c, "s", id);
     ck_assert(wait_hkeys(&r, "t:msg:0:s", "65533,65534,65535"));
     ck_assert(wait_hkeys(&r, "t:msg:1:s", "65536,65537,65538"));
-    ck_assert(rd_str_is(&r, "OBJECT ENCODING %s%s", "t:msg:1:s", "", "hashtable"));
-    ck_assert_int_eq(rd_int(&r, 0, "SCARD %s", "t:shards:s"), 2);
+    ck_assert(ckr_str_is(&r, "OBJECT ENCODING %s%s", "t:msg:1:s", "", "hashtable"));
+    ck_assert_int_eq(ckr_int(&r, 0, "SCARD %s", "t:shards:s"), 2);
     k = tc_open(&d);
     for (unsigned long long id = 65533; id <= 65535; id++)
         get_ack(k, "s", id, 1);
@@ -572,14 +387,14 @@ START_TEST(test_shards)
     ck_assert_str_eq(tc_reply_line(k), "MSG s 65536 1 6");
     /* shard 0 is empty and below the open one: gone, and out of the set */
     ck_assert(wait_gone(&r, "t:msg:0:s"));
-    ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s 0", "t:shards:s"), 0);
+    ck_assert_int_eq(ckr_int(&r, 0, "SISMEMBER %s 0", "t:shards:s"), 0);
     ck_assert(wait_hkeys(&r, "t:att:1:s", "65536"));
     tc_close(k); /* 65536 goes back, its attempt kept */
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
 
     /* Across the next edge: 65536.. in shard 1, then 131070.. from here. */
-    rd_do(&r, "SET t:next_id %s", "131070");
+    ckr_do(&r, "SET t:next_id %s", "131070");
     start_broker(&d, &r, NULL);
     ck_assert(sd_log_has(&d, "restored 3 messages"));
     ck_assert(wait_connected(&d, true));
@@ -596,27 +411,27 @@ START_TEST(test_shards)
     get_ack(c, "s", 131072, 1);
     ck_assert(wait_gone(&r, "t:msg:1:s"));
     ck_assert(wait_gone(&r, "t:att:1:s"));
-    ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s 1", "t:shards:s"), 0);
+    ck_assert_int_eq(ckr_int(&r, 0, "SISMEMBER %s 1", "t:shards:s"), 0);
     /* the open shard stays (new ids fall in it), pinned, empty */
     ck_assert(wait_hkeys(&r, "t:msg:2:s", ""));
-    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:msg:2:s"), 1);
-    ck_assert_int_eq(rd_int(&r, 0, "SISMEMBER %s 2", "t:shards:s"), 1);
+    ck_assert_int_eq(ckr_int(&r, 0, "EXISTS %s", "t:msg:2:s"), 1);
+    ck_assert_int_eq(ckr_int(&r, 0, "SISMEMBER %s 2", "t:shards:s"), 1);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
 
     /* Ids moved on while the broker was down: the empty shard 2 is below
      * the open one now, and the restore deletes it. */
-    rd_do(&r, "SET t:next_id %s", "200000");
+    ckr_do(&r, "SET t:next_id %s", "200000");
     start_broker(&d, &r, NULL);
     ck_assert(sd_log_has(&d, "restored 0 messages"));
     ck_assert(wait_gone(&r, "t:msg:2:s"));
-    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:shards:s"), 0);
+    ck_assert_int_eq(ckr_int(&r, 0, "EXISTS %s", "t:shards:s"), 0);
     c = tc_open(&d);
     pub(c, "s", "later", "+OK 200000");
     ck_assert(wait_hkeys(&r, "t:msg:3:s", "200000"));
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rd_stop(&r);
+    ckr_stop(&r);
 }
 END_TEST
 
@@ -624,15 +439,15 @@ END_TEST
  * P:attempts:T) is restored, then rewritten in shards; the old keys go. */
 START_TEST(test_old_schema_restore)
 {
-    rd_t r;
+    ckr_t r;
     sd_t d;
     tc_t *c;
 
-    rd_start(&r, NULL);
-    rd_do(&r, "SET t:next_id %s", "70001");
-    rd_do(&r, "SADD t:message_topics %s", "o");
-    rd_do(&r, "HSET t:messages:o pin %s 1 m1 70000 m70000", MRESTORE_PIN_VALUE);
-    rd_do(&r, "HSET t:attempts:o 70000 %s", "2");
+    ckr_start(&r, NULL, false, WAIT_MS);
+    ckr_do(&r, "SET t:next_id %s", "70001");
+    ckr_do(&r, "SADD t:message_topics %s", "o");
+    ckr_do(&r, "HSET t:messages:o pin %s 1 m1 70000 m70000", MRESTORE_PIN_VALUE);
+    ckr_do(&r, "HSET t:attempts:o 70000 %s", "2");
     start_broker(&d, &r, NULL);
     ck_assert(sd_log_has(&d, "restored 2 messages"));
     ck_assert(sd_log_has(&d, "single-hash schema"));
@@ -647,7 +462,7 @@ START_TEST(test_old_schema_restore)
     pub(c, "o", "new", "+OK 70001");
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rd_stop(&r);
+    ckr_stop(&r);
 }
 END_TEST
 
@@ -678,11 +493,11 @@ static bool wait_stats(tc_t *c, const char *topic, const char *a, const char *b)
  * meta records (P:meta:S:T) leave with their messages. */
 START_TEST(test_meta_survives)
 {
-    rd_t r;
+    ckr_t r;
     sd_t d;
     tc_t *c;
 
-    rd_start(&r, NULL);
+    ckr_start(&r, NULL, false, WAIT_MS);
     start_broker(&d, &r, NULL);
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
@@ -704,14 +519,14 @@ START_TEST(test_meta_survives)
     /* a plain message has no record */
     pub(c, "plain", "x", "+OK 7");
     ck_assert(wait_hkeys(&r, "t:msg:0:plain", "7"));
-    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:meta:0:plain"), 0);
+    ck_assert_int_eq(ckr_int(&r, 0, "EXISTS %s", "t:meta:0:plain"), 0);
     /* Redis restarted empty: the resync writes the records too */
-    rd_kill(&r);
-    rd_restart(&r);
+    ckr_kill(&r);
+    ckr_spawn(&r);
     ck_assert(wait_hkeys(&r, "t:meta:0:j", "1,2,3,4,5,6"));
     ck_assert(wait_hkeys(&r, "t:msg:0:j", "1,2,3,4,5,6"));
     ck_assert(wait_hkeys(&r, "t:msg:0:plain", "7"));
-    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:meta:0:plain"), 0);
+    ck_assert_int_eq(ckr_int(&r, 0, "EXISTS %s", "t:meta:0:plain"), 0);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
     sd_sleep_ms(1100); /* d5's due time passes while the broker is down */
@@ -744,7 +559,7 @@ START_TEST(test_meta_survives)
     ck_assert(wait_gone(&r, "t:meta:0:j"));
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rd_stop(&r);
+    ckr_stop(&r);
 }
 END_TEST
 
@@ -796,7 +611,7 @@ static void kill9_run(bool redis_too)
     const char *conf = redis_too ? "  confirm: true\n  confirm_timeout: 60s\n"
                                    "  durability: always\n"
                                  : "  confirm: true\n  confirm_timeout: 60s\n";
-    rd_t r;
+    ckr_t r;
     sd_t d;
     tc_t *prod[KP], *cons, *c;
     int dups = 0, stored_unconfirmed = 0, status;
@@ -804,12 +619,7 @@ static void kill9_run(bool redis_too)
     uint64_t until;
 
     memset(&ks, 0, sizeof ks);
-    memset(&r, 0, sizeof r);
-    snprintf(r.dir, sizeof r.dir, "/tmp/sluice-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(r.dir));
-    snprintf(r.sock, sizeof r.sock, "%s/redis.sock", r.dir);
-    r.aof = redis_too;
-    ck_assert_int_eq(rd_spawn(&r), 0);
+    ckr_start(&r, NULL, redis_too, WAIT_MS);
     start_broker(&d, &r, conf);
     ck_assert(wait_connected(&d, true));
     cons = tc_open(&d);
@@ -851,7 +661,7 @@ static void kill9_run(bool redis_too)
     ck_assert_msg(ks.oks >= KTARGET, "only %d +OK before the kill", ks.oks);
     /* Producers still have PUBs in flight, the consumer ACKs in flight. */
     if (redis_too)
-        rd_kill(&r);
+        ckr_kill(&r);
     kill(d.pid, SIGKILL);
     waitpid(d.pid, &status, 0);
     ck_assert(WIFSIGNALED(status));
@@ -861,7 +671,7 @@ static void kill9_run(bool redis_too)
     tc_close(cons);
 
     if (redis_too)
-        rd_restart(&r);
+        ckr_spawn(&r);
     start_broker(&d, &r, conf);
     c = tc_open(&d);
     for (;;) {
@@ -901,7 +711,7 @@ static void kill9_run(bool redis_too)
             stored_unconfirmed);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rd_stop(&r);
+    ckr_stop(&r);
 }
 
 START_TEST(test_kill9_confirm)
@@ -922,14 +732,14 @@ END_TEST
 START_TEST(test_confirm_pipelined)
 {
     enum { N = 300, MAXU = 8, MORE = 40 };
-    rd_t r;
+    ckr_t r;
     sd_t d;
     tc_t *c, *o;
     static char req[N * 32];
     size_t len = 0;
     char want[32];
 
-    rd_start(&r, NULL);
+    ckr_start(&r, NULL, false, WAIT_MS);
     start_broker(&d, &r, "  confirm: true\n  confirm_timeout: 60s\n  max_unconfirmed: 8\n");
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
@@ -981,7 +791,7 @@ START_TEST(test_confirm_pipelined)
     tc_close(o);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rd_stop(&r);
+    ckr_stop(&r);
 }
 END_TEST
 
@@ -989,11 +799,11 @@ END_TEST
  * refuses to start and says which settings are missing. */
 START_TEST(test_durability_refused)
 {
-    rd_t r;
+    ckr_t r;
     sd_t d;
     char yaml[512];
 
-    rd_start(&r, NULL);
+    ckr_start(&r, NULL, false, WAIT_MS);
     snprintf(yaml, sizeof yaml,
              "redis:\n  enabled: true\n  address: unix:%s\n  confirm: true\n"
              "  durability: always\n", r.sock);
@@ -1001,7 +811,7 @@ START_TEST(test_durability_refused)
     ck_assert(sd_log_has(&d, "needs Redis with appendonly yes and appendfsync always"));
     ck_assert(sd_log_has(&d, "not starting"));
     sd_stop(&d);
-    rd_stop(&r);
+    ckr_stop(&r);
 }
 END_TEST
 
@@ -1011,12 +821,12 @@ END_TEST
  * written. */
 START_TEST(test_redis_restart_converges)
 {
-    rd_t r;
+    ckr_t r;
     sd_t d;
     tc_t *c, *k;
     redisReply *rep;
 
-    rd_start(&r, NULL);
+    ckr_start(&r, NULL, false, WAIT_MS);
     start_broker(&d, &r, NULL);
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
@@ -1031,11 +841,11 @@ START_TEST(test_redis_restart_converges)
     tc_sendf(k, "GET q\r\n");
     ck_assert_str_eq(tc_reply_line(k), "MSG q 2 1 1");
     ck_assert(wait_hkeys(&r, "t:att:0:q", "1,2"));
-    rep = rd_cmd(&r, 0, "SAVE");
+    rep = ckr_cmd(&r, 0, "SAVE");
     ck_assert_ptr_nonnull(rep);
     freeReplyObject(rep);
 
-    rd_kill(&r);
+    ckr_kill(&r);
     ck_assert(wait_connected(&d, false));
     for (int i = 11; i <= 15; i++) {
         char want[16];
@@ -1048,14 +858,14 @@ START_TEST(test_redis_restart_converges)
     ck_assert_str_eq(tc_reply_line(k), "MSG q 3 1 1");
     ck_assert(stats_has(c, NULL, "connected: false"));
 
-    rd_restart(&r);
+    ckr_spawn(&r);
     ck_assert(wait_connected(&d, true));
     ck_assert(wait_hkeys(&r, "t:msg:0:q", "2,3,4,5,6,7,8,9,10,11,12,13,14,15"));
-    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:resync:topics"), 0);
+    ck_assert_int_eq(ckr_int(&r, 0, "EXISTS %s", "t:resync:topics"), 0);
     ck_assert(wait_hkeys(&r, "t:att:0:q", "2,3"));
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:msg:0:q", "15", "y"));
+    ck_assert(ckr_str_is(&r, "HGET %s %s", "t:msg:0:q", "15", "y"));
     ck_assert(wait_field(&r, "t:topic:q", "published", "15"));
-    ck_assert(rd_str_is(&r, "GET %s%s", "t:next_id", "", "16"));
+    ck_assert(ckr_str_is(&r, "GET %s%s", "t:next_id", "", "16"));
     /* and it keeps following */
     tc_sendf(k, "ACK 2 3\r\n");
     ck_assert_str_eq(tc_reply_line(k), "+OK 2");
@@ -1067,7 +877,7 @@ START_TEST(test_redis_restart_converges)
     tc_close(k);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rd_stop(&r);
+    ckr_stop(&r);
 }
 END_TEST
 
@@ -1075,20 +885,20 @@ END_TEST
  * and the message is not enqueued; once Redis is back PUBs are +OK again. */
 START_TEST(test_confirm_redis_down)
 {
-    rd_t r;
+    ckr_t r;
     sd_t d;
     tc_t *c, *k;
     uint64_t until;
     bool ok = false;
 
-    rd_start(&r, NULL);
+    ckr_start(&r, NULL, false, WAIT_MS);
     start_broker(&d, &r, "  confirm: true\n  confirm_timeout: 300ms\n");
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
     pub(c, "w", "first", "+OK 1");
-    ck_assert(rd_str_is(&r, "HGET %s %s", "t:msg:0:w", "1", "first"));
+    ck_assert(ckr_str_is(&r, "HGET %s %s", "t:msg:0:w", "1", "first"));
 
-    rd_kill(&r);
+    ckr_kill(&r);
     pub(c, "w", "lost", "-ERR mirror unavailable");
     ck_assert(stats_has(c, "w", "ready: 1\n"));
     ck_assert(stats_has(c, "w", "published: 1\n"));
@@ -1099,7 +909,7 @@ START_TEST(test_confirm_redis_down)
     ck_assert_str_eq(tc_reply_line(k), "-TIMEOUT");
     ck_assert_int_eq(sd_log_count(&d, "time out (-ERR mirror unavailable)"), 1);
 
-    rd_restart(&r);
+    ckr_spawn(&r);
     until = sd_now_ms() + WAIT_MS;
     while (!ok && sd_now_ms() < until) {
         tc_sendf(c, "PUB w 5\r\nagain\r\n");
@@ -1111,31 +921,31 @@ START_TEST(test_confirm_redis_down)
     {
         char id[24];
         snprintf(id, sizeof id, "%.*s", (int)c->r.text_len, c->r.text);
-        ck_assert(rd_str_is(&r, "HGET %s %s", "t:msg:0:w", id, "again"));
+        ck_assert(ckr_str_is(&r, "HGET %s %s", "t:msg:0:w", id, "again"));
     }
     ck_assert(wait_hlen(&r, 0, "t:msg:0:w", 2) == 2);
     tc_close(k);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rd_stop(&r);
+    ckr_stop(&r);
 }
 END_TEST
 
 /* AUTH (requirepass) and db are honoured; a wrong password is logged once. */
 START_TEST(test_auth_and_db)
 {
-    rd_t r;
+    ckr_t r;
     sd_t d;
     tc_t *c;
     uint64_t until;
 
-    rd_start(&r, "s3cret");
+    ckr_start(&r, "s3cret", false, WAIT_MS);
     start_broker(&d, &r, "  password: s3cret\n  db: 3\n");
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
     pub(c, "a", "hello", "+OK 1");
     ck_assert_int_eq(wait_hlen(&r, 3, "t:msg:0:a", 1), 1);
-    ck_assert_int_eq(rd_int(&r, 0, "EXISTS %s", "t:msg:0:a"), 0);
+    ck_assert_int_eq(ckr_int(&r, 0, "EXISTS %s", "t:msg:0:a"), 0);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
 
@@ -1151,7 +961,7 @@ START_TEST(test_auth_and_db)
     ck_assert_int_eq(sd_log_count(&d, "redis mirror connected"), 0);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rd_stop(&r);
+    ckr_stop(&r);
 }
 END_TEST
 
@@ -1159,7 +969,7 @@ END_TEST
  * connection, before any write could overwrite what Redis holds. */
 START_TEST(test_restore_when_redis_returns)
 {
-    rd_t r;
+    ckr_t r;
     sd_t d;
     tc_t *c;
     redisReply *rep;
@@ -1167,7 +977,7 @@ START_TEST(test_restore_when_redis_returns)
     uint64_t until;
     bool four = false;
 
-    rd_start(&r, NULL);
+    ckr_start(&r, NULL, false, WAIT_MS);
     start_broker(&d, &r, NULL);
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
@@ -1176,16 +986,16 @@ START_TEST(test_restore_when_redis_returns)
     pub(c, "z", "old3", "+OK 3");
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rep = rd_cmd(&r, 0, "SAVE");
+    rep = ckr_cmd(&r, 0, "SAVE");
     ck_assert_ptr_nonnull(rep);
     freeReplyObject(rep);
-    rd_kill(&r);
+    ckr_kill(&r);
 
     start_broker(&d, &r, NULL);
     ck_assert(sd_log_has(&d, "cannot restore"));
     c = tc_open(&d);
     pub(c, "z", "new1", "+OK 1");
-    rd_restart(&r); /* loads dump.rdb */
+    ckr_spawn(&r); /* loads dump.rdb */
     until = sd_now_ms() + WAIT_MS;
     while (!four && sd_now_ms() < until) {
         four = stats_has(c, "z", "ready: 4\n");
@@ -1209,7 +1019,7 @@ START_TEST(test_restore_when_redis_returns)
     ck_assert_int_eq(wait_hlen(&r, 0, "t:msg:0:z", 4), 4);
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rd_stop(&r);
+    ckr_stop(&r);
 }
 END_TEST
 
@@ -1217,21 +1027,21 @@ END_TEST
  * the broker, and the lag shows in STATS until it thaws. */
 START_TEST(test_stats_mode_and_frozen_redis)
 {
-    rd_t r;
+    ckr_t r;
     sd_t d;
     tc_t *c;
     redisReply *rep;
     bool lagging = false;
     uint64_t until;
 
-    rd_start(&r, NULL);
+    ckr_start(&r, NULL, false, WAIT_MS);
     start_broker(&d, &r, "  mirror: stats\n");
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
     pub(c, "st", "x", "+OK 1");
     ck_assert(wait_field(&r, "t:topic:st", "published", "1"));
     ck_assert(wait_field(&r, "t:server", "published", "1"));
-    rep = rd_cmd(&r, 0, "KEYS t:msg:*");
+    rep = ckr_cmd(&r, 0, "KEYS t:msg:*");
     ck_assert_ptr_nonnull(rep);
     ck_assert_int_eq((int)rep->elements, 0);
     freeReplyObject(rep);
@@ -1252,11 +1062,11 @@ START_TEST(test_stats_mode_and_frozen_redis)
     ck_assert(stats_has(c, NULL, "lag_ops: 0\n"));
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rd_stop(&r);
+    ckr_stop(&r);
 }
 END_TEST
 
-static void reload_with(sd_t *d, const rd_t *r, const char *redis_yaml)
+static void reload_with(sd_t *d, const ckr_t *r, const char *redis_yaml)
 {
     char yaml[2048];
 
@@ -1270,11 +1080,11 @@ static void reload_with(sd_t *d, const rd_t *r, const char *redis_yaml)
  * false stops it, enabled again starts it without a restore. */
 START_TEST(test_reload)
 {
-    rd_t r;
+    ckr_t r;
     sd_t d;
     tc_t *c;
 
-    rd_start(&r, NULL);
+    ckr_start(&r, NULL, false, WAIT_MS);
     start_broker(&d, &r, NULL);
     ck_assert(wait_connected(&d, true));
     c = tc_open(&d);
@@ -1297,10 +1107,10 @@ START_TEST(test_reload)
     ck_assert(wait_connected(&d, true));
     ck_assert(wait_hkeys(&r, "u:msg:0:x", "1,2,3"));
     pub(c, "x", "four", "+OK 4");
-    ck_assert(rd_str_is(&r, "HGET %s %s", "u:msg:0:x", "4", "four"));
+    ck_assert(ckr_str_is(&r, "HGET %s %s", "u:msg:0:x", "4", "four"));
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rd_stop(&r);
+    ckr_stop(&r);
 }
 END_TEST
 

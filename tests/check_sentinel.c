@@ -12,21 +12,19 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "ck_redis.h"
 #include "harness.h"
 
 #define WAIT_MS 30000 /* longest a condition may take before the test fails */
@@ -34,28 +32,13 @@
 
 /* ---- redis-server and redis-sentinel processes ---- */
 
-typedef struct rp {
-    pid_t pid;
-    int port;
-    int of;        /* redis: replicaof this port (0: a master); sentinel: the master's */
-    int quorum;    /* sentinel */
-    int down_ms;   /* sentinel: down-after-milliseconds */
-    bool sentinel;
-    char dir[64];
-} rp_t;
-
-static const char *sentinel_bin(void)
-{
-    return sd_which("REDIS_SENTINEL", "redis-sentinel");
-}
-
 /* The Sentinel tests need redis-sentinel: without it they are skipped,
  * except in CI, where it is a failure (build.sh installs it). */
 static bool have_sentinel(void)
 {
     const char *ci = getenv("CI");
 
-    if (sentinel_bin() != NULL)
+    if (ckr_sentinel_bin() != NULL)
         return true;
     ck_assert_msg(ci == NULL || strcmp(ci, "true") != 0,
                   "redis-sentinel is not on PATH (apt-get install redis-sentinel)");
@@ -63,197 +46,24 @@ static bool have_sentinel(void)
     return false;
 }
 
-static redisContext *rp_conn(int port)
-{
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-
-    if (c == NULL || c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    return c;
-}
-
-/* One command on a fresh connection; NULL if nothing answers. */
-static redisReply *rp_vcmd(int port, const char *fmt, va_list ap)
-{
-    redisContext *c = rp_conn(port);
-    redisReply *r;
-
-    if (c == NULL)
-        return NULL;
-    r = redisvCommand(c, fmt, ap);
-    redisFree(c);
-    return r;
-}
-
-static redisReply *rp_cmd(int port, const char *fmt, ...)
-{
-    redisReply *r;
-    va_list ap;
-
-    va_start(ap, fmt);
-    r = rp_vcmd(port, fmt, ap);
-    va_end(ap);
-    return r;
-}
-
-/* Does the reply of fmt (a status, string or INFO text) contain needle? */
-static bool rp_has(int port, const char *needle, const char *fmt, ...)
-{
-    redisReply *r;
-    va_list ap;
-    bool has;
-
-    va_start(ap, fmt);
-    r = rp_vcmd(port, fmt, ap);
-    va_end(ap);
-    has = r != NULL && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING) &&
-          strstr(r->str, needle) != NULL;
-    freeReplyObject(r);
-    return has;
-}
-
-static void rp_write_sentinel_conf(const rp_t *r)
-{
-    char path[128];
-    FILE *f;
-
-    snprintf(path, sizeof path, "%s/sentinel.conf", r->dir);
-    f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\n"
-            "sentinel monitor " MASTER " 127.0.0.1 %d %d\n"
-            "sentinel down-after-milliseconds " MASTER " %d\n"
-            "sentinel failover-timeout " MASTER " 4000\n"
-            "sentinel parallel-syncs " MASTER " 1\n",
-            r->port, r->dir, r->of, r->quorum, r->down_ms);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-/* Start (or start again, same port and directory) and wait for PING;
- * false if it exited first (its port was taken meanwhile). */
-static bool rp_try_spawn(rp_t *r)
-{
-    const char *bin = r->sentinel ? sentinel_bin() : sd_which("REDIS_SERVER", "redis-server");
-    uint64_t until;
-
-    ck_assert_msg(bin != NULL, "redis-server is not on PATH (apt-get install redis-server)");
-    r->pid = fork();
-    ck_assert_int_ge(r->pid, 0);
-    if (r->pid == 0) {
-        char log[160], port[16], of[16], conf[128];
-        int fd;
-        snprintf(log, sizeof log, "%s/log", r->dir);
-        fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test exits at once */
-        if (getppid() == 1)
-            _exit(127);
-        snprintf(port, sizeof port, "%d", r->port);
-        snprintf(of, sizeof of, "%d", r->of);
-        snprintf(conf, sizeof conf, "%s/sentinel.conf", r->dir);
-        if (r->sentinel) {
-            execl(bin, bin, conf, (char *)NULL);
-        } else {
-            const char *argv[] = {bin, "--port", port, "--bind", "127.0.0.1", "--save", "",
-                                  "--appendonly", "no", "--dir", r->dir, "--daemonize", "no",
-                                  "--repl-diskless-sync-delay", "0",
-                                  r->of ? "--replicaof" : NULL, "127.0.0.1", of, NULL};
-            execv(bin, (char *const *)argv);
-        }
-        _exit(127);
-    }
-    until = sd_now_ms() + WAIT_MS;
-    while (sd_now_ms() < until) {
-        if (rp_has(r->port, "PONG", "PING"))
-            return true;
-        if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
-            r->pid = 0;
-            return false;
-        }
-        sd_sleep_ms(10);
-    }
-    ck_abort_msg("%s on port %d did not start", r->sentinel ? "redis-sentinel" : "redis-server",
-                 r->port);
-    return false;
-}
-
-static void rp_spawn(rp_t *r)
-{
-    ck_assert_msg(rp_try_spawn(r), "%s on port %d exited at start (see %s/log)",
-                  r->sentinel ? "redis-sentinel" : "redis-server", r->port, r->dir);
-}
-
-/* A first start on a fresh port, and on another if someone took it. */
-static void rp_first_spawn(rp_t *r)
-{
-    for (int i = 0; i < 3; i++) {
-        r->port = sd_free_port();
-        if (r->sentinel)
-            rp_write_sentinel_conf(r);
-        if (rp_try_spawn(r))
-            return;
-    }
-    rp_spawn(r);
-}
-
-/* A redis-server: a master, or with `of` a replica of that port. */
-static void rp_start(rp_t *r, int of)
-{
-    memset(r, 0, sizeof *r);
-    snprintf(r->dir, sizeof r->dir, "/tmp/sluice-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(r->dir));
-    r->of = of;
-    rp_first_spawn(r);
-}
-
 /* A sentinel monitoring the master at port `master` as MASTER. */
-static void rp_sentinel(rp_t *s, int master, int quorum, int down_ms)
+static void sentinel_start(ckr_t *s, int master, int quorum, int down_ms)
 {
-    memset(s, 0, sizeof *s);
-    snprintf(s->dir, sizeof s->dir, "/tmp/sluice-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(s->dir));
-    s->sentinel = true;
-    s->of = master;
-    s->quorum = quorum;
-    s->down_ms = down_ms;
-    rp_first_spawn(s);
-}
+    char conf[512];
 
-static void rp_kill(rp_t *r)
-{
-    if (r->pid <= 0)
-        return;
-    kill(r->pid, SIGKILL);
-    waitpid(r->pid, NULL, 0);
-    r->pid = 0;
-}
-
-static void rp_stop(rp_t *r)
-{
-    char cmd[128];
-
-    rp_kill(r);
-    if (strncmp(r->dir, "/tmp/sluice-test-", 17) == 0) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", r->dir);
-    }
+    snprintf(conf, sizeof conf,
+             "sentinel monitor " MASTER " 127.0.0.1 %d %d\n"
+             "sentinel down-after-milliseconds " MASTER " %d\n"
+             "sentinel failover-timeout " MASTER " 4000\n"
+             "sentinel parallel-syncs " MASTER " 1\n",
+             master, quorum, down_ms);
+    ckr_sentinel(s, conf, WAIT_MS);
 }
 
 /* The port of the master sentinel s names, 0 if none. */
-static int sentinel_master(const rp_t *s)
+static int sentinel_master(const ckr_t *s)
 {
-    redisReply *r = rp_cmd(s->port, "SENTINEL get-master-addr-by-name " MASTER);
+    redisReply *r = ckr_cmd(s, 0, "SENTINEL get-master-addr-by-name " MASTER);
     int port = 0;
 
     if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
@@ -263,7 +73,7 @@ static int sentinel_master(const rp_t *s)
     return port;
 }
 
-static bool wait_sentinel_master(const rp_t *s, int port)
+static bool wait_sentinel_master(const ckr_t *s, int port)
 {
     uint64_t until = sd_now_ms() + WAIT_MS;
 
@@ -276,12 +86,12 @@ static bool wait_sentinel_master(const rp_t *s, int port)
 }
 
 /* The replica's link to its master is up. */
-static bool wait_replica_up(const rp_t *replica)
+static bool wait_replica_up(const ckr_t *replica)
 {
     uint64_t until = sd_now_ms() + WAIT_MS;
 
     while (sd_now_ms() < until) {
-        if (rp_has(replica->port, "master_link_status:up", "INFO replication"))
+        if (ckr_has(replica, "master_link_status:up", "INFO replication"))
             return true;
         sd_sleep_ms(20);
     }
@@ -293,7 +103,7 @@ static bool wait_replica_up(const rp_t *replica)
  * make Sentinel fail over a second time (seen: the restarted old master
  * promoted again 2 s after its replica was), so a single look can be
  * stale. */
-static bool wait_settled(const rp_t *s, rp_t *a, rp_t *b, rp_t **top, rp_t **low)
+static bool wait_settled(const ckr_t *s, ckr_t *a, ckr_t *b, ckr_t **top, ckr_t **low)
 {
     uint64_t until = sd_now_ms() + WAIT_MS;
     char want[48];
@@ -304,8 +114,8 @@ static bool wait_settled(const rp_t *s, rp_t *a, rp_t *b, rp_t **top, rp_t **low
             *top = at == a->port ? a : b;
             *low = at == a->port ? b : a;
             snprintf(want, sizeof want, "master_port:%d\r", at);
-            if (rp_has((*low)->port, want, "INFO replication") &&
-                rp_has((*low)->port, "master_link_status:up", "INFO replication"))
+            if (ckr_has((*low), want, "INFO replication") &&
+                ckr_has((*low), "master_link_status:up", "INFO replication"))
                 return true;
         }
         sd_sleep_ms(100);
@@ -315,7 +125,7 @@ static bool wait_settled(const rp_t *s, rp_t *a, rp_t *b, rp_t **top, rp_t **low
 
 /* Each of the n sentinels knows the others and the master's replicas, so
  * that a failover can be agreed on. */
-static bool wait_sentinels_ready(const rp_t *s, int n, int replicas)
+static bool wait_sentinels_ready(const ckr_t *s, int n, int replicas)
 {
     uint64_t until = sd_now_ms() + WAIT_MS;
     char usable[32];
@@ -324,11 +134,11 @@ static bool wait_sentinels_ready(const rp_t *s, int n, int replicas)
     while (sd_now_ms() < until) {
         int ok = 0;
         for (int i = 0; i < n; i++) {
-            redisReply *r = rp_cmd(s[i].port, "SENTINEL replicas " MASTER);
+            redisReply *r = ckr_cmd(&s[i], 0, "SENTINEL replicas " MASTER);
             bool known = r != NULL && r->type == REDIS_REPLY_ARRAY &&
                          (int)r->elements == replicas;
             freeReplyObject(r);
-            if (known && rp_has(s[i].port, usable, "SENTINEL ckquorum " MASTER))
+            if (known && ckr_has(&s[i], usable, "SENTINEL ckquorum " MASTER))
                 ok++;
         }
         if (ok == n)
@@ -350,7 +160,7 @@ static void kill_daemon_at_exit(void)
 
 /* A broker mirroring through the sentinels s[0..n) (with `dead`, a port
  * nobody listens on, first when > 0), plus `extra` lines of redis:. */
-static void start_broker(sd_t *d, const rp_t *s, int n, int dead, const char *extra)
+static void start_broker(sd_t *d, const ckr_t *s, int n, int dead, const char *extra)
 {
     char yaml[2048], list[512] = "";
     size_t len = 0;
@@ -424,7 +234,7 @@ static void pub(tc_t *c, const char *topic, const char *payload, const char *wan
  * on: the ask and the subscription go on to the next one. */
 static void find_master_run(bool dead_first)
 {
-    rp_t m, s;
+    ckr_t m, s;
     sd_t d;
     tc_t *c;
     char want[96];
@@ -433,8 +243,8 @@ static void find_master_run(bool dead_first)
 
     if (!have_sentinel())
         return;
-    rp_start(&m, 0);
-    rp_sentinel(&s, m.port, 1, 60000);
+    ckr_start_tcp(&m, 0, WAIT_MS);
+    sentinel_start(&s, m.port, 1, 60000);
     ck_assert(wait_sentinel_master(&s, m.port));
     start_broker(&d, &s, 1, dead, "  confirm: true\n  confirm_timeout: 60s\n");
     ck_assert(wait_connected(&d, true));
@@ -443,7 +253,7 @@ static void find_master_run(bool dead_first)
     ck_assert(sd_log_has(&d, want));
     c = tc_open(&d);
     pub(c, "f", "hello", "+OK 1");
-    r = rp_cmd(m.port, "HGET t:msg:0:f 1");
+    r = ckr_cmd(&m, 0, "HGET t:msg:0:f 1");
     ck_assert(r != NULL && r->type == REDIS_REPLY_STRING && strcmp(r->str, "hello") == 0);
     freeReplyObject(r);
     snprintf(want, sizeof want, "subscribed to +switch-master at sentinel 127.0.0.1:%d", s.port);
@@ -465,8 +275,8 @@ static void find_master_run(bool dead_first)
     ck_assert(sd_log_has(&d, "restored 1 messages"));
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rp_stop(&s);
-    rp_stop(&m);
+    ckr_stop(&s);
+    ckr_stop(&m);
 }
 
 START_TEST(test_find_master)
@@ -490,16 +300,16 @@ END_TEST
  * blocking ask) and on the loop. */
 START_TEST(test_sentinel_password)
 {
-    rp_t m, s;
+    ckr_t m, s;
     sd_t d;
     redisReply *r;
 
     if (!have_sentinel())
         return;
-    rp_start(&m, 0);
-    rp_sentinel(&s, m.port, 1, 60000);
+    ckr_start_tcp(&m, 0, WAIT_MS);
+    sentinel_start(&s, m.port, 1, 60000);
     ck_assert(wait_sentinel_master(&s, m.port));
-    r = rp_cmd(s.port, "ACL SETUSER default resetpass >sekrit");
+    r = ckr_cmd(&s, 0, "ACL SETUSER default resetpass >sekrit");
     ck_assert(r != NULL && r->type == REDIS_REPLY_STATUS);
     freeReplyObject(r);
 
@@ -512,8 +322,8 @@ START_TEST(test_sentinel_password)
     ck_assert(wait_connected(&d, true)); /* the ask got through with the password */
     ck_assert(!sd_log_has(&d, "AUTH refused"));
     ck_assert_int_eq(stop_broker(&d), 0);
-    rp_stop(&s);
-    rp_stop(&m);
+    ckr_stop(&s);
+    ckr_stop(&m);
 }
 END_TEST
 
@@ -527,38 +337,38 @@ END_TEST
  * master once more. */
 START_TEST(test_role_check)
 {
-    rp_t m, r, s;
+    ckr_t m, r, s;
     sd_t d;
     redisReply *rep;
 
     if (!have_sentinel())
         return;
-    rp_start(&m, 0);
-    rp_start(&r, m.port);
+    ckr_start_tcp(&m, 0, WAIT_MS);
+    ckr_start_tcp(&r, m.port, WAIT_MS);
     ck_assert(wait_replica_up(&r));
-    rp_sentinel(&s, r.port, 1, 60000);
+    sentinel_start(&s, r.port, 1, 60000);
     ck_assert(wait_sentinel_master(&s, r.port));
     start_broker(&d, &s, 1, 0, NULL);
     ck_assert(wait_log(&d, "not a master (ROLE says slave)"));
     ck_assert(wait_connected(&d, false));
 
-    rep = rp_cmd(r.port, "REPLICAOF NO ONE");
+    rep = ckr_cmd(&r, 0, "REPLICAOF NO ONE");
     ck_assert(rep != NULL && rep->type == REDIS_REPLY_STATUS);
     freeReplyObject(rep);
     ck_assert(wait_connected(&d, true));
 
-    rep = rp_cmd(r.port, "REPLICAOF 127.0.0.1 %d", m.port);
+    rep = ckr_cmd(&r, 0, "REPLICAOF 127.0.0.1 %d", m.port);
     ck_assert(rep != NULL && rep->type == REDIS_REPLY_STATUS);
     freeReplyObject(rep);
     ck_assert(wait_log(&d, "READONLY"));
     ck_assert(wait_connected(&d, false));
-    rep = rp_cmd(r.port, "REPLICAOF NO ONE");
+    rep = ckr_cmd(&r, 0, "REPLICAOF NO ONE");
     freeReplyObject(rep);
     ck_assert(wait_connected(&d, true));
     ck_assert_int_eq(stop_broker(&d), 0);
-    rp_stop(&s);
-    rp_stop(&r);
-    rp_stop(&m);
+    ckr_stop(&s);
+    ckr_stop(&r);
+    ckr_stop(&m);
 }
 END_TEST
 
@@ -570,7 +380,7 @@ END_TEST
  * are +OK. Needs no Sentinel. */
 START_TEST(test_wait_replicas)
 {
-    rp_t m, r;
+    ckr_t m, r;
     sd_t d;
     tc_t *c;
     char yaml[512];
@@ -578,7 +388,7 @@ START_TEST(test_wait_replicas)
     uint64_t until;
     bool ok = false;
 
-    rp_start(&m, 0);
+    ckr_start_tcp(&m, 0, WAIT_MS);
     snprintf(yaml, sizeof yaml,
              "redis:\n  enabled: true\n  address: 127.0.0.1:%d\n  prefix: t\n"
              "  confirm: true\n  confirm_timeout: 300ms\n  replicas: 1\n",
@@ -591,15 +401,13 @@ START_TEST(test_wait_replicas)
     ck_assert(wait_log(&d, "0 of 1 replicas acknowledged in time"));
     until = sd_now_ms() + WAIT_MS;
     while (n != 0 && sd_now_ms() < until) {
-        redisReply *rep = rp_cmd(m.port, "HEXISTS t:msg:0:w 1");
-        n = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
-        freeReplyObject(rep);
+        n = ckr_int(&m, 0, "HEXISTS %s 1", "t:msg:0:w");
         if (n != 0)
             sd_sleep_ms(20);
     }
     ck_assert_int_eq(n, 0);
 
-    rp_start(&r, m.port);
+    ckr_start_tcp(&r, m.port, WAIT_MS);
     ck_assert(wait_replica_up(&r));
     until = sd_now_ms() + WAIT_MS;
     while (!ok && sd_now_ms() < until) {
@@ -611,8 +419,8 @@ START_TEST(test_wait_replicas)
     ck_assert(wait_log(&d, "replicas acknowledge again (1 wanted)"));
     tc_close(c);
     ck_assert_int_eq(stop_broker(&d), 0);
-    rp_stop(&r);
-    rp_stop(&m);
+    ckr_stop(&r);
+    ckr_stop(&m);
 }
 END_TEST
 
@@ -831,7 +639,7 @@ START_TEST(test_failover)
     static fround_t a, b;
     /* Short enough that PUBs held through the failover get -ERR. */
     const char *conf = "  confirm: true\n  confirm_timeout: 2s\n  replicas: 1\n";
-    rp_t m, r, s[3];
+    ckr_t m, r, s[3];
     sd_t d;
     fload_t l;
     fwant_t w;
@@ -844,11 +652,11 @@ START_TEST(test_failover)
     memset(&b, 0, sizeof b);
     a.tag = 'a';
     b.tag = 'b';
-    rp_start(&m, 0);
-    rp_start(&r, m.port);
+    ckr_start_tcp(&m, 0, WAIT_MS);
+    ckr_start_tcp(&r, m.port, WAIT_MS);
     ck_assert(wait_replica_up(&r));
     for (int i = 0; i < 3; i++)
-        rp_sentinel(&s[i], m.port, 2, 1000);
+        sentinel_start(&s[i], m.port, 2, 1000);
     ck_assert_msg(wait_sentinels_ready(s, 3, 1), "the sentinels did not find each other");
 
     /* round a */
@@ -858,14 +666,14 @@ START_TEST(test_failover)
     w = (fwant_t){.l = &l, .oks = 1000};
     ck_assert(fload_until(&l, fdone_oks, &w));
     oks_at_kill = a.oks;
-    rp_kill(&m);
+    ckr_kill(&m);
     snprintf(moved, sizeof moved, "master " MASTER " moved from 127.0.0.1:%d to 127.0.0.1:%d",
              m.port, r.port);
     ck_assert_msg(wait_sentinel_master(&s[0], r.port), "Sentinel did not promote the replica");
     /* The old master comes back as the new one's replica, so that WAIT 1
      * can be answered again. */
     m.of = r.port;
-    rp_spawn(&m);
+    ckr_spawn(&m);
     w = (fwant_t){.l = &l, .oks = oks_at_kill + 1000, .d = &d, .log = moved};
     ck_assert_msg(fload_until(&l, fdone_oks, &w), "+OKs did not resume after the failover");
     fload_drain(&l);
@@ -884,14 +692,14 @@ START_TEST(test_failover)
     /* round b: the master is whichever Sentinel names now (on a loaded
      * machine it may have failed over again on its own since round a),
      * with the other one linked to it as its replica */
-    rp_t *top, *low;
+    ckr_t *top, *low;
     ck_assert_msg(wait_settled(&s[0], &m, &r, &top, &low),
                   "Sentinel and the two servers did not agree on a master");
     ck_assert(wait_connected(&d, true));
     fload_open(&l, &b, &d, false);
     w = (fwant_t){.l = &l, .oks = 1500};
     ck_assert(fload_until(&l, fdone_oks, &w));
-    rp_kill(top);
+    ckr_kill(top);
     kill(d.pid, SIGKILL);
     waitpid(d.pid, &status, 0);
     ck_assert(WIFSIGNALED(status));
@@ -910,9 +718,9 @@ START_TEST(test_failover)
             b.oks, unconfirmed, others);
     ck_assert_int_eq(stop_broker(&d), 0);
     for (int i = 0; i < 3; i++)
-        rp_stop(&s[i]);
-    rp_stop(&r);
-    rp_stop(&m);
+        ckr_stop(&s[i]);
+    ckr_stop(&r);
+    ckr_stop(&m);
 }
 END_TEST
 
