@@ -8,6 +8,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,6 +411,20 @@ static int daemon_start(daemon_t *d)
     return 0;
 }
 
+/* glibc's defaults hand the top of the heap back to the kernel as soon as
+ * 128 KiB of it is free, and a consumer's window of 64 acked 16 KiB
+ * messages is 1 MiB: every window was faulted in again, page by page (4.5
+ * faults a message, most of the cost of big messages; docs/benchmarks.md).
+ * Its own remedy, raising the thresholds when a big mmapped block is
+ * freed, happened only by chance (a big output buffer). Fixed thresholds
+ * instead: messages under 1 MiB come from the heap, and at most 16 MiB of
+ * free heap is kept, a constant, so memory stays bounded by the config. */
+static void daemon_tune_malloc(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
+}
+
 int daemon_run(const daemon_opts_t *opts)
 {
     daemon_t d = {.opts = opts};
@@ -430,6 +445,7 @@ int daemon_run(const daemon_opts_t *opts)
     log_set_level(d.cfg->log_level);
     log_capture_libevent();
     signal(SIGPIPE, SIG_IGN);
+    daemon_tune_malloc();
     log_info("sluiced %s starting (config: %s)", SLUICE_VERSION,
              d.path ? d.path : "built-in defaults");
     rc = daemon_start(&d);

@@ -121,6 +121,10 @@ void msg_free(msg_t *m)
 {
     if (m == NULL)
         return;
+    if (m->flags & MSG_F_PINNED) {
+        m->flags |= MSG_F_UNPIN_FREES;
+        return;
+    }
     size_t room = msg_room(m->len, m->flags & MSG_F_EXT);
 
     if (room > MSG_CACHE_LEN || msg_cached == MSG_CACHE_MAX) {
@@ -131,6 +135,15 @@ void msg_free(msg_t *m)
     m->link.tqe_next = msg_cache[k]; /* the queue link is free: m is in no queue */
     msg_cache[k] = m;
     msg_cached++;
+}
+
+void msg_unpin(const msg_t *cm)
+{
+    msg_t *m = (msg_t *)(uintptr_t)cm;
+
+    m->flags &= (uint8_t)~MSG_F_PINNED;
+    if (m->flags & MSG_F_UNPIN_FREES)
+        msg_free(m);
 }
 
 void msg_cache_release(void)

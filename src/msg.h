@@ -7,6 +7,7 @@
 #ifndef SLUICE_MSG_H
 #define SLUICE_MSG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -28,6 +29,8 @@ typedef enum msg_state {
 #define MSG_F_CREDITED 0x01 /* in flight under a SUB: counts against that credit */
 #define MSG_F_EXT 0x02      /* carries a msg_ext_t after its payload (msg_ext) */
 #define MSG_F_INDEXED 0x04  /* in the broker's id index */
+#define MSG_F_PINNED 0x08   /* an output buffer holds a reference to its payload */
+#define MSG_F_UNPIN_FREES 0x10 /* msg_free came while pinned: msg_unpin frees it */
 
 /* The priority of a message without an ext block (beanstalkd's default:
  * lower is more urgent; below 1024 is "urgent" in its stats). */
@@ -102,8 +105,30 @@ static inline uint32_t msg_pri(const msg_t *m)
 msg_t *msg_new_copy(const void *data, uint32_t len);
 
 /* Free a message. It must not be linked anywhere. NULL is a no-op.
- * Small ones are kept for reuse by msg_new (a bounded cache). */
+ * Small ones are kept for reuse by msg_new (a bounded cache); a pinned one
+ * is freed by its msg_unpin. */
 void msg_free(msg_t *m);
+
+/* Lend m's payload to one output buffer, which writes from it instead of
+ * a copy, until it calls msg_unpin; a msg_free in between (the message was
+ * acknowledged or dropped before its bytes left) waits for the unpin. The
+ * payload never changes once read, so the lender sees what was queued.
+ * One lender at a time keeps this a flag: false when m is lent already
+ * (a redelivery while the first push waits in a slow reader's buffer), and
+ * the caller copies instead. */
+static inline bool msg_pin(const msg_t *cm)
+{
+    msg_t *m = (msg_t *)(uintptr_t)cm; /* lending is bookkeeping, not a change of the message */
+
+    if (m->flags & MSG_F_PINNED)
+        return false;
+    m->flags |= MSG_F_PINNED;
+    return true;
+}
+
+/* The output buffer is done with m's payload (written, or its connection
+ * gone); frees m if msg_free came meanwhile. */
+void msg_unpin(const msg_t *m);
 
 /* Give the cached blocks back to malloc (at shutdown, so leak checkers see
  * nothing held). */

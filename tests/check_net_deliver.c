@@ -2,6 +2,7 @@
  * round-robin, GET long polls, ACK all-or-nothing, NACK, TOUCH, ack
  * deadlines, redelivery on disconnect, dead letters, delayed PUBs, JOIN.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -557,6 +558,170 @@ START_TEST(test_priorities_bury_kick_pause)
 }
 END_TEST
 
+/* ---- big pushes are written from their message (conn.c lends it) ----
+ *
+ * A reader that does not read keeps pushes in the broker's output buffer,
+ * which for payloads of 4 KiB and up refers to the message's own memory.
+ * The message must outlive its ACK, and a redelivery to another consumer,
+ * for as long as that buffer holds it: every byte the reader finally gets
+ * is what was published, though newer messages took the freed memory
+ * meanwhile (and under ASan, a write from a freed block fails the run). */
+#define BIG_LEN (256 * 1024)
+#define BIG_N 48 /* 12 MiB: more than the kernel's socket buffers take */
+
+static void big_fill(char *buf, unsigned k)
+{
+    for (size_t i = 0; i < BIG_LEN; i++)
+        buf[i] = (char)('a' + (k * 7 + i / 1000) % 26);
+}
+
+static void big_pub(tc_t *p, const char *topic, unsigned k, char *buf)
+{
+    big_fill(buf, k);
+    net_pub(p, topic, buf, BIG_LEN);
+}
+
+/* The next reply is message k of t (published by big_pub with k = its id),
+ * delivered for the attempt-th time. net_expect_msg, but a wrong byte is
+ * named, not 256 KiB of it printed. */
+static void big_expect(tc_t *c, const char *topic, unsigned attempt, unsigned k, char *buf)
+{
+    const char *got = net_reply(c);
+    size_t i = 0;
+
+    if (k == 0) /* any: a redelivery's order is not the publisher's */
+        k = (unsigned)c->r.id;
+    big_fill(buf, k);
+    ck_assert_msg(c->r.type == REPLY_MSG && c->r.id == k && c->r.attempt == attempt &&
+                      c->r.body_len == BIG_LEN &&
+                      c->r.topic_len == strlen(topic) && memcmp(c->r.topic, topic, c->r.topic_len) == 0,
+                  "expected MSG %s with attempt %u and %d bytes, got: %s", topic, attempt, BIG_LEN,
+                  got);
+    while (i < BIG_LEN && c->r.body[i] == buf[i])
+        i++;
+    ck_assert_msg(i == BIG_LEN, "%s (message %u): byte %zu is '%c', not '%c'", got, k, i,
+                  c->r.body[i], buf[i]);
+}
+
+/* Messages 1..BIG_N on t, all delivered (to the one sleeper on t). */
+static void big_pub_all(tc_t *p, char *buf)
+{
+    for (unsigned k = 1; k <= BIG_N; k++)
+        big_pub(p, "t", k, buf);
+    net_wait_stat(p, "t", "in_flight", BIG_N);
+}
+
+/* A new consumer that gets all BIG_N back, intact, as second deliveries. */
+static tc_t *big_take_again(const sd_t *d, char *buf)
+{
+    tc_t *c = net_open(d);
+
+    net_sendf(c, "SUB t %u\r\n", BIG_N);
+    NET_EXPECT(c, "+OK");
+    for (unsigned k = 1; k <= BIG_N; k++)
+        big_expect(c, "t", 2, 0, buf);
+    return c;
+}
+
+static const char big_conf[] = "limits:\n  output_buffer: 64MiB\n";
+
+/* A consumer on t that reads nothing: the kernel's buffers of a connection
+ * that is not read stay near 4 MiB (the send side's) and 128 KiB (the
+ * receive side's, not grown until it reads), so most pushes wait in the
+ * broker. */
+static tc_t *big_sleeper(const sd_t *d, tc_t *p, unsigned credit)
+{
+    tc_t *c = net_open(d);
+
+    net_sendf(c, "SUB t %u\r\n", credit);
+    net_ping(p); /* not proof that c's SUB ran, but the pushes wait for it */
+    return c;
+}
+
+START_TEST(test_lent_push_outlives_its_ack)
+{
+    sd_t d;
+    char *buf = malloc(BIG_LEN);
+    net_start(&d, big_conf);
+    tc_t *p = net_open(&d), *c = big_sleeper(&d, p, BIG_N);
+
+    ck_assert_ptr_nonnull(buf);
+    big_pub_all(p, buf);
+    for (unsigned k = 1; k <= BIG_N; k++)
+        net_sendf(c, "ACK %u\r\n", k);
+    net_wait_stat(p, "t", "in_flight", 0);
+    for (unsigned k = 1; k <= BIG_N; k++) /* into the memory the acked ones left */
+        big_pub(p, "filler", 1000 + k, buf);
+    NET_EXPECT(c, "+OK");
+    for (unsigned k = 1; k <= BIG_N; k++)
+        big_expect(c, "t", 1, k, buf);
+    for (unsigned k = 1; k <= BIG_N; k++)
+        NET_EXPECT(c, "+OK 1");
+    net_ping(c);
+    tc_close(c);
+    tc_close(p);
+    net_stop(&d);
+    free(buf);
+}
+END_TEST
+
+START_TEST(test_lent_push_outlives_a_redelivery)
+{
+    sd_t d;
+    char *buf = malloc(BIG_LEN);
+    net_start(&d, "limits:\n  output_buffer: 64MiB\ntopics:\n  t:\n    ack_timeout: 1s\n");
+    tc_t *p = net_open(&d), *slow = big_sleeper(&d, p, BIG_N), *fast;
+
+    ck_assert_ptr_nonnull(buf);
+    big_pub_all(p, buf);
+    /* No more for slow; its deadlines pass with the pushes still in its
+     * buffer, and fast gets the messages again (copied: they are lent),
+     * acks them, and they are freed while slow's buffer points at them. */
+    net_puts(slow, "SUB t 0\r\n");
+    net_wait_stat(p, "t", "ready", BIG_N);
+    fast = big_take_again(&d, buf);
+    net_puts(fast, "ACK");
+    for (unsigned k = 1; k <= BIG_N; k++)
+        net_sendf(fast, " %u", k);
+    net_puts(fast, "\r\n");
+    NET_EXPECT(fast, "+OK 48");
+    ck_assert_uint_eq(net_stat(p, "t", "in_flight"), 0);
+    for (unsigned k = 1; k <= BIG_N; k++)
+        big_pub(p, "filler", 1000 + k, buf);
+    NET_EXPECT(slow, "+OK");
+    for (unsigned k = 1; k <= BIG_N; k++)
+        big_expect(slow, "t", 1, k, buf);
+    NET_EXPECT(slow, "+OK");
+    net_ping(slow);
+    tc_close(slow);
+    tc_close(fast);
+    tc_close(p);
+    net_stop(&d);
+    free(buf);
+}
+END_TEST
+
+/* A connection that goes while its buffer holds lent pushes gives them
+ * back: the messages stay queued and reach the next consumer intact. */
+START_TEST(test_lent_push_survives_its_reader_leaving)
+{
+    sd_t d;
+    char *buf = malloc(BIG_LEN);
+    net_start(&d, big_conf);
+    tc_t *p = net_open(&d), *gone = big_sleeper(&d, p, BIG_N), *c;
+
+    ck_assert_ptr_nonnull(buf);
+    big_pub_all(p, buf);
+    tc_close(gone);
+    net_wait_stat(p, "t", "ready", BIG_N);
+    c = big_take_again(&d, buf);
+    tc_close(c);
+    tc_close(p);
+    net_stop(&d);
+    free(buf);
+}
+END_TEST
+
 Suite *net_deliver_suite(void)
 {
     Suite *s = suite_create("net_deliver");
@@ -579,6 +744,9 @@ Suite *net_deliver_suite(void)
     tcase_add_test(t, test_pub_delay);
     tcase_add_test(t, test_join);
     tcase_add_test(t, test_priorities_bury_kick_pause);
+    tcase_add_test(t, test_lent_push_outlives_its_ack);
+    tcase_add_test(t, test_lent_push_outlives_a_redelivery);
+    tcase_add_test(t, test_lent_push_survives_its_reader_leaving);
     suite_add_tcase(s, t);
     return s;
 }
