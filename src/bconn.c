@@ -110,6 +110,18 @@ void bconn_reply_body(bconn_t *c, const char *head, size_t hlen, const char *bod
     bconn_want_flush(c);
 }
 
+void bconn_reply_job(bconn_t *c, const char *head, size_t hlen, const msg_t *m)
+{
+    if (m->len < CONNHOST_LEND_MIN || !msg_pin(m)) {
+        bconn_reply_body(c, head, hlen, m->data, m->len);
+        return;
+    }
+    bconn_reply(c, head, hlen);
+    bconn_stage_flush(c);
+    connhost_add_lent(c->out, m);
+    bconn_reply(c, "\r\n", 2);
+}
+
 /* ---- reading ---- */
 
 static uint32_t bconn_max_job(const config_t *cfg)
@@ -314,7 +326,7 @@ static bool bconn_on_deliver(void *ctx, const topic_t *t, const msg_t *m)
     char head[BPROTO_REPLY_MAX];
 
     (void)t;
-    bconn_reply_body(c, head, bproto_fmt_reserved(head, m->id, m->len), m->data, m->len);
+    bconn_reply_job(c, head, bproto_fmt_reserved(head, m->id, m->len), m);
     if (bconn_out_over(c)) {
         c->out_full = true;
         return false;

@@ -67,7 +67,7 @@ static void bconn_reply_found(bconn_t *c, const msg_t *m)
         bconn_reply_lit(c, BPROTO_R_NOT_FOUND);
         return;
     }
-    bconn_reply_body(c, head, bproto_fmt_found(head, m->id, m->len), m->data, m->len);
+    bconn_reply_job(c, head, bproto_fmt_found(head, m->id, m->len), m);
 }
 
 static void bconn_reply_num(bconn_t *c, size_t (*fmt)(char *, uint64_t), uint64_t v)

@@ -98,6 +98,9 @@ void bconn_reply(bconn_t *c, const char *s, size_t n);
 void bconn_set_state(bconn_t *c, bconn_state_t st);
 /* The reply to a body: "<head>\r\n<body>\r\n". */
 void bconn_reply_body(bconn_t *c, const char *head, size_t hlen, const char *body, size_t blen);
+/* The same with a job's payload for body: a big one is written from the
+ * message itself (connhost_add_lent), not copied. */
+void bconn_reply_job(bconn_t *c, const char *head, size_t hlen, const msg_t *m);
 
 /* bconn_cmd.c: run one parsed command. */
 void bconn_exec(bconn_t *c, const bproto_cmd_t *cmd, uint64_t now);

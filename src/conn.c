@@ -35,7 +35,6 @@
 #define CONN_OB_INITIAL (16 * 1024)
 #define CONN_OB_KEEP (256 * 1024)  /* larger written-out output buffers are freed */
 #define CONN_OB_PUSH_MAX (64 * 1024) /* larger pushes go to the evbuffer by themselves */
-#define CONN_LEND_MIN 4096         /* payloads this big are written from their message */
 
 static void conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void conn_on_write(evutil_socket_t fd, short what, void *arg);
@@ -875,29 +874,16 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 
 /* ---- output ---- */
 
-static void conn_unlend(const void *data, size_t len, void *m)
-{
-    (void)data;
-    (void)len;
-    msg_unpin(m);
-}
-
 /* A big push is written from its message's own memory: ob's bytes and the
- * header go into out, then a reference to the payload (writev takes them
- * together), and the "\r\n" starts ob again. From about 4 KiB a copy costs
- * more than libevent's two small chains, and a credit of such copies grew
- * ob past CONN_OB_KEEP every turn (docs/benchmarks.md has the crossover). */
+ * header go into out, then the lent payload (writev takes them together),
+ * and the "\r\n" starts ob again. A credit of such pushes copied also grew
+ * ob past CONN_OB_KEEP every turn. */
 static void conn_push_lent(conn_t *c, const char *tname, size_t tlen, const msg_t *m)
 {
     char hdr[PROTO_MSG_HDR_MAX];
-    struct evbuffer *out;
 
     conn_out_add(c, hdr, proto_fmt_msg_header(hdr, tname, tlen, m->id, m->attempt, m->len));
-    out = conn_out(c);
-    if (evbuffer_add_reference(out, m->data, m->len, conn_unlend, (void *)(uintptr_t)m) < 0) {
-        msg_unpin(m); /* no chain took it: the callback will not run */
-        evbuffer_add(out, m->data, m->len);
-    }
+    connhost_add_lent(conn_out(c), m);
     conn_out_add(c, "\r\n", 2);
 }
 
@@ -912,7 +898,7 @@ static bool conn_on_deliver(void *ctx, const topic_t *t, const msg_t *m)
     const char *tname = topic_name(t, &tlen);
     char *p = NULL;
 
-    if (m->len >= CONN_LEND_MIN && msg_pin(m))
+    if (m->len >= CONNHOST_LEND_MIN && msg_pin(m))
         conn_push_lent(c, tname, tlen, m);
     else if (m->len <= CONN_OB_PUSH_MAX &&
              (p = conn_ob_room(c, PROTO_MSG_HDR_MAX + m->len + 2)) != NULL) {

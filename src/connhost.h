@@ -20,6 +20,7 @@
 
 #include "broker.h"
 #include "config.h"
+#include "msg.h"
 #include "stats.h"
 
 struct conn;
@@ -90,6 +91,29 @@ static inline int connhost_write_out(struct evbuffer *out, int fd)
         return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
     }
     return 1;
+}
+
+/* Payloads this big are written from their message instead of a copy: from
+ * about 4 KiB a copy costs more than libevent's two small chains
+ * (docs/benchmarks.md, "Pushes written from the message"). */
+#define CONNHOST_LEND_MIN 4096
+
+static inline void connhost_unlend(const void *data, size_t len, void *m)
+{
+    (void)data;
+    (void)len;
+    msg_unpin(m);
+}
+
+/* Append m's payload, which the caller has pinned (msg_pin), to out by
+ * reference: writev sends it from the message, and the evbuffer unpins it
+ * when done with it. If no chain can be had it is copied and unpinned now. */
+static inline void connhost_add_lent(struct evbuffer *out, const msg_t *m)
+{
+    if (evbuffer_add_reference(out, m->data, m->len, connhost_unlend, (void *)(uintptr_t)m) == 0)
+        return;
+    msg_unpin(m);
+    evbuffer_add(out, m->data, m->len);
 }
 
 #endif
