@@ -4,7 +4,8 @@
  * duplicate; runs against a fake sluice server (a
  * thread here) that loses, duplicates or corrupts one message, which must
  * fail loudly; and runs against real Redis and beanstalkd servers started
- * by the test (a missing one fails: build.sh installs both).
+ * by the test (a missing one fails: build.sh installs both); and the
+ * crowd (--crowd-idle, --crowd-producers) against the real daemon.
  */
 #include <check.h>
 #include <errno.h>
@@ -746,6 +747,154 @@ START_TEST(test_bench_relay)
 }
 END_TEST
 
+/* ---- the crowd: idle connections and slow producers beside a run ---- */
+
+/* A number from a STATS body: the value of "\nKEY: " (-1: missing). */
+static long long stat_of(const char *body, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\n%s: ", key);
+    const char *p = strstr(body, pat);
+    return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}
+
+/* `STATS [topic]`'s value of key. */
+static long long stats_get(tc_t *c, const char *topic, const char *key)
+{
+    ck_assert_int_eq(topic ? tc_sendf(c, "STATS %s\r\n", topic) : tc_sendf(c, "STATS\r\n"), 0);
+    ck_assert_int_eq(tc_reply(c), 0);
+    ck_assert_int_eq(c->r.type, REPLY_STATS);
+    char *body = strndup(c->r.body, c->r.body_len);
+    long long v = stat_of(body, key);
+    free(body);
+    ck_assert_msg(v >= 0, "STATS %s has no %s", topic ? topic : "", key);
+    return v;
+}
+
+/* key summed over crowd.0 .. crowd.7. */
+static long long crowd_sum(tc_t *c, const char *key)
+{
+    long long sum = 0;
+    char topic[16];
+    for (int k = 0; k < 8; k++) {
+        snprintf(topic, sizeof topic, "crowd.%d", k);
+        sum += stats_get(c, topic, key);
+    }
+    return sum;
+}
+
+/* `sluice bench -s addr ARGS` with stdout on a pipe (*out), in its own
+ * process group, guarded. */
+static pid_t spawn_crowd(const char *addr, const char *const *args, FILE **out, sd_guard_t *g)
+{
+    char *argv[16] = { (char *)sluice_bin(), "bench", "-s", (char *)addr };
+    int n = 4, fds[2];
+    while (*args && n < 15)
+        argv[n++] = (char *)*args++;
+    argv[n] = NULL;
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        setpgid(0, 0);
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    *g = sd_guard(pid);
+    close(fds[1]);
+    *out = fdopen(fds[0], "r");
+    ck_assert_ptr_nonnull(*out);
+    return pid;
+}
+
+/* A line from the crowd within 30 s, or "" at EOF or timeout. */
+static const char *crowd_line(FILE *f, char *buf, size_t len)
+{
+    struct pollfd pfd = { .fd = fileno(f), .events = POLLIN };
+    if (poll(&pfd, 1, 30000) != 1 || !fgets(buf, (int)len, f))
+        buf[0] = '\0';
+    return buf;
+}
+
+/* 50 idle connections and 20 producers at 50/s with their 8 consumers
+ * against a real daemon: all of them are there once it says ready, the
+ * producers publish at their rate (not faster, and not much slower), the
+ * consumers drain, what the crowd counts is what the daemon counts, and
+ * SIGTERM ends it with status 0. */
+START_TEST(test_bench_crowd)
+{
+    static const char *const args[] = { "--crowd-idle", "50", "--crowd-producers", "20",
+                                        "--crowd-rate", "50", NULL };
+    sd_t d;
+    sd_guard_t g;
+    FILE *out;
+    char line[512], *bad;
+
+    /* usage errors first */
+    ck_assert_int_eq(bench_run(&bad, "--crowd-rate 5"), 2);
+    ck_assert_ptr_nonnull(strstr(bad, "needs --crowd-producers"));
+    free(bad);
+    ck_assert_int_eq(bench_run(&bad, "--crowd-idle 0"), 2);
+    free(bad);
+    ck_assert_int_eq(bench_run(&bad, "--crowd-producers 2 --crowd-rate 0"), 2);
+    free(bad);
+
+    ck_assert_int_eq(sd_start(&d, NULL), 0);
+    sd_guard_t dg = sd_guard(d.pid);
+    pid_t pid = spawn_crowd(d.addr, args, &out, &g);
+    ck_assert_str_eq(crowd_line(out, line, sizeof line), "ready\n");
+    tc_t *c = tc_open(&d);
+    ck_assert_ptr_nonnull(c);
+    /* 50 idle, 20 producers, 8 consumers, and this one */
+    ck_assert_int_eq(stats_get(c, NULL, "connections"), 79);
+    ck_assert_int_eq(crowd_sum(c, "consumers"), 8);
+    long long p0 = crowd_sum(c, "published");
+    sd_sleep_ms(1000);
+    long long p1 = crowd_sum(c, "published");
+    ck_assert_msg(p1 > p0, "published %lld, then %lld", p0, p1);
+    /* drained: what is queued stays within the consumers' credit */
+    ck_assert_int_le(crowd_sum(c, "ready"), 8 * 256);
+
+    kill(pid, SIGTERM);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    sd_guard_release(&g);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "crowd status %d", st);
+    crowd_line(out, line, sizeof line);
+    fclose(out);
+    double secs;
+    unsigned long long sent, confirmed, refused, skipped, received, acked, errors;
+    ck_assert_msg(sscanf(line, "crowd: 50 idle, 20 producers at 50/s, 8 consumers, %lf s: sent %llu, "
+                               "confirmed %llu, refused %llu, skipped %llu, received %llu, "
+                               "acked %llu, errors %llu",
+                         &secs, &sent, &confirmed, &refused, &skipped, &received, &acked,
+                         &errors) == 8, "crowd said: %s", line);
+    /* the schedule: 1000 a second in all (the first at 0 s), never ahead of it */
+    double due = secs * 1000;
+    ck_assert_msg(sent + skipped <= due + 2 && sent + skipped >= due / 2, "%s", line);
+    ck_assert_msg(confirmed > 0 && received > 0 && refused == 0 && errors == 0, "%s", line);
+    ck_assert_msg(received == acked && received <= confirmed + 8 * 256, "%s", line);
+
+    /* once its connections are gone, the daemon's counts agree */
+    for (int i = 0; i < 500 && stats_get(c, NULL, "connections") > 1; i++)
+        sd_sleep_ms(10);
+    ck_assert_int_eq(stats_get(c, NULL, "connections"), 1);
+    long long pub = crowd_sum(c, "published"), ack = crowd_sum(c, "acked");
+    ck_assert_msg((unsigned long long)pub >= confirmed && (unsigned long long)pub <= sent,
+                  "daemon published %lld; %s", pub, line);
+    ck_assert_msg((unsigned long long)ack == acked, "daemon acked %lld; %s", ack, line);
+    ck_assert_int_ge(crowd_sum(c, "delivered"), (long long)received);
+    ck_assert_int_eq(stats_get(c, NULL, "messages"), pub - ack);
+    tc_close(c);
+    ck_assert_int_eq(sd_stop(&d), 0);
+    sd_guard_release(&dg);
+}
+END_TEST
+
 static Suite *bench_suite(void)
 {
     Suite *s = suite_create("bench");
@@ -774,6 +923,7 @@ static Suite *bench_suite(void)
     tcase_add_test(r, test_bench_redis_lists);
     tcase_add_test(r, test_bench_beanstalkd);
     tcase_add_test(r, test_bench_relay);
+    tcase_add_test(r, test_bench_crowd);
     suite_add_tcase(s, r);
     return s;
 }

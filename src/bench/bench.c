@@ -572,6 +572,14 @@ static int bench_settle(bench_t *b, const bench_conn_t *pre, char **joined)
     return 0;
 }
 
+/* The crowd is for one server; say so for a node list. */
+static int bench_crowd_one(const bench_t *b)
+{
+    fprintf(stderr, "sluice: bench: the crowd goes to one server, not a node list (%s)\n"
+                    "Try 'sluice bench --help'.\n", b->nodes.from);
+    return 2;
+}
+
 int bench_main(int argc, char **argv, const bench_conn_t *pre)
 {
     bench_t *b = calloc(1, sizeof *b);
@@ -597,7 +605,9 @@ int bench_main(int argc, char **argv, const bench_conn_t *pre)
         return rc;
     }
     rc = bench_settle(b, pre, &joined);
-    if (rc == 0) {
+    if (rc == 0 && (b->o.crowd_idle || b->o.crowd_producers)) {
+        rc = b->nodes.n == 1 ? bench_crowd_main(&b->o) : bench_crowd_one(b);
+    } else if (rc == 0) {
         b->run = bench_run_id();
         rc = bench_execute(b);
     }

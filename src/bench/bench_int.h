@@ -20,6 +20,7 @@
 #include "proto.h"
 
 #define BENCH_CONNECT_MS 5000
+#define BENCH_CROWD_MAX 1000000       /* --crowd-idle, --crowd-producers */
 #define BENCH_REPLY_MS 10000
 #define BENCH_OUT_HIGH (256 * 1024)   /* queued bytes before a producer stops queueing */
 #define BENCH_WIND_DOWN_NS 3000000000ull  /* consumers finish their last exchange in this */
@@ -44,6 +45,9 @@ typedef struct bench_opts {
     bool sched_other;       /* --sched other: leave the worker threads' policy alone */
     unsigned drain_ms;      /* wait this long for missing messages after the producers end */
     const char *relay_listen; /* --relay-listen: serve the relay floor instead of running */
+    unsigned crowd_idle;    /* --crowd-idle: hold a crowd of connections instead of running */
+    unsigned crowd_producers; /* --crowd-producers */
+    double crowd_rate;      /* --crowd-rate: msg/s per crowd producer */
 } bench_opts_t;
 
 typedef struct bench_worker {
@@ -98,10 +102,32 @@ extern const bench_target_t brl_target;   /* bench_rlist.c */
 extern const bench_target_t bbs_target;   /* bench_beanstalk.c */
 extern const bench_target_t bsl_relay_target; /* bench_sluice.c: sluice's client side, to the relay */
 
+/* ---- a flat byte buffer (bench_buf.c), for the relay and the crowd ---- */
+
+typedef struct bench_buf {
+    char *p;
+    size_t off, len, cap;   /* p[off..len) holds the bytes */
+} bench_buf_t;
+
+/* Room for `more` bytes at p + len, the first allocation `first` bytes (or
+ * more): 0, or -1 out of memory. */
+int bench_buf_room(bench_buf_t *b, size_t more, size_t first);
+/* Append p[0..n): 0, or -1 out of memory. */
+int bench_buf_put(bench_buf_t *b, const void *p, size_t n, size_t first);
+/* Free it and leave it empty. */
+void bench_buf_free(bench_buf_t *b);
+
 /* ---- the relay floor (bench_relay.c) ---- */
 
 /* Serve the relay on addr until killed; returns only on a failure (1). */
 int bench_relay_main(const char *addr);
+
+/* ---- the crowd (bench_crowd.c) ---- */
+
+/* Hold o->crowd_idle idle connections and o->crowd_producers slow
+ * producers (with their consumers) on o->addr, say `ready` once all are
+ * up, and run until SIGTERM or SIGINT: 0, or 1 when something failed. */
+int bench_crowd_main(const bench_opts_t *o);
 
 /* ---- which (producer, seq) pairs arrived (bench_seen.c) ---- */
 

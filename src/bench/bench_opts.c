@@ -43,6 +43,12 @@ static const char bench_usage_text[] =
     "  -j, --json             print one JSON object instead of the report\n"
     "      --relay-listen ADDR  run no bench: serve the relay floor that -T relay\n"
     "                         measures (PUB in, MSG out, nothing kept) until SIGTERM\n"
+    "      --crowd-idle N     run no bench: hold N idle connections (one PING each) on\n"
+    "                         -s, beside a bench run elsewhere; say ready, run until SIGTERM\n"
+    "      --crowd-producers N  run no bench (or with --crowd-idle): N producers that\n"
+    "                         publish --crowd-rate msg/s each of --size bytes, spread\n"
+    "                         evenly, to crowd.0 .. crowd.7, and 8 consumers that ACK them\n"
+    "      --crowd-rate R     messages a second per crowd producer (1)\n"
     "  -h, --help             this text\n"
     "Exit status: 0 when every message arrived once and intact; 1 otherwise.\n";
 
@@ -78,7 +84,8 @@ static int bench_bad(const char *what, const char *arg)
 
 int bench_opts_parse(int argc, char **argv, bench_opts_t *o)
 {
-    enum { OPT_NODES = 0x100, OPT_CONFIG, OPT_TOPICS };
+    enum { OPT_NODES = 0x100, OPT_CONFIG, OPT_TOPICS, OPT_CROWD_IDLE, OPT_CROWD_PRODUCERS,
+           OPT_CROWD_RATE };
     static const struct option opts[] = {
         { "target", required_argument, NULL, 'T' },
         { "server", required_argument, NULL, 's' },
@@ -98,6 +105,9 @@ int bench_opts_parse(int argc, char **argv, bench_opts_t *o)
         { "nodes", required_argument, NULL, OPT_NODES },
         { "config", required_argument, NULL, OPT_CONFIG },
         { "topics", required_argument, NULL, OPT_TOPICS },
+        { "crowd-idle", required_argument, NULL, OPT_CROWD_IDLE },
+        { "crowd-producers", required_argument, NULL, OPT_CROWD_PRODUCERS },
+        { "crowd-rate", required_argument, NULL, OPT_CROWD_RATE },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -176,6 +186,23 @@ int bench_opts_parse(int argc, char **argv, bench_opts_t *o)
                 return bench_bad("--topics", optarg);
             o->topics = (unsigned)v;
             break;
+        case OPT_CROWD_IDLE:
+            if (!bench_num(optarg, 1, BENCH_CROWD_MAX, &v))
+                return bench_bad("--crowd-idle", optarg);
+            o->crowd_idle = (unsigned)v;
+            break;
+        case OPT_CROWD_PRODUCERS:
+            if (!bench_num(optarg, 1, BENCH_CROWD_MAX, &v))
+                return bench_bad("--crowd-producers", optarg);
+            o->crowd_producers = (unsigned)v;
+            break;
+        case OPT_CROWD_RATE: {
+            char *end;
+            o->crowd_rate = strtod(optarg, &end);
+            if (*end || !(o->crowd_rate > 0) || o->crowd_rate > 1e6)
+                return bench_bad("--crowd-rate", optarg);
+            break;
+        }
         case 'h': fputs(bench_usage_text, stdout); return -1;
         default:
             fprintf(stderr, "Try 'sluice bench --help'.\n");
@@ -184,6 +211,12 @@ int bench_opts_parse(int argc, char **argv, bench_opts_t *o)
     }
     if (optind < argc)
         return bench_bad("argument", argv[optind]);
+    if (o->crowd_rate && !o->crowd_producers)
+        return bench_bad("--crowd-rate (it needs --crowd-producers)", "");
+    if (!o->crowd_rate)
+        o->crowd_rate = 1;
+    if (o->relay_listen && (o->crowd_idle || o->crowd_producers))
+        return bench_bad("--relay-listen (not with a crowd)", o->relay_listen);
     if (!o->duration && o->messages / o->producers >= UINT32_MAX)
         return bench_bad("--messages (at most 2^32-1 per producer)", "");
     return 0;

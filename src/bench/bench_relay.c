@@ -36,17 +36,12 @@
 #define RELAY_MAX_MESSAGE (64u << 20)     /* the bench's largest --size */
 #define RELAY_EVENTS 64
 
-typedef struct relay_buf {
-    char *p;
-    size_t off, len, cap;
-} relay_buf_t;
-
 typedef struct relay_conn {
     int fd;
     bool consumer;          /* it sent SUB: it gets the pushes */
     bool dirty;             /* output to write this turn */
     uint32_t events;        /* what epoll watches now */
-    relay_buf_t in, out;
+    bench_buf_t in, out;
     proto_parser_t parser;
     struct relay_conn *next_dirty;
 } relay_conn_t;
@@ -61,39 +56,6 @@ typedef struct relay {
     uint64_t next_id;
     relay_conn_t *dirty;
 } relay_t;
-
-/* Room for `more` bytes at the end of b: compacting when what was taken
- * is at least what is left (so a long output being written is not moved
- * again for every message added behind it), else growing. */
-static int relay_buf_room(relay_buf_t *b, size_t more)
-{
-    if (b->off > 0 && (b->off == b->len ||
-                       (b->cap - b->len < more && b->off >= b->len - b->off))) {
-        memmove(b->p, b->p + b->off, b->len - b->off);
-        b->len -= b->off;
-        b->off = 0;
-    }
-    if (b->cap - b->len >= more)
-        return 0;
-    size_t cap = b->cap ? b->cap : RELAY_IN_INITIAL;
-    while (cap - b->len < more)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return -1;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static int relay_put(relay_buf_t *b, const void *p, size_t n)
-{
-    if (relay_buf_room(b, n) < 0)
-        return -1;
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    return 0;
-}
 
 static void relay_watch(relay_t *r, relay_conn_t *c, uint32_t events)
 {
@@ -147,8 +109,8 @@ static void relay_close(relay_t *r, relay_conn_t *c)
     if (c->consumer)
         r->out_bytes -= c->out.len - c->out.off;
     close(c->fd);
-    free(c->in.p);
-    free(c->out.p);
+    bench_buf_free(&c->in);
+    bench_buf_free(&c->out);
     free(c);
 }
 
@@ -170,7 +132,7 @@ static int relay_reply(relay_t *r, relay_conn_t *c, const char *s, size_t n)
     relay_dirty(r, c);
     if (c->consumer)
         r->out_bytes += n;
-    return relay_put(&c->out, s, n);
+    return bench_buf_put(&c->out, s, n, RELAY_IN_INITIAL);
 }
 
 /* PUB: frame the payload as a push to a consumer, then answer. */
@@ -186,7 +148,7 @@ static int relay_pub(relay_t *r, relay_conn_t *c, const proto_cmd_t *cmd)
     size_t h = proto_fmt_msg_header(hdr, cmd->topic, cmd->topic_len, id, 1,
                                     (uint32_t)cmd->payload_len);
     size_t n = h + cmd->payload_len + 2;
-    if (relay_buf_room(&to->out, n) < 0)
+    if (bench_buf_room(&to->out, n, RELAY_IN_INITIAL) < 0)
         return -1;
     char *p = to->out.p + to->out.len;
     memcpy(p, hdr, h);
@@ -221,7 +183,7 @@ static int relay_exec(relay_t *r, relay_conn_t *c, const proto_cmd_t *cmd)
 /* Read once, run every whole command. -1: close it. */
 static int relay_read(relay_t *r, relay_conn_t *c)
 {
-    if (relay_buf_room(&c->in, RELAY_READ_MIN) < 0)
+    if (bench_buf_room(&c->in, RELAY_READ_MIN, RELAY_IN_INITIAL) < 0)
         return -1;
     ssize_t n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
     if (n == 0)

@@ -2,11 +2,12 @@
 # tests/bench/conns.sh: many connections (#15). 4 producers and 4 consumers
 # at full speed (`sluice bench`, 64 B and 1 KiB, window 64, credit 64),
 # alone, beside IDLE idle connections, and beside ACTIVE producers
-# publishing RATE msg/s each (tests/bench/crowd.py), interleaved run by run
-# on one fresh sluiced a round. Prints msg/s and the daemon's CPU per
-# bench message for each, the ratio to the run alone, and how much of a CPU
-# crowd.py itself took meanwhile (on a 2-core machine that is taken from
-# the bench and the broker).
+# publishing RATE msg/s each (the crowd: `sluice bench --crowd-idle` and
+# `--crowd-producers`, one libevent thread), interleaved run by run on one
+# fresh sluiced a round. Prints msg/s and the daemon's CPU per bench
+# message for each, the ratio to the run alone, and how much of a CPU the
+# crowd itself took meanwhile (on a 2-core machine that is taken from the
+# bench and the broker).
 #
 #   tests/bench/conns.sh         # IDLE=10000 ACTIVE=1000 RATE=5 RUNS=3 MESSAGES=400000
 set -euo pipefail
@@ -18,7 +19,7 @@ hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # bench SIZE: one 4/4 run against $port; prints "msg/s cpu-us/msg crowd-cpu-%"
-# (the daemon's CPU per bench message, crowd.py's share of one CPU meanwhile).
+# (the daemon's CPU per bench message, the crowd's share of one CPU meanwhile).
 bench() {
     local t0 t1 c0=0 c1=0 s0 s1 out rate
     t0=$(cpu_ticks "$daemon")
@@ -33,13 +34,18 @@ bench() {
         -v ns="$((s1 - s0))" 'BEGIN { printf "%.0f %.2f %.0f", r, (b - a) / hz / n * 1e6, c / hz / (ns / 1e9) * 100 }'
 }
 
-crowd() {   # crowd ARGS...: crowd.py in the background until it is ready
-    coproc CROWD { exec /usr/bin/python3 "$here/crowd.py" "127.0.0.1:$port" "$@"; }
+crowd() {   # crowd OPTIONS...: `sluice bench --crowd-...` in the background until it is ready
+    coproc CROWD { exec "$SLUICE" bench -s "127.0.0.1:$port" "$@"; }
     crowd_pid=$CROWD_PID
     pids+=("$crowd_pid")
     local line
     read -r -t 120 line <&"${CROWD[0]}" && [[ $line == ready ]] ||
-        { echo "conns.sh: crowd.py $* did not get ready" >&2; exit 1; }
+        { echo "conns.sh: the crowd ($*) did not get ready" >&2; exit 1; }
+}
+
+crowd_end() {   # SIGTERM; it exits 1 if it lost a connection or was refused
+    kill "$crowd_pid"
+    wait "$crowd_pid" || { echo "conns.sh: the crowd failed (exit $?)" >&2; exit 1; }
 }
 
 printf '%-6s %-5s %-26s %10s %8s %8s %8s\n' size run beside msg/s ratio us/msg crowd%
@@ -55,16 +61,16 @@ for size in $SIZES; do
         crowd_pid=
         read -r alone cpu _ <<<"$(bench "$size")"
         printf '%-6s %-5s %-26s %10s %8s %8s %8s\n' "$size" "$run" "nothing" "$alone" 1.00 "$cpu" -
-        crowd idle "$IDLE"
+        crowd --crowd-idle "$IDLE"
         read -r rate cpu ccpu <<<"$(bench "$size")"
         printf '%-6s %-5s %-26s %10s %8.2f %8s %8s\n' "$size" "$run" "$IDLE idle connections" "$rate" \
             "$(awk -v a="$rate" -v b="$alone" 'BEGIN { print a / b }')" "$cpu" "$ccpu"
-        kill "$crowd_pid"; wait "$crowd_pid" 2>/dev/null || true
-        crowd active "$ACTIVE" "$RATE"
+        crowd_end
+        crowd --crowd-producers "$ACTIVE" --crowd-rate "$RATE"
         read -r rate cpu ccpu <<<"$(bench "$size")"
         printf '%-6s %-5s %-26s %10s %8.2f %8s %8s\n' "$size" "$run" "$ACTIVE producers at $RATE/s" "$rate" \
             "$(awk -v a="$rate" -v b="$alone" 'BEGIN { print a / b }')" "$cpu" "$ccpu"
-        kill "$crowd_pid"; wait "$crowd_pid" 2>/dev/null || true
+        crowd_end
         kill "$daemon"; wait "$daemon" 2>/dev/null || true
     done
 done
