@@ -9,11 +9,11 @@
 # crowd itself took meanwhile (on a 2-core machine that is taken from the
 # bench and the broker).
 #
-#   tests/bench/conns.sh         # IDLE=10000 ACTIVE=1000 RATE=5 RUNS=3 MESSAGES=400000
+#   tests/bench/conns.sh         # IDLE=10000 ACTIVE=1000 RATE=5 RUNS=3 MESSAGES=3000000
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 IDLE=${IDLE:-10000} ACTIVE=${ACTIVE:-1000} RATE=${RATE:-5}
-RUNS=${RUNS:-3} MESSAGES=${MESSAGES:-400000} SIZES=${SIZES:-64 1024}
+RUNS=${RUNS:-3} MESSAGES=${MESSAGES:-3000000} SIZES=${SIZES:-64 1024}
 ulimit -n "$(ulimit -Hn)"
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
