@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,6 +257,8 @@ static void relay_accept(relay_t *r)
             r->conns_cap = cap;
         }
         c->fd = fd;
+        /* As sluiced does: the floor is measured on the same transport. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
         proto_parser_init(&c->parser, RELAY_MAX_LINE, RELAY_MAX_MESSAGE);
         c->events = r->paused ? 0 : EPOLLIN;
         struct epoll_event ev = { .events = c->events, .data.ptr = c };
