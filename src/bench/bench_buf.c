@@ -3,8 +3,10 @@
  * taken from the front, added at the back, moved down only when that is
  * cheaper than growing.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench_int.h"
 
@@ -39,6 +41,26 @@ int bench_buf_put(bench_buf_t *b, const void *p, size_t n, size_t first)
     memcpy(b->p + b->len, p, n);
     b->len += n;
     return 0;
+}
+
+ssize_t bench_buf_write(bench_buf_t *b, int fd)
+{
+    ssize_t sent = 0;
+
+    while (b->off < b->len) {
+        ssize_t n = write(fd, b->p + b->off, b->len - b->off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        if (n <= 0)
+            return -1;
+        b->off += (size_t)n;
+        sent += n;
+    }
+    if (b->off == b->len)
+        b->off = b->len = 0;
+    return sent;
 }
 
 void bench_buf_free(bench_buf_t *b)

@@ -144,18 +144,8 @@ static void crowd_rewatch(crowd_conn_t *c)
 /* Write what c owes; -1 when the connection is broken. */
 static int crowd_flush(crowd_conn_t *c)
 {
-    while (c->out.off < c->out.len) {
-        ssize_t n = write(c->fd, c->out.p + c->out.off, c->out.len - c->out.off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            break;
-        if (n <= 0)
-            return -1;
-        c->out.off += (size_t)n;
-    }
-    if (c->out.off == c->out.len)
-        c->out.off = c->out.len = 0;
+    if (bench_buf_write(&c->out, c->fd) < 0)
+        return -1;
     crowd_rewatch(c);
     return 0;
 }

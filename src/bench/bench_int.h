@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "bench.h"
 #include "client.h"
@@ -114,6 +115,10 @@ typedef struct bench_buf {
 int bench_buf_room(bench_buf_t *b, size_t more, size_t first);
 /* Append p[0..n): 0, or -1 out of memory. */
 int bench_buf_put(bench_buf_t *b, const void *p, size_t n, size_t first);
+/* Write what it holds to fd until it is empty or the kernel is full (the
+ * buffer is reset when empty): the bytes written, or -1 when the peer is
+ * gone. */
+ssize_t bench_buf_write(bench_buf_t *b, int fd);
 /* Free it and leave it empty. */
 void bench_buf_free(bench_buf_t *b);
 

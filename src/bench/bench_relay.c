@@ -216,20 +216,12 @@ static int relay_read(relay_t *r, relay_conn_t *c)
 /* Write what c owes. -1: close it. */
 static int relay_write(relay_t *r, relay_conn_t *c)
 {
-    while (c->out.off < c->out.len) {
-        ssize_t n = write(c->fd, c->out.p + c->out.off, c->out.len - c->out.off);
-        if (n < 0 && errno == EAGAIN)
-            break;
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        c->out.off += (size_t)n;
-        if (c->consumer)
-            r->out_bytes -= (size_t)n;
-    }
-    if (c->out.off == c->out.len)
-        c->out.off = c->out.len = 0;
+    ssize_t n = bench_buf_write(&c->out, c->fd);
+
+    if (n < 0)
+        return -1;
+    if (c->consumer)
+        r->out_bytes -= (size_t)n;
     relay_watch(r, c, relay_want(r, c));
     return 0;
 }
