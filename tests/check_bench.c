@@ -125,6 +125,22 @@ START_TEST(test_payload_roundtrip_and_corruption)
                 buf[i] ^= (char)(1 << bit);
             }
         }
+        /* two different words swapped (within a lane or across lanes) are caught */
+        for (size_t i = BENCH_HDR_SIZE; i + 16 <= size; i += 8) {
+            for (size_t j = i + 8; j + 8 <= size && j <= i + 40; j += 8) {
+                char a[8], b[8];
+                memcpy(a, buf + i, 8);
+                memcpy(b, buf + j, 8);
+                if (memcmp(a, b, 8) == 0)
+                    continue;
+                memcpy(buf + i, b, 8);
+                memcpy(buf + j, a, 8);
+                if (bench_payload_check(buf, size, size, &out))
+                    ck_abort_msg("size %zu words at %zu and %zu swapped, not detected", size, i, j);
+                memcpy(buf + i, a, 8);
+                memcpy(buf + j, b, 8);
+            }
+        }
         /* truncated or wrong-sized payloads are corrupt */
         ck_assert(!bench_payload_check(buf, size - 1, size, &out));
         ck_assert(!bench_payload_check(buf, size, size + 1, &out));

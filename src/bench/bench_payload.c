@@ -7,16 +7,40 @@
 
 #include "bench.h"
 
+/* One word into a lane: a bijection of h, so any change survives. */
+static inline uint64_t bench_mix_word(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+    return h ^ (h >> 32);
+}
+
 /* A fast word-at-a-time hash: enough to notice any changed, moved or
  * missing byte, cheap enough not to slow the consumer down. Every step is
- * a bijection of h, so any change survives to the end. */
+ * a bijection of h, so any change survives to the end. Four lanes while 32
+ * bytes remain, so a word's multiply does not wait for the previous one's
+ * (one chain made the check of a 1 KiB payload 15 % of the bench's CPU);
+ * the lanes start apart and are folded in order, so a word moved from one
+ * lane to another still changes the sum. */
 static uint64_t bench_mix(uint64_t h, const unsigned char *p, size_t n)
 {
+    if (n >= 32) {
+        uint64_t l[4] = { h, h ^ 0x9E3779B97F4A7C15ull, h ^ 0xC2B2AE3D27D4EB4Full,
+                          h ^ 0x165667B19E3779F9ull };
+        for (; n >= 32; p += 32, n -= 32) {
+            for (int i = 0; i < 4; i++) {
+                uint64_t w;
+                memcpy(&w, p + 8 * i, 8);
+                l[i] = bench_mix_word(l[i], w);
+            }
+        }
+        h = l[0];
+        for (int i = 1; i < 4; i++)
+            h = bench_mix_word(h, l[i]);
+    }
     for (; n >= 8; p += 8, n -= 8) {
         uint64_t w;
         memcpy(&w, p, 8);
-        h = (h ^ w) * 0xFF51AFD7ED558CCDull;
-        h ^= h >> 32;
+        h = bench_mix_word(h, w);
     }
     for (; n > 0; p++, n--) {
         h = (h ^ *p) * 0xC4CEB9FE1A85EC53ull;
