@@ -112,7 +112,7 @@ void bconn_reply_body(bconn_t *c, const char *head, size_t hlen, const char *bod
 
 void bconn_reply_job(bconn_t *c, const char *head, size_t hlen, const msg_t *m)
 {
-    if (m->len < CONNHOST_LEND_MIN || !msg_pin(m)) {
+    if (!connhost_lend(m)) {
         bconn_reply_body(c, head, hlen, m->data, m->len);
         return;
     }

@@ -249,18 +249,12 @@ void conn_update_reading(conn_t *c)
     c->reading = want;
 }
 
-/* How much room the next read asks for: CONN_READ_MIN, doubled (up to
- * CONN_READ_MAX) after each read that filled all the room it had, since
- * the socket then likely holds more. One read per wakeup then soon takes a
- * whole window of PUBs (64 of 1 KiB is 67 KiB) instead of a quarter of it
- * per loop turn, and each turn's replies and pushes go out in one write.
- * (It was asked with FIONREAD: an ioctl before every read, a third of the
- * system-call time of a crowd of slow producers.) */
-static size_t conn_read_want(const conn_t *c)
-{
-    return c->read_want > CONN_READ_MIN ? c->read_want : CONN_READ_MIN;
-}
-
+/* The room the next read asks for (c->read_want): CONN_READ_MIN, doubled
+ * (up to CONN_READ_MAX) after each read that filled all the room it had,
+ * since the socket then likely holds more. One read per wakeup then soon
+ * takes a whole window of PUBs (64 of 1 KiB is 67 KiB) instead of a
+ * quarter of it per loop turn, and each turn's replies and pushes go out
+ * in one write. (It was asked with FIONREAD: an ioctl before every read.) */
 static void conn_read_learn(conn_t *c, size_t offered, ssize_t got)
 {
     if (got > 0 && (size_t)got == offered)
@@ -848,7 +842,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
     if (!c->peer_eof && (c->state == CONN_READING || c->state == CONN_WAITING ||
                          c->state == CONN_CONFIRMING)) {
         bool filling = c->pend && c->pend_have < c->pend->len;
-        bool room = conn_in_reserve(c, filling ? CONN_READ_MIN : conn_read_want(c));
+        bool room = conn_in_reserve(c, filling ? CONN_READ_MIN : c->read_want);
         if (!room && !filling) {
             /* No room: the buffer is full of commands not run yet (a
              * waiting GET or JOIN, output over its limit, or the fairness
@@ -905,7 +899,7 @@ static bool conn_on_deliver(void *ctx, const topic_t *t, const msg_t *m)
     const char *tname = topic_name(t, &tlen);
     char *p = NULL;
 
-    if (m->len >= CONNHOST_LEND_MIN && msg_pin(m))
+    if (connhost_lend(m))
         conn_push_lent(c, tname, tlen, m);
     else if (m->len <= CONN_OB_PUSH_MAX &&
              (p = conn_ob_room(c, PROTO_MSG_HDR_MAX + m->len + 2)) != NULL) {
@@ -1058,6 +1052,7 @@ conn_t *conn_new(connhost_t *host, int fd, const char *peer)
     c->host = host;
     c->fd = fd;
     c->state = CONN_READING; /* the start, not a change */
+    c->read_want = CONN_READ_MIN;
     proto_parser_init(&c->parser, host->cfg->limits.max_line, host->cfg->limits.max_message);
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->out = evbuffer_new();

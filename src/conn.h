@@ -42,7 +42,7 @@ typedef struct conn {
 
     char *in;                       /* input: in[in_off .. in_len) is unparsed; NOT NUL-terminated */
     size_t in_off, in_len, in_cap;
-    size_t read_want;               /* room the next read asks for (conn.c's conn_read_want) */
+    size_t read_want;               /* room the next read asks for (conn.c's conn_read_learn) */
     struct evbuffer *out;           /* replies and pushes not yet written */
     cfifo_t unconfirmed;            /* confirm mode: held PUBs and the replies behind them */
     bool out_full;                  /* output passed limits.output_buffer: no reads, no pushes */

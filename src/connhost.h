@@ -105,9 +105,17 @@ static inline void connhost_unlend(const void *data, size_t len, void *m)
     msg_unpin(m);
 }
 
-/* Append m's payload, which the caller has pinned (msg_pin), to out by
- * reference: writev sends it from the message, and the evbuffer unpins it
- * when done with it. If no chain can be had it is copied and unpinned now. */
+/* Should m's payload be lent rather than copied? True (and m pinned) when
+ * it is big enough and not lent already; the caller then puts what comes
+ * before it into out and calls connhost_add_lent. */
+static inline bool connhost_lend(const msg_t *m)
+{
+    return m->len >= CONNHOST_LEND_MIN && msg_pin(m);
+}
+
+/* Append m's payload, which connhost_lend pinned, to out by reference:
+ * writev sends it from the message, and the evbuffer unpins it when done
+ * with it. If no chain can be had it is copied and unpinned now. */
 static inline void connhost_add_lent(struct evbuffer *out, const msg_t *m)
 {
     if (evbuffer_add_reference(out, m->data, m->len, connhost_unlend, (void *)(uintptr_t)m) == 0)

@@ -696,17 +696,11 @@ END_TEST
  * worker intact. */
 enum { BS_BIG = 256 * 1024, BS_NBIG = 48 };
 
-static void bs_big_fill(char *buf, unsigned k)
-{
-    for (size_t i = 0; i < BS_BIG; i++)
-        buf[i] = (char)('a' + (k * 7 + i / 1000) % 26);
-}
-
 static void bs_big_put(tc_t *p, unsigned k, char *buf)
 {
     char head[64];
 
-    bs_big_fill(buf, k);
+    sd_pattern(buf, BS_BIG, k);
     snprintf(head, sizeof head, "put 0 0 60 %d\r\n", BS_BIG);
     bs_send(p, head);
     ck_assert_int_eq(tc_send(p, buf, BS_BIG), 0);
@@ -750,9 +744,7 @@ START_TEST(test_lent_jobs_outlive_their_delete)
         ck_assert_msg(sscanf(l, "RESERVED %llu %zu", &id, &n) == 2 && id == k && n == BS_BIG,
                       "got '%s', wanted RESERVED %u %d", l, k, BS_BIG);
         body = bs_body(w, n);
-        bs_big_fill(buf, k);
-        for (i = 0; i < n && body[i] == buf[i]; i++)
-            ;
+        i = sd_pattern_diff(body, n, k, buf);
         ck_assert_msg(i == n, "job %u: byte %zu is '%c', not '%c'", k, i, body[i], buf[i]);
         free(body);
     }

@@ -40,6 +40,22 @@ uint64_t sd_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+void sd_pattern(char *buf, size_t len, unsigned k)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (char)('a' + (k * 7 + i / 1000) % 26);
+}
+
+size_t sd_pattern_diff(const char *got, size_t len, unsigned k, char *want)
+{
+    size_t i = 0;
+
+    sd_pattern(want, len, k);
+    while (i < len && got[i] == want[i])
+        i++;
+    return i;
+}
+
 void sd_sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};

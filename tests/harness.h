@@ -36,6 +36,12 @@ int sd_free_port(void);
 
 const char *sd_bin(const char *envname, const char *fallback);
 
+/* A payload that tells messages apart: pattern k over len bytes, letters
+ * changing every 1000 bytes. sd_pattern_diff: the first byte of got that
+ * is not pattern k (len when none; want is scratch of len bytes). */
+void sd_pattern(char *buf, size_t len, unsigned k);
+size_t sd_pattern_diff(const char *got, size_t len, unsigned k, char *want);
+
 /* An installed program: $envname if set, else `name` on PATH (a static
  * buffer), else NULL. */
 const char *sd_which(const char *envname, const char *name);

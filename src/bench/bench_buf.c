@@ -1,5 +1,6 @@
 /* bench_buf.c: the flat byte buffer of the bench's own servers and
- * clients that are not client.c's (the relay floor, the crowd): bytes
+ * clients that are not client.c's (the relay floor, the crowd), and the
+ * Redis Streams consumer's list of ids to XACK: bytes
  * taken from the front, added at the back, moved down only when that is
  * cheaper than growing.
  */

@@ -103,7 +103,7 @@ extern const bench_target_t brl_target;   /* bench_rlist.c */
 extern const bench_target_t bbs_target;   /* bench_beanstalk.c */
 extern const bench_target_t bsl_relay_target; /* bench_sluice.c: sluice's client side, to the relay */
 
-/* ---- a flat byte buffer (bench_buf.c), for the relay and the crowd ---- */
+/* ---- a flat byte buffer (bench_buf.c): the relay, the crowd, the XACK ids ---- */
 
 typedef struct bench_buf {
     char *p;

@@ -371,8 +371,8 @@ static int brd_prod_reply(bench_worker_t *w, char *err, size_t errlen)
 
 /* Stream entry ids waiting for XACK, kept as one string of NUL-ended ids. */
 typedef struct brd_ids {
-    char *buf;
-    size_t len, cap, n;
+    bench_buf_t b;
+    size_t n;
 } brd_ids_t;
 
 /* One consumer's connection. */
@@ -388,19 +388,11 @@ static int brd_ids_add(void *arg, const char *id, size_t n)
 {
     brd_ids_t *ids = &((brd_cons_t *)arg)->ids;
 
-    if (ids->cap - ids->len < n + 1) {
-        size_t ncap = ids->cap ? ids->cap * 2 : 4096;
-        while (ncap - ids->len < n + 1)
-            ncap *= 2;
-        char *nb = realloc(ids->buf, ncap);
-        if (!nb)
-            return -1;
-        ids->buf = nb;
-        ids->cap = ncap;
-    }
-    memcpy(ids->buf + ids->len, id, n);
-    ids->buf[ids->len + n] = '\0';
-    ids->len += n + 1;
+    if (bench_buf_room(&ids->b, n + 1, 4096) < 0)
+        return -1;
+    memcpy(ids->b.p + ids->b.len, id, n);
+    ids->b.p[ids->b.len + n] = '\0';
+    ids->b.len += n + 1;
     ids->n++;
     return 0;
 }
@@ -419,7 +411,7 @@ static void brd_take(void *arg, const char *p, size_t n)
 static int brd_ack(brd_cons_t *s)
 {
     bench_worker_t *w = s->w;
-    const char *p = s->ids.buf;
+    const char *p = s->ids.b.p;
     const char *head[] = { "XACK", w->b->o.topic, BENCH_REDIS_GROUP };
 
     for (size_t done = 0; done < s->ids.n;) {
@@ -439,7 +431,7 @@ static int brd_ack(brd_cons_t *s)
         done += k;
         s->pending++;
     }
-    s->ids.len = s->ids.n = 0;
+    s->ids.b.len = s->ids.n = 0;
     return 0;
 }
 
@@ -530,7 +522,7 @@ static int brd_consume(bench_worker_t *w)
         if (brd_cons_replies(&s) < 0 || !bench_wait_until(w, deadline))
             break;
     }
-    free(s.ids.buf);
+    bench_buf_free(&s.ids.b);
     brd_rd_free(s.rd);
     return 0;
 }
